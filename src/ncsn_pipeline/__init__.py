@@ -1,0 +1,31 @@
+"""ncsn-pipeline: noise-conditional score networks and annealed Langevin dynamics for diffusers.
+
+Example:
+
+>>> import torch
+>>> from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, NCSNScheduler
+>>> pipe = NCSNPipeline(unet=GaussianMixtureScore.ncsn_toy(), scheduler=NCSNScheduler.from_preset("ncsn-toy"))
+>>> points = pipe(batch_size=8, generator=torch.Generator().manual_seed(0), output_type="np").images
+
+"""
+
+from .modeling_ncsn import NCSNScoreModel
+from .modeling_toy import GaussianMixtureScore, ToyScoreModel
+from .noise_schedules import NoiseSchedule, ncsnv2_noise_schedule
+from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
+from .scheduling_ncsn import NCSN_PRESETS, NCSNScheduler, NCSNSchedulerOutput
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GaussianMixtureScore",
+    "NCSNPipeline",
+    "NCSNPipelineOutput",
+    "NCSNScheduler",
+    "NCSNSchedulerOutput",
+    "NCSNScoreModel",
+    "NCSN_PRESETS",
+    "NoiseSchedule",
+    "ToyScoreModel",
+    "ncsnv2_noise_schedule",
+]

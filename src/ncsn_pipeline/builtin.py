@@ -1,0 +1,76 @@
+"""Built-in exact-score pipelines: sample them without any training or download.
+
+* ``"ncsn-toy"``: NCSN's two-Gaussian toy ``0.2 N((-5, -5), I) + 0.8 N((5, 5), I)`` with the
+  ``"ncsn-toy"`` annealing preset (Song & Ermon 2019, section 3.2).
+* ``"glyph-mixture"``: a 1x8x8 "image" mixture of five glyphs (bar, column, cross, frame,
+  diagonal) with unequal weights, sampled as images in ``[0, 1]``.
+
+Example:
+
+>>> from ncsn_pipeline.builtin import builtin_pipeline
+>>> pipe = builtin_pipeline("glyph-mixture")
+>>> pipe.sample_shape
+(1, 8, 8)
+
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+
+from .modeling_toy import GaussianMixtureScore
+from .pipeline_ncsn import NCSNPipeline
+from .scheduling_ncsn import NCSNScheduler
+
+GLYPH_WEIGHTS = [0.35, 0.25, 0.2, 0.12, 0.08]
+GLYPH_STD = 0.1
+
+
+def glyph_means() -> torch.Tensor:
+    """The five 1x8x8 glyphs of ``"glyph-mixture"`` (values in {0.1, 0.9}), shape (5, 1, 8, 8)."""
+    glyphs = torch.full((5, 8, 8), 0.1)
+    glyphs[0, 3:5, 1:7] = 0.9  # horizontal bar
+    glyphs[1, 1:7, 3:5] = 0.9  # vertical bar
+    glyphs[2, 3:5, 1:7] = glyphs[2, 1:7, 3:5] = 0.9  # cross
+    glyphs[3, 1:7, 1:7] = 0.9  # frame: a filled square ...
+    glyphs[3, 3:5, 3:5] = 0.1  # ... with a hole
+    glyphs[4, torch.arange(8), torch.arange(8)] = 0.9  # diagonal
+    return glyphs[:, None]
+
+
+def _ncsn_toy() -> NCSNPipeline:
+    return NCSNPipeline(unet=GaussianMixtureScore.ncsn_toy(), scheduler=NCSNScheduler.from_preset("ncsn-toy"))
+
+
+def _glyph_mixture() -> NCSNPipeline:
+    model = GaussianMixtureScore(weights=GLYPH_WEIGHTS, means=glyph_means().tolist(), stds=GLYPH_STD)
+    # sigma_max ~ largest distance between glyphs (NCSNv2 Technique 1); the rest was checked
+    # against the exact mode weights (tests/test_pipeline_exact.py).
+    scheduler = NCSNScheduler(
+        sigma_max=5.0, sigma_min=0.01, num_noise_levels=22, steps_per_level=20, step_lr=3e-5, final_denoise=True
+    )
+    return NCSNPipeline(unet=model, scheduler=scheduler, data_range=(0.0, 1.0))
+
+
+BUILTIN_PIPELINES: Dict[str, callable] = {"ncsn-toy": _ncsn_toy, "glyph-mixture": _glyph_mixture}
+
+
+def builtin_names() -> List[str]:
+    """Names accepted by `builtin_pipeline`."""
+    return sorted(BUILTIN_PIPELINES)
+
+
+def builtin_pipeline(name: str) -> NCSNPipeline:
+    """Build one of the exact-score pipelines shipped with the package.
+
+    Args:
+        name (`str`): ``"ncsn-toy"`` or ``"glyph-mixture"``.
+
+    Returns:
+        `NCSNPipeline`: Ready to sample on the CPU.
+    """
+    if name not in BUILTIN_PIPELINES:
+        raise ValueError(f"Unknown built-in model {name!r}; choose one of {builtin_names()}.")
+    return BUILTIN_PIPELINES[name]()

@@ -1,0 +1,470 @@
+# Copyright 2025 The ncsn-pipeline authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""NCSNv2 score network as a diffusers model.
+
+This module implements the RefineNet-style score network from
+
+    Yang Song and Stefano Ermon, "Improved Techniques for Training Score-Based Generative Models",
+    NeurIPS 2020, https://arxiv.org/abs/2006.09011 (reference code: https://github.com/ermongroup/ncsnv2).
+
+It is the unconditional ``NCSNv2`` network the paper uses for CIFAR-10 and CelebA: a ResNet encoder with
+dilated convolutions in the two deepest stages, followed by a RefineNet decoder (residual conv units,
+multi-resolution fusion and chained residual pooling). Following "technique 3" of the paper the network is
+not told the noise level; instead its output is divided by it, ``s(x, sigma) = s(x) / sigma``.
+
+The file depends only on ``torch``, ``diffusers`` and the standard library so that it can be copied verbatim
+next to the weights in a Hub repository.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.unets.unet_2d import UNet2DOutput
+from torch import nn
+
+__all__ = ["NCSNScoreModel"]
+
+# The smallest spatial side accepted: after the single 2x downsampling stage the feature maps must still have
+# more than one pixel, otherwise instance normalisation has no spatial statistics to compute.
+MIN_SAMPLE_SIDE = 4
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    """Validate an integer config value.
+
+    Args:
+        name (`str`): The argument name, used in the error message.
+        value (`object`): The value to check.
+        minimum (`int`): The smallest accepted value.
+
+    Returns:
+        `int`: `value` as a plain Python `int`.
+
+    Raises:
+        `ValueError`: If `value` is not an integer (booleans are rejected) or is smaller than `minimum`.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+class _InstanceNormPlusPlus(nn.Module):
+    """Non-conditional InstanceNorm++ (Song & Ermon 2019, appendix A).
+
+    Plain instance normalisation throws away the mean of every feature map, which for images is the colour
+    of the picture. InstanceNorm++ re-injects it: the per-channel means are standardised across channels and
+    added back with a learned weight `alpha`, before the usual affine `gamma`, `beta`.
+
+    Args:
+        num_channels (`int`): Number of feature channels (must be >= 2, the means are standardised across them).
+        eps (`float`, *optional*, defaults to 1e-5): Added to variances before taking square roots.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        # N(1, 0.02) for the multiplicative terms matches the reference initialisation.
+        self.alpha = nn.Parameter(torch.empty(num_channels).normal_(1.0, 0.02))
+        self.gamma = nn.Parameter(torch.empty(num_channels).normal_(1.0, 0.02))
+        self.beta = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Normalise `hidden` of shape (B, C, H, W); returns a tensor of the same shape."""
+        channel_means = hidden.mean(dim=(2, 3))
+        # Unbiased variance across channels, as in the reference implementation.
+        means_mean = channel_means.mean(dim=1, keepdim=True)
+        means_var = channel_means.var(dim=1, keepdim=True)
+        standardized_means = (channel_means - means_mean) / torch.sqrt(means_var + self.eps)
+
+        normalized = F.instance_norm(hidden, eps=self.eps)
+        normalized = normalized + standardized_means[:, :, None, None] * self.alpha[:, None, None]
+        return self.gamma[:, None, None] * normalized + self.beta[:, None, None]
+
+
+class _ConvMeanPool(nn.Module):
+    """A same-padded convolution followed by 2x2 mean pooling (halves H and W).
+
+    Args:
+        in_channels (`int`): Input channels.
+        out_channels (`int`): Output channels.
+        kernel_size (`int`): Odd kernel size (3 on the main path, 1 on the shortcut).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Apply the convolution, then average each 2x2 patch; H and W must be even."""
+        return F.avg_pool2d(self.conv(hidden), kernel_size=2)
+
+
+def _conv3x3(in_channels: int, out_channels: int, dilation: int = 1, bias: bool = True) -> nn.Conv2d:
+    """A 3x3 convolution padded so that it keeps the spatial size for any dilation.
+
+    Args:
+        in_channels (`int`): Input channels.
+        out_channels (`int`): Output channels.
+        dilation (`int`, *optional*, defaults to 1): Dilation of the kernel.
+        bias (`bool`, *optional*, defaults to `True`): Whether the convolution has a bias.
+
+    Returns:
+        `nn.Conv2d`: The convolution module.
+    """
+    return nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=bias)
+
+
+class _ResidualBlock(nn.Module):
+    """Pre-activation residual block: (InstanceNorm++ -> ELU -> conv) twice, plus a shortcut.
+
+    A "down" block with `dilation == 1` halves the resolution with mean pooling and uses a 1x1 conv + mean pool
+    shortcut. With `dilation > 1` the reference network keeps the resolution instead (dilation grows the
+    receptive field), but still gives the block a learned shortcut, a dilated 3x3 conv; this is reproduced
+    here because it is part of the published parameter count.
+
+    Args:
+        in_channels (`int`): Input channels.
+        out_channels (`int`): Output channels.
+        down (`bool`, *optional*, defaults to `False`): Whether this is a "down" block (see above).
+        dilation (`int`, *optional*, defaults to 1): Dilation of both 3x3 convolutions.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, down: bool = False, dilation: int = 1):
+        super().__init__()
+        self.normalize1 = _InstanceNormPlusPlus(in_channels)
+        if down:
+            # The channel change happens in the second conv for "down" blocks, in the first otherwise.
+            self.conv1 = _conv3x3(in_channels, in_channels, dilation)
+            self.normalize2 = _InstanceNormPlusPlus(in_channels)
+            if dilation == 1:
+                self.conv2 = _ConvMeanPool(in_channels, out_channels, kernel_size=3)
+                self.shortcut = _ConvMeanPool(in_channels, out_channels, kernel_size=1)
+            else:
+                self.conv2 = _conv3x3(in_channels, out_channels, dilation)
+                self.shortcut = _conv3x3(in_channels, out_channels, dilation)
+        else:
+            self.conv1 = _conv3x3(in_channels, out_channels, dilation)
+            self.normalize2 = _InstanceNormPlusPlus(out_channels)
+            self.conv2 = _conv3x3(out_channels, out_channels, dilation)
+            if in_channels == out_channels:
+                self.shortcut = nn.Identity()
+            elif dilation == 1:
+                self.shortcut = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+            else:
+                self.shortcut = _conv3x3(in_channels, out_channels, dilation)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Apply the block to `hidden` (B, C_in, H, W); returns (B, C_out, H', W')."""
+        residual = self.conv1(F.elu(self.normalize1(hidden)))
+        residual = self.conv2(F.elu(self.normalize2(residual)))
+        return self.shortcut(hidden) + residual
+
+
+class _ResidualConvUnit(nn.Module):
+    """RefineNet residual conv units (RCU): `num_blocks` x (ELU -> conv -> ELU -> conv, plus identity).
+
+    Args:
+        channels (`int`): Channels in and out.
+        num_blocks (`int`): Number of residual units applied in sequence.
+        num_stages (`int`, *optional*, defaults to 2): ELU + bias-free 3x3 conv pairs per unit.
+    """
+
+    def __init__(self, channels: int, num_blocks: int, num_stages: int = 2):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.ModuleList(_conv3x3(channels, channels, bias=False) for _ in range(num_stages))
+            for _ in range(num_blocks)
+        )
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Apply the units to `hidden` (B, C, H, W); returns the same shape."""
+        for convs in self.blocks:
+            residual = hidden
+            for conv in convs:
+                residual = conv(F.elu(residual))
+            hidden = hidden + residual
+        return hidden
+
+
+class _MultiResolutionFusion(nn.Module):
+    """RefineNet multi-resolution fusion (MSF): conv each input, resize to a common size, sum.
+
+    Args:
+        in_channels (`Sequence[int]`): Channels of each input.
+        out_channels (`int`): Channels of the fused output.
+    """
+
+    def __init__(self, in_channels: Sequence[int], out_channels: int):
+        super().__init__()
+        self.convs = nn.ModuleList(_conv3x3(channels, out_channels) for channels in in_channels)
+
+    def forward(self, inputs: Sequence[torch.Tensor], output_size: tuple[int, int]) -> torch.Tensor:
+        """Fuse `inputs` (one tensor per input branch) into a (B, out_channels, *output_size) tensor."""
+        fused = None
+        for conv, hidden in zip(self.convs, inputs):
+            hidden = F.interpolate(conv(hidden), size=output_size, mode="bilinear", align_corners=True)
+            fused = hidden if fused is None else fused + hidden
+        return fused
+
+
+class _ChainedResidualPooling(nn.Module):
+    """RefineNet chained residual pooling (CRP): a chain of 5x5 max-pool + conv stages whose outputs are summed.
+
+    Pooling with stride 1 gathers context from a growing neighbourhood without changing the resolution.
+
+    Args:
+        channels (`int`): Channels in and out.
+        num_stages (`int`, *optional*, defaults to 2): Length of the pooling chain.
+    """
+
+    def __init__(self, channels: int, num_stages: int = 2):
+        super().__init__()
+        self.convs = nn.ModuleList(_conv3x3(channels, channels, bias=False) for _ in range(num_stages))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Apply the chain to `hidden` (B, C, H, W); returns the same shape."""
+        hidden = F.elu(hidden)
+        path = hidden
+        for conv in self.convs:
+            path = conv(F.max_pool2d(path, kernel_size=5, stride=1, padding=2))
+            hidden = hidden + path
+        return hidden
+
+
+class _RefineBlock(nn.Module):
+    """A RefineNet block: RCUs per input, multi-resolution fusion, chained residual pooling, output RCUs.
+
+    Args:
+        in_channels (`Sequence[int]`): Channels of each input branch. With a single branch (the deepest
+            block) there is nothing to fuse and the MSF step is skipped.
+        out_channels (`int`): Channels of the output. With a single branch it must equal `in_channels[0]`.
+        end (`bool`, *optional*, defaults to `False`): The last block gets 3 output RCUs instead of 1.
+    """
+
+    def __init__(self, in_channels: Sequence[int], out_channels: int, end: bool = False):
+        super().__init__()
+        self.adapt_convs = nn.ModuleList(_ResidualConvUnit(channels, num_blocks=2) for channels in in_channels)
+        self.msf = _MultiResolutionFusion(in_channels, out_channels) if len(in_channels) > 1 else None
+        self.crp = _ChainedResidualPooling(out_channels)
+        self.output_convs = _ResidualConvUnit(out_channels, num_blocks=3 if end else 1)
+
+    def forward(self, inputs: Sequence[torch.Tensor], output_size: tuple[int, int]) -> torch.Tensor:
+        """Refine `inputs` (one tensor per branch) into a (B, out_channels, *output_size) tensor."""
+        adapted = [adapt(hidden) for adapt, hidden in zip(self.adapt_convs, inputs)]
+        hidden = adapted[0] if self.msf is None else self.msf(adapted, output_size)
+        return self.output_convs(self.crp(hidden))
+
+
+class NCSNScoreModel(ModelMixin, ConfigMixin):
+    r"""NCSNv2 score network ``s(x, sigma)`` estimating the score of noisy data, with a diffusers interface.
+
+    The architecture is the ``NCSNv2`` RefineNet of Song & Ermon (2020) used for CIFAR-10 and CelebA. With
+    ``C = ngf``:
+
+    - ``begin_conv``: 3x3 conv, ``in_channels -> C``;
+    - encoder: ``res1`` two residual blocks at ``C`` (full resolution); ``res2`` a "down" block ``C -> 2C``
+      (conv + 2x2 mean pool, the only downsampling) and a plain block; ``res3`` and ``res4`` a "down" block
+      and a plain block each at ``2C`` with dilation 2 and 4 (dilated "down" blocks keep the resolution);
+    - decoder: four RefineNet blocks fusing ``res4``, then ``res3``, ``res2`` (to ``C`` channels) and
+      ``res1`` (back to full resolution);
+    - head: InstanceNorm++, ELU, 3x3 conv ``C -> in_channels``, and the division by ``sigma``.
+
+    The network is not conditioned on the noise level other than through that final ``1 / sigma`` factor
+    (technique 3 of the paper). All normalisation layers are the non-conditional InstanceNorm++ and all
+    activations are ELU. With the paper's CIFAR-10 settings (``in_channels=3, ngf=128``) the model has exactly
+    29,694,083 parameters, the published figure.
+
+    The parameters mirror the reference code one-to-one and keep its state-dict keys, except inside the
+    residual conv units, where ``...adapt_convs.K.blocks.I.J.weight`` here corresponds to
+    ``...adapt_convs.K.{I+1}_{J+1}_conv.weight`` there (likewise for ``output_convs``). A reference checkpoint
+    therefore loads after that rename, after dropping the reference's ``sigmas`` buffer and any ``module.``
+    prefix left by ``DataParallel``.
+
+    Differences from the reference code:
+
+    - The reference maps inputs from ``[0, 1]`` to ``[-1, 1]`` (``2 * x - 1``) inside ``forward``. That step has
+      no parameters and is left out: ``sample`` is fed to ``begin_conv`` as it is, so the caller chooses the
+      data range (and must use the same one in training and sampling).
+    - The reference looks ``sigma`` up from an index into its own noise table; here ``timestep`` *is* the noise
+      level, so the noise schedule lives entirely in the scheduler.
+
+    Args:
+        in_channels (`int`, *optional*, defaults to 3):
+            Number of image channels (>= 1). The score has the same number of channels.
+        sample_size (`int`, *optional*, defaults to 32):
+            Default side length of generated images (even, >= 4); used by pipelines through
+            [`~NCSNScoreModel.sample_shape`]. The network itself accepts any even height and width >= 4.
+        ngf (`int`, *optional*, defaults to 128):
+            Base number of feature channels (>= 2); the deeper stages use ``2 * ngf``. Small values such as 8
+            or 16 give tiny models for tests and CPU experiments.
+
+    Example:
+
+    ```py
+    >>> import torch
+    >>> from ncsn_pipeline.modeling_ncsn import NCSNScoreModel
+
+    >>> model = NCSNScoreModel(in_channels=1, sample_size=8, ngf=8)
+    >>> model.sample_shape
+    (1, 8, 8)
+    >>> noisy = torch.randn(2, 1, 8, 8)
+    >>> score = model(noisy, timestep=torch.tensor([0.5, 1.0])).sample
+    >>> score.shape
+    torch.Size([2, 1, 8, 8])
+
+    ```
+    """
+
+    @register_to_config
+    def __init__(self, in_channels: int = 3, sample_size: int = 32, ngf: int = 128):
+        super().__init__()
+        in_channels = _check_int("in_channels", in_channels, 1)
+        sample_size = _check_int("sample_size", sample_size, MIN_SAMPLE_SIDE)
+        if sample_size % 2:
+            raise ValueError(f"`sample_size` must be even (and >= {MIN_SAMPLE_SIDE}), got {sample_size}.")
+        ngf = _check_int("ngf", ngf, 2)
+
+        wide = 2 * ngf
+        self.begin_conv = nn.Conv2d(in_channels, ngf, 3, padding=1)
+        self.res1 = nn.ModuleList([_ResidualBlock(ngf, ngf), _ResidualBlock(ngf, ngf)])
+        self.res2 = nn.ModuleList([_ResidualBlock(ngf, wide, down=True), _ResidualBlock(wide, wide)])
+        self.res3 = nn.ModuleList(
+            [_ResidualBlock(wide, wide, down=True, dilation=2), _ResidualBlock(wide, wide, dilation=2)]
+        )
+        self.res4 = nn.ModuleList(
+            [_ResidualBlock(wide, wide, down=True, dilation=4), _ResidualBlock(wide, wide, dilation=4)]
+        )
+        self.refine1 = _RefineBlock([wide], wide)
+        self.refine2 = _RefineBlock([wide, wide], wide)
+        self.refine3 = _RefineBlock([wide, wide], ngf)
+        self.refine4 = _RefineBlock([ngf, ngf], ngf, end=True)
+        self.normalizer = _InstanceNormPlusPlus(ngf)
+        self.end_conv = nn.Conv2d(ngf, in_channels, 3, padding=1)
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        """`tuple[int, int, int]`: Shape ``(in_channels, sample_size, sample_size)`` of one generated sample."""
+        return (self.config.in_channels, self.config.sample_size, self.config.sample_size)
+
+    def _check_sample(self, sample: torch.Tensor) -> None:
+        """Raise unless `sample` is a floating (B, in_channels, H, W) tensor with even H, W >= 4."""
+        if not isinstance(sample, torch.Tensor):
+            raise TypeError(f"`sample` must be a torch.Tensor of shape (B, C, H, W), got {type(sample).__name__}.")
+        if sample.ndim != 4:
+            raise ValueError(f"`sample` must be 4-D (B, C, H, W), got shape {tuple(sample.shape)}.")
+        if not sample.is_floating_point():
+            raise ValueError(f"`sample` must have a floating point dtype, got {sample.dtype}.")
+        if sample.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"`sample` has {sample.shape[1]} channels, expected in_channels={self.config.in_channels}."
+            )
+        height, width = sample.shape[2:]
+        if height % 2 or width % 2 or height < MIN_SAMPLE_SIDE or width < MIN_SAMPLE_SIDE:
+            raise ValueError(f"`sample` height and width must be even and >= {MIN_SAMPLE_SIDE}, got {height}x{width}.")
+
+    @staticmethod
+    def _sigma_per_example(
+        timestep: torch.Tensor | float, batch_size: int, device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """Turn `timestep` (the noise level) into a validated (B,) tensor on `device` with `dtype`."""
+        if isinstance(timestep, torch.Tensor):
+            if timestep.ndim != 0 and tuple(timestep.shape) != (batch_size,):
+                raise ValueError(
+                    f"`timestep` (the noise level sigma) must be a scalar or have shape ({batch_size},) to "
+                    f"match the batch, got shape {tuple(timestep.shape)}."
+                )
+            requested = timestep.detach()
+        elif isinstance(timestep, numbers.Real) and not isinstance(timestep, bool):
+            # float64 on the CPU keeps the value exact for the error message below.
+            requested = torch.tensor(float(timestep), dtype=torch.float64)
+        else:
+            raise TypeError(
+                "`timestep` (the noise level sigma) must be a float or a tensor of shape () or "
+                f"({batch_size},), got {type(timestep).__name__}."
+            )
+        sigma = requested.to(device=device, dtype=dtype)
+        # Validated after the cast so that values which under- or overflow the model dtype are caught too;
+        # a single `.any()` keeps it to one host-device synchronisation.
+        invalid = ~(torch.isfinite(sigma) & (sigma > 0))
+        if bool(invalid.any()):
+            bad_values = requested[invalid.to(requested.device)].tolist()
+            shown = bad_values[0] if requested.ndim == 0 else bad_values
+            raise ValueError(
+                f"`timestep` (the noise level sigma) must be finite and > 0 in the model dtype {dtype}, got {shown}."
+            )
+        return sigma.expand(batch_size)
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float,
+        return_dict: bool = True,
+    ) -> UNet2DOutput | tuple[torch.Tensor]:
+        r"""Estimate the score ``grad_x log p_sigma(x)`` of the data perturbed with Gaussian noise of std ``sigma``.
+
+        Args:
+            sample (`torch.Tensor`):
+                Noisy images of shape ``(B, in_channels, H, W)``, floating point, with even ``H`` and ``W`` >= 4.
+            timestep (`torch.Tensor` or `float`):
+                The noise level ``sigma`` itself (not an index): a Python number, a 0-d tensor shared by the
+                batch, or a tensor of shape ``(B,)`` with one value per example. Every value must be finite and
+                > 0.
+            return_dict (`bool`, *optional*, defaults to `True`):
+                Whether to return a [`~models.unets.unet_2d.UNet2DOutput`] instead of a plain tuple.
+
+        Returns:
+            [`~models.unets.unet_2d.UNet2DOutput`] or `tuple`: The score, a tensor of the same shape and dtype as
+            `sample`, in ``.sample`` (or as the only element of the tuple if `return_dict` is `False`).
+
+        Raises:
+            `ValueError`: If `sample` is not a floating 4-D tensor with ``in_channels`` channels and even
+                ``H``, ``W`` >= 4, or if `timestep` has the wrong shape or a non-positive or non-finite value.
+            `TypeError`: If `sample` is not a tensor, or `timestep` is neither a tensor nor a real number.
+        """
+        self._check_sample(sample)
+        # Computing in the model's dtype lets a float32 model score float16/float64 inputs and vice versa.
+        compute_dtype = self.dtype
+        sigma = self._sigma_per_example(timestep, sample.shape[0], sample.device, compute_dtype)
+
+        hidden = self.begin_conv(sample.to(compute_dtype))
+        layer1 = hidden
+        for block in self.res1:
+            layer1 = block(layer1)
+        layer2 = layer1
+        for block in self.res2:
+            layer2 = block(layer2)
+        layer3 = layer2
+        for block in self.res3:
+            layer3 = block(layer3)
+        layer4 = layer3
+        for block in self.res4:
+            layer4 = block(layer4)
+
+        refined = self.refine1([layer4], layer4.shape[2:])
+        refined = self.refine2([layer3, refined], layer3.shape[2:])
+        refined = self.refine3([layer2, refined], layer2.shape[2:])
+        refined = self.refine4([layer1, refined], layer1.shape[2:])
+
+        score = self.end_conv(F.elu(self.normalizer(refined)))
+        score = (score / sigma[:, None, None, None]).to(sample.dtype)
+
+        if not return_dict:
+            return (score,)
+        return UNet2DOutput(sample=score)

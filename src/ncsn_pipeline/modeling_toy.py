@@ -1,0 +1,222 @@
+"""Small score models: an exact Gaussian-mixture score and an MLP for low-dimensional data.
+
+Both follow the package's score contract, ``model(sample, timestep).sample = s(x, sigma)`` with the
+noise level ``sigma`` passed as ``timestep``, so every scheduler and `NCSNPipeline` can drive them.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Sequence, Tuple, Union
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.unets.unet_2d import UNet2DOutput
+from torch import nn
+
+
+def _sigma_per_example(timestep: Union[float, torch.Tensor], sample: torch.Tensor) -> torch.Tensor:
+    """Return the noise level as a ``(batch,)`` tensor on the sample's device, validated."""
+    sigma = torch.as_tensor(timestep, device=sample.device)
+    if sigma.ndim == 0:
+        sigma = sigma.expand(sample.shape[0])
+    elif sigma.shape != (sample.shape[0],):
+        raise ValueError(
+            f"timestep (the noise level sigma) must be a scalar or of shape ({sample.shape[0]},), "
+            f"got shape {tuple(sigma.shape)}."
+        )
+    if not (torch.isfinite(sigma) & (sigma > 0)).all():
+        raise ValueError(f"timestep (the noise level sigma) must be positive and finite, got {sigma.tolist()}.")
+    return sigma
+
+
+class GaussianMixtureScore(ModelMixin, ConfigMixin):
+    r"""Exact score of a Gaussian mixture perturbed by Gaussian noise, for checking samplers.
+
+    The data distribution is ``p(x) = sum_k w_k N(x; mu_k, s_k**2 I)``. Perturbed by ``N(0, sigma**2 I)``
+    it stays a mixture, ``p_sigma(x) = sum_k w_k N(x; mu_k, (s_k**2 + sigma**2) I)``, whose score is
+
+        s(x, sigma) = sum_k r_k(x) (mu_k - x) / (s_k**2 + sigma**2),
+
+    with the posterior responsibilities ``r_k(x) ∝ w_k N(x; mu_k, (s_k**2 + sigma**2) I)`` (computed
+    with log-sum-exp, in float64). Any sampler driven by this model samples the true perturbed
+    distribution up to its own discretisation error, so its statistics can be tested exactly:
+    NCSN's toy (section 3.2) is ``GaussianMixtureScore.ncsn_toy()``.
+
+    The model has no trainable parameters; its configuration (``config.json``) is the whole
+    definition. The means, weights and variances are kept as (saved) float64 buffers.
+
+    Args:
+        weights (`Sequence[float]`): Mixture weights ``w_k``, positive, summing to 1 (within 1e-6).
+        means (`Sequence`): Mode means ``mu_k``, one per weight; each mode is an array of the data
+            shape, e.g. ``[[-5, -5], [5, 5]]`` for 2-D points or ``K`` nested ``1 x 8 x 8`` lists
+            for images. The data shape (``sample_shape``) is the shape of one mean.
+        stds (`Sequence[float]` or `float`): Per-mode standard deviations ``s_k > 0`` (a single
+            number is used for every mode).
+
+    Example:
+        >>> import torch
+        >>> model = GaussianMixtureScore.ncsn_toy()
+        >>> model(torch.tensor([[5.0, 5.0]]), torch.tensor([1.0])).sample  # at a mode the score is 0
+        tensor([[0., 0.]])
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        weights: Sequence[float] = (0.2, 0.8),
+        means: Sequence = ((-5.0, -5.0), (5.0, 5.0)),
+        stds: Union[Sequence[float], float] = (1.0, 1.0),
+    ):
+        super().__init__()
+        weights_t = torch.as_tensor(weights, dtype=torch.float64)
+        means_t = torch.as_tensor(means, dtype=torch.float64)
+        if weights_t.ndim != 1 or len(weights_t) < 1:
+            raise ValueError(f"weights must be a non-empty list of numbers, got {weights!r}.")
+        if not torch.isfinite(weights_t).all() or (weights_t <= 0).any() or abs(weights_t.sum().item() - 1) > 1e-6:
+            raise ValueError(f"weights must be positive and sum to 1, got {weights_t.tolist()}.")
+        if means_t.ndim < 2 or means_t.shape[0] != len(weights_t):
+            raise ValueError(
+                f"means must hold one array per weight ({len(weights_t)} weights), got shape {tuple(means_t.shape)}."
+            )
+        if not torch.isfinite(means_t).all():
+            raise ValueError("means must be finite.")
+        if isinstance(stds, numbers.Real):
+            stds = [float(stds)] * len(weights_t)
+        stds_t = torch.as_tensor(stds, dtype=torch.float64)
+        if stds_t.shape != weights_t.shape or not torch.isfinite(stds_t).all() or (stds_t <= 0).any():
+            raise ValueError(f"stds must be {len(weights_t)} positive finite numbers, got {stds!r}.")
+        # Store plain lists in the config so it is JSON-serialisable whatever the caller passed.
+        self.register_to_config(weights=weights_t.tolist(), means=means_t.tolist(), stds=stds_t.tolist())
+        self.register_buffer("mode_log_weights", weights_t.log())
+        self.register_buffer("mode_means", means_t.reshape(len(weights_t), -1))
+        self.register_buffer("mode_variances", stds_t**2)
+
+    @property
+    def sample_shape(self) -> Tuple[int, ...]:
+        """Shape of one sample (the shape of one mean)."""
+        return tuple(torch.as_tensor(self.config.means).shape[1:])
+
+    @classmethod
+    def ncsn_toy(cls) -> GaussianMixtureScore:
+        """NCSN's toy distribution ``0.2 N((-5, -5), I) + 0.8 N((5, 5), I)`` (Song & Ermon 2019, section 3.2)."""
+        return cls(weights=[0.2, 0.8], means=[[-5.0, -5.0], [5.0, 5.0]], stds=[1.0, 1.0])
+
+    def log_prob(self, sample: torch.Tensor, sigma: Union[float, torch.Tensor]) -> torch.Tensor:
+        """Log-density of the ``sigma``-perturbed mixture at ``sample`` (float64, one value per example).
+
+        Args:
+            sample (`torch.Tensor`): Points of shape ``(batch, *sample_shape)``.
+            sigma (`float` or `torch.Tensor`): Noise level, scalar or ``(batch,)``.
+
+        Returns:
+            `torch.Tensor`: ``log p_sigma(x)``, shape ``(batch,)``.
+        """
+        flat, variances = self._flatten(sample, sigma)
+        return torch.logsumexp(self._log_joint(flat, variances), dim=1)
+
+    def _flatten(self, sample: torch.Tensor, sigma: Union[float, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        if tuple(sample.shape[1:]) != self.sample_shape:
+            raise ValueError(
+                f"sample must have shape (batch, {', '.join(map(str, self.sample_shape))}), got {tuple(sample.shape)}."
+            )
+        sigma = _sigma_per_example(sigma, sample).to(torch.float64)
+        flat = sample.reshape(sample.shape[0], -1).to(torch.float64)
+        # Variance of every mode at every example's noise level: (batch, K).
+        return flat, self.mode_variances[None, :] + sigma[:, None] ** 2
+
+    def _log_joint(self, flat: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
+        """``log w_k + log N(x; mu_k, v_k I)`` for every example and mode, shape (batch, K)."""
+        dim = flat.shape[1]
+        squared_distances = torch.cdist(flat, self.mode_means) ** 2
+        return (
+            self.mode_log_weights - 0.5 * squared_distances / variances - 0.5 * dim * torch.log(2 * math.pi * variances)
+        )
+
+    def forward(
+        self, sample: torch.Tensor, timestep: Union[float, torch.Tensor], return_dict: bool = True
+    ) -> Union[UNet2DOutput, Tuple[torch.Tensor]]:
+        """Exact score ``grad_x log p_sigma(x)`` of the perturbed mixture.
+
+        Args:
+            sample (`torch.Tensor`): Points of shape ``(batch, *sample_shape)``.
+            timestep (`float` or `torch.Tensor`): The noise level ``sigma``, scalar or ``(batch,)``.
+            return_dict (`bool`, defaults to `True`): Return a `UNet2DOutput` instead of a tuple.
+
+        Returns:
+            `UNet2DOutput` or `tuple`: ``.sample`` is the score, same shape and dtype as ``sample``.
+        """
+        flat, variances = self._flatten(sample, timestep)
+        # 1. Responsibilities r_k(x) of each mode under the perturbed mixture.
+        responsibilities = torch.softmax(self._log_joint(flat, variances), dim=1)
+        # 2. Score = sum_k r_k (mu_k - x) / v_k, i.e. (sum_k (r_k / v_k) mu_k) - (sum_k r_k / v_k) x.
+        weighted = responsibilities / variances
+        score = weighted @ self.mode_means - weighted.sum(dim=1, keepdim=True) * flat
+        score = score.reshape(sample.shape).to(sample.dtype)
+        if not return_dict:
+            return (score,)
+        return UNet2DOutput(sample=score)
+
+
+class ToyScoreModel(ModelMixin, ConfigMixin):
+    r"""A small noise-conditional MLP score network for low-dimensional data (2-D toys).
+
+    ``s(x, sigma) = MLP([x, log(sigma)]) / sigma``: the noise level enters as ``log(sigma)`` (scale-free
+    over a wide range of levels) and the output is divided by ``sigma``, as NCSNv2's Technique 3 does
+    for images, so that the network's output has unit scale at every level (the true score of data
+    perturbed by ``N(0, sigma**2 I)`` grows like ``1 / sigma``).
+
+    Args:
+        data_dim (`int`, defaults to 2): Dimensions of one example.
+        hidden_size (`int`, defaults to 128): Width of the hidden layers.
+        num_layers (`int`, defaults to 3): Number of hidden layers (>= 1).
+
+    Example:
+        >>> import torch
+        >>> model = ToyScoreModel(data_dim=2, hidden_size=32)
+        >>> model(torch.zeros(5, 2), torch.full((5,), 0.5)).sample.shape
+        torch.Size([5, 2])
+    """
+
+    @register_to_config
+    def __init__(self, data_dim: int = 2, hidden_size: int = 128, num_layers: int = 3):
+        super().__init__()
+        for name, value in (("data_dim", data_dim), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        layers = []
+        width_in = data_dim + 1
+        for _ in range(num_layers):
+            layers += [nn.Linear(width_in, hidden_size), nn.SiLU()]
+            width_in = hidden_size
+        layers.append(nn.Linear(hidden_size, data_dim))
+        self.net = nn.Sequential(*layers)
+
+    @property
+    def sample_shape(self) -> Tuple[int]:
+        """Shape of one sample: ``(data_dim,)``."""
+        return (self.config.data_dim,)
+
+    def forward(
+        self, sample: torch.Tensor, timestep: Union[float, torch.Tensor], return_dict: bool = True
+    ) -> Union[UNet2DOutput, Tuple[torch.Tensor]]:
+        """Estimate the score ``s(x, sigma)``.
+
+        Args:
+            sample (`torch.Tensor`): Points of shape ``(batch, data_dim)``.
+            timestep (`float` or `torch.Tensor`): The noise level ``sigma``, scalar or ``(batch,)``.
+            return_dict (`bool`, defaults to `True`): Return a `UNet2DOutput` instead of a tuple.
+
+        Returns:
+            `UNet2DOutput` or `tuple`: ``.sample`` is the score estimate, shape ``(batch, data_dim)``.
+        """
+        if sample.ndim != 2 or sample.shape[1] != self.config.data_dim:
+            raise ValueError(f"sample must have shape (batch, {self.config.data_dim}), got {tuple(sample.shape)}.")
+        sigma = _sigma_per_example(timestep, sample).to(sample.dtype)
+        features = torch.cat([sample, sigma.log()[:, None]], dim=1)
+        score = self.net(features) / sigma[:, None]
+        if not return_dict:
+            return (score,)
+        return UNet2DOutput(sample=score)

@@ -1,0 +1,230 @@
+"""`NCSNPipeline`: unconditional sampling from a noise-conditional score model."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+from safetensors import SafetensorError
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+@dataclass
+class NCSNPipelineOutput(BaseOutput):
+    """Output of `NCSNPipeline`.
+
+    Args:
+        images (`List[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`): The samples. For image data
+            (the pipeline has a ``data_range``): PIL images, or arrays in ``[0, 1]`` (``np``: NHWC,
+            ``pt``: NCHW). For other data (``data_range`` is ``None``): the raw samples, shape
+            ``(batch, *sample_shape)``.
+    """
+
+    images: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
+
+    @property
+    def samples(self) -> Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]:
+        """The same as ``images``; the natural name for non-image data such as 2-D points."""
+        return self.images
+
+
+class NCSNPipeline(DiffusionPipeline):
+    r"""Sample a noise-conditional score model with a score-based sampler (annealed Langevin dynamics by default).
+
+    Song & Ermon (2019), "Generative Modeling by Estimating Gradients of the Data Distribution"
+    (https://arxiv.org/abs/1907.05600): start from ``N(0, sigma_max**2 I)`` and let the scheduler move
+    the sample along the model's score ``s(x, sigma)`` through decreasing noise levels.
+
+    Args:
+        unet ([`ModelMixin`]): Score model called as ``unet(sample, sigma).sample`` (`NCSNScoreModel`,
+            `ToyScoreModel`, `GaussianMixtureScore`, or a diffusers ``UNet2DModel`` with
+            ``time_embedding_type="fourier"``).
+        scheduler ([`SchedulerMixin`]): A sampler that consumes scores, e.g. `NCSNScheduler`.
+        data_range (`Tuple[float, float]`, *optional*): The range of the training data, e.g. ``(0, 1)``
+            as NCSN uses for images, or ``(-1, 1)``. When set, outputs are clipped to it and mapped to
+            images; when ``None`` (non-image data such as 2-D points) raw samples are returned and
+            ``output_type="pil"`` is refused. Saved in ``model_index.json``.
+
+    Example:
+        >>> import torch
+        >>> from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, NCSNScheduler
+        >>> pipe = NCSNPipeline(unet=GaussianMixtureScore.ncsn_toy(), scheduler=NCSNScheduler.from_preset("ncsn-toy"))
+        >>> points = pipe(batch_size=500, generator=torch.Generator().manual_seed(0), output_type="np").images
+        >>> points.shape
+        (500, 2)
+    """
+
+    model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["sample"]
+
+    def __init__(self, unet, scheduler, data_range: Optional[Sequence[float]] = None):
+        super().__init__()
+        if data_range is not None:
+            low_high = [float(value) for value in data_range] if isinstance(data_range, (list, tuple)) else []
+            if len(low_high) != 2 or not all(map(math.isfinite, low_high)) or low_high[0] >= low_high[1]:
+                raise ValueError(
+                    f"data_range must be two finite numbers (low, high) with low < high, got {data_range!r}."
+                )
+            data_range = low_high
+        self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(data_range=data_range)
+
+    @property
+    def sample_shape(self) -> Tuple[int, ...]:
+        """Shape of one sample, from the score model's config."""
+        if hasattr(self.unet, "sample_shape"):
+            return tuple(self.unet.sample_shape)
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else size
+        return (self.unet.config.in_channels, height, width)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs) -> NCSNPipeline:
+        """Load a saved pipeline; weights only from safetensors files, checked to be finite.
+
+        Takes the same arguments as [`DiffusionPipeline.from_pretrained`]; ``use_safetensors`` defaults
+        to `True` so that no pickle file is ever loaded.
+
+        Raises:
+            ValueError: If a weight file is truncated or corrupted (the message names the folder), or if
+                a weight is NaN or infinite.
+        """
+        kwargs.setdefault("use_safetensors", True)
+        try:
+            pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except SafetensorError as error:
+            raise ValueError(
+                f"Could not read the weights of the pipeline in {os.fspath(pretrained_model_name_or_path)!r}: "
+                f"a safetensors file is truncated or corrupted ({error}). Download or save it again."
+            ) from error
+        for name, tensor in pipe.unet.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise ValueError(
+                    f"The weights loaded from {os.fspath(pretrained_model_name_or_path)!r} contain NaN or infinite "
+                    f"values in {name!r}: the checkpoint is broken."
+                )
+        return pipe
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs) -> None:
+        """Save the pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``) with safetensors weights.
+
+        Takes the same arguments as [`DiffusionPipeline.save_pretrained`]; ``safe_serialization`` is
+        always `True`.
+        """
+        if kwargs.get("safe_serialization", True) is not True:
+            raise ValueError(
+                "NCSNPipeline saves weights only as safetensors; safe_serialization=False is not supported."
+            )
+        kwargs["safe_serialization"] = True
+        super().save_pretrained(save_directory, **kwargs)
+
+    def _postprocess(self, sample: torch.Tensor, output_type: str):
+        data_range = self.config.data_range
+        if data_range is None:
+            if output_type == "pil":
+                raise ValueError(
+                    'output_type="pil" needs image data, but this pipeline has data_range=None (raw, non-image '
+                    'samples); use output_type="np" or "pt", or build the pipeline with data_range=(0, 1).'
+                )
+            return sample.cpu().numpy() if output_type == "np" else sample
+        low, high = data_range
+        images = ((sample.clamp(low, high) - low) / (high - low)).float()
+        if output_type == "pt":
+            return images
+        images = images.cpu().permute(0, 2, 3, 1).numpy()
+        return images if output_type == "np" else self.numpy_to_pil(images)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        num_inference_steps: Optional[int] = None,
+        steps_per_level: Optional[int] = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Optional[Callable[[NCSNPipeline, int, torch.Tensor, Dict[str, Any]], Dict]] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
+    ) -> Union[NCSNPipelineOutput, Tuple]:
+        r"""Generate samples.
+
+        Args:
+            batch_size (`int`, defaults to 1): Number of samples.
+            generator (`torch.Generator` or list, *optional*): Makes sampling deterministic.
+            num_inference_steps (`int`, *optional*): Number of noise levels to anneal through (defaults to
+                the scheduler's ``num_noise_levels``). With `NCSNScheduler` the model is called
+                ``num_inference_steps * steps_per_level`` times (+1 for the final denoising step).
+            steps_per_level (`int`, *optional*): Langevin steps per level for `NCSNScheduler` (defaults to
+                its config). Ignored by schedulers without that notion.
+            output_type (`str`, defaults to ``"pil"``): ``"pil"``, ``"np"`` or ``"pt"``.
+            return_dict (`bool`, defaults to `True`): Return an `NCSNPipelineOutput` instead of a tuple.
+            callback_on_step_end (`Callable`, *optional*): Called after every step as
+                ``callback_on_step_end(pipe, step_index, timestep, callback_kwargs)``; ``callback_kwargs``
+                holds the tensors named in ``callback_on_step_end_tensor_inputs`` and the returned dict
+                may replace them (e.g. ``{"sample": ...}``).
+            callback_on_step_end_tensor_inputs (`Sequence[str]`, defaults to ``("sample",)``): Tensors passed
+                to the callback.
+
+        Returns:
+            `NCSNPipelineOutput` or `tuple`: the samples (see `NCSNPipelineOutput`); a 1-tuple if
+            ``return_dict`` is `False`.
+
+        Example:
+            >>> import torch
+            >>> from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel
+            >>> pipe = NCSNPipeline(NCSNScoreModel(in_channels=1, sample_size=8, ngf=8),
+            ...                     NCSNScheduler(sigma_max=5.0, num_noise_levels=10, step_lr=1e-5), data_range=(0, 1))
+            >>> images = pipe(batch_size=2, num_inference_steps=3, steps_per_level=1, output_type="pil").images
+            >>> images[0].size
+            (8, 8)
+        """
+        # 0. Validate the arguments before any work.
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"Got {len(generator)} generators for batch_size={batch_size}; pass one per sample.")
+        unknown_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if unknown_inputs:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs may only name {self._callback_tensor_inputs}, "
+                f"got {sorted(unknown_inputs)}."
+            )
+        if output_type == "pil" and self.config.data_range is None:
+            self._postprocess(torch.empty(0), output_type)  # raises the explanatory error now, not after sampling
+
+        # 1. Noise levels of this run.
+        timestep_kwargs = {} if steps_per_level is None else {"steps_per_level": steps_per_level}
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device, **timestep_kwargs)
+
+        # 2. Start from the prior N(0, sigma_max^2 I).
+        shape = (batch_size, *self.sample_shape)
+        sample = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+        sample = sample * self.scheduler.init_noise_sigma
+
+        # 3. Follow the score through the noise levels.
+        for index, sigma in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            model_input = self.scheduler.scale_model_input(sample, sigma)
+            score = self.unet(model_input, sigma.expand(batch_size)).sample
+            sample = self.scheduler.step(score, sigma, sample, generator=generator).prev_sample
+            if callback_on_step_end is not None:
+                callback_kwargs = {"sample": sample} if "sample" in callback_on_step_end_tensor_inputs else {}
+                callback_outputs = callback_on_step_end(self, index, sigma, callback_kwargs) or {}
+                sample = callback_outputs.get("sample", sample)
+
+        # 4. Back to images (or raw samples).
+        output = self._postprocess(sample, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (output,)
+        return NCSNPipelineOutput(images=output)

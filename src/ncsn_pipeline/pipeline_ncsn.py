@@ -18,6 +18,10 @@ from safetensors import SafetensorError
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
+class CorruptedWeightsError(ValueError, OSError):
+    """A weight file exists but cannot be read (truncated, corrupted, or holding NaN/Inf)."""
+
+
 @dataclass
 class NCSNPipelineOutput(BaseOutput):
     """Output of `NCSNPipeline`.
@@ -95,20 +99,23 @@ class NCSNPipeline(DiffusionPipeline):
         to `True` so that no pickle file is ever loaded.
 
         Raises:
-            ValueError: If a weight file is truncated or corrupted (the message names the folder), or if
-                a weight is NaN or infinite.
+            CorruptedWeightsError: (a `ValueError` and an `OSError`) if a weight file is truncated or
+                corrupted, or a weight is NaN or infinite; the message names the file.
         """
         kwargs.setdefault("use_safetensors", True)
         try:
             pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        except SafetensorError as error:
-            raise ValueError(
-                f"Could not read the weights of the pipeline in {os.fspath(pretrained_model_name_or_path)!r}: "
-                f"a safetensors file is truncated or corrupted ({error}). Download or save it again."
+        except (SafetensorError, OSError) as error:
+            # diffusers reports an unreadable weight file as "Unable to load weights from checkpoint file".
+            if not isinstance(error, SafetensorError) and "Unable to load weights" not in str(error):
+                raise
+            raise CorruptedWeightsError(
+                f"Could not read the weights of the pipeline in {os.fspath(pretrained_model_name_or_path)!r}: a "
+                f"safetensors file is truncated or corrupted ({error}). Download or save the pipeline again."
             ) from error
         for name, tensor in pipe.unet.state_dict().items():
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise ValueError(
+                raise CorruptedWeightsError(
                     f"The weights loaded from {os.fspath(pretrained_model_name_or_path)!r} contain NaN or infinite "
                     f"values in {name!r}: the checkpoint is broken."
                 )

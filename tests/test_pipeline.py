@@ -1,0 +1,210 @@
+"""`NCSNPipeline`: outputs, callbacks, save/load round trips and bad input."""
+
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from ncsn_pipeline import (
+    GaussianMixtureScore,
+    NCSNPipeline,
+    NCSNScheduler,
+    NCSNScoreModel,
+    ToyScoreModel,
+)
+from ncsn_pipeline.builtin import builtin_pipeline
+from ncsn_pipeline.pipeline_ncsn import CorruptedWeightsError
+
+FAST = dict(num_inference_steps=3, steps_per_level=2)
+
+
+def _image_pipeline() -> NCSNPipeline:
+    torch.manual_seed(0)
+    model = NCSNScoreModel(in_channels=1, sample_size=8, ngf=8)
+    scheduler = NCSNScheduler(sigma_max=3.0, sigma_min=0.01, num_noise_levels=10, steps_per_level=2, step_lr=1e-5)
+    pipe = NCSNPipeline(unet=model, scheduler=scheduler, data_range=(0, 1))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _toy_pipeline() -> NCSNPipeline:
+    pipe = NCSNPipeline(unet=GaussianMixtureScore.ncsn_toy(), scheduler=NCSNScheduler.from_preset("ncsn-toy"))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_image_output_types():
+    pipe = _image_pipeline()
+    images = pipe(batch_size=2, generator=_generator(), **FAST).images
+    assert len(images) == 2 and all(isinstance(image, PIL.Image.Image) for image in images)
+    assert images[0].size == (8, 8) and images[0].mode == "L"
+    array = pipe(batch_size=2, generator=_generator(), output_type="np", **FAST).images
+    assert array.shape == (2, 8, 8, 1) and array.min() >= 0 and array.max() <= 1
+    tensor = pipe(batch_size=2, generator=_generator(), output_type="pt", **FAST).images
+    assert tensor.shape == (2, 1, 8, 8)
+    np.testing.assert_array_equal(tensor.permute(0, 2, 3, 1).numpy(), array)
+    np.testing.assert_array_equal(np.asarray(images[0]), (array[0, :, :, 0] * 255).round().astype(np.uint8))
+
+
+def test_data_range_maps_samples_to_unit_interval():
+    pipe = _toy_pipeline()
+    raw = pipe(batch_size=4, generator=_generator(), output_type="pt", **FAST).images
+    ranged = NCSNPipeline(pipe.unet, pipe.scheduler, data_range=(-8.0, 8.0))
+    ranged.set_progress_bar_config(disable=True)
+    mapped = ranged(batch_size=4, generator=_generator(), output_type="pt", **FAST).images
+    torch.testing.assert_close(mapped, ((raw.clamp(-8, 8) + 8) / 16).float())
+
+
+def test_two_dimensional_data_returns_raw_samples():
+    pipe = _toy_pipeline()
+    points = pipe(batch_size=5, generator=_generator(), output_type="np", **FAST).images
+    assert points.shape == (5, 2) and points.dtype == np.float64
+    output = pipe(batch_size=5, generator=_generator(), output_type="pt", **FAST)
+    assert torch.equal(output.samples, output.images)
+    np.testing.assert_array_equal(output.images.numpy(), points)
+    with pytest.raises(ValueError, match='output_type="pil" needs image data, but this pipeline has data_range=None'):
+        pipe(batch_size=5, output_type="pil")
+
+
+def test_return_dict_false_matches_dict_output():
+    pipe = _image_pipeline()
+    as_dict = pipe(batch_size=2, generator=_generator(), output_type="np", **FAST).images
+    (as_tuple,) = pipe(batch_size=2, generator=_generator(), output_type="np", return_dict=False, **FAST)
+    np.testing.assert_array_equal(as_dict, as_tuple)
+
+
+def test_same_seed_same_samples_and_different_seed_different_samples():
+    pipe = _image_pipeline()
+    first = pipe(batch_size=2, generator=_generator(1), output_type="np", **FAST).images
+    second = pipe(batch_size=2, generator=_generator(1), output_type="np", **FAST).images
+    third = pipe(batch_size=2, generator=_generator(2), output_type="np", **FAST).images
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, third)
+
+
+def test_callback_sees_every_step_and_can_replace_the_sample():
+    pipe = _toy_pipeline()
+    seen = []
+
+    def callback(pipeline, step_index, timestep, callback_kwargs):
+        seen.append((step_index, float(timestep), callback_kwargs["sample"].shape))
+        if step_index == len(pipeline.scheduler.timesteps) - 1:
+            return {"sample": torch.zeros_like(callback_kwargs["sample"])}
+        return {}
+
+    output = pipe(batch_size=3, generator=_generator(), output_type="pt", callback_on_step_end=callback, **FAST)
+    assert [index for index, _, _ in seen] == list(range(len(pipe.scheduler.timesteps)))
+    assert [sigma for _, sigma, _ in seen] == pipe.scheduler.timesteps.tolist()
+    assert torch.equal(output.images, torch.zeros(3, 2, dtype=output.images.dtype))
+
+
+def test_number_of_model_calls_is_levels_times_steps_plus_denoising():
+    pipe = _image_pipeline()
+    calls = []
+    pipe.unet.register_forward_hook(lambda module, args, output: calls.append(args[1]))
+    pipe(batch_size=2, generator=_generator(), num_inference_steps=4, steps_per_level=3, output_type="np")
+    assert len(calls) == 4 * 3 + 1
+    assert all(sigma.shape == (2,) for sigma in calls)
+
+
+def test_schedulers_are_interchangeable_via_from_config():
+    pipe = _toy_pipeline()
+    pipe.scheduler = NCSNScheduler.from_config(pipe.scheduler.config, final_denoise=True)
+    points = pipe(batch_size=3, generator=_generator(), output_type="np", **FAST).images
+    assert points.shape == (3, 2) and np.isfinite(points).all()
+
+
+@pytest.mark.parametrize("factory", [_image_pipeline, _toy_pipeline, lambda: builtin_pipeline("glyph-mixture")])
+def test_save_and_load_give_bit_identical_samples(factory, tmp_path):
+    pipe = factory()
+    pipe.set_progress_bar_config(disable=True)
+    before = pipe(batch_size=3, generator=_generator(7), output_type="pt", **FAST).images
+    pipe.save_pretrained(tmp_path)
+    files = sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*") if path.is_file())
+    assert "unet/diffusion_pytorch_model.safetensors" in files
+    assert not any(name.endswith((".bin", ".pt", ".pth", ".ckpt")) for name in files)
+    loaded = NCSNPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.unet) is type(pipe.unet) and type(loaded.scheduler) is type(pipe.scheduler)
+    assert loaded.config.data_range == pipe.config.data_range
+    after = loaded(batch_size=3, generator=_generator(7), output_type="pt", **FAST).images
+    assert torch.equal(before, after)
+
+
+def test_trained_toy_model_round_trip(tmp_path):
+    torch.manual_seed(0)
+    pipe = NCSNPipeline(ToyScoreModel(hidden_size=16), NCSNScheduler.from_preset("ncsn-toy"))
+    pipe.set_progress_bar_config(disable=True)
+    before = pipe(batch_size=4, generator=_generator(), output_type="np", **FAST).images
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["data_range"] is None
+    loaded = NCSNPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(loaded(batch_size=4, generator=_generator(), output_type="np", **FAST).images, before)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupted_weights_give_a_clear_error(damage, tmp_path):
+    _image_pipeline().save_pretrained(tmp_path)
+    weights = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
+    content = weights.read_bytes()
+    weights.write_bytes(content[: len(content) // 2] if damage == "truncate" else b"not a safetensors file" * 4)
+    with pytest.raises(CorruptedWeightsError, match="truncated or corrupted.*diffusion_pytorch_model.safetensors"):
+        NCSNPipeline.from_pretrained(tmp_path)
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    _image_pipeline().save_pretrained(tmp_path)
+    weights = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    state["begin_conv.weight"][0, 0, 0, 0] = float("nan")
+    save_file(state, weights)
+    with pytest.raises(ValueError, match="NaN or infinite values in 'begin_conv.weight'"):
+        NCSNPipeline.from_pretrained(tmp_path)
+
+
+def test_missing_weights_do_not_fall_back_to_pickle(tmp_path):
+    pipe = _image_pipeline()
+    pipe.save_pretrained(tmp_path)
+    weights = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
+    torch.save(pipe.unet.state_dict(), tmp_path / "unet" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    with pytest.raises(OSError, match="diffusion_pytorch_model.safetensors"):
+        NCSNPipeline.from_pretrained(tmp_path)
+
+
+def test_pickle_serialisation_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="only as safetensors"):
+        _image_pipeline().save_pretrained(tmp_path, safe_serialization=False)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
+        (dict(batch_size=2.5), "batch_size must be an integer >= 1, got 2.5"),
+        (dict(output_type="jpg"), r"output_type must be one of \('pil', 'np', 'pt'\), got 'jpg'"),
+        (dict(num_inference_steps=0), "num_inference_steps must be an integer >= 1, got 0"),
+        (dict(steps_per_level=-1), "steps_per_level must be an integer >= 1, got -1"),
+        (dict(batch_size=2, generator=[torch.Generator()]), "Got 1 generators for batch_size=2"),
+        (dict(callback_on_step_end_tensor_inputs=["latents"]), r"may only name \['sample'\], got \['latents'\]"),
+    ],
+)
+def test_bad_call_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _image_pipeline()(**kwargs)
+
+
+@pytest.mark.parametrize("data_range", [(1, 0), (0,), (0, float("inf")), "01"])
+def test_bad_data_range(data_range):
+    with pytest.raises(ValueError, match="data_range must be two finite numbers"):
+        NCSNPipeline(GaussianMixtureScore.ncsn_toy(), NCSNScheduler(), data_range=data_range)

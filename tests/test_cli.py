@@ -18,6 +18,7 @@ def test_toy_plot_reports_recovered_mode_weights(tmp_path, capsys):
     with PIL.Image.open(output) as image:
         assert image.format == "PNG" and image.width > image.height > 100
     assert [path.name for path in tmp_path.iterdir()] == ["toy.png"]  # no temporary file left behind
+    assert output.stat().st_mode & 0o044 == 0o044  # readable by others, like any plainly written file
 
 
 def test_image_grid_from_a_saved_pipeline_folder(tmp_path, capsys):

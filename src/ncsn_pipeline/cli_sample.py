@@ -99,6 +99,10 @@ def _write_atomically(path: Path, save) -> None:
     os.close(handle)
     try:
         save(temporary)
+        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)

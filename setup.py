@@ -37,6 +37,8 @@ setup(
     entry_points={
         "console_scripts": [
             "ncsn-sample=ncsn_pipeline.cli_sample:main",
+            "ncsn-train=ncsn_pipeline.train:main",
+            "ncsn-digits-eval=ncsn_pipeline.digits_eval:main",
         ],
     },
     classifiers=[

@@ -1,0 +1,315 @@
+"""The accelerate training script: outputs, exact resume after SIGKILL, data parallelism, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ncsn_pipeline import NCSNPipeline, NCSNScheduler
+from ncsn_pipeline.cli_sample import mode_weights
+from ncsn_pipeline.noise_schedules import ncsnv2_noise_schedule
+from ncsn_pipeline.train import COMPLETE_MARKER, main, resolve_checkpoint
+
+TOY = [
+    "--dataset_name", "two-gaussians", "--num_toy_samples", "2048", "--train_batch_size", "64",
+    "--hidden_size", "32", "--num_layers", "2", "--report_to", "none", "--num_samples", "16",
+    "--sigma_max", "20", "--sigma_min", "1", "--num_noise_levels", "10", "--steps_per_level", "100",
+    "--step_lr", "0.1", "--no_final_denoise",
+]  # fmt: skip
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate keeps process-wide singletons: reset them so that in-process runs do not leak into each other."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    PartialState._reset_state()
+    GradientState._reset_state()
+
+
+def _losses(output_dir: Path):
+    lines = (output_dir / "logs" / "loss.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _run(args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "ncsn_pipeline.train", *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+def test_output_folder_is_a_complete_pipeline(tmp_path):
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                *TOY,
+                "--output_dir",
+                str(out),
+                "--max_train_steps",
+                "6",
+                "--checkpointing_steps",
+                "2",
+                "--checkpoints_total_limit",
+                "2",
+            ]
+        )
+        == 0
+    )
+    names = {path.name for path in out.iterdir()}
+    assert {"model_index.json", "unet", "scheduler", "training_args.json", "sample_grid.png"} <= names
+    # Old checkpoints are pruned once newer ones are complete; no temporary folders remain.
+    assert sorted(name for name in names if name.startswith("checkpoint")) == ["checkpoint-4", "checkpoint-6"]
+    assert not any(name.startswith(".") for name in names)
+    record = json.loads((out / "training_args.json").read_text())
+    assert record["global_step"] == 6 and record["args"]["hidden_size"] == 32
+    assert [entry["step"] for entry in _losses(out)] == [1, 2, 3, 4, 5, 6]
+    pipe = NCSNPipeline.from_pretrained(out)
+    assert pipe.scheduler.config.num_noise_levels == 10 and pipe.config.data_range is None
+    # The final weights are the EMA weights kept in the last checkpoint.
+    from safetensors.torch import load_file
+
+    ema = load_file(out / "checkpoint-6" / "ema.safetensors")
+    torch.testing.assert_close(next(pipe.unet.parameters()), ema["shadow.0"])
+
+
+def test_latest_picks_the_newest_complete_checkpoint(tmp_path):
+    for step, complete in ((4, True), (8, True), (12, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / COMPLETE_MARKER).write_text("{}")
+    assert resolve_checkpoint(tmp_path, "latest").name == "checkpoint-8"
+    with pytest.raises(ValueError, match="checkpoint-12 is not a complete checkpoint"):
+        resolve_checkpoint(tmp_path, "checkpoint-12")
+    assert resolve_checkpoint(tmp_path / "empty", "latest") is None
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    common = [*TOY, "--checkpointing_steps", "5", "--checkpoints_total_limit", "3", "--dataloader_num_workers", "0"]
+    # 2048 examples / 64 per batch = 32 batches per epoch: a checkpoint mid-epoch exercises the data-order restore.
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ncsn_pipeline.train",
+            *common,
+            "--output_dir",
+            str(killed),
+            "--max_train_steps",
+            "100000",
+        ],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 240
+        while not any(killed.glob(f"checkpoint-*/{COMPLETE_MARKER}")) or len(list(killed.glob("checkpoint-*"))) < 2:
+            assert time.time() < deadline and process.poll() is None, "training did not reach a checkpoint"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    resume_from = int(resolve_checkpoint(killed, "latest").name.split("-")[1])
+    before_resume = len(_losses(killed))
+    stop = resume_from + 12  # crosses an epoch boundary for most kill points, and at least one more checkpoint
+    resumed = _run(
+        [*common, "--output_dir", str(killed), "--max_train_steps", str(stop), "--resume_from_checkpoint", "latest"]
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    reference = tmp_path / "reference"
+    assert main([*common, "--output_dir", str(reference), "--max_train_steps", str(stop)]) == 0
+    expected = {entry["step"]: entry["loss"] for entry in _losses(reference)}
+    after = _losses(killed)[before_resume:]
+    assert [entry["step"] for entry in after] == list(range(resume_from + 1, stop + 1))  # no lost or repeated step
+    assert [entry["loss"] for entry in after] == [expected[step] for step in range(resume_from + 1, stop + 1)]
+    # And the saved pipelines are identical.
+    weights = [NCSNPipeline.from_pretrained(path).unet.state_dict() for path in (killed, reference)]
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+def test_resuming_with_another_configuration_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "2", "--checkpointing_steps", "2"]) == 0
+    changed = [arg if arg != "32" else "64" for arg in TOY]  # --hidden_size 32 -> 64
+    code = main([*changed, "--output_dir", str(out), "--max_train_steps", "4", "--resume_from_checkpoint", "latest"])
+    assert code == 2
+    assert "--hidden_size: checkpoint 32, now 64" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_training_on_cpu(tmp_path):
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "ncsn_pipeline.train", *TOY, "--output_dir", str(out), "--max_train_steps", "6",
+        "--checkpointing_steps", "3",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, env={**ENV, "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((out / "training_args.json").read_text())
+    assert record["num_processes"] == 2
+    # Each process keeps its own training randomness in the checkpoint.
+    assert {p.name for p in (out / "checkpoint-6").glob("training_randomness_*")} == {
+        "training_randomness_0.safetensors",
+        "training_randomness_1.safetensors",
+    }
+    assert "2 process(es)" in result.stderr
+    NCSNPipeline.from_pretrained(out)
+
+
+@pytest.mark.slow
+def test_a_short_toy_run_learns_the_mode_weights(tmp_path):
+    out = tmp_path / "toy"
+    args = [
+        *TOY,
+        "--num_toy_samples",
+        "20000",
+        "--train_batch_size",
+        "256",
+        "--hidden_size",
+        "64",
+        "--output_dir",
+        str(out),
+        "--max_train_steps",
+        "1500",
+        "--checkpointing_steps",
+        "1500",
+    ]
+    assert main(args) == 0
+    pipe = NCSNPipeline.from_pretrained(out)
+    pipe.set_progress_bar_config(disable=True)
+    points = pipe(batch_size=4000, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    from ncsn_pipeline import GaussianMixtureScore
+
+    # Binomial standard error 0.0063 at 4000 samples; the exact-score sampler's own bias is -0.011
+    # (test_pipeline_exact.py); 0.05 leaves ~0.02 for the learned score's error.
+    assert mode_weights(points, GaussianMixtureScore.ncsn_toy())[1] == pytest.approx(0.8, abs=0.05)
+
+
+def test_auto_noise_schedule_is_computed_from_the_data_and_saved(tmp_path):
+    out = tmp_path / "digits"
+    args = [
+        "--dataset_name",
+        "digits",
+        "--resolution",
+        "8",
+        "--ngf",
+        "4",
+        "--train_batch_size",
+        "16",
+        "--auto_noise_schedule",
+        "--steps_per_level",
+        "3",
+        "--max_train_steps",
+        "2",
+        "--report_to",
+        "none",
+        "--num_samples",
+        "4",
+        "--output_dir",
+        str(out),
+        "--mixed_precision",
+        "bf16",
+    ]
+    assert main(args) == 0
+    from ncsn_pipeline.digits import load_digits_split
+
+    images, _ = load_digits_split("train")
+    expected = ncsnv2_noise_schedule(images.float() / 16, sigma_min=0.01, steps_per_level=3)
+    config = NCSNScheduler.from_pretrained(out / "scheduler").config
+    assert config.sigma_max == pytest.approx(expected.sigma_max)
+    assert config.num_noise_levels == expected.num_noise_levels
+    assert config.step_lr == pytest.approx(expected.step_lr)
+    assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in _losses(out))
+    assert NCSNPipeline.from_pretrained(out).config.data_range == [0.0, 1.0]
+
+
+def test_image_folder_training_with_accumulation(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(8):
+        Image.new("RGB", (12 + index, 10), color=(30 * index, 10, 200)).save(folder / f"{index}.png")
+    out = tmp_path / "run"
+    args = [
+        "--train_data_dir",
+        str(folder),
+        "--resolution",
+        "8",
+        "--ngf",
+        "4",
+        "--train_batch_size",
+        "4",
+        "--gradient_accumulation_steps",
+        "2",
+        "--max_train_steps",
+        "3",
+        "--random_flip",
+        "--report_to",
+        "none",
+        "--num_samples",
+        "4",
+        "--output_dir",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert [entry["step"] for entry in _losses(out)] == [1, 2, 3]  # steps count optimizer updates
+    assert NCSNPipeline.from_pretrained(out).unet.config.in_channels == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--output_dir", "x"], "pass exactly one of --dataset_name or --train_data_dir"),
+        (["--dataset_name", "digits", "--train_data_dir", "d", "--output_dir", "x"], "exactly one of"),
+        (["--dataset_name", "digits", "--sigma_min", "2", "--output_dir", "x"], "--sigma_min (2.0) must be smaller"),
+        (
+            ["--dataset_name", "digits", "--learning_rate", "-1", "--output_dir", "x"],
+            "expected a positive finite number, got '-1'",
+        ),
+        (["--dataset_name", "digits", "--data_range", "1,0", "--output_dir", "x"], "expected finite low < high"),
+    ],
+)
+def test_bad_arguments_are_rejected(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unreachable_hub_dataset_suggests_a_local_folder(tmp_path, capsys):
+    code = main(
+        ["--dataset_name", "nobody/no-such-dataset", "--output_dir", str(tmp_path / "x"), "--report_to", "none"]
+    )
+    assert code == 2
+    assert "--train_data_dir" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "model_index.json").exists()
+
+
+def test_an_existing_pipeline_is_not_overwritten_by_accident(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "1", "--checkpointing_steps", "1"]) == 0
+    assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "1"]) == 2
+    assert "already holds a trained pipeline" in capsys.readouterr().err

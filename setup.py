@@ -1,10 +1,25 @@
 """Packaging for ncsn-pipeline (src layout)."""
 
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 README = Path(__file__).parent / "README.md"
+TRAIN_REQUIRES = ["accelerate>=0.30", "transformers>=4.40", "datasets>=2.18", "scikit-learn>=1.3", "tensorboard"]
+DEMO_REQUIRES = ["gradio>=4.44"]
+
+
+class BuildPyWithCards(build_py):
+    """Also install the model-card templates of ``hub_cards/`` inside the package (``ncsn_pipeline/hub_cards``)."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "ncsn_pipeline" / "hub_cards"
+        target.mkdir(parents=True, exist_ok=True)
+        for template in (Path(__file__).parent / "hub_cards").glob("*.md"):
+            shutil.copy(template, target / template.name)
 
 setup(
     name="ncsn-pipeline",
@@ -20,6 +35,15 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
+    package_data={
+        "ncsn_pipeline": [
+            "pretrained/*/*.json",
+            "pretrained/*/*.md",
+            "pretrained/*/*.png",
+            "pretrained/*/*/*.json",
+            "pretrained/*/*/*.safetensors",
+        ]
+    },
     install_requires=[
         "torch>=2.1",
         "diffusers>=0.30",
@@ -30,10 +54,11 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "train": ["accelerate>=0.30", "transformers>=4.40", "datasets>=2.18", "scikit-learn>=1.3", "tensorboard"],
-        "demo": ["gradio>=4.44"],
-        "dev": ["pytest>=7.4", "ruff>=0.4", "scipy>=1.10"],
+        "train": TRAIN_REQUIRES,
+        "demo": DEMO_REQUIRES,
+        "dev": TRAIN_REQUIRES + ["pytest>=7.4", "ruff>=0.4"],
     },
+    cmdclass={"build_py": BuildPyWithCards},
     entry_points={
         "console_scripts": [
             "ncsn-sample=ncsn_pipeline.cli_sample:main",

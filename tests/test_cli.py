@@ -29,7 +29,7 @@ def test_image_grid_from_a_saved_pipeline_folder(tmp_path, capsys):
     assert main([*argv, "--output", str(output)]) == 0
     assert "Wrote 6 samples" in capsys.readouterr().out
     with PIL.Image.open(output) as image:
-        assert image.size == (3 * 64, 2 * 64)  # 6 images -> 3 columns x 2 rows, upscaled to 64 px
+        assert image.size == (3 * 68, 2 * 68)  # 6 images -> 3 columns x 2 rows, upscaled to 64 px + 2 px frame
 
 
 @pytest.mark.parametrize(

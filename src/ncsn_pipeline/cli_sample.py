@@ -109,6 +109,20 @@ def _write_atomically(path: Path, save) -> None:
         raise
 
 
+def save_image_grid(images: Sequence, path: Path, min_side: int = 64, border: int = 2) -> None:
+    """Write PIL ``images`` as a near-square grid PNG, upscaled (nearest) to ``min_side`` px and framed, atomically."""
+    from PIL import ImageOps
+
+    columns = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    side = max(min_side, images[0].width)
+    # Nearest-neighbour keeps the pixels sharp; a grey frame keeps neighbouring samples apart.
+    tiles = [ImageOps.expand(image.resize((side, side), resample=0), border=border, fill=128) for image in images]
+    tiles += [tiles[0].point(lambda _: 255)] * (rows * columns - len(images))  # white padding
+    grid = make_image_grid(tiles, rows=rows, cols=columns)
+    _write_atomically(path, lambda temporary: grid.save(temporary, format="PNG"))
+
+
 def _plot_points(path: Path, panels: Sequence, title: str) -> None:
     import matplotlib
 
@@ -148,13 +162,7 @@ def run(args: argparse.Namespace) -> str:
         images = pipe(batch_size=batch_size, generator=torch.Generator().manual_seed(args.seed), **call_kwargs).images
         calls = len(pipe.scheduler.timesteps)
         seconds = time.perf_counter() - started
-        columns = math.ceil(math.sqrt(batch_size))
-        rows = math.ceil(batch_size / columns)
-        side = max(64, images[0].width)
-        images = [image.resize((side, side), resample=0) for image in images]  # nearest: keep pixels sharp
-        images += [images[0].point(lambda _: 255)] * (rows * columns - batch_size)  # white padding
-        grid = make_image_grid(images, rows=rows, cols=columns)
-        _write_atomically(output, lambda temporary: grid.save(temporary, format="PNG"))
+        save_image_grid(images, output)
         return f"Wrote {batch_size} samples to {output} ({calls} model calls, {seconds:.1f} s)."
 
     annealed = pipe(

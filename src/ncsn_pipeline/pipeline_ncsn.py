@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -16,6 +18,29 @@ from diffusers.utils.torch_utils import randn_tensor
 from safetensors import SafetensorError
 
 OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def _resolve_folder(name_or_path: Union[str, os.PathLike], kwargs: Dict[str, Any]) -> Path:
+    """A local pipeline folder: ``name_or_path`` itself, or a Hub repository's files downloaded into the cache."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    try:
+        from ncsn_pipeline.hub import download_pipeline
+    except ImportError as error:
+        raise ValueError(
+            f"{name_or_path!r} is not a local folder, and loading from the Hub needs ncsn-pipeline."
+        ) from error
+    if path.exists() or os.fspath(name_or_path).count("/") != 1:
+        raise ValueError(
+            f"{os.fspath(name_or_path)!r} is neither a pipeline folder nor a Hub repository id 'user/name'."
+        )
+    return download_pipeline(
+        os.fspath(name_or_path),
+        revision=kwargs.pop("revision", None),
+        token=kwargs.pop("token", None),
+        cache_dir=kwargs.pop("cache_dir", None),
+    )
 
 
 class CorruptedWeightsError(ValueError, OSError):
@@ -93,18 +118,28 @@ class NCSNPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs) -> NCSNPipeline:
-        """Load a saved pipeline; weights only from safetensors files, checked to be finite.
+        """Load a pipeline from a local folder or a Hub repository; weights only from safetensors, checked finite.
 
-        Takes the same arguments as [`DiffusionPipeline.from_pretrained`]; ``use_safetensors`` defaults
-        to `True` so that no pickle file is ever loaded.
+        A repository id (``"user/name"``) is downloaded with ``huggingface_hub`` (or found in the cache
+        when ``HF_HUB_OFFLINE=1``) and built from this package's classes: code files in the repository
+        are never executed. Takes the arguments of [`DiffusionPipeline.from_pretrained`] for local
+        folders (``use_safetensors`` defaults to `True`, so no pickle file is ever loaded) and
+        ``revision``, ``token``, ``cache_dir`` for repositories.
 
         Raises:
             CorruptedWeightsError: (a `ValueError` and an `OSError`) if a weight file is truncated or
                 corrupted, or a weight is NaN or infinite; the message names the file.
         """
+        folder = _resolve_folder(pretrained_model_name_or_path, kwargs)
         kwargs.setdefault("use_safetensors", True)
         try:
-            pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+            index = json.loads((folder / "model_index.json").read_text())
+            if isinstance(index.get("_class_name"), list):  # Hub layout with code files: build from our classes
+                from ncsn_pipeline.hub import load_exported_folder
+
+                pipe = load_exported_folder(folder, cls, **kwargs)
+            else:
+                pipe = super().from_pretrained(folder, **kwargs)
         except (SafetensorError, OSError) as error:
             # diffusers reports an unreadable weight file as "Unable to load weights from checkpoint file".
             if not isinstance(error, SafetensorError) and "Unable to load weights" not in str(error):
@@ -125,14 +160,48 @@ class NCSNPipeline(DiffusionPipeline):
         """Save the pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``) with safetensors weights.
 
         Takes the same arguments as [`DiffusionPipeline.save_pretrained`]; ``safe_serialization`` is
-        always `True`.
+        always `True`. To publish, use `push_to_hub`.
         """
         if kwargs.get("safe_serialization", True) is not True:
             raise ValueError(
                 "NCSNPipeline saves weights only as safetensors; safe_serialization=False is not supported."
             )
+        if kwargs.get("push_to_hub"):
+            raise ValueError("Use pipe.push_to_hub(repo_id, private=...) to publish; save_pretrained only saves.")
         kwargs["safe_serialization"] = True
         super().save_pretrained(save_directory, **kwargs)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool,
+        token: Optional[str] = None,
+        commit_message: Optional[str] = None,
+    ) -> str:
+        """Publish the pipeline to the Hugging Face Hub in one commit (weights, configs, model card, samples, code).
+
+        The repository loads with ``NCSNPipeline.from_pretrained(repo_id)`` and, for users of plain
+        diffusers, with ``DiffusionPipeline.from_pretrained(repo_id, trust_remote_code=True)``.
+
+        Args:
+            repo_id (`str`): ``"user/name"``; created if needed.
+            private (`bool`): Visibility of a new repository (required: the Hub's default is public).
+            token (`str`, *optional*): A write token; defaults to the logged-in one or ``HF_TOKEN``.
+            commit_message (`str`, *optional*): The commit's message.
+
+        Returns:
+            `str`: The URL of the commit.
+        """
+        import tempfile
+
+        try:
+            from ncsn_pipeline.hub import push_folder_to_hub
+        except ImportError as error:  # running from a repository's copied code without the package
+            raise ImportError("push_to_hub needs the ncsn-pipeline package: pip install ncsn-pipeline") from error
+        with tempfile.TemporaryDirectory(prefix="ncsn-save-") as folder:
+            self.save_pretrained(folder)
+            return push_folder_to_hub(folder, repo_id, private=private, token=token, commit_message=commit_message)
 
     def _postprocess(self, sample: torch.Tensor, output_type: str):
         data_range = self.config.data_range

@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -450,21 +450,12 @@ def compute_loss(model, clean: torch.Tensor, noise_levels: torch.Tensor, args, r
 
 def save_sample_preview(pipeline, path: Path, num_samples: int, seed: int) -> None:
     """Write a grid of samples (images) or a scatter plot (2-D points) to ``path``, atomically."""
-    from .cli_sample import _plot_points, _write_atomically
+    from .cli_sample import _plot_points, save_image_grid
 
     pipeline.set_progress_bar_config(disable=True)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     if pipeline.config.data_range is not None:
-        from diffusers.utils import make_image_grid
-
-        images = pipeline(batch_size=num_samples, generator=generator, output_type="pil").images
-        columns = math.ceil(math.sqrt(num_samples))
-        rows = math.ceil(num_samples / columns)
-        side = max(64, images[0].width)
-        images = [image.resize((side, side), resample=0) for image in images]
-        images += [images[0].point(lambda _: 255)] * (rows * columns - num_samples)
-        grid = make_image_grid(images, rows=rows, cols=columns)
-        _write_atomically(path, lambda temporary: grid.save(temporary, format="PNG"))
+        save_image_grid(pipeline(batch_size=num_samples, generator=generator, output_type="pil").images, path)
     else:
         points = pipeline(batch_size=max(num_samples, 1000), generator=generator, output_type="pt").images
         _plot_points(path, [("samples", points)], title=path.stem)
@@ -489,7 +480,6 @@ def train(args: argparse.Namespace) -> Path:
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
-
 
     output_dir = Path(args.output_dir)
     if (output_dir / "model_index.json").exists() and not (args.overwrite_output_dir or args.resume_from_checkpoint):
@@ -652,10 +642,19 @@ def train(args: argparse.Namespace) -> Path:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         pipeline = _pipeline(accelerator, model, ema_model, scheduler, data, args)
-        save_pipeline_folder(pipeline, output_dir, args, data, global_step, train_seconds, accelerator.num_processes)
+        save_pipeline_folder(pipeline, output_dir, args, data, global_step, train_seconds, _hardware(accelerator))
         logger.info(f"Saved the pipeline to {output_dir} ({global_step} steps, {train_seconds:.0f} s).")
     accelerator.end_training()
     return output_dir
+
+
+def _hardware(accelerator) -> Dict[str, Any]:
+    """What the run ran on, for the training record and the model card."""
+    if accelerator.device.type == "cuda":
+        device = torch.cuda.get_device_name(accelerator.device)
+    else:
+        device = f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads per process)"
+    return {"num_processes": accelerator.num_processes, "device": device}
 
 
 def _pipeline(accelerator, model, ema_model, scheduler, data, args):
@@ -676,7 +675,7 @@ def _pipeline(accelerator, model, ema_model, scheduler, data, args):
     )
 
 
-def save_pipeline_folder(pipeline, output_dir: Path, args, data, global_step, train_seconds, num_processes) -> None:
+def save_pipeline_folder(pipeline, output_dir: Path, args, data, global_step, train_seconds, hardware) -> None:
     """Save ``pipeline`` plus ``training_args.json`` and ``sample_grid.png`` into ``output_dir`` atomically."""
     staging = output_dir / ".pipeline.tmp"
     if staging.exists():
@@ -689,7 +688,8 @@ def save_pipeline_folder(pipeline, output_dir: Path, args, data, global_step, tr
         "num_examples": len(data.dataset),
         "global_step": global_step,
         "train_seconds": round(train_seconds, 1),
-        "num_processes": num_processes,
+        "num_processes": hardware["num_processes"],
+        "hardware": f"{hardware['num_processes']} x {hardware['device']}",
         "torch": torch.__version__,
     }
     (staging / "training_args.json").write_text(json.dumps(record, indent=2))

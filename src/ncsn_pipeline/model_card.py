@@ -1,0 +1,191 @@
+"""Model cards for saved pipelines, rendered from the Jinja templates in ``hub_cards/``.
+
+The card is built from what the pipeline folder itself records, so it cannot drift from the
+weights: ``model_index.json``, the model and scheduler configs, ``training_args.json`` (written by
+``ncsn-train``) and, when present, ``evaluation.json``:
+
+    {"command": "...", "notes": "...", "reference_label": "...",
+     "metrics": [{"name": "...", "value": 0.9, "reference": 0.95}, ...]}
+
+Example:
+
+>>> from ncsn_pipeline.model_card import render_model_card
+>>> card = render_model_card("path/to/pipeline", repo_id="user/ncsn-digits")  # doctest: +SKIP
+>>> card.save("path/to/pipeline/README.md")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+from huggingface_hub import ModelCard, ModelCardData
+
+TEMPLATE_NAME = "ncsn_pipeline.md"
+TAGS = ["ncsn", "score-based-generative-modeling", "annealed-langevin-dynamics", "diffusers", "ncsn-pipeline"]
+
+
+def template_path() -> Path:
+    """The card template: ``hub_cards/`` of a source checkout, or the copy installed with the package."""
+    for candidate in (
+        Path(__file__).resolve().parents[2] / "hub_cards" / TEMPLATE_NAME,
+        Path(__file__).resolve().parent / "hub_cards" / TEMPLATE_NAME,
+    ):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"The model-card template {TEMPLATE_NAME} is missing from hub_cards/.")
+
+
+def _read_json(path: Path) -> Dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing: is {path.parent} a pipeline folder saved by NCSNPipeline?") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}).") from None
+
+
+def _format_number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _evaluation_markdown(evaluation: Optional[Dict[str, Any]]) -> str:
+    if not evaluation:
+        return "No evaluation was recorded for this model."
+    reference_label = evaluation.get("reference_label", "reference")
+    lines = [f"| Metric | This model | {reference_label} |", "| --- | --- | --- |"]
+    for metric in evaluation["metrics"]:
+        reference = metric.get("reference")
+        lines.append(
+            f"| {metric['name']} | {_format_number(metric['value'])} | "
+            f"{'' if reference is None else _format_number(reference)} |"
+        )
+    parts = ["\n".join(lines)]
+    if evaluation.get("notes"):
+        parts.append(evaluation["notes"])
+    if evaluation.get("command"):
+        parts.append(f"Measured with `{evaluation['command']}`.")
+    return "\n\n".join(parts)
+
+
+def render_model_card(
+    folder: Union[str, os.PathLike], repo_id: Optional[str] = None, license: str = "apache-2.0"
+) -> ModelCard:
+    """Render the model card of the pipeline saved in ``folder``.
+
+    Args:
+        folder (`str` or `os.PathLike`): A folder written by ``NCSNPipeline.save_pretrained`` (and ``ncsn-train``).
+        repo_id (`str`, *optional*): The Hub repository the card is for (used in the code examples);
+            defaults to the folder's name.
+        license (`str`, defaults to ``"apache-2.0"``): The licence in the card's metadata.
+
+    Returns:
+        `huggingface_hub.ModelCard`: The rendered card; ``card.save(path)`` writes it.
+    """
+    folder = Path(folder)
+    index = _read_json(folder / "model_index.json")
+    unet_config = _read_json(folder / "unet" / "config.json")
+    scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
+    training_path = folder / "training_args.json"
+    training = _read_json(training_path) if training_path.exists() else {}
+    evaluation_path = folder / "evaluation.json"
+    evaluation = _read_json(evaluation_path) if evaluation_path.exists() else None
+    args = training.get("args", {})
+    repo_id = repo_id or folder.name
+    model_name = repo_id.split("/")[-1]
+
+    is_image = index.get("data_range") is not None
+    unet_class = index["unet"][1]
+    if unet_class == "NCSNScoreModel":
+        network = f"NCSNv2 RefineNet (`NCSNScoreModel`, ngf={unet_config['ngf']})"
+        sample_shape = f"{unet_config['in_channels']} x {unet_config['sample_size']} x {unet_config['sample_size']}"
+    elif unet_class == "ToyScoreModel":
+        network = f"MLP (`ToyScoreModel`, {unet_config['num_layers']} x {unet_config['hidden_size']} units)"
+        sample_shape = f"{unet_config['data_dim']}-D points"
+    else:
+        network, sample_shape = f"`{unet_class}`", "see `unet/config.json`"
+    num_parameters = _count_parameters(folder / "unet" / "diffusion_pytorch_model.safetensors")
+
+    dataset_name = args.get("dataset_name")
+    datasets = [dataset_name] if dataset_name and "/" in dataset_name else None
+    card_data = ModelCardData(
+        library_name="diffusers",
+        pipeline_tag="unconditional-image-generation",
+        license=license,
+        tags=TAGS + ([] if is_image else ["toy-2d"]),
+        datasets=datasets,
+    )
+    calls = scheduler["num_noise_levels"] * scheduler["steps_per_level"] + int(scheduler.get("final_denoise", False))
+    description = (
+        f"An NCSN score model of {training.get('data', 'its training data')}."
+        if training
+        else f"An NCSN score model ({network})."
+    )
+    loss = {"dsm": "denoising score matching, lambda(sigma) = sigma^2", "ssm": "sliced score matching"}.get(
+        args.get("loss"), "unknown"
+    )
+    ema = f", EMA {args['ema_decay']}" if args.get("use_ema") else ""
+    optimisation = (
+        f"Adam, lr {args.get('learning_rate')}, batch {args.get('train_batch_size')} x "
+        f"{args.get('gradient_accumulation_steps')} accumulation x {training.get('num_processes')} process(es), "
+        f"gradient clipping {args.get('max_grad_norm')}{ema}"
+        if args
+        else "unknown"
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path()),
+        model_name=model_name,
+        repo_id=repo_id,
+        description=description,
+        example_batch_size=16 if is_image else 1000,
+        example_output_type="pil" if is_image else "np",
+        network=network,
+        num_parameters=f"{num_parameters:,}",
+        sample_shape=sample_shape,
+        data_range=str(index.get("data_range")) if is_image else "raw (not images)",
+        data=training.get("data", "unknown"),
+        command=training.get("command") or "unknown",
+        loss=loss,
+        noise_schedule=(
+            f"{args.get('num_noise_levels', scheduler['num_noise_levels'])} geometric levels "
+            f"{scheduler['sigma_max']:.4g} -> {scheduler['sigma_min']:.4g}"
+            + (" (NCSNv2 techniques, computed from the data)" if args.get("auto_noise_schedule") else "")
+        ),
+        optimisation=optimisation,
+        global_step=training.get("global_step", "unknown"),
+        hardware=training.get("hardware", "unknown"),
+        train_time=f"{training['train_seconds']:.0f} s" if "train_seconds" in training else "unknown",
+        sampling=(
+            f"annealed Langevin dynamics, {scheduler['num_noise_levels']} levels x {scheduler['steps_per_level']} "
+            f"steps, step_lr {scheduler['step_lr']:.3g}"
+            + (", final denoising step" if scheduler.get("final_denoise") else "")
+            + f" ({calls} network calls)"
+        ),
+        evaluation=_evaluation_markdown(evaluation),
+    )
+
+
+def _count_parameters(weights: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        return sum(_numel(handle.get_slice(name).get_shape()) for name in handle.keys())
+
+
+def _numel(shape) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
+
+
+def write_model_card(folder: Union[str, os.PathLike], repo_id: Optional[str] = None) -> Path:
+    """Render the card of ``folder`` and save it as ``folder/README.md``; return the path."""
+    path = Path(folder) / "README.md"
+    render_model_card(folder, repo_id=repo_id).save(str(path))
+    return path

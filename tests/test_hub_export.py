@@ -1,0 +1,126 @@
+"""Hub layout of a pushed pipeline: self-contained code files that plain diffusers can load."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel
+from ncsn_pipeline.hub import UPLOAD_PATTERNS, export_for_hub
+from ncsn_pipeline.hub import main as push_main
+from ncsn_pipeline.pretrained import pretrained_path
+
+# Loads a folder with plain diffusers while ncsn_pipeline cannot be imported: proves the code files are enough.
+PLAIN_DIFFUSERS = """
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "ncsn_pipeline" or name.startswith("ncsn_pipeline."):
+            raise ImportError("ncsn_pipeline is blocked in this test")
+sys.meta_path.insert(0, Block())
+import numpy as np, torch
+from diffusers import DiffusionPipeline
+pipe = DiffusionPipeline.from_pretrained(sys.argv[1], trust_remote_code=True)
+pipe.set_progress_bar_config(disable=True)
+out = pipe(batch_size=3, generator=torch.Generator().manual_seed(5), num_inference_steps=3, steps_per_level=2,
+           output_type="np").images
+np.save(sys.argv[2], out)
+print(type(pipe).__name__, type(pipe.unet).__name__, type(pipe.scheduler).__name__)
+"""
+
+
+def _tiny_pipeline(tmp_path):
+    torch.manual_seed(0)
+    pipe = NCSNPipeline(
+        NCSNScoreModel(in_channels=1, sample_size=8, ngf=4),
+        NCSNScheduler(sigma_max=3.0, sigma_min=0.01, num_noise_levels=6, steps_per_level=2, step_lr=1e-5),
+        data_range=(0, 1),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    folder = tmp_path / "saved"
+    pipe.save_pretrained(folder)
+    (folder / "checkpoint-10").mkdir()  # must never be exported
+    (folder / "checkpoint-10" / "optimizer.bin").write_bytes(b"x")
+    (folder / "logs").mkdir()
+    (folder / "logs" / "loss.jsonl").write_text("{}\n")
+    return pipe, folder
+
+
+def _sample(pipe):
+    pipe.set_progress_bar_config(disable=True)
+    kwargs = dict(batch_size=3, num_inference_steps=3, steps_per_level=2, output_type="np")
+    return pipe(generator=torch.Generator().manual_seed(5), **kwargs).images
+
+
+def test_export_holds_only_repository_files_and_a_rewritten_index(tmp_path):
+    _, folder = _tiny_pipeline(tmp_path)
+    export = export_for_hub(folder, tmp_path / "export", repo_id="someone/tiny")
+    files = sorted(p.relative_to(export).as_posix() for p in export.rglob("*") if p.is_file())
+    assert files == [
+        "README.md", "model_index.json", "pipeline_ncsn.py", "scheduler/scheduler_config.json",
+        "scheduler/scheduling_ncsn.py", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+        "unet/modeling_ncsn.py",
+    ]  # fmt: skip
+    index = json.loads((export / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline_ncsn", "NCSNPipeline"]
+    assert index["unet"] == ["modeling_ncsn", "NCSNScoreModel"]
+    assert index["scheduler"] == ["scheduling_ncsn", "NCSNScheduler"]
+    for code in export.rglob("*.py"):
+        source = code.read_text()
+        assert "from ." not in source and "import ncsn_pipeline" not in source.split("def ")[0]
+        compile(source, str(code), "exec")
+    assert "someone/tiny" in (export / "README.md").read_text()
+    with pytest.raises(FileExistsError):
+        export_for_hub(folder, export)
+
+
+def test_plain_diffusers_loads_the_export_without_the_package(tmp_path):
+    pipe, folder = _tiny_pipeline(tmp_path)
+    export = export_for_hub(folder, tmp_path / "export")
+    result = subprocess.run(
+        [sys.executable, "-c", PLAIN_DIFFUSERS, str(export), str(tmp_path / "plain.npy")],
+        capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
+                                                          "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["NCSNPipeline", "NCSNScoreModel", "NCSNScheduler"]
+    np.testing.assert_array_equal(np.load(tmp_path / "plain.npy"), _sample(pipe))
+
+
+def test_the_package_loads_the_export_with_its_own_classes(tmp_path):
+    pipe, folder = _tiny_pipeline(tmp_path)
+    export = export_for_hub(folder, tmp_path / "export")
+    (export / "pipeline_ncsn.py").write_text("raise RuntimeError('repository code must not run')\n")
+    loaded = NCSNPipeline.from_pretrained(export)
+    assert type(loaded.unet) is NCSNScoreModel and loaded.config.data_range == [0.0, 1.0]
+    np.testing.assert_array_equal(_sample(loaded), _sample(pipe))
+
+
+def test_bundled_toy_model_exports_with_its_mlp(tmp_path):
+    export = export_for_hub(pretrained_path("ncsn-two-gaussians"), tmp_path / "export")
+    assert (export / "unet" / "modeling_toy.py").is_file()
+    assert not (export / "training_args.json").exists() and (export / "sample_grid.png").exists()
+    assert all(
+        any(__import__("fnmatch").fnmatch(p.relative_to(export).as_posix(), pattern) for pattern in UPLOAD_PATTERNS)
+        for p in export.rglob("*")
+        if p.is_file()
+    )
+
+
+def test_push_requires_an_explicit_visibility(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        push_main(["folder", "user/repo"])
+    assert exit_info.value.code == 2
+    assert "one of the arguments --private --public is required" in capsys.readouterr().err
+
+
+def test_push_without_a_token_fails_before_touching_anything(tmp_path, monkeypatch, capsys):
+    _, folder = _tiny_pipeline(tmp_path)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-home"))
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    assert push_main([str(folder), "user/repo", "--private"]) == 2
+    assert "No Hugging Face token" in capsys.readouterr().err

@@ -1,0 +1,52 @@
+"""The bundled pretrained pipelines: they load offline, sample, and their committed cards are current."""
+
+import json
+
+import pytest
+import torch
+
+from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline
+from ncsn_pipeline.cli_sample import mode_weights
+from ncsn_pipeline.model_card import render_model_card
+from ncsn_pipeline.pretrained import load_pretrained, pretrained_names, pretrained_path
+
+BUNDLED = ["ncsn-digits", "ncsn-two-gaussians"]
+
+
+def test_the_bundled_models_are_shipped():
+    assert pretrained_names() == BUNDLED
+    total_bytes = sum(path.stat().st_size for name in BUNDLED for path in pretrained_path(name).rglob("*"))
+    assert total_bytes < 8 * 2**20  # "a few MB in all"
+    with pytest.raises(ValueError, match=r"Unknown pretrained model 'nope'; the package ships \['ncsn-digits'"):
+        pretrained_path("nope")
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_pipeline_loads_offline_and_is_deterministic(name):
+    pipe = load_pretrained(name)
+    pipe.set_progress_bar_config(disable=True)
+    record = json.loads((pretrained_path(name) / "training_args.json").read_text())
+    assert record["command"].startswith("ncsn-train ")
+    kwargs = dict(batch_size=2, num_inference_steps=3, steps_per_level=2, output_type="pt")
+    first = pipe(generator=torch.Generator().manual_seed(3), **kwargs).images
+    second = pipe(generator=torch.Generator().manual_seed(3), **kwargs).images
+    assert torch.equal(first, second) and torch.isfinite(first).all()
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_committed_model_card_matches_its_template_and_records(name):
+    folder = pretrained_path(name)
+    rendered = str(render_model_card(folder, repo_id=f"ncsn-pipeline/{name}"))
+    committed = (folder / "README.md").read_text(encoding="utf-8")
+    assert committed == rendered, f"{folder}/README.md is stale: run python benchmarks/evaluate_bundled_models.py"
+    assert "library_name: diffusers" in committed and "pipeline_tag: unconditional-image-generation" in committed
+    assert "| Metric | This model |" in committed  # measured evaluation numbers are in the card
+
+
+@pytest.mark.slow
+def test_bundled_toy_model_recovers_the_mode_weights():
+    pipe = NCSNPipeline.from_pretrained(pretrained_path("ncsn-two-gaussians"))
+    pipe.set_progress_bar_config(disable=True)
+    points = pipe(batch_size=4000, generator=torch.Generator().manual_seed(1), output_type="pt").images
+    # Binomial standard error 0.0063; sampler bias -0.011 with the exact score; 0.04 leaves room for the model.
+    assert mode_weights(points, GaussianMixtureScore.ncsn_toy())[1] == pytest.approx(0.8, abs=0.04)

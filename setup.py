@@ -64,6 +64,7 @@ setup(
             "ncsn-sample=ncsn_pipeline.cli_sample:main",
             "ncsn-train=ncsn_pipeline.train:main",
             "ncsn-digits-eval=ncsn_pipeline.digits_eval:main",
+            "ncsn-push=ncsn_pipeline.hub:main",
         ],
     },
     classifiers=[

@@ -19,6 +19,7 @@ never executed on that path. Only weights, configs, the card and the sample grid
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import inspect
 import json
 import os
@@ -157,7 +158,7 @@ def _hub_call(action: str, function, *args, **kwargs):
         if status in (401, 403):
             raise HubError(
                 f"Cannot {action}: the Hub refused the token (HTTP {status}). Log in with `hf auth login` or set "
-                "HF_TOKEN to a token with write access."
+                "HF_TOKEN: publishing needs a token with write access, a private repository one that can read it."
             ) from error
         raise HubError(f"Cannot {action}: the Hub answered HTTP {status} ({error}).") from error
     except OSError as error:  # connection refused, DNS, timeouts (httpx errors are OSError subclasses or wrapped)
@@ -194,7 +195,7 @@ def push_folder_to_hub(
         HubError: No token, an unreachable Hub, a refused token, or an invalid folder. Nothing is
             uploaded unless the whole commit succeeds.
     """
-    from huggingface_hub import HfApi, get_token
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
     if not isinstance(private, bool):
         raise ValueError(f"private must be True or False (the repository's visibility), got {private!r}.")
@@ -210,12 +211,25 @@ def push_folder_to_hub(
     with tempfile.TemporaryDirectory(prefix="ncsn-push-") as staging:
         export = export_for_hub(folder, Path(staging) / "repo", repo_id=repo_id)
         _hub_call(f"create {repo_id}", api.create_repo, repo_id, private=private, exist_ok=True)
+        # One explicit commit (upload_folder may split a folder into several commits and retry on its own).
+        operations = [
+            CommitOperationAdd(path_in_repo=path.relative_to(export).as_posix(), path_or_fileobj=str(path))
+            for path in sorted(export.rglob("*"))
+            if path.is_file() and any(fnmatch.fnmatch(path.relative_to(export).as_posix(), p) for p in UPLOAD_PATTERNS)
+        ]
+        # Files of an earlier push that this one no longer has (say, another model class's code file) go too.
+        uploaded = {operation.path_in_repo for operation in operations}
+        existing = _hub_call(f"list the files of {repo_id}", api.list_repo_files, repo_id)
+        operations += [
+            CommitOperationDelete(path_in_repo=path)
+            for path in existing
+            if path not in uploaded and any(fnmatch.fnmatch(path, pattern) for pattern in UPLOAD_PATTERNS)
+        ]
         commit = _hub_call(
             f"upload to {repo_id}",
-            api.upload_folder,
+            api.create_commit,
             repo_id=repo_id,
-            folder_path=str(export),
-            allow_patterns=UPLOAD_PATTERNS,
+            operations=operations,
             commit_message=commit_message or "Upload NCSN pipeline with ncsn-pipeline",
         )
     return str(getattr(commit, "commit_url", commit))

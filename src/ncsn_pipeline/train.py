@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from .hub import HubError
 from .noise_schedules import ncsnv2_noise_schedule
 from .training_data import BUILTIN_DATASETS, load_training_data
 
@@ -79,6 +80,11 @@ RESUME_MUST_MATCH = (
     "seed",
     "num_processes",
 )
+
+
+def recorded_args(args: argparse.Namespace) -> Dict[str, Any]:
+    """The arguments as written to checkpoints, logs and ``training_args.json``: never the Hub token."""
+    return {key: value for key, value in vars(args).items() if key != "hub_token"}
 
 
 def _positive_int(text: str) -> int:
@@ -190,10 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--learning_rate", type=_positive_float, default=1e-3, help="Adam learning rate")
     training.add_argument("--lr_scheduler", default="constant_with_warmup", help="a diffusers get_scheduler name")
     training.add_argument("--lr_warmup_steps", type=int, default=0, help="learning-rate warm-up updates")
-    training.add_argument("--adam_beta1", type=float, default=0.9)
-    training.add_argument("--adam_beta2", type=float, default=0.999)
-    training.add_argument("--adam_weight_decay", type=float, default=0.0)
-    training.add_argument("--adam_epsilon", type=float, default=1e-8)
+    training.add_argument("--adam_beta1", type=float, default=0.9, help="Adam's first-moment decay")
+    training.add_argument("--adam_beta2", type=float, default=0.999, help="Adam's second-moment decay")
+    training.add_argument("--adam_weight_decay", type=float, default=0.0, help="Adam's L2 weight decay")
+    training.add_argument("--adam_epsilon", type=float, default=1e-8, help="Adam's denominator epsilon")
     training.add_argument("--max_grad_norm", type=_positive_float, default=1.0, help="gradient clipping norm")
     training.add_argument("--no_ema", dest="use_ema", action="store_false", help="do not keep an EMA of the weights")
     training.add_argument("--ema_decay", type=float, default=0.999, help="EMA decay (NCSNv2 uses 0.999)")
@@ -223,7 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--num_samples", type=_positive_int, default=16, help="images in a sample grid (points for 2-D)"
     )
-    output.add_argument("--push_to_hub", action="store_true", help="(see the Hub publishing issue) not available yet")
+    hub = parser.add_argument_group("publishing (after training, one commit: weights, configs, card, samples)")
+    hub.add_argument("--push_to_hub", action="store_true", help="publish the trained pipeline to the Hugging Face Hub")
+    hub.add_argument("--hub_model_id", default=None, help="the repository, 'user/name' (required with --push_to_hub)")
+    hub.add_argument("--hub_token", default=None, help="a write token (default: the logged-in one or HF_TOKEN)")
+    visibility = hub.add_mutually_exclusive_group()
+    visibility.add_argument(
+        "--hub_private", dest="hub_private", action="store_true", default=None, help="create the repository private"
+    )
+    visibility.add_argument("--hub_public", dest="hub_private", action="store_false", help="create it public")
     return parser
 
 
@@ -241,8 +255,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f"--lr_warmup_steps must be >= 0, got {args.lr_warmup_steps}")
     if args.dataloader_num_workers < 0:
         parser.error(f"--dataloader_num_workers must be >= 0, got {args.dataloader_num_workers}")
-    if args.push_to_hub:
-        parser.error("--push_to_hub is not available yet; save locally, then publish the folder")
+    if args.push_to_hub and (args.hub_model_id is None or args.hub_private is None):
+        parser.error("--push_to_hub needs --hub_model_id user/name and an explicit --hub_private or --hub_public")
     if args.report_to == "auto":
         try:
             import tensorboard  # noqa: F401
@@ -287,7 +301,7 @@ def resolve_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Optiona
 def check_resume_compatible(checkpoint: Path, args: argparse.Namespace, num_processes: int) -> None:
     """Refuse to resume when an argument that shapes the model, data or objective has changed."""
     saved = json.loads((checkpoint / COMPLETE_MARKER).read_text())["training_args"]
-    current = {**vars(args), "num_processes": num_processes}
+    current = {**recorded_args(args), "num_processes": num_processes}
     differences = {
         key: (saved.get(key), current.get(key)) for key in RESUME_MUST_MATCH if saved.get(key) != current.get(key)
     }
@@ -340,7 +354,7 @@ def save_checkpoint(accelerator, output_dir: Path, global_step: int, args, rando
     if accelerator.is_main_process:
         marker = {
             "global_step": global_step,
-            "training_args": {**vars(args), "num_processes": accelerator.num_processes},
+            "training_args": {**recorded_args(args), "num_processes": accelerator.num_processes},
             "ema_optimization_step": ema_model.optimization_step if ema_model is not None else None,
         }
         (temporary / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2))
@@ -466,7 +480,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         train(args)
-    except (ValueError, FloatingPointError) as error:
+    except (ValueError, FloatingPointError, HubError) as error:
         print(f"ncsn-train: error: {error}", file=sys.stderr)
         return 2
     return 0
@@ -572,7 +586,7 @@ def train(args: argparse.Namespace) -> Path:
 
     if accelerator.is_main_process:
         run_config = {
-            key: (json.dumps(value) if isinstance(value, list) else value) for key, value in vars(args).items()
+            key: (json.dumps(value) if isinstance(value, list) else value) for key, value in recorded_args(args).items()
         }
         accelerator.init_trackers("ncsn-train", config={k: v for k, v in run_config.items() if v is not None})
         logger.info(
@@ -644,6 +658,11 @@ def train(args: argparse.Namespace) -> Path:
         pipeline = _pipeline(accelerator, model, ema_model, scheduler, data, args)
         save_pipeline_folder(pipeline, output_dir, args, data, global_step, train_seconds, _hardware(accelerator))
         logger.info(f"Saved the pipeline to {output_dir} ({global_step} steps, {train_seconds:.0f} s).")
+        if args.push_to_hub:
+            from .hub import push_folder_to_hub
+
+            url = push_folder_to_hub(output_dir, args.hub_model_id, private=args.hub_private, token=args.hub_token)
+            logger.info(f"Pushed to {args.hub_model_id}: {url}")
     accelerator.end_training()
     return output_dir
 
@@ -675,6 +694,19 @@ def _pipeline(accelerator, model, ema_model, scheduler, data, args):
     )
 
 
+def _command_line() -> Optional[str]:
+    """The ``ncsn-train`` command that is running (with any Hub token masked), or None when called from Python."""
+    if not sys.argv or "train" not in Path(sys.argv[0]).name:
+        return None
+    words = list(sys.argv[1:])
+    for index, word in enumerate(words):
+        if word == "--hub_token" and index + 1 < len(words):
+            words[index + 1] = "***"
+        elif word.startswith("--hub_token="):
+            words[index] = "--hub_token=***"
+    return " ".join(["ncsn-train", *words])
+
+
 def save_pipeline_folder(pipeline, output_dir: Path, args, data, global_step, train_seconds, hardware) -> None:
     """Save ``pipeline`` plus ``training_args.json`` and ``sample_grid.png`` into ``output_dir`` atomically."""
     staging = output_dir / ".pipeline.tmp"
@@ -682,8 +714,8 @@ def save_pipeline_folder(pipeline, output_dir: Path, args, data, global_step, tr
         shutil.rmtree(staging)
     pipeline.save_pretrained(staging)
     record = {
-        "command": "ncsn-train " + " ".join(sys.argv[1:]) if sys.argv and "train" in sys.argv[0] else None,
-        "args": vars(args),
+        "command": _command_line(),
+        "args": recorded_args(args),
         "data": data.description,
         "num_examples": len(data.dataset),
         "global_step": global_step,

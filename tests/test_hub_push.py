@@ -1,0 +1,216 @@
+"""Publishing to the Hub and loading back by repo id, against a local stand-in Hub (tests/hub_stand_in.py)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ncsn_pipeline import NCSNPipeline
+from ncsn_pipeline.hub import HubError, push_folder_to_hub
+from ncsn_pipeline.pretrained import pretrained_path
+from ncsn_pipeline.train import main as train_main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hub_stand_in import running_stand_in  # noqa: E402
+
+SAMPLE = dict(batch_size=3, num_inference_steps=3, steps_per_level=2, output_type="np")
+# Runs in a fresh process and a fresh cache: loads the repo both ways and saves their samples.
+LOAD_BOTH_WAYS = """
+import sys, numpy as np, torch
+from diffusers import DiffusionPipeline
+from ncsn_pipeline import NCSNPipeline
+repo, out = sys.argv[1], sys.argv[2]
+kwargs = dict(batch_size=3, num_inference_steps=3, steps_per_level=2, output_type="np")
+ours = NCSNPipeline.from_pretrained(repo)
+plain = DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)
+for name, pipe in (("ours", ours), ("plain", plain)):
+    pipe.set_progress_bar_config(disable=True)
+    np.save(f"{out}/{name}.npy", pipe(generator=torch.Generator().manual_seed(11), **kwargs).images)
+print(type(ours).__module__, type(plain).__module__)
+"""
+LOAD_OURS_OFFLINE = """
+import sys, numpy as np, torch
+from ncsn_pipeline import NCSNPipeline
+pipe = NCSNPipeline.from_pretrained(sys.argv[1])
+pipe.set_progress_bar_config(disable=True)
+np.save(sys.argv[2], pipe(generator=torch.Generator().manual_seed(11), batch_size=3, num_inference_steps=3,
+                          steps_per_level=2, output_type="np").images)
+"""
+
+
+def _reference_samples(folder: Path) -> np.ndarray:
+    pipe = NCSNPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(generator=torch.Generator().manual_seed(11), **SAMPLE).images
+
+
+@pytest.fixture
+def trained_folder(tmp_path):
+    """A freshly trained tiny image pipeline (ncsn-train on digits, a few steps), with checkpoints and logs."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    out = tmp_path / "trained"
+    args = [
+        "--dataset_name",
+        "digits",
+        "--resolution",
+        "8",
+        "--ngf",
+        "4",
+        "--train_batch_size",
+        "16",
+        "--max_train_steps",
+        "3",
+        "--checkpointing_steps",
+        "2",
+        "--report_to",
+        "none",
+        "--num_samples",
+        "4",
+        "--sigma_max",
+        "3",
+        "--num_noise_levels",
+        "6",
+        "--output_dir",
+        str(out),
+    ]
+    assert train_main(args) == 0
+    AcceleratorState._reset_state(reset_partial_state=True)
+    PartialState._reset_state()
+    GradientState._reset_state()
+    return out
+
+
+@pytest.mark.slow
+def test_push_then_load_both_ways_in_a_fresh_process(trained_folder, tmp_path):
+    with running_stand_in() as hub:
+        with hub.patched_client(tmp_path / "pusher-home"):
+            url = push_folder_to_hub(trained_folder, "alice/ncsn-tiny", private=True)
+        assert "alice/ncsn-tiny" in url
+        assert hub.repo("alice/ncsn-tiny").private is True
+        files = hub.files("alice/ncsn-tiny")
+        assert not any(name.startswith(("checkpoint", "logs", "samples")) for name in files)
+        assert {
+            "model_index.json",
+            "README.md",
+            "sample_grid.png",
+            "pipeline_ncsn.py",
+            "unet/diffusion_pytorch_model.safetensors",
+            "scheduler/scheduling_ncsn.py",
+        } <= set(files)
+        assert len(hub.commits("alice/ncsn-tiny")) == 2  # the repo's initial commit + exactly one push
+
+        result = subprocess.run(
+            [sys.executable, "-c", LOAD_BOTH_WAYS, "alice/ncsn-tiny", str(tmp_path)],
+            env={**hub.client_env(tmp_path / "fresh-home"), "OMP_NUM_THREADS": "1"},  # same threads, same sums
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        reference = _reference_samples(trained_folder)
+        np.testing.assert_array_equal(np.load(tmp_path / "ours.npy"), reference)
+        np.testing.assert_array_equal(np.load(tmp_path / "plain.npy"), reference)
+
+        # The package's own path works offline from the cache, with the Hub down.
+        hub.down()
+        offline_env = {**hub.client_env(tmp_path / "fresh-home"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        result = subprocess.run(
+            [sys.executable, "-c", LOAD_OURS_OFFLINE, "alice/ncsn-tiny", str(tmp_path / "off.npy")],
+            env=offline_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        np.testing.assert_array_equal(np.load(tmp_path / "off.npy"), reference)
+
+
+def test_a_failed_upload_leaves_the_old_revision_and_a_retry_succeeds(tmp_path):
+    folder = pretrained_path("ncsn-digits")  # the second push replaces the toy model by the digits model
+    with running_stand_in() as hub, hub.patched_client(tmp_path / "home"):
+        push_folder_to_hub(pretrained_path("ncsn-two-gaussians"), "alice/toy", private=False)
+        before = hub.commits("alice/toy")
+        old_files = hub.files("alice/toy")
+        hub.fail_next_commit(after_bytes=2000)  # the connection drops in the middle of the upload
+        with pytest.raises(HubError, match="Cannot upload to alice/toy"):
+            push_folder_to_hub(folder, "alice/toy", private=False, commit_message="second")
+        assert hub.commits("alice/toy") == before and hub.files("alice/toy") == old_files
+        hub.fail_next_commit(status=500)
+        with pytest.raises(HubError, match="HTTP 500"):
+            push_folder_to_hub(folder, "alice/toy", private=False, commit_message="second")
+        assert hub.commits("alice/toy") == before
+        push_folder_to_hub(folder, "alice/toy", private=False, commit_message="second")  # the retry
+        assert len(hub.commits("alice/toy")) == len(before) + 1
+        files = hub.files("alice/toy")
+        assert "unet/modeling_ncsn.py" in files and "unet/modeling_toy.py" not in files  # no stale code file
+        assert hub.repo("alice/toy").private is False
+
+
+def test_wrong_token_and_unreachable_hub_give_clear_errors(tmp_path):
+    folder = pretrained_path("ncsn-two-gaussians")
+    with running_stand_in() as hub:
+        with hub.patched_client(tmp_path / "home", token="hf_wrong"):
+            with pytest.raises(HubError, match="refused the token"):
+                push_folder_to_hub(folder, "alice/toy", private=True)
+        assert hub.repo_ids() == []
+        with hub.patched_client(tmp_path / "home"):
+            hub.down()
+            with pytest.raises(HubError, match="unreachable"):
+                push_folder_to_hub(folder, "alice/toy", private=True)
+            hub.up()
+        assert hub.repo_ids() == []
+
+
+def test_pipeline_push_to_hub_and_training_flag(tmp_path):
+    pipe = NCSNPipeline.from_pretrained(pretrained_path("ncsn-two-gaussians"))
+    with running_stand_in() as hub, hub.patched_client(tmp_path / "home"):
+        pipe.push_to_hub("alice/from-python", private=True)
+        index = json.loads(hub.files("alice/from-python")["model_index.json"])
+        assert index["_class_name"] == ["pipeline_ncsn", "NCSNPipeline"] and index["data_range"] is None
+        with pytest.raises(TypeError):
+            pipe.push_to_hub("alice/x")  # visibility must be explicit
+        out = tmp_path / "trained"
+        code = train_main(
+            [
+                "--dataset_name",
+                "two-gaussians",
+                "--num_toy_samples",
+                "256",
+                "--train_batch_size",
+                "64",
+                "--hidden_size",
+                "8",
+                "--max_train_steps",
+                "2",
+                "--report_to",
+                "none",
+                "--output_dir",
+                str(out),
+                "--push_to_hub",
+                "--hub_model_id",
+                "alice/trained",
+                "--hub_public",
+                "--hub_token",
+                hub.token,
+            ]
+        )
+        assert code == 0
+        assert "unet/diffusion_pytorch_model.safetensors" in hub.files("alice/trained")
+        record = (out / "training_args.json").read_text()
+        assert hub.token not in record  # the token never lands on disk
+
+
+def test_bundled_cards_pass_the_hub_metadata_validation(tmp_path):
+    from huggingface_hub import ModelCard
+
+    with running_stand_in() as hub, hub.patched_client(tmp_path / "home"):
+        for name in ("ncsn-digits", "ncsn-two-gaussians"):
+            card = ModelCard.load(pretrained_path(name) / "README.md")
+            card.validate()  # the stand-in's /api/validate-yaml
+            assert card.data.library_name == "diffusers"
+        bad = ModelCard("---\npipeline_tag: not-a-task\n---\n# x")
+        with pytest.raises(ValueError):
+            bad.validate()

@@ -7,6 +7,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_quick_start_runs(tmp_path, monkeypatch, capsys):
+    # ```python blocks must run offline as written; ```py blocks show Hub calls that need a real repository.
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
     assert blocks, "the README has no python quick start"
     monkeypatch.chdir(tmp_path)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib
 import inspect
 import json
 import os
@@ -73,11 +74,7 @@ def standalone_source(module) -> str:
         if current in ordered:
             return
         for name in re.findall(r"^from \.(\w+) import ", inspect.getsource(current), flags=re.M):
-            visit(
-                sys.modules[f"{current.__package__}.{name}"]
-                if f"{current.__package__}.{name}" in sys.modules
-                else __import__(f"{current.__package__}.{name}", fromlist=["_"])
-            )
+            visit(importlib.import_module(f"{current.__package__}.{name}"))
         ordered.append(current)
 
     visit(module)

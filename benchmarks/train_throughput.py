@@ -28,7 +28,8 @@ from ncsn_pipeline import NCSNScoreModel  # noqa: E402
 from ncsn_pipeline.digits import DIGITS_NUM_LEVELS, load_digits_split  # noqa: E402
 from ncsn_pipeline.losses import denoising_score_matching_loss  # noqa: E402
 from ncsn_pipeline.noise_schedules import geometric_noise_levels  # noqa: E402
-from ncsn_pipeline.train import main as train_main  # noqa: E402
+from ncsn_pipeline.train import main as train_main
+from ncsn_pipeline.train import reset_accelerate_state  # noqa: E402
 
 SIGMA_MAX, SIGMA_MIN, NUM_LEVELS = 5.0, 0.01, 20
 
@@ -65,8 +66,6 @@ def bare_loop_steps_per_second(steps: int, ngf: int, batch_size: int, seed: int 
 
 def script_steps_per_second(steps: int, ngf: int, batch_size: int, seed: int = 0) -> float:
     """``ncsn-train`` with the same settings; its own timer covers the training loop only."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
     with tempfile.TemporaryDirectory() as folder:
         output_dir = Path(folder) / "run"
         code = train_main(
@@ -81,9 +80,7 @@ def script_steps_per_second(steps: int, ngf: int, batch_size: int, seed: int = 0
         if code != 0:
             raise RuntimeError("ncsn-train failed")
         record = json.loads((output_dir / "training_args.json").read_text())
-    AcceleratorState._reset_state(reset_partial_state=True)
-    PartialState._reset_state()
-    GradientState._reset_state()
+    reset_accelerate_state()
     return steps / record["train_seconds"]
 
 

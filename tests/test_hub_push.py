@@ -13,6 +13,7 @@ from ncsn_pipeline import NCSNPipeline
 from ncsn_pipeline.hub import HubError, push_folder_to_hub
 from ncsn_pipeline.pretrained import pretrained_path
 from ncsn_pipeline.train import main as train_main
+from ncsn_pipeline.train import reset_accelerate_state
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_stand_in import running_stand_in  # noqa: E402
@@ -51,8 +52,6 @@ def _reference_samples(folder: Path) -> np.ndarray:
 @pytest.fixture
 def trained_folder(tmp_path):
     """A freshly trained tiny image pipeline (ncsn-train on digits, a few steps), with checkpoints and logs."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
     out = tmp_path / "trained"
     args = [
         "--dataset_name",
@@ -79,9 +78,7 @@ def trained_folder(tmp_path):
         str(out),
     ]
     assert train_main(args) == 0
-    AcceleratorState._reset_state(reset_partial_state=True)
-    PartialState._reset_state()
-    GradientState._reset_state()
+    reset_accelerate_state()
     return out
 
 

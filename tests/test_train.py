@@ -14,7 +14,7 @@ import torch
 from ncsn_pipeline import NCSNPipeline, NCSNScheduler
 from ncsn_pipeline.cli_sample import mode_weights
 from ncsn_pipeline.noise_schedules import ncsnv2_noise_schedule
-from ncsn_pipeline.train import COMPLETE_MARKER, main, resolve_checkpoint
+from ncsn_pipeline.train import COMPLETE_MARKER, main, reset_accelerate_state, resolve_checkpoint
 
 TOY = [
     "--dataset_name", "two-gaussians", "--num_toy_samples", "2048", "--train_batch_size", "64",
@@ -29,11 +29,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUF
 def _fresh_accelerate_state():
     """accelerate keeps process-wide singletons: reset them so that in-process runs do not leak into each other."""
     yield
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    PartialState._reset_state()
-    GradientState._reset_state()
+    reset_accelerate_state()
 
 
 def _losses(output_dir: Path):

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -28,19 +26,10 @@ from diffusers.utils import make_image_grid
 from diffusers.utils.torch_utils import randn_tensor
 
 from .builtin import builtin_names, builtin_pipeline
+from .cli_utils import positive_int, write_atomically
 from .modeling_toy import GaussianMixtureScore
 from .pipeline_ncsn import NCSNPipeline
 from .sampling import langevin_dynamics
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,18 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", default="samples.png", help="PNG file to write (default: samples.png)")
     parser.add_argument(
-        "--batch_size", type=_positive_int, default=None, help="number of samples (default: 2000 points or 64 images)"
+        "--batch_size", type=positive_int, default=None, help="number of samples (default: 2000 points or 64 images)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--num_inference_steps",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="number of noise levels to anneal through (default: the scheduler's)",
     )
     parser.add_argument(
         "--steps_per_level",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="Langevin steps per level (default: the scheduler's)",
     )
@@ -92,23 +81,6 @@ def mode_weights(points: torch.Tensor, model: GaussianMixtureScore) -> List[floa
     return (torch.bincount(nearest, minlength=means.shape[0]).double() / points.shape[0]).tolist()
 
 
-def _write_atomically(path: Path, save) -> None:
-    """Call ``save(temporary_path)`` and move the result to ``path`` only once it is complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=f".{path.stem}-")
-    os.close(handle)
-    try:
-        save(temporary)
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def save_image_grid(images: Sequence, path: Path, min_side: int = 64, border: int = 2) -> None:
     """Write PIL ``images`` as a near-square grid PNG, upscaled (nearest) to ``min_side`` px and framed, atomically."""
     from PIL import ImageOps
@@ -120,7 +92,7 @@ def save_image_grid(images: Sequence, path: Path, min_side: int = 64, border: in
     tiles = [ImageOps.expand(image.resize((side, side), resample=0), border=border, fill=128) for image in images]
     tiles += [tiles[0].point(lambda _: 255)] * (rows * columns - len(images))  # white padding
     grid = make_image_grid(tiles, rows=rows, cols=columns)
-    _write_atomically(path, lambda temporary: grid.save(temporary, format="PNG"))
+    write_atomically(path, lambda temporary: grid.save(temporary, format="PNG"))
 
 
 def _plot_points(path: Path, panels: Sequence, title: str) -> None:
@@ -137,7 +109,7 @@ def _plot_points(path: Path, panels: Sequence, title: str) -> None:
         axis.set_aspect("equal")
     figure.suptitle(title)
     figure.tight_layout()
-    _write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=100))
+    write_atomically(path, lambda temporary: figure.savefig(temporary, format="png", dpi=100))
     plt.close(figure)
 
 

@@ -42,7 +42,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
@@ -51,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cli_utils import positive_int, write_atomically
 from .digits import DIGITS_NUM_LEVELS, load_digits_split
 
 IMAGE_SIZE = 16  # the score model's resolution: 8x8 digits, each pixel a 2x2 block
@@ -422,16 +422,6 @@ def resize_to_digits(images: torch.Tensor) -> torch.Tensor:
     return F.interpolate(images.float(), size=(IMAGE_SIZE, IMAGE_SIZE), mode="nearest" if enlarge else "area")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``python -m ncsn_pipeline.digits_eval``."""
     parser = argparse.ArgumentParser(
@@ -440,35 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
         "rate, class coverage, Fréchet distance to held-out digits), next to the floor of real digits.",
     )
     parser.add_argument("--pipeline", required=True, help="folder saved with NCSNPipeline.save_pretrained")
-    parser.add_argument("--num_samples", type=_positive_int, default=500, help="samples to draw (default: 500)")
-    parser.add_argument("--batch_size", type=_positive_int, default=100, help="samples per call (default: 100)")
+    parser.add_argument("--num_samples", type=positive_int, default=500, help="samples to draw (default: 500)")
+    parser.add_argument("--batch_size", type=positive_int, default=100, help="samples per call (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default: 0)")
     parser.add_argument(
         "--classifier_seed", type=int, default=0, help="seed of the evaluation classifier (default: 0, the standard)"
     )
     parser.add_argument("--confidence", type=float, default=0.9, help="confident-prediction threshold (default 0.9)")
-    parser.add_argument("--num_inference_steps", type=_positive_int, default=None, help="noise levels to anneal")
-    parser.add_argument("--steps_per_level", type=_positive_int, default=None, help="Langevin steps per level")
+    parser.add_argument("--num_inference_steps", type=positive_int, default=None, help="noise levels to anneal")
+    parser.add_argument("--steps_per_level", type=positive_int, default=None, help="Langevin steps per level")
     parser.add_argument("--device", default="cpu", help="device to sample on (default: cpu)")
     parser.add_argument("--output", default="metrics.json", help="JSON file to write (default: metrics.json)")
     return parser
-
-
-def _write_json_atomically(path: Path, payload: Dict[str, object]) -> None:
-    """Write ``payload`` to ``path`` through a temporary file, so a reader never sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".json", dir=path.parent, prefix=f".{path.stem}-")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2)
-            stream.write("\n")
-        umask = os.umask(0)  # mkstemp creates the file private (0600); give it a plain open()'s permissions
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def format_table(sample_metrics: Dict[str, object], floor: Dict[str, object]) -> str:
@@ -553,7 +526,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
             "evaluation": evaluation_seconds,
         },
     }
-    _write_json_atomically(output, payload)
+    write_atomically(output, lambda temporary: Path(temporary).write_text(json.dumps(payload, indent=2) + "\n"))
     print(format_table(sample_metrics, floor))
     print(f"Sampling {sampling_seconds:.1f} s, evaluation {evaluation_seconds:.1f} s; wrote {output}.")
     return payload

@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from .cli_utils import positive_float, positive_int
 from .hub import HubError
 from .noise_schedules import ncsnv2_noise_schedule
 from .training_data import BUILTIN_DATASETS, load_training_data
@@ -87,26 +88,6 @@ def recorded_args(args: argparse.Namespace) -> Dict[str, Any]:
     return {key: value for key, value in vars(args).items() if key != "hub_token"}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
-
-
 def _data_range(text: str) -> List[float]:
     parts = text.split(",")
     try:
@@ -138,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--train_data_dir", default=None, help="a folder of images (searched recursively)")
     data.add_argument("--image_column", default="image", help="the column holding images in a datasets data set")
     data.add_argument("--cache_dir", default=None, help="where datasets caches downloads")
-    data.add_argument("--resolution", type=_positive_int, default=32, help="images are resized to this square size")
+    data.add_argument("--resolution", type=positive_int, default=32, help="images are resized to this square size")
     data.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 (grey) or 3 (RGB); default: infer")
     data.add_argument(
         "--center_crop", action="store_true", help="resize the shorter side then centre-crop (else squash)"
@@ -153,27 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--data_range", type=_data_range, default=[0.0, 1.0], help="range images are mapped to: 'low,high'"
     )
-    data.add_argument("--max_train_samples", type=_positive_int, default=None, help="use only the first N examples")
-    data.add_argument(
-        "--num_toy_samples", type=_positive_int, default=20000, help="size of a built-in 2-D toy data set"
-    )
+    data.add_argument("--max_train_samples", type=positive_int, default=None, help="use only the first N examples")
+    data.add_argument("--num_toy_samples", type=positive_int, default=20000, help="size of a built-in 2-D toy data set")
     data.add_argument("--dataloader_num_workers", type=int, default=0, help="data-loading worker processes")
 
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model", choices=("auto", "ncsnv2", "mlp"), default="auto", help="ncsnv2 (images), mlp (2-D); auto picks"
     )
-    model.add_argument("--ngf", type=_positive_int, default=32, help="NCSNv2 RefineNet width (the paper uses 128)")
-    model.add_argument("--hidden_size", type=_positive_int, default=128, help="MLP width (2-D data)")
-    model.add_argument("--num_layers", type=_positive_int, default=3, help="MLP hidden layers (2-D data)")
+    model.add_argument("--ngf", type=positive_int, default=32, help="NCSNv2 RefineNet width (the paper uses 128)")
+    model.add_argument("--hidden_size", type=positive_int, default=128, help="MLP width (2-D data)")
+    model.add_argument("--num_layers", type=positive_int, default=3, help="MLP hidden layers (2-D data)")
 
     noise = parser.add_argument_group("noise schedule (saved as the pipeline's NCSNScheduler)")
-    noise.add_argument("--sigma_max", type=_positive_float, default=1.0, help="largest noise level")
-    noise.add_argument("--sigma_min", type=_positive_float, default=0.01, help="smallest noise level")
-    noise.add_argument("--num_noise_levels", type=_positive_int, default=10, help="number of geometric noise levels L")
-    noise.add_argument("--steps_per_level", type=_positive_int, default=5, help="Langevin steps per level T (sampling)")
+    noise.add_argument("--sigma_max", type=positive_float, default=1.0, help="largest noise level")
+    noise.add_argument("--sigma_min", type=positive_float, default=0.01, help="smallest noise level")
+    noise.add_argument("--num_noise_levels", type=positive_int, default=10, help="number of geometric noise levels L")
+    noise.add_argument("--steps_per_level", type=positive_int, default=5, help="Langevin steps per level T (sampling)")
     noise.add_argument(
-        "--step_lr", type=_positive_float, default=2e-5, help="Langevin step size at sigma_min (sampling)"
+        "--step_lr", type=positive_float, default=2e-5, help="Langevin step size at sigma_min (sampling)"
     )
     noise.add_argument("--no_final_denoise", dest="final_denoise", action="store_false", help="skip the denoising step")
     noise.add_argument(
@@ -190,17 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     training.add_argument("--seed", type=int, default=0, help="seed of everything random in training")
     training.add_argument("--loss", choices=("dsm", "ssm"), default="dsm", help="denoising or sliced score matching")
-    training.add_argument("--train_batch_size", type=_positive_int, default=128, help="batch size per process")
-    training.add_argument("--max_train_steps", type=_positive_int, default=3000, help="optimizer updates in total")
-    training.add_argument("--gradient_accumulation_steps", type=_positive_int, default=1, help="batches per update")
-    training.add_argument("--learning_rate", type=_positive_float, default=1e-3, help="Adam learning rate")
+    training.add_argument("--train_batch_size", type=positive_int, default=128, help="batch size per process")
+    training.add_argument("--max_train_steps", type=positive_int, default=3000, help="optimizer updates in total")
+    training.add_argument("--gradient_accumulation_steps", type=positive_int, default=1, help="batches per update")
+    training.add_argument("--learning_rate", type=positive_float, default=1e-3, help="Adam learning rate")
     training.add_argument("--lr_scheduler", default="constant_with_warmup", help="a diffusers get_scheduler name")
     training.add_argument("--lr_warmup_steps", type=int, default=0, help="learning-rate warm-up updates")
     training.add_argument("--adam_beta1", type=float, default=0.9, help="Adam's first-moment decay")
     training.add_argument("--adam_beta2", type=float, default=0.999, help="Adam's second-moment decay")
     training.add_argument("--adam_weight_decay", type=float, default=0.0, help="Adam's L2 weight decay")
     training.add_argument("--adam_epsilon", type=float, default=1e-8, help="Adam's denominator epsilon")
-    training.add_argument("--max_grad_norm", type=_positive_float, default=1.0, help="gradient clipping norm")
+    training.add_argument("--max_grad_norm", type=positive_float, default=1.0, help="gradient clipping norm")
     training.add_argument("--no_ema", dest="use_ema", action="store_false", help="do not keep an EMA of the weights")
     training.add_argument("--ema_decay", type=float, default=0.999, help="EMA decay (NCSNv2 uses 0.999)")
     training.add_argument(
@@ -209,11 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     output = parser.add_argument_group("checkpoints, logging and samples")
     output.add_argument(
-        "--checkpointing_steps", type=_positive_int, default=500, help="save a checkpoint every N updates"
+        "--checkpointing_steps", type=positive_int, default=500, help="save a checkpoint every N updates"
     )
-    output.add_argument(
-        "--checkpoints_total_limit", type=_positive_int, default=None, help="keep at most N checkpoints"
-    )
+    output.add_argument("--checkpoints_total_limit", type=positive_int, default=None, help="keep at most N checkpoints")
     output.add_argument(
         "--resume_from_checkpoint", default=None, help="'latest' (newest complete checkpoint in output_dir) or a path"
     )
@@ -224,11 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument("--logging_dir", default="logs", help="tracker folder, relative to output_dir")
     output.add_argument(
-        "--save_samples_steps", type=_positive_int, default=None, help="write a sample grid every N updates"
+        "--save_samples_steps", type=positive_int, default=None, help="write a sample grid every N updates"
     )
-    output.add_argument(
-        "--num_samples", type=_positive_int, default=16, help="images in a sample grid (points for 2-D)"
-    )
+    output.add_argument("--num_samples", type=positive_int, default=16, help="images in a sample grid (points for 2-D)")
     hub = parser.add_argument_group("publishing (after training, one commit: weights, configs, card, samples)")
     hub.add_argument("--push_to_hub", action="store_true", help="publish the trained pipeline to the Hugging Face Hub")
     hub.add_argument("--hub_model_id", default=None, help="the repository, 'user/name' (required with --push_to_hub)")
@@ -473,6 +448,15 @@ def save_sample_preview(pipeline, path: Path, num_samples: int, seed: int) -> No
     else:
         points = pipeline(batch_size=max(num_samples, 1000), generator=generator, output_type="pt").images
         _plot_points(path, [("samples", points)], title=path.stem)
+
+
+def reset_accelerate_state() -> None:
+    """Forget accelerate's process-wide state, so that several trainings can run in one Python process (tests)."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    PartialState._reset_state()
+    GradientState._reset_state()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

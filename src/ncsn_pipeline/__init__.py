@@ -14,6 +14,7 @@ from .modeling_toy import GaussianMixtureScore, ToyScoreModel
 from .noise_schedules import NoiseSchedule, ncsnv2_noise_schedule
 from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
 from .scheduling_ncsn import NCSN_PRESETS, NCSNScheduler, NCSNSchedulerOutput
+from .scheduling_ve_pc import VEPredictorCorrectorScheduler
 
 __version__ = "0.1.0"
 
@@ -27,5 +28,6 @@ __all__ = [
     "NCSN_PRESETS",
     "NoiseSchedule",
     "ToyScoreModel",
+    "VEPredictorCorrectorScheduler",
     "ncsnv2_noise_schedule",
 ]

@@ -558,6 +558,14 @@ def _draw_density(axis, reference: GaussianMixtureScore, sigma: float, extent: f
     axis.contourf(xx, yy, log_density.clamp(min=top - 14).numpy(), levels=14, cmap="Blues")
 
 
+def _arrow_colours():
+    """Matplotlib's ``plasma`` without its palest end, so that arrows stay visible on white and on blue."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(colormaps["plasma"](torch.linspace(0.0, 0.8, 256).numpy()), name="plasma_dark")
+
+
 def score_field_figure(entry: DemoModel, sigma: float):
     """The score field ``s(x, sigma)`` as arrows (direction; colour = magnitude) over the perturbed density."""
     from matplotlib.figure import Figure
@@ -571,6 +579,7 @@ def score_field_figure(entry: DemoModel, sigma: float):
 
     figure = Figure(figsize=(5.6, 5.0), dpi=100)
     axis = figure.add_subplot()
+    colours = _arrow_colours()
     if entry.exact:
         _draw_density(axis, entry.reference, sigma, extent)
         what = "exact score over log p_sigma (shaded)"
@@ -582,7 +591,7 @@ def score_field_figure(entry: DemoModel, sigma: float):
         direction[:, 0].reshape(xx.shape).numpy(),
         direction[:, 1].reshape(xx.shape).numpy(),
         magnitude.log10().reshape(xx.shape).numpy(),
-        cmap="autumn",
+        cmap=colours,
         angles="xy",
         pivot="mid",
     )

@@ -52,13 +52,14 @@ class HubError(RuntimeError):
 
 def _component_modules() -> Dict[str, object]:
     """Classes that may appear in a pipeline, by class name, with the module that defines them."""
-    from . import modeling_ncsn, modeling_toy, scheduling_ncsn
+    from . import modeling_ncsn, modeling_toy, scheduling_ncsn, scheduling_ve_pc
 
     return {
         "NCSNScoreModel": modeling_ncsn,
         "GaussianMixtureScore": modeling_toy,
         "ToyScoreModel": modeling_toy,
         "NCSNScheduler": scheduling_ncsn,
+        "VEPredictorCorrectorScheduler": scheduling_ve_pc,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -280,7 +281,14 @@ class NCSNPipeline(DiffusionPipeline):
             self._postprocess(torch.empty(0), output_type)  # raises the explanatory error now, not after sampling
 
         # 1. Noise levels of this run.
-        timestep_kwargs = {} if steps_per_level is None else {"steps_per_level": steps_per_level}
+        timestep_kwargs = {}
+        if steps_per_level is not None:
+            if "steps_per_level" not in inspect.signature(self.scheduler.set_timesteps).parameters:
+                raise ValueError(
+                    f"steps_per_level={steps_per_level} does not apply to {type(self.scheduler).__name__}; "
+                    "leave it out (its own config sets how many model calls each level takes)."
+                )
+            timestep_kwargs["steps_per_level"] = steps_per_level
         self.scheduler.set_timesteps(num_inference_steps, device=self.device, **timestep_kwargs)
 
         # 2. Start from the prior N(0, sigma_max^2 I).

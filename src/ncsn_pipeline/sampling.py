@@ -60,6 +60,27 @@ def denoise_step(sample: torch.Tensor, score: torch.Tensor, sigma: float) -> tor
     return sample + sigma**2 * score
 
 
+def add_noise_per_example(clean: torch.Tensor, noise: torch.Tensor, sigma: Union[float, torch.Tensor]) -> torch.Tensor:
+    """Perturb data with Gaussian noise: ``x + sigma * z`` (NCSN eq. 5's kernel; the VE SDE's transition).
+
+    Args:
+        clean (`torch.Tensor`): Clean data ``x``, shape ``(batch, ...)``.
+        noise (`torch.Tensor`): Standard normal ``z``, same shape.
+        sigma (`float` or `torch.Tensor`): The noise level, a scalar or one per example ``(batch,)``.
+
+    Returns:
+        `torch.Tensor`: The noisy samples.
+    """
+    sigma = torch.as_tensor(sigma, device=clean.device, dtype=clean.dtype)
+    if sigma.ndim == 1:
+        if sigma.shape[0] != clean.shape[0]:
+            raise ValueError(f"timesteps has {sigma.shape[0]} noise levels for a batch of {clean.shape[0]}.")
+        sigma = sigma.reshape(-1, *([1] * (clean.ndim - 1)))
+    elif sigma.ndim != 0:
+        raise ValueError(f"timesteps must be a scalar or of shape (batch,), got shape {tuple(sigma.shape)}.")
+    return clean + sigma * noise
+
+
 def raise_if_not_finite(sample: torch.Tensor, where: str, advice: str) -> None:
     """Stop sampling with a clear message when ``sample`` holds NaN or infinite values.
 

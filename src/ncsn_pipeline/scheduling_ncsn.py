@@ -20,7 +20,7 @@ from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from .noise_schedules import annealed_step_sizes, geometric_noise_levels, ncsnv2_noise_schedule
-from .sampling import denoise_step, langevin_step, raise_if_not_finite
+from .sampling import add_noise_per_example, denoise_step, langevin_step, raise_if_not_finite
 
 logger = logging.get_logger(__name__)
 
@@ -311,16 +311,7 @@ class NCSNScheduler(SchedulerMixin, ConfigMixin):
         Returns:
             `torch.Tensor`: The noisy samples.
         """
-        sigma = torch.as_tensor(timesteps, device=original_samples.device, dtype=original_samples.dtype)
-        if sigma.ndim == 1:
-            if sigma.shape[0] != original_samples.shape[0]:
-                raise ValueError(
-                    f"timesteps has {sigma.shape[0]} noise levels for a batch of {original_samples.shape[0]}."
-                )
-            sigma = sigma.reshape(-1, *([1] * (original_samples.ndim - 1)))
-        elif sigma.ndim != 0:
-            raise ValueError(f"timesteps must be a scalar or of shape (batch,), got shape {tuple(sigma.shape)}.")
-        return original_samples + sigma * noise
+        return add_noise_per_example(original_samples, noise, timesteps)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> NCSNScheduler:

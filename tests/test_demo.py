@@ -1,0 +1,288 @@
+"""The web demo (``ncsn_pipeline.demo``) through its public API: a launched app and ``gradio_client``.
+
+Work is kept small (few noise levels and steps) so that the whole file runs in well under a minute.
+"""
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("gradio", reason="the web demo needs the demo extra: pip install -e '.[demo]'")
+gradio_client = pytest.importorskip("gradio_client", reason="the demo tests need gradio_client (installed with gradio)")
+httpx = pytest.importorskip("httpx")
+
+from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client.utils import QueueError  # noqa: E402
+
+from ncsn_pipeline import demo as demo_module  # noqa: E402
+
+# model, sampler, noise levels, steps per level, step size scale, seed, batch size, animate
+SMALL_GENERATE = ["ncsn-digits", "NCSNScheduler", 4, 2, 1.0, 0, 4, False]
+# distribution, sampler, noise levels, steps per level, step size scale, field sigma, seed, points
+SMALL_PLAYGROUND = ["two-gaussians", "NCSNScheduler", 10, 30, 1.0, 1.0, 0, 500]
+QUICK_S = 5.0  # a rejection must come back this fast (no sampling happens)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The demo, launched as ``app.py`` does, on a free local port."""
+    app = demo_module.build_demo()
+    port = _free_port()
+    demo_module.launch_demo(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    app.test_url = f"http://127.0.0.1:{port}/"
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    api = gradio_client.Client(server.test_url, verbose=False)
+    yield api
+    api.close()
+
+
+def _with(arguments, index, value):
+    changed = list(arguments)
+    changed[index] = value
+    return changed
+
+
+def _pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Images tab
+# --------------------------------------------------------------------------------------------------
+def test_generate_returns_grid_animation_and_summary(client):
+    grid, animation, summary = client.predict(*_with(SMALL_GENERATE, 7, True), api_name="/generate")
+    image = Image.open(grid)
+    # 4 samples of 8x8 -> 2x2 tiles of 64 px (+ 2 px frame each side).
+    assert image.size == (2 * 68, 2 * 68)
+    gif = Image.open(animation)
+    assert gif.format == "GIF" and gif.n_frames == 4  # one frame per noise level
+    assert "9 network calls" in summary and " s;" in summary  # 4 levels x 2 steps + final denoising
+
+
+def test_same_seed_gives_identical_images(client):
+    first = client.predict(*_with(SMALL_GENERATE, 5, 7), api_name="/generate")[0]
+    second = client.predict(*_with(SMALL_GENERATE, 5, 7), api_name="/generate")[0]
+    other = client.predict(*_with(SMALL_GENERATE, 5, 8), api_name="/generate")[0]
+    assert np.array_equal(_pixels(first), _pixels(second))
+    assert not np.array_equal(_pixels(first), _pixels(other))
+
+
+def test_glyph_mixture_and_every_registered_sampler(client):
+    for sampler in demo_module.SAMPLERS:
+        arguments = _with(_with(SMALL_GENERATE, 0, "glyph-mixture"), 1, sampler)
+        _, animation, summary = client.predict(*arguments, api_name="/generate")
+        assert animation is None and "glyph-mixture" in summary
+
+
+BAD_GENERATE_INPUTS = [
+    (0, "no-such-model", "Unknown model 'no-such-model'; choose one of ['ncsn-digits', 'glyph-mixture']"),
+    (1, "DDPMScheduler", "Unknown sampler 'DDPMScheduler'; choose one of ['NCSNScheduler']"),
+    (2, 1, "noise levels must be a whole number from 2 to 100, got 1."),
+    (2, 101, "noise levels must be a whole number from 2 to 100, got 101."),
+    (3, 2.5, "steps per level must be a whole number from 1 to 200, got 2.5."),
+    (3, "3", "steps per level must be a whole number from 1 to 200, got '3'."),
+    (4, 0.0, "step size scale must be a finite number from 0.05 to 2, got 0.0."),
+    (4, 3, "step size scale must be a finite number from 0.05 to 2, got 3."),
+    (5, -1, "seed must be a whole number from 0 to 2147483647, got -1."),
+    (5, 2**31, "seed must be a whole number from 0 to 2147483647, got 2147483648."),
+    (6, 0, "batch size must be a whole number from 1 to 64, got 0."),
+    (6, 65, "batch size must be a whole number from 1 to 64, got 65."),
+    (6, True, "batch size must be a whole number from 1 to 64, got True."),
+    (6, None, "batch size must be a whole number from 1 to 64, got None."),
+    (7, "yes", "animation must be true or false, got 'yes'."),
+]
+
+
+@pytest.mark.parametrize("index, value, message", BAD_GENERATE_INPUTS)
+def test_generate_rejects_bad_input_quickly_with_a_readable_message(client, index, value, message):
+    started = time.perf_counter()
+    with pytest.raises(AppError) as error:
+        client.predict(*_with(SMALL_GENERATE, index, value), api_name="/generate")
+    assert message in str(error.value)
+    assert time.perf_counter() - started < QUICK_S
+
+
+def test_generate_refuses_too_much_work(client):
+    too_much = ["ncsn-digits", "NCSNScheduler", 100, 200, 1.0, 0, 64, False]
+    started = time.perf_counter()
+    with pytest.raises(AppError, match=r"Too much work: 20001 network calls x 64 \(batch size\) = 1280064, the limit"):
+        client.predict(*too_much, api_name="/generate")
+    assert time.perf_counter() - started < QUICK_S
+
+
+def _call_raw(url: str, api_name: str, body: str) -> str:
+    """Send a raw JSON body (NaN and Infinity included) through the queued ``/call`` route; return the SSE text."""
+    joined = httpx.post(
+        f"{url}gradio_api/call/{api_name}", content=body, headers={"content-type": "application/json"}, timeout=30
+    )
+    assert joined.status_code == 200, joined.text
+    event_id = joined.json()["event_id"]
+    return httpx.get(f"{url}gradio_api/call/{api_name}/{event_id}", timeout=30).text
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            '"ncsn-digits", "NCSNScheduler", NaN, 2, 1.0, 0, 4, false',
+            "noise levels must be a whole number from 2 to 100",
+        ),
+        ('"ncsn-digits", "NCSNScheduler", 4, 2, Infinity, 0, 4, false', "step size scale must be a finite number"),
+        ('"ncsn-digits", "NCSNScheduler", 4, 2, NaN, 0, 4, false', "from 0.05 to 2, got nan."),
+        (
+            '"ncsn-digits", "NCSNScheduler", 4, 2, 1.0, NaN, 4, false',
+            "seed must be a whole number from 0 to 2147483647",
+        ),
+    ],
+)
+def test_non_finite_numbers_are_rejected(server, raw, message):
+    started = time.perf_counter()
+    stream = _call_raw(server.test_url, "generate", '{"data": [' + raw + "]}")
+    assert "event: error" in stream and message in stream, stream
+    assert time.perf_counter() - started < QUICK_S
+
+
+# --------------------------------------------------------------------------------------------------
+# 2-D playground
+# --------------------------------------------------------------------------------------------------
+def test_playground_annealed_recovers_the_weights_better_than_plain(client):
+    field_plot, samples_plot, weights, summary = client.predict(*SMALL_PLAYGROUND, api_name="/playground")
+    for plot in (field_plot, samples_plot):
+        plot = json.loads(plot) if isinstance(plot, str) else plot
+        assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/png;base64,")
+    assert weights["true"] == [0.2, 0.8]
+    assert abs(weights["annealed"][1] - 0.8) < 0.07
+    assert abs(weights["annealed"][1] - 0.8) < abs(weights["plain"][1] - 0.8) - 0.15
+    assert "plain Langevin recovers" in summary
+
+
+def test_playground_learned_model_and_three_modes(client):
+    learned = _with(SMALL_PLAYGROUND, 0, "ncsn-two-gaussians")
+    assert client.predict(*learned, api_name="/playground")[2]["true"] == [0.2, 0.8]
+    three = _with(SMALL_PLAYGROUND, 0, "three-gaussians")
+    assert client.predict(*three, api_name="/playground")[2]["true"] == [0.5, 0.3, 0.2]
+
+
+BAD_PLAYGROUND_INPUTS = [
+    (0, "moons", "Unknown distribution 'moons'"),
+    (5, 0.0, "score-field sigma must be a finite number from 0.01 to 50, got 0.0."),
+    (7, 5, "number of points must be a whole number from 10 to 2000, got 5."),
+    (7, 100.5, "number of points must be a whole number from 10 to 2000, got 100.5."),
+    (2, 100, None),  # with 200 steps per level and 2000 points: too much work
+]
+
+
+@pytest.mark.parametrize("index, value, message", BAD_PLAYGROUND_INPUTS)
+def test_playground_rejects_bad_input(client, index, value, message):
+    arguments = _with(SMALL_PLAYGROUND, index, value)
+    if message is None:
+        arguments = _with(_with(arguments, 3, 200), 7, 2000)
+        message = "Too much work: 40000 network calls x 2000 (number of points) = 80000000, the limit is 4000000."
+    started = time.perf_counter()
+    with pytest.raises(AppError) as error:
+        client.predict(*arguments, api_name="/playground")
+    assert message in str(error.value)
+    assert time.perf_counter() - started < QUICK_S
+
+
+# --------------------------------------------------------------------------------------------------
+# The queue: bounded, and the only way in
+# --------------------------------------------------------------------------------------------------
+def test_every_event_is_queued_and_no_direct_route_runs_it(server):
+    assert server._queue.max_size == demo_module.QUEUE_MAX_SIZE
+    assert server.api_open is False
+    # api_open=False refuses queued events on the direct routes, so every event must be queued.
+    assert all(fn.queue for fn in server.fns.values())
+    sampling = [fn for fn in server.fns.values() if fn.api_name in ("generate", "playground")]
+    assert len(sampling) == 2
+    assert all(fn.concurrency_id == demo_module.SAMPLING_CONCURRENCY_ID for fn in sampling)
+    assert all(fn.concurrency_limit == demo_module.CONCURRENCY_LIMIT for fn in sampling)
+
+    demo_module.ACTIVE_RUNS.reset_peak()
+    body = {"data": SMALL_GENERATE}
+    for fn in server.fns.values():
+        for prefix in ("gradio_api/run", "gradio_api/api"):
+            response = httpx.post(f"{server.test_url}{prefix}/{fn.api_name}", json=body, timeout=30)
+            assert response.status_code == 404, (prefix, fn.api_name, response.text)
+    assert demo_module.ACTIVE_RUNS.peak == 0  # nothing ran
+    for path in ("gradio_api/mcp/sse", "gradio_api/mcp/"):  # no MCP server calling the functions directly
+        assert httpx.get(f"{server.test_url}{path}", timeout=30).status_code == 404
+
+
+def test_twenty_concurrent_clients(server):
+    """20 clients at once: at most CONCURRENCY_LIMIT run together, the rest wait or get "queue full"."""
+    workers = 20
+    with ThreadPoolExecutor(workers) as pool:
+        clients = list(pool.map(lambda _: gradio_client.Client(server.test_url, verbose=False), range(workers)))
+    start_together = threading.Barrier(workers)
+
+    def call(api):
+        start_together.wait()
+        try:
+            api.predict(*_with(SMALL_GENERATE, 6, 8), api_name="/generate")
+            return "done"
+        except QueueError:
+            return "queue full"
+        except Exception as error:  # anything else is a failure of the test
+            return f"unexpected {error!r}"
+
+    demo_module.ACTIVE_RUNS.reset_peak()
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            outcomes = list(pool.map(call, clients))
+    finally:
+        for api in clients:
+            api.close()
+    assert set(outcomes) <= {"done", "queue full"}, outcomes
+    assert outcomes.count("done") >= 1
+    assert outcomes.count("done") <= workers
+    assert 1 <= demo_module.ACTIVE_RUNS.peak <= demo_module.CONCURRENCY_LIMIT
+    assert demo_module.ACTIVE_RUNS.current == 0
+    # The server still answers.
+    with gradio_client.Client(server.test_url, verbose=False) as api:
+        assert "9 network calls" in api.predict(*SMALL_GENERATE, api_name="/generate")[2]
+
+
+# --------------------------------------------------------------------------------------------------
+# app.py
+# --------------------------------------------------------------------------------------------------
+def test_app_reports_a_model_that_cannot_be_loaded(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("demo_app", Path(__file__).resolve().parents[1] / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    assert app.build_parser().parse_args([]).port == 7860
+    with pytest.raises(SystemExit) as exit_info:
+        app.main(["--model", str(tmp_path / "missing"), "--port", "7999"])
+    assert exit_info.value.code == 2
+    assert "Could not load --model" in capsys.readouterr().err
+
+
+def test_user_model_joins_the_matching_tab(tmp_path):
+    from ncsn_pipeline.builtin import builtin_pipeline
+
+    builtin_pipeline("ncsn-toy").save_pretrained(tmp_path / "toy")
+    models = demo_module.DemoModels.load(extra_model=str(tmp_path / "toy"))
+    entry = models.points[str(tmp_path / "toy")]
+    assert entry.exact and entry.label.endswith("(--model)")
+    result = demo_module.run_playground(models, str(tmp_path / "toy"), "NCSNScheduler", 5, 10, 1.0, 2.0, 0, 100)
+    assert result.weights["true"] == [0.2, 0.8]

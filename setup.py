@@ -8,7 +8,7 @@ from setuptools.command.build_py import build_py
 
 README = Path(__file__).parent / "README.md"
 TRAIN_REQUIRES = ["accelerate>=0.30", "transformers>=4.40", "datasets>=2.18", "scikit-learn>=1.3", "tensorboard"]
-DEMO_REQUIRES = ["gradio>=4.44"]
+DEMO_REQUIRES = ["gradio>=6.31,<7"]
 
 
 class BuildPyWithCards(build_py):
@@ -56,7 +56,7 @@ setup(
     extras_require={
         "train": TRAIN_REQUIRES,
         "demo": DEMO_REQUIRES,
-        "dev": TRAIN_REQUIRES + ["pytest>=7.4", "ruff>=0.4"],
+        "dev": TRAIN_REQUIRES + DEMO_REQUIRES + ["pytest>=7.4", "ruff>=0.4", "playwright>=1.40"],
     },
     cmdclass={"build_py": BuildPyWithCards},
     entry_points={

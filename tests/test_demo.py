@@ -16,6 +16,7 @@ from PIL import Image
 pytest.importorskip("gradio", reason="the web demo needs the demo extra: pip install -e '.[demo]'")
 gradio_client = pytest.importorskip("gradio_client", reason="the demo tests need gradio_client (installed with gradio)")
 httpx = pytest.importorskip("httpx")
+pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")  # pandas deprecations inside Gradio
 
 from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
@@ -69,8 +70,9 @@ def _pixels(path) -> np.ndarray:
 def test_generate_returns_grid_animation_and_summary(client):
     grid, animation, summary = client.predict(*_with(SMALL_GENERATE, 7, True), api_name="/generate")
     image = Image.open(grid)
-    # 4 samples of 8x8 -> 2x2 tiles of 64 px (+ 2 px frame each side).
-    assert image.size == (2 * 68, 2 * 68)
+    # 4 samples of 8x8 -> 2x2 tiles, upscaled to TILE_SIZE px in a GRID_BORDER px frame.
+    cell = demo_module.TILE_SIZE + 2 * demo_module.GRID_BORDER
+    assert image.size == (2 * cell, 2 * cell)
     gif = Image.open(animation)
     assert gif.format == "GIF" and gif.n_frames == 4  # one frame per noise level
     assert "9 network calls" in summary and " s;" in summary  # 4 levels x 2 steps + final denoising
@@ -84,16 +86,30 @@ def test_same_seed_gives_identical_images(client):
     assert not np.array_equal(_pixels(first), _pixels(other))
 
 
-def test_glyph_mixture_and_every_registered_sampler(client):
-    for sampler in demo_module.SAMPLERS:
-        arguments = _with(_with(SMALL_GENERATE, 0, "glyph-mixture"), 1, sampler)
-        _, animation, summary = client.predict(*arguments, api_name="/generate")
-        assert animation is None and "glyph-mixture" in summary
+def test_every_sampler_the_package_exports_is_offered():
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+    import ncsn_pipeline
+
+    exported = {
+        name
+        for name in ncsn_pipeline.__all__
+        if isinstance(getattr(ncsn_pipeline, name), type) and issubclass(getattr(ncsn_pipeline, name), SchedulerMixin)
+    }
+    assert set(demo_module.SAMPLERS) == exported and "NCSNScheduler" in exported
+
+
+@pytest.mark.parametrize("sampler", sorted(demo_module.SAMPLERS))
+def test_glyph_mixture_with_every_sampler(client, sampler):
+    arguments = _with(_with(_with(SMALL_GENERATE, 0, "glyph-mixture"), 1, sampler), 7, True)
+    _, animation, summary = client.predict(*arguments, api_name="/generate")
+    assert Image.open(animation).n_frames == 4  # one frame per noise level, whatever the sampler
+    assert "glyph-mixture" in summary and demo_module.sampler_settings(sampler).label in summary
 
 
 BAD_GENERATE_INPUTS = [
     (0, "no-such-model", "Unknown model 'no-such-model'; choose one of ['ncsn-digits', 'glyph-mixture']"),
-    (1, "DDPMScheduler", "Unknown sampler 'DDPMScheduler'; choose one of ['NCSNScheduler']"),
+    (1, "DDPMScheduler", f"Unknown sampler 'DDPMScheduler'; choose one of {list(demo_module.SAMPLERS)}"),
     (2, 1, "noise levels must be a whole number from 2 to 100, got 1."),
     (2, 101, "noise levels must be a whole number from 2 to 100, got 101."),
     (3, 2.5, "steps per level must be a whole number from 1 to 200, got 2.5."),
@@ -173,6 +189,13 @@ def test_playground_annealed_recovers_the_weights_better_than_plain(client):
     assert "plain Langevin recovers" in summary
 
 
+@pytest.mark.parametrize("sampler", sorted(demo_module.SAMPLERS))
+def test_playground_with_every_sampler(client, sampler):
+    arguments = _with(_with(SMALL_PLAYGROUND, 1, sampler), 2, 20)
+    weights = client.predict(*arguments, api_name="/playground")[2]
+    assert abs(weights["annealed"][1] - 0.8) < abs(weights["plain"][1] - 0.8)
+
+
 def test_playground_learned_model_and_three_modes(client):
     learned = _with(SMALL_PLAYGROUND, 0, "ncsn-two-gaussians")
     assert client.predict(*learned, api_name="/playground")[2]["true"] == [0.2, 0.8]
@@ -227,16 +250,20 @@ def test_every_event_is_queued_and_no_direct_route_runs_it(server):
 
 
 def test_twenty_concurrent_clients(server):
-    """20 clients at once: at most CONCURRENCY_LIMIT run together, the rest wait or get "queue full"."""
+    """20 clients at once on both tabs: at most CONCURRENCY_LIMIT run together, the rest wait or get "queue full"."""
     workers = 20
     with ThreadPoolExecutor(workers) as pool:
         clients = list(pool.map(lambda _: gradio_client.Client(server.test_url, verbose=False), range(workers)))
     start_together = threading.Barrier(workers)
 
-    def call(api):
+    def call(numbered):
+        number, api = numbered
         start_together.wait()
         try:
-            api.predict(*_with(SMALL_GENERATE, 6, 8), api_name="/generate")
+            if number % 2:
+                api.predict(*_with(SMALL_PLAYGROUND, 7, 200), api_name="/playground")
+            else:
+                api.predict(*_with(SMALL_GENERATE, 6, 8), api_name="/generate")
             return "done"
         except QueueError:
             return "queue full"
@@ -246,7 +273,7 @@ def test_twenty_concurrent_clients(server):
     demo_module.ACTIVE_RUNS.reset_peak()
     try:
         with ThreadPoolExecutor(workers) as pool:
-            outcomes = list(pool.map(call, clients))
+            outcomes = list(pool.map(call, enumerate(clients)))
     finally:
         for api in clients:
             api.close()
@@ -255,9 +282,13 @@ def test_twenty_concurrent_clients(server):
     assert outcomes.count("done") <= workers
     assert 1 <= demo_module.ACTIVE_RUNS.peak <= demo_module.CONCURRENCY_LIMIT
     assert demo_module.ACTIVE_RUNS.current == 0
+    print(f"20 clients: {outcomes.count('done')} served, {outcomes.count('queue full')} told the queue is full")
     # The server still answers.
-    with gradio_client.Client(server.test_url, verbose=False) as api:
+    api = gradio_client.Client(server.test_url, verbose=False)
+    try:
         assert "9 network calls" in api.predict(*SMALL_GENERATE, api_name="/generate")[2]
+    finally:
+        api.close()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,9 +311,13 @@ def test_app_reports_a_model_that_cannot_be_loaded(tmp_path, capsys):
 def test_user_model_joins_the_matching_tab(tmp_path):
     from ncsn_pipeline.builtin import builtin_pipeline
 
-    builtin_pipeline("ncsn-toy").save_pretrained(tmp_path / "toy")
-    models = demo_module.DemoModels.load(extra_model=str(tmp_path / "toy"))
-    entry = models.points[str(tmp_path / "toy")]
-    assert entry.exact and entry.label.endswith("(--model)")
-    result = demo_module.run_playground(models, str(tmp_path / "toy"), "NCSNScheduler", 5, 10, 1.0, 2.0, 0, 100)
+    toy, glyphs = str(tmp_path / "toy"), str(tmp_path / "glyphs")
+    builtin_pipeline("ncsn-toy").save_pretrained(toy)
+    builtin_pipeline("glyph-mixture").save_pretrained(glyphs)
+    models = demo_module.DemoModels.load(extra_model=toy)
+    assert models.points[toy].exact and models.points[toy].label == f"{toy} (--model)"
+    result = demo_module.run_playground(models, toy, "NCSNScheduler", 5, 10, 1.0, 2.0, 0, 100)
     assert result.weights["true"] == [0.2, 0.8]
+    assert models.add_user_model(glyphs) == "images"
+    result = demo_module.generate_images(models, glyphs, "NCSNScheduler", 3, 2, 1.0, 0, 2, False)
+    assert result.calls == 7 and result.animation_path is None

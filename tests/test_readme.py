@@ -19,4 +19,4 @@ def test_quick_start_runs(tmp_path, monkeypatch, capsys):
 
 def test_readme_starts_with_the_two_commands():
     commands = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
-    assert "ncsn-sample" in commands[0] and "pytest" in commands[1]
+    assert "app.py" in commands[0] and "pytest" in commands[1]

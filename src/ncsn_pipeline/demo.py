@@ -29,8 +29,8 @@ ncsn_pipeline.demo.DemoInputError: batch size must be a whole number from 1 to 6
 Traceback (most recent call last):
 ...
 ncsn_pipeline.demo.DemoInputError: step size scale must be a finite number from 0.05 to 2, got nan.
->>> sorted(SAMPLERS)
-['NCSNScheduler']
+>>> SAMPLERS["NCSNScheduler"].__name__  # every scheduler the package exports
+'NCSNScheduler'
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ from .sampling import langevin_dynamics
 # --------------------------------------------------------------------------------------------------
 MAX_BATCH_SIZE = 64
 NOISE_LEVELS_RANGE = (2, 100)  # number of noise levels L of a run
-STEPS_PER_LEVEL_RANGE = (1, 200)  # Langevin steps T per level
-STEP_SCALE_RANGE = (0.05, 2.0)  # multiplies the model's tuned step_lr
+STEPS_PER_LEVEL_RANGE = (1, 200)  # network calls per noise level (Langevin steps T for NCSN)
+STEP_SCALE_RANGE = (0.05, 2.0)  # multiplies the tuned step size (see SamplerSettings)
 SEED_RANGE = (0, 2**31 - 1)
 POINTS_RANGE = (10, 2000)  # 2-D points per sampler in the playground
 FIELD_SIGMA_RANGE = (0.01, 50.0)  # noise level of the plotted score field
@@ -82,8 +82,8 @@ CONCURRENCY_LIMIT = 1
 SAMPLING_CONCURRENCY_ID = "sampling"
 
 # Presentation.
-TILE_SIZE = 64  # px per sample in the result grid (nearest-neighbour upscaling)
-FRAME_TILE_SIZE = 32  # px per sample in the animation
+TILE_SIZE = 96  # px per sample in the result grid (nearest-neighbour upscaling)
+FRAME_TILE_SIZE = 48  # px per sample in the animation
 GRID_BORDER = 2
 MAX_ANIMATION_FRAMES = 40
 FRAME_DURATION_MS = 180
@@ -172,14 +172,49 @@ def check_work(calls: int, samples: int, limit: int, what: str) -> int:
 # --------------------------------------------------------------------------------------------------
 # Samplers: every scheduler the package exports, found once at import.
 # --------------------------------------------------------------------------------------------------
-# Display names; a scheduler missing here is listed under its class name.
-SAMPLER_LABELS: Dict[str, str] = {"NCSNScheduler": "Annealed Langevin dynamics (NCSNScheduler)"}
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How the demo's generic controls map onto one scheduler class.
+
+    Args:
+        label: Shown in the dropdown.
+        step_size_key: Config value scaled by the "step size" control, as ``value * scale**step_size_power``
+            (``None``: the control does not apply).
+        step_size_power: ``1`` for a step size itself (``step_lr``); ``0.5`` for a signal-to-noise ratio
+            (the corrector's step grows like ``snr**2``).
+        corrector_key: For samplers whose level costs ``corrector steps + 1`` calls: the config key set to
+            ``steps per level - 1``. ``None``: ``steps per level`` goes to ``set_timesteps(steps_per_level=...)``
+            when the scheduler takes it, and does not apply otherwise.
+        noise_levels: Noise levels to suggest when the sampler is picked (``None``: the model's own).
+        steps_per_level: Steps per level to suggest (``None``: the model's own).
+    """
+
+    label: str
+    step_size_key: Optional[str] = None
+    step_size_power: float = 1.0
+    corrector_key: Optional[str] = None
+    noise_levels: Optional[int] = None
+    steps_per_level: Optional[int] = None
+
+
+# Known samplers; one the package exports but this table does not list still appears, under its class name.
+SAMPLER_SETTINGS: Dict[str, SamplerSettings] = {
+    "NCSNScheduler": SamplerSettings("Annealed Langevin dynamics (NCSN)", step_size_key="step_lr"),
+    "VEPredictorCorrectorScheduler": SamplerSettings(
+        "Predictor-corrector, VE SDE (score SDE)",
+        step_size_key="snr",
+        step_size_power=0.5,
+        corrector_key="num_corrector_steps",
+        noise_levels=100,
+        steps_per_level=2,
+    ),
+}
 
 
 def discover_samplers() -> Dict[str, type]:
-    """The scheduler classes exported by ``ncsn_pipeline`` (``__all__``), by class name.
+    """The scheduler classes exported by ``ncsn_pipeline`` (its ``__all__``), by class name.
 
-    A new sampler added to the package's exports shows up in the demo without any change here.
+    A sampler added to the package's exports shows up in the demo without any change here.
     """
     import ncsn_pipeline
 
@@ -195,32 +230,55 @@ SAMPLERS: Dict[str, type] = discover_samplers()
 DEFAULT_SAMPLER = "NCSNScheduler"
 
 
+def sampler_settings(sampler: str) -> SamplerSettings:
+    """The `SamplerSettings` of a sampler of `SAMPLERS` (a bare default for one the table does not know)."""
+    return SAMPLER_SETTINGS.get(sampler, SamplerSettings(label=sampler))
+
+
 def sampler_choices() -> List[Tuple[str, str]]:
     """``(label, name)`` pairs for a dropdown of `SAMPLERS`."""
-    return [(SAMPLER_LABELS.get(name, name), name) for name in SAMPLERS]
+    return [(sampler_settings(name).label, name) for name in SAMPLERS]
 
 
-def make_scheduler(sampler: str, base_config: Any, step_scale: float) -> SchedulerMixin:
-    """A fresh scheduler of class ``SAMPLERS[sampler]`` with the model's tuned settings and scaled ``step_lr``.
+@dataclass
+class PreparedRun:
+    """A fresh scheduler set up for one request, and what to pass to the pipeline."""
 
-    Each request gets its own scheduler (schedulers hold per-run state), so runs never share one.
+    scheduler: SchedulerMixin
+    calls: int  # network calls of the run
+    pipeline_kwargs: Dict[str, int]
+
+
+def _takes_steps_per_level(scheduler_class: type) -> bool:
+    return "steps_per_level" in inspect.signature(scheduler_class.set_timesteps).parameters
+
+
+def prepare_run(sampler: str, base_config: Any, noise_levels: int, steps_per_level: int, step_scale: float):
+    """Build ``SAMPLERS[sampler]`` from the model's tuned config with the request's settings; count its calls.
+
+    Each request gets its own scheduler (schedulers keep per-run state), so concurrent runs never share one.
+    Only the config values the sampler accepts are passed on.
+
+    >>> from ncsn_pipeline import NCSNScheduler
+    >>> run = prepare_run("NCSNScheduler", NCSNScheduler.from_preset("ncsn-toy").config, 4, 3, 0.5)
+    >>> run.calls, run.scheduler.config.step_lr, run.pipeline_kwargs
+    (12, 0.05, {'num_inference_steps': 4, 'steps_per_level': 3})
     """
-    overrides = {}
-    if "step_lr" in base_config:
-        overrides["step_lr"] = float(base_config["step_lr"]) * step_scale
-    return SAMPLERS[sampler].from_config(base_config, **overrides)
-
-
-def _steps_kwargs(scheduler: SchedulerMixin, steps_per_level: int) -> Dict[str, int]:
-    """``steps_per_level`` for schedulers whose ``set_timesteps`` takes it, nothing for the others."""
-    accepts = "steps_per_level" in inspect.signature(scheduler.set_timesteps).parameters
-    return {"steps_per_level": steps_per_level} if accepts else {}
-
-
-def plan_calls(scheduler: SchedulerMixin, noise_levels: int, steps_per_level: int) -> int:
-    """Number of network calls of a run (``len(timesteps)`` after ``set_timesteps``), before any work."""
-    scheduler.set_timesteps(noise_levels, **_steps_kwargs(scheduler, steps_per_level))
-    return len(scheduler.timesteps)
+    scheduler_class = SAMPLERS[sampler]
+    settings = sampler_settings(sampler)
+    accepted = inspect.signature(scheduler_class.__init__).parameters
+    config = {key: value for key, value in dict(base_config).items() if key in accepted}
+    if settings.step_size_key and settings.step_size_key in accepted:
+        tuned = config.get(settings.step_size_key, accepted[settings.step_size_key].default)
+        config[settings.step_size_key] = float(tuned) * step_scale**settings.step_size_power
+    if settings.corrector_key and settings.corrector_key in accepted:
+        config[settings.corrector_key] = steps_per_level - 1
+    pipeline_kwargs = {"num_inference_steps": noise_levels}
+    if _takes_steps_per_level(scheduler_class):
+        pipeline_kwargs["steps_per_level"] = steps_per_level
+    scheduler = scheduler_class.from_config(config)
+    scheduler.set_timesteps(**pipeline_kwargs)
+    return PreparedRun(scheduler=scheduler, calls=len(scheduler.timesteps), pipeline_kwargs=pipeline_kwargs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -323,11 +381,15 @@ class DemoModels:
             "shows images (pipelines with a data_range) and 2-D points."
         )
 
-    def defaults(self, tab: str, key: str) -> Dict[str, Any]:
-        """The tuned number of noise levels and steps per level of a model, clipped to the demo's ranges."""
+    def defaults(self, tab: str, key: str, sampler: str = DEFAULT_SAMPLER) -> Dict[str, int]:
+        """Noise levels and steps per level to suggest for a model and sampler, within the demo's ranges.
+
+        The sampler's suggestion (`SamplerSettings`) when it has one, else the model's tuned schedule.
+        """
         config = (self.images if tab == "images" else self.points)[key].pipeline.scheduler.config
-        levels = int(config.get("num_noise_levels", 10))
-        steps = int(config.get("steps_per_level", 1))
+        settings = sampler_settings(sampler)
+        levels = settings.noise_levels or int(config.get("num_noise_levels", 10))
+        steps = settings.steps_per_level or int(config.get("steps_per_level", 1))
         return {
             "noise_levels": min(max(levels, NOISE_LEVELS_RANGE[0]), NOISE_LEVELS_RANGE[1]),
             "steps_per_level": min(max(steps, STEPS_PER_LEVEL_RANGE[0]), STEPS_PER_LEVEL_RANGE[1]),
@@ -483,10 +545,9 @@ def generate_images(
 
     # 2. A per-request pipeline around the shared network, and the work it will do.
     entry = models.images[model]
-    scheduler = make_scheduler(sampler, entry.pipeline.scheduler.config, step_scale)
-    calls = plan_calls(scheduler, noise_levels, steps_per_level)
-    check_work(calls, batch_size, MAX_IMAGE_WORK, "batch size")
-    pipe = NCSNPipeline(unet=entry.pipeline.unet, scheduler=scheduler, data_range=entry.pipeline.config.data_range)
+    run = prepare_run(sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale)
+    check_work(run.calls, batch_size, MAX_IMAGE_WORK, "batch size")
+    pipe = NCSNPipeline(unet=entry.pipeline.unet, scheduler=run.scheduler, data_range=entry.pipeline.config.data_range)
     pipe.set_progress_bar_config(disable=True)
 
     # 3. Sample, reporting progress after every call and keeping the sample at the end of every level.
@@ -507,20 +568,19 @@ def generate_images(
     images = pipe(
         batch_size=batch_size,
         generator=torch.Generator().manual_seed(seed),
-        num_inference_steps=noise_levels,
-        steps_per_level=_steps_kwargs(scheduler, steps_per_level).get("steps_per_level"),
         output_type="pil",
         callback_on_step_end=on_step_end,
+        **run.pipeline_kwargs,
     ).images
     seconds = time.perf_counter() - started
 
     # 4. Results.
     animation_path = write_animation(frames) if animate and frames else None
     summary = (
-        f"{batch_size} samples of {entry.label} with {SAMPLER_LABELS.get(sampler, sampler)}: "
-        f"{calls} network calls (each on the whole batch) in {seconds:.2f} s; seed {seed}."
+        f"{batch_size} samples of {entry.label} with {sampler_settings(sampler).label}: "
+        f"{run.calls} network calls (each on the whole batch) in {seconds:.2f} s; seed {seed}."
     )
-    return GenerationResult(image_grid(images), animation_path, summary, calls, seconds)
+    return GenerationResult(image_grid(images), animation_path, summary, run.calls, seconds)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -627,16 +687,18 @@ def samples_figure(entry: DemoModel, panels: Sequence[Tuple[str, torch.Tensor]])
     return figure
 
 
-def _plain_langevin_settings(scheduler: SchedulerMixin) -> Tuple[float, float]:
-    """(sigma_min, step size) of plain Langevin dynamics matching the annealed run's last level."""
+def plain_langevin_settings(scheduler: SchedulerMixin, base_config: Any, step_scale: float) -> Tuple[float, float]:
+    """``(sigma, step size)`` of the plain Langevin baseline: the run's smallest noise level, Langevin step there.
+
+    The step is the annealed-Langevin one at ``sigma_min`` (``step_lr``, scaled like the sampler's step)
+    whichever sampler runs; for a model tuned without ``step_lr``, the step a corrector with
+    signal-to-noise ratio ``snr`` takes there, ``2 (snr sigma_min)**2``.
+    """
     sigma_min = float(scheduler.timesteps[-1])
-    step_sizes = getattr(scheduler, "step_sizes", None)
-    if step_sizes is None:
-        raise DemoInputError(
-            f"The sampler {type(scheduler).__name__} has no per-level Langevin step size to compare plain "
-            "Langevin dynamics with; choose NCSNScheduler."
-        )
-    return sigma_min, float(step_sizes[-1])
+    if "step_lr" in base_config:
+        return sigma_min, float(base_config["step_lr"]) * step_scale
+    snr = float(base_config.get("snr", 0.16)) * step_scale**0.5
+    return sigma_min, 2 * (snr * sigma_min) ** 2
 
 
 def _rounded(weights: Sequence[float]) -> List[float]:
@@ -673,41 +735,41 @@ def run_playground(
 
     # 2. Plan: annealed Langevin, and plain Langevin with the same number of calls.
     entry = models.points[model]
-    scheduler = make_scheduler(sampler, entry.pipeline.scheduler.config, step_scale)
-    calls = plan_calls(scheduler, noise_levels, steps_per_level)
+    base_config = entry.pipeline.scheduler.config
+    run = prepare_run(sampler, base_config, noise_levels, steps_per_level, step_scale)
+    calls, label = run.calls, sampler_settings(sampler).label
     check_work(2 * calls, num_points, MAX_PLAYGROUND_WORK, "number of points")
-    sigma_min, step_size = _plain_langevin_settings(scheduler)
-    pipe = NCSNPipeline(unet=entry.pipeline.unet, scheduler=scheduler, data_range=None)
+    sigma_min, step_size = plain_langevin_settings(run.scheduler, base_config, step_scale)
+    pipe = NCSNPipeline(unet=entry.pipeline.unet, scheduler=run.scheduler, data_range=None)
     pipe.set_progress_bar_config(disable=True)
 
     def on_step_end(_pipe, index, sigma, callback_kwargs):
         if progress is not None:
-            progress(0.5 * (index + 1) / calls, desc=f"annealed Langevin: call {index + 1}/{calls}")
+            progress(0.5 * (index + 1) / calls, desc=f"{label}: call {index + 1}/{calls}")
         return callback_kwargs
 
-    # 3. Annealed Langevin from N(0, sigma_max^2 I).
+    # 3. The annealed sampler from N(0, sigma_max^2 I).
     started = time.perf_counter()
     annealed = pipe(
         batch_size=num_points,
         generator=torch.Generator().manual_seed(seed),
-        num_inference_steps=noise_levels,
-        steps_per_level=_steps_kwargs(scheduler, steps_per_level).get("steps_per_level"),
         output_type="pt",
         callback_on_step_end=on_step_end,
+        **run.pipeline_kwargs,
     ).images
 
     # 4. Plain Langevin at sigma_min from the very same points (the pipeline's first draw of this seed).
     if progress is not None:
         progress(0.5, desc=f"plain Langevin at sigma={sigma_min:g}")
     generator = torch.Generator().manual_seed(seed)
-    start = randn_tensor(annealed.shape, generator=generator, dtype=annealed.dtype) * scheduler.init_noise_sigma
+    start = randn_tensor(annealed.shape, generator=generator, dtype=annealed.dtype) * run.scheduler.init_noise_sigma
     with torch.inference_mode():
         plain = langevin_dynamics(pipe.unet, start, sigma_min, step_size, calls, generator=generator)
     seconds = time.perf_counter() - started
 
     # 5. Mode weights and figures.
-    plain_title = f"plain Langevin at sigma={sigma_min:g} ({calls} calls)"
-    annealed_title = f"annealed Langevin, {noise_levels} levels ({calls} calls)"
+    plain_title = f"plain Langevin at sigma={sigma_min:g}\n{calls} calls"
+    annealed_title = f"{label}\n{noise_levels} noise levels, {calls} calls"
     weights: Dict[str, Any] = {}
     summary = (
         f"{num_points} points per sampler, same start (seed {seed}), {calls} score evaluations each, "
@@ -720,10 +782,10 @@ def run_playground(
             "plain": _rounded(mode_weights(plain, entry.reference)),
             "annealed": _rounded(mode_weights(annealed, entry.reference)),
         }
-        plain_title += f"\nmode weights {weights['plain']}"
-        annealed_title += f"\nmode weights {weights['annealed']}"
+        plain_title += f", mode weights {weights['plain']}"
+        annealed_title += f", mode weights {weights['annealed']}"
         summary = (
-            f"True mode weights {weights['true']}; plain Langevin recovers {weights['plain']}, annealed Langevin "
+            f"True mode weights {weights['true']}; plain Langevin recovers {weights['plain']}, {label} "
             f"{weights['annealed']}. " + summary
         )
     return PlaygroundResult(
@@ -830,13 +892,15 @@ def build_demo(
                 raise _user_error(gr, error, "Cannot run the playground") from None
         return result.field_figure, result.samples_figure, result.weights, result.summary
 
-    def model_defaults(tab: str):
+    def suggested_steps(tab: str):
+        """A UI-only callback: put the suggested noise levels and steps for the chosen model and sampler."""
         table = models.images if tab == "images" else models.points
 
-        def update(model):
-            if not isinstance(model, str) or model not in table:
+        def update(model, sampler):
+            known = isinstance(model, str) and isinstance(sampler, str) and model in table and sampler in SAMPLERS
+            if not known:  # leave the controls as they are; Generate explains what is wrong
                 return gr.update(), gr.update()
-            tuned = models.defaults(tab, model)
+            tuned = models.defaults(tab, model, sampler)
             return gr.update(value=tuned["noise_levels"]), gr.update(value=tuned["steps_per_level"])
 
         return update
@@ -851,14 +915,14 @@ def build_demo(
             *STEPS_PER_LEVEL_RANGE,
             value=tuned["steps_per_level"],
             step=1,
-            label="Langevin steps per level T",
+            label="Steps (network calls) per noise level",
             elem_id=f"{prefix}-steps",
         )
         scale = gr.Slider(
             *STEP_SCALE_RANGE,
             value=1.0,
             step=0.05,
-            label="Step size (x the model's tuned step_lr)",
+            label="Step size (x the tuned step_lr, or snr for predictor-corrector)",
             elem_id=f"{prefix}-scale",
         )
         seed = gr.Number(
@@ -906,11 +970,17 @@ def build_demo(
                         gr.Markdown(LIMITS_TEXT)
                     with gr.Column(scale=2):
                         grid = gr.Image(
-                            label="Samples", type="pil", format="png", elem_id="result-grid", interactive=False
+                            label="Samples",
+                            height=420,
+                            type="pil",
+                            format="png",
+                            elem_id="result-grid",
+                            interactive=False,
                         )
                         info = gr.Textbox(label="Run", interactive=False, elem_id="run-info")
                         trajectory = gr.Image(
                             label="Trajectory across noise levels (GIF)",
+                            height=320,
                             type="filepath",
                             interactive=False,
                             elem_id="trajectory",
@@ -922,7 +992,13 @@ def build_demo(
                     api_name="generate",
                     **sampling,
                 )
-                image_model.change(model_defaults("images"), image_model, [levels, steps], **ui_only)
+                gr.on(
+                    [image_model.change, sampler.change],
+                    suggested_steps("images"),
+                    [image_model, sampler],
+                    [levels, steps],
+                    **ui_only,
+                )
 
             with gr.Tab("2-D playground", id="playground"):
                 with gr.Row():
@@ -954,9 +1030,9 @@ def build_demo(
                         )
                     with gr.Column(scale=2):
                         field_plot = gr.Plot(label="Score field", format="png", elem_id="score-field")
-                        samples_plot = gr.Plot(label="Plain vs annealed Langevin", format="png", elem_id="samplers")
-                        weights = gr.JSON(label="Mode weights", elem_id="mode-weights")
                         summary = gr.Markdown(elem_id="playground-summary")
+                        weights = gr.JSON(label="Mode weights", max_height=240, elem_id="mode-weights")
+                samples_plot = gr.Plot(label="Plain vs annealed Langevin", format="png", elem_id="samplers")
                 run.click(
                     on_playground,
                     [point_model, p_sampler, p_levels, p_steps, p_scale, sigma, p_seed, points],
@@ -964,7 +1040,13 @@ def build_demo(
                     api_name="playground",
                     **sampling,
                 )
-                point_model.change(model_defaults("points"), point_model, [p_levels, p_steps], **ui_only)
+                gr.on(
+                    [point_model.change, p_sampler.change],
+                    suggested_steps("points"),
+                    [point_model, p_sampler],
+                    [p_levels, p_steps],
+                    **ui_only,
+                )
 
     demo.queue(max_size=max_queue_size, default_concurrency_limit=1, api_open=False)
     demo.ncsn_models = models  # for tests and introspection

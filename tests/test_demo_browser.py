@@ -1,0 +1,128 @@
+"""The web demo in a real browser: headless Chromium (Debian's ``/usr/bin/chromium``) driven by Playwright.
+
+Opens the page, clicks Generate and waits for the sample grid, then runs the 2-D playground; saves a
+screenshot of each tab in the test's temporary folder, and also in ``$NCSN_DEMO_SCREENSHOTS`` when that is
+set (``NCSN_DEMO_SCREENSHOTS=docs/screenshots`` refreshes the committed ones). Skipped, with the reason,
+only when Playwright or the browser cannot start.
+"""
+
+import os
+import re
+import shutil
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+pytest.importorskip("gradio", reason="the web demo needs the demo extra: pip install -e '.[demo]'")
+
+from ncsn_pipeline import demo as demo_module  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
+
+CHROMIUM = os.environ.get("NCSN_DEMO_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+RESULT_TIMEOUT_MS = 120_000  # first Generate on a busy 2-core machine
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo_url():
+    app = demo_module.build_demo()
+    port = _free_port()
+    demo_module.launch_demo(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:
+        pytest.skip(f"Playwright is not installed ({error}); pip install playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set NCSN_DEMO_CHROMIUM)")
+    manager = sync_playwright().start()
+    try:
+        chromium = manager.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+    except Exception as error:  # the only reason to skip: the browser itself cannot start here
+        manager.stop()
+        pytest.skip(f"Chromium cannot start: {error}")
+    yield chromium
+    chromium.close()
+    manager.stop()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    tab.outside_requests = []
+    tab.on(
+        "request",
+        lambda request: (
+            urlparse(request.url).hostname not in ("127.0.0.1", "localhost", None)
+            and request.url.startswith("http")
+            and tab.outside_requests.append(request.url)
+        ),
+    )
+    yield tab
+    context.close()
+
+
+def _save(page, tmp_path: Path, name: str) -> Path:
+    """Screenshot the whole page into ``tmp_path`` (and into ``$NCSN_DEMO_SCREENSHOTS`` when set)."""
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    target = os.environ.get("NCSN_DEMO_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(target) / name)
+    return path
+
+
+def test_generate_in_the_browser(page, demo_url, tmp_path):
+    page.goto(demo_url)
+    batch = page.locator("#image-batch input[type=number]")
+    batch.fill("64")
+    batch.press("Enter")
+    page.locator("#generate").click()
+    # Live progress: the callback reports every network call.
+    page.get_by_text(re.compile(r"network call \d+/111")).first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    grid = page.locator('#result-grid img[src*="/gradio_api/file="]')
+    grid.wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
+    page.locator('#trajectory img[src*=".gif"]').wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
+    summary = page.locator("#run-info textarea").input_value()
+    assert "64 samples" in summary and "111 network calls" in summary  # the digits model's schedule: 22 x 5 + 1
+    cell = demo_module.TILE_SIZE + 2 * demo_module.GRID_BORDER
+    assert grid.evaluate("image => image.naturalWidth") == 8 * cell  # 64 samples: 8 x 8 tiles
+    _save(page, tmp_path, "image_tab.png")
+    assert page.outside_requests == [], "the page fetched something from outside the machine"
+
+
+def test_playground_in_the_browser(page, demo_url, tmp_path):
+    page.goto(demo_url)
+    page.get_by_role("tab", name="2-D playground").click()
+    page.locator("#run-playground").click()
+    page.locator("#samplers img").wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
+    page.locator("#score-field img").wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
+    summary = page.locator("#playground-summary")
+    summary.get_by_text("True mode weights").wait_for(timeout=RESULT_TIMEOUT_MS)
+    assert "plain Langevin recovers" in summary.inner_text()
+    _save(page, tmp_path, "playground_tab.png")
+    assert page.outside_requests == [], "the page fetched something from outside the machine"

@@ -14,6 +14,7 @@ from .modeling_toy import GaussianMixtureScore, ToyScoreModel
 from .noise_schedules import NoiseSchedule, ncsnv2_noise_schedule
 from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
 from .scheduling_ncsn import NCSN_PRESETS, NCSNScheduler, NCSNSchedulerOutput
+from .scheduling_pf_ode_heun import ProbabilityFlowHeunScheduler
 from .scheduling_ve_pc import VEPredictorCorrectorScheduler
 
 __version__ = "0.1.0"
@@ -27,6 +28,7 @@ __all__ = [
     "NCSNScoreModel",
     "NCSN_PRESETS",
     "NoiseSchedule",
+    "ProbabilityFlowHeunScheduler",
     "ToyScoreModel",
     "VEPredictorCorrectorScheduler",
     "ncsnv2_noise_schedule",

@@ -208,6 +208,8 @@ SAMPLER_SETTINGS: Dict[str, SamplerSettings] = {
         noise_levels=100,
         steps_per_level=2,
     ),
+    # Deterministic: no step size, two calls per level; the seed only fixes the starting noise.
+    "ProbabilityFlowHeunScheduler": SamplerSettings("Probability-flow ODE, Heun (deterministic)", noise_levels=35),
 }
 
 

@@ -52,7 +52,7 @@ class HubError(RuntimeError):
 
 def _component_modules() -> Dict[str, object]:
     """Classes that may appear in a pipeline, by class name, with the module that defines them."""
-    from . import modeling_ncsn, modeling_toy, scheduling_ncsn, scheduling_ve_pc
+    from . import modeling_ncsn, modeling_toy, scheduling_ncsn, scheduling_pf_ode_heun, scheduling_ve_pc
 
     return {
         "NCSNScoreModel": modeling_ncsn,
@@ -60,6 +60,7 @@ def _component_modules() -> Dict[str, object]:
         "ToyScoreModel": modeling_toy,
         "NCSNScheduler": scheduling_ncsn,
         "VEPredictorCorrectorScheduler": scheduling_ve_pc,
+        "ProbabilityFlowHeunScheduler": scheduling_pf_ode_heun,
     }
 
 

@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -312,7 +312,9 @@ class TrainingRandomness:
         return folder / f"training_randomness_{process_index}.safetensors"
 
 
-def save_checkpoint(accelerator, output_dir: Path, global_step: int, args, randomness, ema_model) -> Path:
+def save_checkpoint(
+    accelerator, output_dir: Path, global_step: int, args, randomness, ema_model, train_seconds: float
+) -> Path:
     """Write ``checkpoint-<step>`` atomically: into a temporary folder, marked complete, then renamed."""
     final = output_dir / f"checkpoint-{global_step}"
     temporary = output_dir / f".checkpoint-{global_step}.tmp"
@@ -331,6 +333,7 @@ def save_checkpoint(accelerator, output_dir: Path, global_step: int, args, rando
             "global_step": global_step,
             "training_args": {**recorded_args(args), "num_processes": accelerator.num_processes},
             "ema_optimization_step": ema_model.optimization_step if ema_model is not None else None,
+            "train_seconds": round(train_seconds, 1),  # training-loop time so far, over every resumed segment
         }
         (temporary / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2))
         if final.exists():
@@ -344,8 +347,8 @@ def save_checkpoint(accelerator, output_dir: Path, global_step: int, args, rando
     return final
 
 
-def load_checkpoint(accelerator, checkpoint: Path, randomness, ema_model) -> int:
-    """Restore everything ``save_checkpoint`` wrote; return the global step."""
+def load_checkpoint(accelerator, checkpoint: Path, randomness, ema_model) -> Tuple[int, float]:
+    """Restore everything ``save_checkpoint`` wrote; return the global step and the training time so far."""
     accelerator.load_state(str(checkpoint))
     randomness.load(checkpoint, accelerator.process_index)
     marker = json.loads((checkpoint / COMPLETE_MARKER).read_text())
@@ -354,7 +357,7 @@ def load_checkpoint(accelerator, checkpoint: Path, randomness, ema_model) -> int
         for index, parameter in enumerate(ema_model.shadow_params):
             parameter.data.copy_(ema_state[f"shadow.{index}"])
         ema_model.optimization_step = marker["ema_optimization_step"]
-    return int(marker["global_step"])
+    return int(marker["global_step"]), float(marker.get("train_seconds", 0.0))
 
 
 # ----------------------------------------------------------------------------- training
@@ -553,7 +556,7 @@ def train(args: argparse.Namespace) -> Path:
         ema_model.to(accelerator.device)
 
     # 3. Resume.
-    global_step = 0
+    global_step, earlier_seconds = 0, 0.0
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         for leftover in output_dir.glob(".checkpoint-*.tmp"):
@@ -565,7 +568,7 @@ def train(args: argparse.Namespace) -> Path:
             logger.info("No complete checkpoint found: starting a new run.")
         else:
             check_resume_compatible(checkpoint, args, accelerator.num_processes)
-            global_step = load_checkpoint(accelerator, checkpoint, randomness, ema_model)
+            global_step, earlier_seconds = load_checkpoint(accelerator, checkpoint, randomness, ema_model)
             logger.info(f"Resumed from {checkpoint} at step {global_step}.")
 
     if accelerator.is_main_process:
@@ -624,7 +627,8 @@ def train(args: argparse.Namespace) -> Path:
                 with loss_log.open("a") as handle:
                     handle.write(json.dumps({"step": global_step, **logs}) + "\n")
             if global_step % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, output_dir, global_step, args, randomness, ema_model)
+                elapsed = earlier_seconds + time.perf_counter() - started
+                save_checkpoint(accelerator, output_dir, global_step, args, randomness, ema_model, elapsed)
             if args.save_samples_steps and global_step % args.save_samples_steps == 0 and accelerator.is_main_process:
                 preview = _pipeline(accelerator, model, ema_model, scheduler, data, args)
                 save_sample_preview(
@@ -634,7 +638,7 @@ def train(args: argparse.Namespace) -> Path:
                 break
         epoch += 1
     progress.close()
-    train_seconds = time.perf_counter() - started
+    train_seconds = earlier_seconds + time.perf_counter() - started
 
     # 5. The pipeline folder: components first, model_index.json last, so a half-written folder never loads.
     accelerator.wait_for_everyone()

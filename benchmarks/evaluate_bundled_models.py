@@ -6,7 +6,7 @@
 * ``ncsn-two-gaussians``: recovered weight and spread of the (5, 5) mode, next to the same sampler
   driven by the exact score (``GaussianMixtureScore.ncsn_toy()``).
 
-    python benchmarks/evaluate_bundled_models.py [--num_samples 359] [--only ncsn-digits]
+    python benchmarks/evaluate_bundled_models.py [--num_samples 1000] [--only ncsn-digits]
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def evaluate_two_gaussians(num_samples: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num_samples", type=int, default=359, help="digits samples (359 = held-out set size)")
+    parser.add_argument("--num_samples", type=int, default=1000, help="digits samples (the floor uses as many real ones)")
     parser.add_argument("--toy_samples", type=int, default=10000)
     parser.add_argument("--only", choices=("ncsn-digits", "ncsn-two-gaussians"), default=None)
     args = parser.parse_args()

@@ -149,7 +149,10 @@ def render_model_card(
         sample_shape=sample_shape,
         data_range=str(index.get("data_range")) if is_image else "raw (not images)",
         data=training.get("data", "unknown"),
-        command=training.get("command") or "unknown",
+        # A run resumed from a checkpoint lists its segments; running them in order reproduces it.
+        command=" && ".join(seg["command"] for seg in training["segments"])
+        if training.get("segments")
+        else training.get("command") or "unknown",
         loss=loss,
         noise_schedule=(
             f"{args.get('num_noise_levels', scheduler['num_noise_levels'])} geometric levels "

@@ -92,7 +92,7 @@ def evaluate_two_gaussians(num_samples: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num_samples", type=int, default=1000, help="digits samples (the floor uses as many real ones)")
+    parser.add_argument("--num_samples", type=int, default=1000, help="digits samples (and real ones for the floor)")
     parser.add_argument("--toy_samples", type=int, default=10000)
     parser.add_argument("--only", choices=("ncsn-digits", "ncsn-two-gaussians"), default=None)
     args = parser.parse_args()

@@ -20,7 +20,8 @@ from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from .noise_schedules import annealed_step_sizes, geometric_noise_levels, ncsnv2_noise_schedule
-from .sampling import add_noise_per_example, denoise_step, langevin_step, raise_if_not_finite
+from .sampling import denoise_step, langevin_step, raise_if_not_finite
+from .scheduling_score_utils import ScoreSchedulerMixin
 
 logger = logging.get_logger(__name__)
 
@@ -76,7 +77,7 @@ def _count(name: str, value) -> int:
     return int(value)
 
 
-class NCSNScheduler(SchedulerMixin, ConfigMixin):
+class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""Annealed Langevin dynamics (ALD) over geometric noise levels, for noise-conditional score models.
 
     The sampler of NCSN (Song & Ermon 2019, Algorithm 1) as the reference code runs it. With noise
@@ -160,11 +161,6 @@ class NCSNScheduler(SchedulerMixin, ConfigMixin):
         self.set_timesteps()
 
     @property
-    def init_noise_sigma(self) -> float:
-        """Standard deviation of the initial noise: ``sigma_max``."""
-        return float(self.config.sigma_max)
-
-    @property
     def noise_levels(self) -> torch.Tensor:
         """The ``num_noise_levels`` training noise levels from the config (float64, decreasing).
 
@@ -172,11 +168,6 @@ class NCSNScheduler(SchedulerMixin, ConfigMixin):
         saved scheduler uses.
         """
         return geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, self.config.num_noise_levels)
-
-    @property
-    def step_index(self) -> Optional[int]:
-        """Index into ``timesteps`` of the next call to `step` (``None`` before the first call)."""
-        return self._step_index
 
     def set_timesteps(
         self,
@@ -214,12 +205,6 @@ class NCSNScheduler(SchedulerMixin, ConfigMixin):
             timesteps = torch.cat([timesteps, self.sigmas[-1:]])
         self.timesteps = timesteps.to(device=device, dtype=torch.float32)
         self._step_index = None
-
-    def scale_model_input(
-        self, sample: torch.Tensor, timestep: Union[float, torch.Tensor, None] = None
-    ) -> torch.Tensor:
-        """Return ``sample`` unchanged: NCSN score models take the noisy sample as it is."""
-        return sample
 
     def _init_step_index(self, timestep: Union[float, torch.Tensor]) -> None:
         # A sampling loop starts with the first timestep; a loop that starts later (img2img-style)
@@ -259,18 +244,7 @@ class NCSNScheduler(SchedulerMixin, ConfigMixin):
             FloatingPointError: When the sample becomes NaN or infinite; the message names the noise
                 level and suggests a smaller ``step_lr``.
         """
-        if self.num_inference_steps is None:
-            raise ValueError("Call `set_timesteps` before `step`.")
-        if model_output.shape != sample.shape:
-            raise ValueError(f"model_output shape {tuple(model_output.shape)} != sample shape {tuple(sample.shape)}.")
-        if self._step_index is None:
-            self._init_step_index(timestep)
-        index = self._step_index
-        if index >= len(self.timesteps):
-            raise ValueError(
-                f"step was called {index + 1} times but there are only {len(self.timesteps)} timesteps; "
-                "call `set_timesteps` again to start a new run."
-            )
+        index = self._next_step_index(model_output, timestep, sample)
 
         num_langevin_steps = self.num_inference_steps * self.steps_per_level
         if index < num_langevin_steps:
@@ -297,21 +271,6 @@ class NCSNScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return prev_sample, prev_sample_mean
         return NCSNSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
-
-    def add_noise(
-        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: Union[float, torch.Tensor]
-    ) -> torch.Tensor:
-        """Perturb clean samples for training: ``x + sigma * z`` (NCSN eq. 5's perturbation kernel).
-
-        Args:
-            original_samples (`torch.Tensor`): Clean data ``x``, shape ``(batch, ...)``.
-            noise (`torch.Tensor`): Standard normal ``z``, same shape.
-            timesteps (`float` or `torch.Tensor`): Noise level ``sigma``, a scalar or one per example ``(batch,)``.
-
-        Returns:
-            `torch.Tensor`: The noisy samples.
-        """
-        return add_noise_per_example(original_samples, noise, timesteps)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> NCSNScheduler:

@@ -18,11 +18,12 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from .noise_schedules import geometric_noise_levels, karras_noise_levels
-from .sampling import add_noise_per_example, raise_if_not_finite
+from .sampling import raise_if_not_finite
 from .scheduling_ncsn import NCSNSchedulerOutput
+from .scheduling_score_utils import ScoreSchedulerMixin
 
 
-class ProbabilityFlowHeunScheduler(SchedulerMixin, ConfigMixin):
+class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""Heun's method on the probability-flow ODE ``dx/dsigma = -sigma * s(x, sigma)``: deterministic, few calls.
 
     With Karras et al.'s levels ``sigma_1 = sigma_max > ... > sigma_N = sigma_min`` and ``sigma_{N+1} = 0``
@@ -79,11 +80,6 @@ class ProbabilityFlowHeunScheduler(SchedulerMixin, ConfigMixin):
         self.set_timesteps()
 
     @property
-    def init_noise_sigma(self) -> float:
-        """Standard deviation of the initial noise: ``sigma_max``."""
-        return float(self.config.sigma_max)
-
-    @property
     def noise_levels(self) -> torch.Tensor:
         """Geometric training levels (``num_train_noise_levels`` of them, float64, decreasing)."""
         return geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, self.config.num_train_noise_levels)
@@ -102,12 +98,6 @@ class ProbabilityFlowHeunScheduler(SchedulerMixin, ConfigMixin):
         self.timesteps = torch.cat([pairs, self.sigmas[-1:]]).to(device=device, dtype=torch.float32)
         self._step_index = None
         self._euler_start: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-
-    def scale_model_input(
-        self, sample: torch.Tensor, timestep: Union[float, torch.Tensor, None] = None
-    ) -> torch.Tensor:
-        """Return ``sample`` unchanged: score models take the noisy sample as it is."""
-        return sample
 
     def step(
         self,
@@ -129,13 +119,7 @@ class ProbabilityFlowHeunScheduler(SchedulerMixin, ConfigMixin):
         Returns:
             `NCSNSchedulerOutput` or `tuple`: ``prev_sample`` (and the same tensor as ``prev_sample_mean``).
         """
-        if model_output.shape != sample.shape:
-            raise ValueError(f"model_output shape {tuple(model_output.shape)} != sample shape {tuple(sample.shape)}.")
-        if self._step_index is None:
-            self._step_index = 0  # runs start at the first timestep
-        index = self._step_index
-        if index >= len(self.timesteps):
-            raise ValueError(f"step called more than the {len(self.timesteps)} timesteps; call set_timesteps again.")
+        index = self._next_step_index(model_output, timestep, sample)
         level, position = divmod(index, 2)
         sigma = float(self.sigmas[level])
         next_sigma = float(self.sigmas[level + 1]) if level + 1 < len(self.sigmas) else 0.0
@@ -156,12 +140,6 @@ class ProbabilityFlowHeunScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return prev_sample, prev_sample
         return NCSNSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample)
-
-    def add_noise(
-        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: Union[float, torch.Tensor]
-    ) -> torch.Tensor:
-        """Perturb clean samples for training: ``x + sigma * z``."""
-        return add_noise_per_example(original_samples, noise, timesteps)
 
     def __len__(self) -> int:
         return self.config.num_train_noise_levels

@@ -18,8 +18,9 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from .noise_schedules import geometric_noise_levels
-from .sampling import add_noise_per_example, raise_if_not_finite
+from .sampling import raise_if_not_finite
 from .scheduling_ncsn import NCSNSchedulerOutput
+from .scheduling_score_utils import ScoreSchedulerMixin
 
 
 def _check_positive(name: str, value) -> float:
@@ -34,7 +35,7 @@ def _check_count(name: str, value, minimum: int) -> int:
     return int(value)
 
 
-class VEPredictorCorrectorScheduler(SchedulerMixin, ConfigMixin):
+class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""Predictor-corrector (PC) sampler for the variance-exploding SDE, driven by ``s(x, sigma)``.
 
     With geometric levels ``sigma_1 = sigma_max > ... > sigma_N = sigma_min`` and ``sigma_{N+1} = 0``, at
@@ -90,11 +91,6 @@ class VEPredictorCorrectorScheduler(SchedulerMixin, ConfigMixin):
         self.set_timesteps()
 
     @property
-    def init_noise_sigma(self) -> float:
-        """Standard deviation of the initial noise: ``sigma_max``."""
-        return float(self.config.sigma_max)
-
-    @property
     def noise_levels(self) -> torch.Tensor:
         """The config's ``num_noise_levels`` levels (float64, decreasing), the levels a model for it is trained on."""
         return geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, self.config.num_noise_levels)
@@ -110,12 +106,6 @@ class VEPredictorCorrectorScheduler(SchedulerMixin, ConfigMixin):
         calls_per_level = self.config.num_corrector_steps + 1
         self.timesteps = self.sigmas.repeat_interleave(calls_per_level).to(device=device, dtype=torch.float32)
         self._step_index = None
-
-    def scale_model_input(
-        self, sample: torch.Tensor, timestep: Union[float, torch.Tensor, None] = None
-    ) -> torch.Tensor:
-        """Return ``sample`` unchanged: score models take the noisy sample as it is."""
-        return sample
 
     def step(
         self,
@@ -137,13 +127,7 @@ class VEPredictorCorrectorScheduler(SchedulerMixin, ConfigMixin):
         Returns:
             `NCSNSchedulerOutput` or `tuple`: ``prev_sample`` and ``prev_sample_mean``.
         """
-        if model_output.shape != sample.shape:
-            raise ValueError(f"model_output shape {tuple(model_output.shape)} != sample shape {tuple(sample.shape)}.")
-        if self._step_index is None:
-            self._step_index = 0  # runs start at the first timestep
-        index = self._step_index
-        if index >= len(self.timesteps):
-            raise ValueError(f"step called more than the {len(self.timesteps)} timesteps; call set_timesteps again.")
+        index = self._next_step_index(model_output, timestep, sample)
         calls_per_level = self.config.num_corrector_steps + 1
         level, position = divmod(index, calls_per_level)
         noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
@@ -173,12 +157,6 @@ class VEPredictorCorrectorScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return prev_sample, prev_sample_mean
         return NCSNSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
-
-    def add_noise(
-        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: Union[float, torch.Tensor]
-    ) -> torch.Tensor:
-        """Perturb clean samples for training: ``x + sigma * z`` (the VE SDE's transition kernel)."""
-        return add_noise_per_example(original_samples, noise, timesteps)
 
     def __len__(self) -> int:
         return self.config.num_noise_levels

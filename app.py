@@ -14,28 +14,20 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
-    return value
+from ncsn_pipeline.cli.arguments import port, strict_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of the demo."""
-    parser = argparse.ArgumentParser(prog="app.py", description="Web demo of ncsn-pipeline (Gradio).")
+    parser = strict_parser(prog="app.py", description="Web demo of ncsn-pipeline (Gradio).")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=7860, help="port (default: 7860)")
+    parser.add_argument("--port", type=port, default=7860, help="port (default: 7860)")
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (needs internet)")
     parser.add_argument(
         "--model",
         default=None,
-        help="an extra pipeline: a folder saved with NCSNPipeline.save_pretrained or a Hub repository id "
-        "'user/name'; image models join the Images tab, 2-D models the playground",
+        help="an extra pipeline: a named model, a folder saved with NCSNPipeline.save_pretrained or a Hub "
+        "repository id 'user/name'; image models join the Images tab, 2-D models the playground",
     )
     return parser
 

@@ -23,7 +23,7 @@ class BuildPyWithCards(build_py):
 
 setup(
     name="ncsn-pipeline",
-    version="0.1.0",
+    version="0.2.0",
     description=(
         "Score-based generative models (NCSN, annealed Langevin dynamics) as diffusers "
         "schedulers, models and pipelines."
@@ -61,10 +61,11 @@ setup(
     cmdclass={"build_py": BuildPyWithCards},
     entry_points={
         "console_scripts": [
-            "ncsn-sample=ncsn_pipeline.cli_sample:main",
-            "ncsn-train=ncsn_pipeline.train:main",
-            "ncsn-digits-eval=ncsn_pipeline.digits_eval:main",
-            "ncsn-push=ncsn_pipeline.hub:main",
+            "ncsn-sample=ncsn_pipeline.cli.sample:main",
+            "ncsn-train=ncsn_pipeline.training.cli:main",
+            "ncsn-digits-eval=ncsn_pipeline.evaluation.cli:main",
+            "ncsn-push=ncsn_pipeline.cli.push:main",
+            "ncsn-export=ncsn_pipeline.cli.export:main",
         ],
     },
     classifiers=[

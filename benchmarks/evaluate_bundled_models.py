@@ -1,6 +1,6 @@
 """Evaluate the bundled pretrained pipelines, write their ``evaluation.json`` and re-render their model cards.
 
-* ``ncsn-digits``: ``ncsn_pipeline.digits_eval`` (classifier trained on real digits: confident-classification
+* ``ncsn-digits``: ``ncsn-digits-eval --record`` (classifier trained on real digits: confident-classification
   rate, class coverage, class entropy, Fréchet distance in the classifier's feature space), next to the
   floor (real training digits scored the same way, same N).
 * ``ncsn-two-gaussians``: recovered weight and spread of the (5, 5) mode, next to the same sampler
@@ -21,53 +21,33 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline  # noqa: E402
-from ncsn_pipeline.cli_sample import mode_weights  # noqa: E402
-from ncsn_pipeline.model_card import write_model_card  # noqa: E402
+from ncsn_pipeline.evaluation import cli as digits_eval  # noqa: E402
+from ncsn_pipeline.evaluation.records import write_evaluation  # noqa: E402
+from ncsn_pipeline.hub import write_model_card  # noqa: E402
 from ncsn_pipeline.pretrained import pretrained_path  # noqa: E402
 
 REPO_OWNER = "ncsn-pipeline"
 
 
-def evaluate_digits(num_samples: int) -> dict:
-    from ncsn_pipeline import digits_eval
-
+def evaluate_digits(num_samples: int) -> None:
+    """Judge the bundled digits model and record the result in its evaluation.json (written by the judge)."""
     folder = pretrained_path("ncsn-digits")
     output = folder / "digits_eval.json"
-    args = digits_eval.build_parser().parse_args(
-        ["--pipeline", str(folder), "--num_samples", str(num_samples), "--seed", "0", "--output", str(output)]
-    )
-    result = digits_eval.run(args)
+    argv = ["--pipeline", str(folder), "--num_samples", str(num_samples), "--seed", "0", "--output", str(output)]
+    digits_eval.run(digits_eval.build_parser().parse_args([*argv, "--record"]))
     output.unlink()  # the card's evaluation.json keeps what matters
-    samples, floor = result["samples"], result["floor"]
-    rows = [
-        ("confident-classification rate (max prob >= 0.9)", "confident_rate"),
-        ("classes covered (of 10)", "class_coverage"),
-        ("predicted-class entropy (bits, uniform = 3.32)", "class_entropy_bits"),
-        ("Fréchet distance in classifier features (lower is better)", "frechet_distance"),
-    ]
-    return {
-        "reference_label": f"floor: real training digits (same N = {num_samples})",
-        "metrics": [{"name": name, "value": samples[key], "reference": floor[key]} for name, key in rows],
-        "notes": (
-            f"{num_samples} samples (seed 0) against the {samples['num_reference']} held-out digits, which the model "
-            f"never saw; the classifier (held-out accuracy {samples['held_out_accuracy']:.3f}) is trained on the "
-            f"training split only. Sampling took {result['seconds']['sampling']:.1f} s on the CPU. Fréchet "
-            "distances depend on N: compare only at the same N."
-        ),
-        "command": f"python -m ncsn_pipeline.digits_eval --pipeline <this folder> --num_samples {num_samples} --seed 0",
-    }
 
 
 def _mode_statistics(pipe: NCSNPipeline, num_samples: int) -> tuple:
     pipe.set_progress_bar_config(disable=True)
     points = pipe(batch_size=num_samples, generator=torch.Generator().manual_seed(0), output_type="pt").images
     exact = GaussianMixtureScore.ncsn_toy()
-    weight = mode_weights(points, exact)[1]
+    weight = exact.mode_weights(points)[1]
     upper = points[points.sum(dim=1) > 0].double()
     return weight, upper.var(dim=0).mean().item()
 
 
-def evaluate_two_gaussians(num_samples: int) -> dict:
+def evaluate_two_gaussians(num_samples: int) -> None:
     folder = pretrained_path("ncsn-two-gaussians")
     trained = NCSNPipeline.from_pretrained(folder)
     started = time.perf_counter()
@@ -75,19 +55,20 @@ def evaluate_two_gaussians(num_samples: int) -> dict:
     seconds = time.perf_counter() - started
     exact = NCSNPipeline(GaussianMixtureScore.ncsn_toy(), trained.scheduler)
     exact_weight, exact_spread = _mode_statistics(exact, num_samples)
-    return {
-        "reference_label": "same sampler, exact score",
-        "metrics": [
+    write_evaluation(
+        folder,
+        reference_label="same sampler, exact score",
+        metrics=[
             {"name": "weight of the (5, 5) mode (true: 0.8)", "value": trained_weight, "reference": exact_weight},
             {"name": "per-axis variance of the (5, 5) mode", "value": trained_spread, "reference": exact_spread},
         ],
-        "notes": (
+        notes=(
             f"{num_samples} samples (seed 0) with the saved annealed-Langevin sampler ({seconds:.1f} s on the CPU). "
             "The sampler stops at sigma_min = 1, so each mode's variance is about 1 + 1 = 2, not the data's 1; "
             "plain Langevin dynamics at sigma = 1 from the same start gives a weight near 0.5."
         ),
-        "command": "python benchmarks/evaluate_bundled_models.py --only ncsn-two-gaussians",
-    }
+        command="python benchmarks/evaluate_bundled_models.py --only ncsn-two-gaussians",
+    )
 
 
 def main() -> None:
@@ -103,9 +84,9 @@ def main() -> None:
     for name, job in jobs.items():
         if args.only and name != args.only:
             continue
-        evaluation = job()
+        job()
         folder = pretrained_path(name)
-        (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+        evaluation = json.loads((folder / "evaluation.json").read_text())
         write_model_card(folder, repo_id=f"{REPO_OWNER}/{name}")
         print(f"{name}:")
         for metric in evaluation["metrics"]:

@@ -6,8 +6,8 @@ import sys
 import PIL.Image
 import pytest
 
-from ncsn_pipeline.builtin import builtin_pipeline
-from ncsn_pipeline.cli_sample import main
+from ncsn_pipeline.cli.sample import main
+from ncsn_pipeline.pretrained import load_pretrained
 
 
 def test_toy_plot_reports_recovered_mode_weights(tmp_path, capsys):
@@ -23,9 +23,10 @@ def test_toy_plot_reports_recovered_mode_weights(tmp_path, capsys):
 
 def test_image_grid_from_a_saved_pipeline_folder(tmp_path, capsys):
     folder = tmp_path / "glyphs"
-    builtin_pipeline("glyph-mixture").save_pretrained(folder)
+    load_pretrained("glyph-mixture").save_pretrained(folder)
     output = tmp_path / "out" / "grid.png"
-    argv = ["--model", str(folder), "--batch_size", "6", "--num_inference_steps", "4", "--steps_per_level", "2"]
+    argv = ["--model", str(folder), "--batch_size", "6", "--num_inference_steps", "4"]
+    argv += ["--sampler_option", "steps_per_level=2"]
     assert main([*argv, "--output", str(output)]) == 0
     assert "Wrote 6 samples" in capsys.readouterr().out
     with PIL.Image.open(output) as image:
@@ -35,10 +36,15 @@ def test_image_grid_from_a_saved_pipeline_folder(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--model", "no-such-model"], "--model 'no-such-model' is neither a built-in model"),
+        (["--model", "no-such-model"], "'no-such-model' is neither a named model"),
+        (["--sampler", "DDIMScheduler"], "--sampler 'DDIMScheduler' is not a sampler of the package; choose one of"),
+        (["--sampler_option", "steps=3"], "NCSNScheduler has no option 'steps'; its options are ["),
+        (["--sampler_option", "steps_per_level"], "expected KEY=VALUE such as steps_per_level=3"),
+        (["--sampler_option", "steps_per_level=0"], "steps_per_level must be an integer >= 1, got 0"),
+        (["--num_inference", "3"], "unrecognized arguments: --num_inference"),
         (["--output", "samples.jpg"], "--output must name a .png file, got 'samples.jpg'"),
         (["--batch_size", "0"], "expected an integer >= 1, got '0'"),
-        (["--steps_per_level", "x"], "expected an integer >= 1, got 'x'"),
+        (["--num_inference_steps", "x"], "expected an integer >= 1, got 'x'"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(argv, message, capsys, tmp_path, monkeypatch):
@@ -50,8 +56,30 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys, tmp_path, monk
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_console_script_help():
-    result = subprocess.run(
-        [sys.executable, "-m", "ncsn_pipeline.cli_sample", "--help"], capture_output=True, text=True, check=True
-    )
-    assert "--num_inference_steps" in result.stdout and "glyph-mixture" in result.stdout
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("ncsn_pipeline.cli.sample", ["--sampler", "--sampler_option", "glyph-mixture", "ncsn-digits"]),
+        ("ncsn_pipeline.cli.push", ["--private", "--public"]),
+        ("ncsn_pipeline.cli.export", ["trust_remote_code=True"]),
+        ("ncsn_pipeline.train", ["--no_ema", "--hub_public"]),
+        ("ncsn_pipeline.evaluation", ["--sampler", "--record"]),
+    ],
+)
+def test_every_command_line_has_honest_help(module, expected):
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True)
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    assert all(word in text for word in expected), text
+    # A switch never claims "(default: True)": its help says what it turns on or off.
+    assert "(default: True)" not in text and "(default: False)" not in text and "(default: None)" not in text
+
+
+def test_negative_training_flags_say_what_they_turn_off():
+    from ncsn_pipeline.training.cli import build_parser
+
+    helps = {action.dest + ":" + action.option_strings[0]: action.help for action in build_parser()._actions}
+    assert "default: keep and save the EMA" in helps["use_ema:--no_ema"]
+    assert "default: dequantise" in helps["dequantize:--no_dequantize"]
+    assert "default: with it" in helps["final_denoise:--no_final_denoise"]
+    assert "no default" in helps["hub_private:--hub_public"]
+    assert build_parser().parse_args(["--output_dir", "x", "--dataset_name", "digits"]).hub_private is None

@@ -18,10 +18,31 @@ gradio_client = pytest.importorskip("gradio_client", reason="the demo tests need
 httpx = pytest.importorskip("httpx")
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")  # pandas deprecations inside Gradio
 
+from types import SimpleNamespace  # noqa: E402
+
 from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
 
-from ncsn_pipeline import demo as demo_module  # noqa: E402
+from helpers import RunGauge  # noqa: E402
+from ncsn_pipeline.demo import images, limits, models, playground, samplers, ui  # noqa: E402
+
+# Counts the sampling requests that run at once (the callbacks look these functions up at call time).
+ACTIVE_RUNS = RunGauge()
+if not hasattr(ui.generate_images, "__wrapped_by_gauge__"):
+    ui.generate_images = ACTIVE_RUNS.wrap(ui.generate_images)
+    ui.run_playground = ACTIVE_RUNS.wrap(ui.run_playground)
+    ui.generate_images.__wrapped_by_gauge__ = ui.run_playground.__wrapped_by_gauge__ = ACTIVE_RUNS
+ACTIVE_RUNS = ui.generate_images.__wrapped_by_gauge__
+# The demo's public names in one namespace.
+demo_module = SimpleNamespace(
+    **{name: value for name, value in {**vars(limits), **vars(samplers)}.items() if not name.startswith("_")},
+    ACTIVE_RUNS=ACTIVE_RUNS,
+    DemoModels=models.DemoModels,
+    build_demo=ui.build_demo,
+    launch_demo=ui.launch_demo,
+    generate_images=images.generate_images,
+    run_playground=playground.run_playground,
+)
 
 # model, sampler, noise levels, steps per level, step size scale, seed, batch size, animate
 SMALL_GENERATE = ["ncsn-digits", "NCSNScheduler", 4, 2, 1.0, 0, 4, False]
@@ -75,7 +96,7 @@ def test_generate_returns_grid_animation_and_summary(client):
     assert image.size == (2 * cell, 2 * cell)
     gif = Image.open(animation)
     assert gif.format == "GIF" and gif.n_frames == 4  # one frame per noise level
-    assert "9 network calls" in summary and " s;" in summary  # 4 levels x 2 steps + final denoising
+    assert "9 model calls" in summary and " s;" in summary  # 4 levels x 2 steps + final denoising
 
 
 def test_same_seed_gives_identical_images(client):
@@ -104,7 +125,8 @@ def test_glyph_mixture_with_every_sampler(client, sampler):
     arguments = _with(_with(_with(SMALL_GENERATE, 0, "glyph-mixture"), 1, sampler), 7, True)
     _, animation, summary = client.predict(*arguments, api_name="/generate")
     assert Image.open(animation).n_frames == 4  # one frame per noise level, whatever the sampler
-    assert "glyph-mixture" in summary and demo_module.sampler_settings(sampler).label in summary
+    description = demo_module.SAMPLERS[sampler]().description.split(",")[0]
+    assert "glyph-mixture" in summary and description in summary and "model calls" in summary
 
 
 BAD_GENERATE_INPUTS = [
@@ -122,7 +144,7 @@ BAD_GENERATE_INPUTS = [
     (6, 65, "batch size must be a whole number from 1 to 64, got 65."),
     (6, True, "batch size must be a whole number from 1 to 64, got True."),
     (6, None, "batch size must be a whole number from 1 to 64, got None."),
-    (7, "yes", "animation must be true or false, got 'yes'."),
+    (7, "yes", "animation must be True or False, got 'yes'."),
 ]
 
 
@@ -286,7 +308,7 @@ def test_twenty_concurrent_clients(server):
     # The server still answers.
     api = gradio_client.Client(server.test_url, verbose=False)
     try:
-        assert "9 network calls" in api.predict(*SMALL_GENERATE, api_name="/generate")[2]
+        assert "9 model calls" in api.predict(*SMALL_GENERATE, api_name="/generate")[2]
     finally:
         api.close()
 
@@ -309,11 +331,11 @@ def test_app_reports_a_model_that_cannot_be_loaded(tmp_path, capsys):
 
 
 def test_user_model_joins_the_matching_tab(tmp_path):
-    from ncsn_pipeline.builtin import builtin_pipeline
+    from ncsn_pipeline.pretrained import load_pretrained
 
     toy, glyphs = str(tmp_path / "toy"), str(tmp_path / "glyphs")
-    builtin_pipeline("ncsn-toy").save_pretrained(toy)
-    builtin_pipeline("glyph-mixture").save_pretrained(glyphs)
+    load_pretrained("ncsn-toy").save_pretrained(toy)
+    load_pretrained("glyph-mixture").save_pretrained(glyphs)
     models = demo_module.DemoModels.load(extra_model=toy)
     assert models.points[toy].exact and models.points[toy].label == f"{toy} (--model)"
     result = demo_module.run_playground(models, toy, "NCSNScheduler", 5, 10, 1.0, 2.0, 0, 100)

@@ -17,7 +17,15 @@ import pytest
 
 pytest.importorskip("gradio", reason="the web demo needs the demo extra: pip install -e '.[demo]'")
 
-from ncsn_pipeline import demo as demo_module  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+from ncsn_pipeline.demo import limits, ui  # noqa: E402
+
+demo_module = SimpleNamespace(
+    **{name: value for name, value in vars(limits).items() if not name.startswith("_")},
+    build_demo=ui.build_demo,
+    launch_demo=ui.launch_demo,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
 
@@ -108,7 +116,7 @@ def test_generate_in_the_browser(page, demo_url, tmp_path):
     grid.wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
     page.locator('#trajectory img[src*=".gif"]').wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
     summary = page.locator("#run-info textarea").input_value()
-    assert "64 samples" in summary and "111 network calls" in summary  # the digits model's schedule: 22 x 5 + 1
+    assert "64 samples" in summary and "(111 model calls)" in summary  # the digits model's schedule: 22 x 5 + 1
     cell = demo_module.TILE_SIZE + 2 * demo_module.GRID_BORDER
     assert grid.evaluate("image => image.naturalWidth") == 8 * cell  # 64 samples: 8 x 8 tiles
     _save(page, tmp_path, "image_tab.png")

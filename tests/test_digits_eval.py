@@ -8,19 +8,21 @@ import scipy.linalg
 import torch
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, NCSNScheduler
-from ncsn_pipeline.digits import load_digits_split
-from ncsn_pipeline.digits_eval import (
+from ncsn_pipeline.evaluation.cli import main
+from ncsn_pipeline.evaluation.digits_data import load_digits_split
+from ncsn_pipeline.evaluation.digits_judge import (
     _classify,
     classifier_accuracy,
     default_digit_classifier,
     evaluate_digit_samples,
     floor_metrics,
     frechet_distance,
-    main,
     resize_to_digits,
     train_digit_classifier,
     upsample_digits,
 )
+from ncsn_pipeline.evaluation.records import read_evaluation
+from ncsn_pipeline.hub import render_model_card
 
 N = 100  # every Fréchet-distance comparison below uses the same N: the estimate is biased upward for small N
 
@@ -194,6 +196,22 @@ def test_cli_writes_sample_and_floor_metrics(tmp_path, capsys, held_out, classif
     again = tmp_path / "again.json"
     assert main([*argv, "--output", str(again)]) == 0
     assert json.loads(again.read_text())["samples"] == samples
+    assert read_evaluation(folder) is None  # the folder's record is written only when asked
+
+
+def test_cli_record_writes_the_evaluation_the_card_shows_for_any_sampler(tmp_path, held_out, classifier):
+    folder = tmp_path / "pipeline"
+    _tiny_digit_pipeline(held_out).save_pretrained(folder)
+    argv = ["--pipeline", str(folder), "--num_samples", "20", "--batch_size", "20"]
+    argv += ["--output", str(tmp_path / "m.json")]
+    argv += ["--sampler", "VEPredictorCorrectorScheduler", "--num_inference_steps", "10", "--record"]
+    assert main(argv) == 0
+    record = read_evaluation(folder)
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert [metric["value"] for metric in record["metrics"]][-1] == result["samples"]["frechet_distance"]
+    assert "predictor-corrector" in record["notes"] and "predictor-corrector" in result["sampler"]
+    card = render_model_card(folder).text
+    assert "Fréchet distance in classifier features" in card and "floor: real training digits (same N = 20)" in card
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel
+from ncsn_pipeline.cli.push import main as push_main
 from ncsn_pipeline.hub import UPLOAD_PATTERNS, export_for_hub
-from ncsn_pipeline.hub import main as push_main
 from ncsn_pipeline.pretrained import pretrained_path
 
 # Loads a folder with plain diffusers while ncsn_pipeline cannot be imported: proves the code files are enough.
@@ -25,7 +25,7 @@ import numpy as np, torch
 from diffusers import DiffusionPipeline
 pipe = DiffusionPipeline.from_pretrained(sys.argv[1], trust_remote_code=True)
 pipe.set_progress_bar_config(disable=True)
-out = pipe(batch_size=3, generator=torch.Generator().manual_seed(5), num_inference_steps=3, steps_per_level=2,
+out = pipe(batch_size=3, generator=torch.Generator().manual_seed(5), num_inference_steps=3,
            output_type="np").images
 np.save(sys.argv[2], out)
 print(type(pipe).__name__, type(pipe.unet).__name__, type(pipe.scheduler).__name__)
@@ -51,7 +51,7 @@ def _tiny_pipeline(tmp_path):
 
 def _sample(pipe):
     pipe.set_progress_bar_config(disable=True)
-    kwargs = dict(batch_size=3, num_inference_steps=3, steps_per_level=2, output_type="np")
+    kwargs = dict(batch_size=3, num_inference_steps=3, output_type="np")
     return pipe(generator=torch.Generator().manual_seed(5), **kwargs).images
 
 

@@ -9,23 +9,23 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import reset_accelerate_state
 from ncsn_pipeline import NCSNPipeline
 from ncsn_pipeline.hub import HubError, push_folder_to_hub
 from ncsn_pipeline.pretrained import pretrained_path
-from ncsn_pipeline.train import main as train_main
-from ncsn_pipeline.train import reset_accelerate_state
+from ncsn_pipeline.training.cli import main as train_main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_stand_in import running_stand_in  # noqa: E402
 
-SAMPLE = dict(batch_size=3, num_inference_steps=3, steps_per_level=2, output_type="np")
+SAMPLE = dict(batch_size=3, num_inference_steps=3, output_type="np")
 # Runs in a fresh process and a fresh cache: loads the repo both ways and saves their samples.
 LOAD_BOTH_WAYS = """
 import sys, numpy as np, torch
 from diffusers import DiffusionPipeline
 from ncsn_pipeline import NCSNPipeline
 repo, out = sys.argv[1], sys.argv[2]
-kwargs = dict(batch_size=3, num_inference_steps=3, steps_per_level=2, output_type="np")
+kwargs = dict(batch_size=3, num_inference_steps=3, output_type="np")
 ours = NCSNPipeline.from_pretrained(repo)
 plain = DiffusionPipeline.from_pretrained(repo, trust_remote_code=True)
 for name, pipe in (("ours", ours), ("plain", plain)):
@@ -38,8 +38,8 @@ import sys, numpy as np, torch
 from ncsn_pipeline import NCSNPipeline
 pipe = NCSNPipeline.from_pretrained(sys.argv[1])
 pipe.set_progress_bar_config(disable=True)
-np.save(sys.argv[2], pipe(generator=torch.Generator().manual_seed(11), batch_size=3, num_inference_steps=3,
-                          steps_per_level=2, output_type="np").images)
+images = pipe(generator=torch.Generator().manual_seed(11), batch_size=3, num_inference_steps=3, output_type="np").images
+np.save(sys.argv[2], images)
 """
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, NCSNScheduler
-from ncsn_pipeline.builtin import GLYPH_STD, GLYPH_WEIGHTS, builtin_pipeline
-from ncsn_pipeline.cli_sample import mode_weights
+from ncsn_pipeline.pretrained import load_pretrained
+from ncsn_pipeline.pretrained.builtin import GLYPH_STD, GLYPH_WEIGHTS
 from ncsn_pipeline.sampling import langevin_dynamics
 
 NUM_SAMPLES = 4000
@@ -52,10 +52,10 @@ def test_ncsn_toy_recovers_the_mode_weights_and_spread(final_denoise):
     # Weight of the (5, 5) mode. Binomial standard error with 4000 samples: sqrt(0.8 * 0.2 / 4000) = 0.0063.
     # ALD with a finite number of steps has a small bias of its own (measured -0.011 with 20000 samples),
     # so 0.035 = bias + 4 standard errors.
-    assert mode_weights(annealed, model)[1] == pytest.approx(0.8, abs=0.035)
+    assert model.mode_weights(annealed)[1] == pytest.approx(0.8, abs=0.035)
     # Plain Langevin at sigma = 1 cannot cross between the modes: each chain stays in the basin it starts in,
     # and the symmetric start splits them about 50/50 whatever the weights are.
-    assert abs(mode_weights(plain, model)[1] - 0.8) > 0.2
+    assert abs(model.mode_weights(plain)[1] - 0.8) > 0.2
 
     # Spread: the last level samples N(mu, v I) with v = s^2 + sigma_L^2 = 2, and a Langevin chain with step
     # a = 0.1 on a Gaussian has stationary variance v / (1 - a / (2v)). The denoising step x + sigma^2 s
@@ -74,15 +74,15 @@ def test_ncsn_toy_recovers_the_mode_weights_and_spread(final_denoise):
 
 
 def test_image_shaped_mixture_recovers_five_unequal_weights():
-    pipe = builtin_pipeline("glyph-mixture")  # 5 glyphs (1x8x8), weights 0.35/0.25/0.2/0.12/0.08, s = 0.1
+    pipe = load_pretrained("glyph-mixture")  # 5 glyphs (1x8x8), weights 0.35/0.25/0.2/0.12/0.08, s = 0.1
     raw = NCSNPipeline(pipe.unet, pipe.scheduler)  # no data_range: raw, unclipped samples for exact statistics
     annealed, plain = _annealed_and_plain(raw)
     weights = torch.tensor(GLYPH_WEIGHTS, dtype=torch.float64)
 
     # Total variation between recovered and true weights. With 4000 samples the multinomial noise alone gives
     # E[TV] = 0.012 (sd ~0.005); 0.04 allows that plus the sampler's own bias (measured TV 0.020).
-    annealed_tv = 0.5 * (torch.tensor(mode_weights(annealed, pipe.unet)) - weights).abs().sum().item()
-    plain_tv = 0.5 * (torch.tensor(mode_weights(plain, pipe.unet)) - weights).abs().sum().item()
+    annealed_tv = 0.5 * (torch.tensor(pipe.unet.mode_weights(annealed)) - weights).abs().sum().item()
+    plain_tv = 0.5 * (torch.tensor(pipe.unet.mode_weights(plain)) - weights).abs().sum().item()
     assert annealed_tv < 0.04
     assert plain_tv > 0.15  # measured 0.29: chains stay in the basin of their starting point
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline
-from ncsn_pipeline.cli_sample import mode_weights
-from ncsn_pipeline.model_card import render_model_card
+from ncsn_pipeline.hub import render_model_card
 from ncsn_pipeline.pretrained import load_pretrained, pretrained_names, pretrained_path
 
 BUNDLED = ["ncsn-digits", "ncsn-two-gaussians"]
@@ -27,7 +26,7 @@ def test_bundled_pipeline_loads_offline_and_is_deterministic(name):
     pipe.set_progress_bar_config(disable=True)
     record = json.loads((pretrained_path(name) / "training_args.json").read_text())
     assert record["command"].startswith("ncsn-train ")
-    kwargs = dict(batch_size=2, num_inference_steps=3, steps_per_level=2, output_type="pt")
+    kwargs = dict(batch_size=2, num_inference_steps=3, output_type="pt")
     first = pipe(generator=torch.Generator().manual_seed(3), **kwargs).images
     second = pipe(generator=torch.Generator().manual_seed(3), **kwargs).images
     assert torch.equal(first, second) and torch.isfinite(first).all()
@@ -49,4 +48,4 @@ def test_bundled_toy_model_recovers_the_mode_weights():
     pipe.set_progress_bar_config(disable=True)
     points = pipe(batch_size=4000, generator=torch.Generator().manual_seed(1), output_type="pt").images
     # Binomial standard error 0.0063; sampler bias -0.011 with the exact score; 0.04 leaves room for the model.
-    assert mode_weights(points, GaussianMixtureScore.ncsn_toy())[1] == pytest.approx(0.8, abs=0.04)
+    assert GaussianMixtureScore.ncsn_toy().mode_weights(points)[1] == pytest.approx(0.8, abs=0.04)

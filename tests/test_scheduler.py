@@ -36,9 +36,9 @@ def test_timesteps_repeat_each_level_and_end_with_the_denoising_call():
     assert scheduler.init_noise_sigma == 2.0
 
 
-def test_set_timesteps_changes_levels_and_steps_per_level():
-    scheduler = _scheduler()
-    scheduler.set_timesteps(num_inference_steps=7, steps_per_level=2)
+def test_set_timesteps_changes_levels_and_steps_per_level_is_config():
+    scheduler = NCSNScheduler.from_config(_scheduler().config, steps_per_level=2)
+    scheduler.set_timesteps(num_inference_steps=7)
     assert len(scheduler.sigmas) == 7 and len(scheduler.timesteps) == 7 * 2 + 1
     assert scheduler.sigmas[0].item() == pytest.approx(2.0) and scheduler.sigmas[-1].item() == pytest.approx(0.1)
     # Training levels stay those of the config.
@@ -120,7 +120,7 @@ def test_add_noise_uses_sigma_per_example():
     sigmas = torch.tensor([0.1, 1.0, 2.0])
     torch.testing.assert_close(scheduler.add_noise(clean, noise, sigmas), clean + sigmas.view(3, 1, 1, 1) * noise)
     torch.testing.assert_close(scheduler.add_noise(clean, noise, 0.5), clean + 0.5 * noise)
-    with pytest.raises(ValueError, match="2 noise levels for a batch of 3"):
+    with pytest.raises(ValueError, match=r"of shape \(1,\) or \(3,\) for a batch of 3, got shape \(2,\)"):
         scheduler.add_noise(clean, noise, torch.tensor([0.1, 0.2]))
 
 
@@ -148,8 +148,8 @@ def test_reference_settings():
         (dict(sigma_max=float("nan")), "sigma_max must be a positive finite number, got nan"),
         (dict(sigma_max=float("inf")), "sigma_max must be a positive finite number, got inf"),
         (dict(sigma_min=-0.1), "sigma_min must be a positive finite number, got -0.1"),
-        (dict(num_noise_levels=0), "num_noise_levels must be an integer >= 1, got 0"),
-        (dict(num_noise_levels=2.5), "num_noise_levels must be an integer >= 1, got 2.5"),
+        (dict(num_noise_levels=0), "num_noise_levels must be an integer >= 2, got 0"),
+        (dict(num_noise_levels=2.5), "num_noise_levels must be an integer >= 2, got 2.5"),
         (dict(steps_per_level=0), "steps_per_level must be an integer >= 1, got 0"),
         (dict(step_lr=0.0), "step_lr must be a positive finite number, got 0.0"),
         (dict(step_lr=-1e-5), "step_lr must be a positive finite number, got -1e-05"),
@@ -169,10 +169,8 @@ def test_unknown_preset_lists_the_choices():
 
 def test_bad_runtime_arguments():
     scheduler = _scheduler()
-    with pytest.raises(ValueError, match="num_inference_steps must be >= 2"):
+    with pytest.raises(ValueError, match="num_inference_steps must be an integer >= 2, got 1"):
         scheduler.set_timesteps(num_inference_steps=1)
-    with pytest.raises(ValueError, match="steps_per_level must be an integer >= 1, got 0"):
-        scheduler.set_timesteps(steps_per_level=0)
     scheduler.set_timesteps()
     sample = torch.zeros(2, 2)
     with pytest.raises(ValueError, match="timestep 123.0 is not one of this scheduler's noise levels"):
@@ -181,7 +179,7 @@ def test_bad_runtime_arguments():
         scheduler.step(torch.zeros(2, 3), scheduler.timesteps[0], sample)
     for sigma in scheduler.timesteps:
         scheduler.step(-sample, sigma, sample)
-    with pytest.raises(ValueError, match="only 13 timesteps"):
+    with pytest.raises(ValueError, match="step was called after the last of the 13 timesteps"):
         scheduler.step(-sample, scheduler.timesteps[-1], sample)
 
 

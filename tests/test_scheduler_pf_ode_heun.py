@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, NCSNScheduler, ProbabilityFlowHeunScheduler
-from ncsn_pipeline.cli_sample import mode_weights
 
 
 def _solve(scheduler, model, start):
@@ -35,7 +34,7 @@ def test_ncsn_toy_mode_weights_and_spread_with_the_exact_score():
     assert len(scheduler.timesteps) == 2 * 35 - 1
     # Binomial standard error 0.0063. The ODE keeps any mismatch between the N(0, 100^2) start and the true
     # p_100 (mean (3, 3)): measured weight 0.784, so 0.035 = that bias + 3 standard errors.
-    assert mode_weights(points, GaussianMixtureScore.ncsn_toy())[1] == pytest.approx(0.8, abs=0.035)
+    assert GaussianMixtureScore.ncsn_toy().mode_weights(points)[1] == pytest.approx(0.8, abs=0.035)
     upper = points[points.sum(dim=1) > 0]
     assert upper.var(dim=0).mean().item() == pytest.approx(1.0, rel=0.10)  # the data's unit variance
 

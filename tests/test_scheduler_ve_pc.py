@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, NCSNScheduler, VEPredictorCorrectorScheduler
-from ncsn_pipeline.cli_sample import mode_weights
 
 
 def _pipe(**config) -> NCSNPipeline:
@@ -21,7 +20,7 @@ def test_pc_sampling_recovers_the_ncsn_toy_with_the_exact_score():
     # 4000 samples: binomial standard error 0.0063; 0.03 = the measured discretisation bias at N = 200 (0.016)
     # plus 2 standard errors. Down to sigma_min = 0.01 and without noise after the last step, each mode is the
     # data's N(mu, I): the pooled per-axis variance (~3200 x 2 values, 2.5% standard error) within 10%.
-    assert mode_weights(points, GaussianMixtureScore.ncsn_toy())[1] == pytest.approx(0.8, abs=0.03)
+    assert GaussianMixtureScore.ncsn_toy().mode_weights(points)[1] == pytest.approx(0.8, abs=0.03)
     upper = points[points.sum(dim=1) > 0]
     assert upper.var(dim=0).mean().item() == pytest.approx(1.0, rel=0.10)
     torch.testing.assert_close(upper.mean(dim=0), torch.full((2,), 5.0, dtype=upper.dtype), atol=0.1, rtol=0)
@@ -83,8 +82,3 @@ def test_dtype_shape_and_determinism(dtype):
 def test_bad_config(config, match):
     with pytest.raises(ValueError, match=match):
         VEPredictorCorrectorScheduler(**config)
-
-
-def test_pipeline_refuses_steps_per_level_for_this_sampler():
-    with pytest.raises(ValueError, match="steps_per_level=3 does not apply to VEPredictorCorrectorScheduler"):
-        _pipe(num_noise_levels=4)(batch_size=2, steps_per_level=3, output_type="np")

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import reset_accelerate_state
 from ncsn_pipeline import NCSNPipeline, NCSNScheduler
-from ncsn_pipeline.cli_sample import mode_weights
 from ncsn_pipeline.noise_schedules import ncsnv2_noise_schedule
-from ncsn_pipeline.train import COMPLETE_MARKER, main, reset_accelerate_state, resolve_checkpoint
+from ncsn_pipeline.training.checkpoints import COMPLETE_MARKER, resolve_checkpoint
+from ncsn_pipeline.training.cli import main
 
 TOY = [
     "--dataset_name", "two-gaussians", "--num_toy_samples", "2048", "--train_batch_size", "64",
@@ -200,7 +201,7 @@ def test_a_short_toy_run_learns_the_mode_weights(tmp_path):
 
     # Binomial standard error 0.0063 at 4000 samples; the exact-score sampler's own bias is -0.011
     # (test_pipeline_exact.py); 0.05 leaves ~0.02 for the learned score's error.
-    assert mode_weights(points, GaussianMixtureScore.ncsn_toy())[1] == pytest.approx(0.8, abs=0.05)
+    assert GaussianMixtureScore.ncsn_toy().mode_weights(points)[1] == pytest.approx(0.8, abs=0.05)
 
 
 def test_auto_noise_schedule_is_computed_from_the_data_and_saved(tmp_path):
@@ -229,7 +230,7 @@ def test_auto_noise_schedule_is_computed_from_the_data_and_saved(tmp_path):
         "bf16",
     ]
     assert main(args) == 0
-    from ncsn_pipeline.digits import load_digits_split
+    from ncsn_pipeline.evaluation.digits_data import load_digits_split
 
     images, _ = load_digits_split("train")
     expected = ncsnv2_noise_schedule(images.float() / 16, sigma_min=0.01, steps_per_level=3)

@@ -1,5 +1,9 @@
 """ncsn-pipeline: noise-conditional score networks and annealed Langevin dynamics for diffusers.
 
+The core (this folder): score models (``modeling_*``), samplers (``scheduling_*``, contract in
+`scheduling_utils`), the pipeline, noise schedules, sampling helpers and losses. Applications live in
+subpackages: ``training``, ``hub``, ``evaluation``, ``demo``, ``cli``; named models in ``pretrained``.
+
 Example:
 
 >>> import torch
@@ -15,9 +19,10 @@ from .noise_schedules import NoiseSchedule, ncsnv2_noise_schedule
 from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
 from .scheduling_ncsn import NCSN_PRESETS, NCSNScheduler, NCSNSchedulerOutput
 from .scheduling_pf_ode_heun import ProbabilityFlowHeunScheduler
+from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput, score_schedulers
 from .scheduling_ve_pc import VEPredictorCorrectorScheduler
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "GaussianMixtureScore",
@@ -29,7 +34,10 @@ __all__ = [
     "NCSN_PRESETS",
     "NoiseSchedule",
     "ProbabilityFlowHeunScheduler",
+    "ScoreSchedulerMixin",
+    "ScoreSchedulerOutput",
     "ToyScoreModel",
     "VEPredictorCorrectorScheduler",
     "ncsnv2_noise_schedule",
+    "score_schedulers",
 ]

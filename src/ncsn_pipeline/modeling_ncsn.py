@@ -39,30 +39,13 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
+from .checks import check_integer
+
 __all__ = ["NCSNScoreModel"]
 
 # The smallest spatial side accepted: after the single 2x downsampling stage the feature maps must still have
 # more than one pixel, otherwise instance normalisation has no spatial statistics to compute.
 MIN_SAMPLE_SIDE = 4
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """Validate an integer config value.
-
-    Args:
-        name (`str`): The argument name, used in the error message.
-        value (`object`): The value to check.
-        minimum (`int`): The smallest accepted value.
-
-    Returns:
-        `int`: `value` as a plain Python `int`.
-
-    Raises:
-        `ValueError`: If `value` is not an integer (booleans are rejected) or is smaller than `minimum`.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 class _InstanceNormPlusPlus(nn.Module):
@@ -335,11 +318,11 @@ class NCSNScoreModel(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, in_channels: int = 3, sample_size: int = 32, ngf: int = 128):
         super().__init__()
-        in_channels = _check_int("in_channels", in_channels, 1)
-        sample_size = _check_int("sample_size", sample_size, MIN_SAMPLE_SIDE)
+        in_channels = check_integer("in_channels", in_channels)
+        sample_size = check_integer("sample_size", sample_size, low=MIN_SAMPLE_SIDE)
         if sample_size % 2:
-            raise ValueError(f"`sample_size` must be even (and >= {MIN_SAMPLE_SIDE}), got {sample_size}.")
-        ngf = _check_int("ngf", ngf, 2)
+            raise ValueError(f"sample_size must be even (and >= {MIN_SAMPLE_SIDE}), got {sample_size}.")
+        ngf = check_integer("ngf", ngf, low=2)
 
         wide = 2 * ngf
         self.begin_conv = nn.Conv2d(in_channels, ngf, 3, padding=1)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
+
+from .checks import check_integer
 
 
 def _sigma_per_example(timestep: Union[float, torch.Tensor], sample: torch.Tensor) -> torch.Tensor:
@@ -104,6 +106,17 @@ class GaussianMixtureScore(ModelMixin, ConfigMixin):
         """NCSN's toy distribution ``0.2 N((-5, -5), I) + 0.8 N((5, 5), I)`` (Song & Ermon 2019, section 3.2)."""
         return cls(weights=[0.2, 0.8], means=[[-5.0, -5.0], [5.0, 5.0]], stds=[1.0, 1.0])
 
+    def mode_weights(self, points: torch.Tensor) -> List[float]:
+        """Fraction of ``points`` nearest to each mode's mean: how a sampler shares mass between the modes.
+
+        >>> model = GaussianMixtureScore.ncsn_toy()
+        >>> model.mode_weights(torch.tensor([[4.0, 6.0], [-5.0, -4.0], [5.0, 5.0], [6.0, 6.0]]))
+        [0.25, 0.75]
+        """
+        means = self.mode_means.to(points.device, torch.float64)
+        nearest = torch.cdist(points.reshape(points.shape[0], -1).double(), means).argmin(dim=1)
+        return (torch.bincount(nearest, minlength=means.shape[0]).double() / points.shape[0]).tolist()
+
     def log_prob(self, sample: torch.Tensor, sigma: Union[float, torch.Tensor]) -> torch.Tensor:
         """Log-density of the ``sigma``-perturbed mixture at ``sample`` (float64, one value per example).
 
@@ -184,8 +197,7 @@ class ToyScoreModel(ModelMixin, ConfigMixin):
     def __init__(self, data_dim: int = 2, hidden_size: int = 128, num_layers: int = 3):
         super().__init__()
         for name, value in (("data_dim", data_dim), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+            check_integer(name, value)
         layers = []
         width_in = data_dim + 1
         for _ in range(num_layers):

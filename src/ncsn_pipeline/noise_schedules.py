@@ -25,35 +25,18 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass
 from typing import Dict, Optional
 
 import torch
+
+from .checks import check_integer, check_positive
 
 # The overlap (Technique 2 below) that the released NCSNv2 configurations correspond to.
 # The paper's text asks for "about 0.5", which gives L = 219 for CIFAR-10 instead of the released
 # 232. Measured on the four released configurations (CIFAR-10, CelebA 64, LSUN bedroom, FFHQ),
 # their ratios give an overlap of 0.5665-0.5670; 0.5667 reproduces all four published L exactly.
 NCSNV2_RELEASED_OVERLAP = 0.5667
-
-
-def _check_positive_finite(name: str, value: float) -> float:
-    """Return ``value`` as a float, or raise a ``ValueError`` naming it."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}.") from None
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
-    return number
-
-
-def _check_count(name: str, value: int) -> int:
-    """Return ``value`` as an int >= 1, or raise a ``ValueError`` naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-    return int(value)
 
 
 def geometric_noise_levels(sigma_max: float, sigma_min: float, num_levels: int) -> torch.Tensor:
@@ -74,9 +57,9 @@ def geometric_noise_levels(sigma_max: float, sigma_min: float, num_levels: int) 
         >>> geometric_noise_levels(1.0, 0.01, 3)
         tensor([1.0000, 0.1000, 0.0100], dtype=torch.float64)
     """
-    sigma_max = _check_positive_finite("sigma_max", sigma_max)
-    sigma_min = _check_positive_finite("sigma_min", sigma_min)
-    num_levels = _check_count("num_levels", num_levels)
+    sigma_max = check_positive("sigma_max", sigma_max)
+    sigma_min = check_positive("sigma_min", sigma_min)
+    num_levels = check_integer("num_levels", num_levels)
     if num_levels == 1:
         return torch.tensor([sigma_min], dtype=torch.float64)
     if sigma_min >= sigma_max:
@@ -107,10 +90,10 @@ def karras_noise_levels(sigma_max: float, sigma_min: float, num_levels: int, rho
         >>> karras_noise_levels(80.0, 0.002, 3)
         tensor([8.0000e+01, 2.5152e+00, 2.0000e-03], dtype=torch.float64)
     """
-    sigma_max = _check_positive_finite("sigma_max", sigma_max)
-    sigma_min = _check_positive_finite("sigma_min", sigma_min)
-    rho = _check_positive_finite("rho", rho)
-    if _check_count("num_levels", num_levels) < 2 or sigma_min >= sigma_max:
+    sigma_max = check_positive("sigma_max", sigma_max)
+    sigma_min = check_positive("sigma_min", sigma_min)
+    rho = check_positive("rho", rho)
+    if check_integer("num_levels", num_levels) < 2 or sigma_min >= sigma_max:
         raise ValueError(f"Need num_levels >= 2 and sigma_min < sigma_max, got {num_levels}, {sigma_min}, {sigma_max}.")
     ramp = torch.linspace(0, 1, num_levels, dtype=torch.float64)
     low, high = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
@@ -131,7 +114,7 @@ def annealed_step_sizes(noise_levels: torch.Tensor, step_lr: float) -> torch.Ten
     Returns:
         `torch.Tensor`: Step sizes ``alpha_i``, same shape and dtype as ``noise_levels``.
     """
-    step_lr = _check_positive_finite("step_lr", step_lr)
+    step_lr = check_positive("step_lr", step_lr)
     return step_lr * (noise_levels / noise_levels[-1]) ** 2
 
 
@@ -161,7 +144,7 @@ def max_pairwise_distance(data: torch.Tensor, chunk_size: int = 1024) -> float:
     flat = data.reshape(data.shape[0], -1).to(torch.float64)
     if not torch.isfinite(flat).all():
         raise ValueError("data contains NaN or infinite values; clean it before computing sigma_max.")
-    chunk_size = _check_count("chunk_size", chunk_size)
+    chunk_size = check_integer("chunk_size", chunk_size)
     largest = 0.0
     for start in range(0, flat.shape[0], chunk_size):
         distances = torch.cdist(flat[start : start + chunk_size], flat)
@@ -206,7 +189,7 @@ def ratio_for_overlap(data_dim: int, target_overlap: float = NCSNV2_RELEASED_OVE
         `float`: ``gamma > 1`` with ``noise_level_overlap(gamma, data_dim) == target_overlap``
         (to 1e-12).
     """
-    data_dim = _check_count("data_dim", data_dim)
+    data_dim = check_integer("data_dim", data_dim)
     if data_dim < 5:
         raise ValueError(
             f"data_dim={data_dim}: NCSNv2's noise-level technique needs data_dim >= 5 (it uses a "
@@ -245,8 +228,8 @@ def num_noise_levels_for(
     Returns:
         `int`: ``L >= 2``.
     """
-    sigma_max = _check_positive_finite("sigma_max", sigma_max)
-    sigma_min = _check_positive_finite("sigma_min", sigma_min)
+    sigma_max = check_positive("sigma_max", sigma_max)
+    sigma_min = check_positive("sigma_min", sigma_min)
     if sigma_min >= sigma_max:
         raise ValueError(f"sigma_min ({sigma_min}) must be smaller than sigma_max ({sigma_max}).")
     gamma = ratio_for_overlap(data_dim, target_overlap)
@@ -292,11 +275,11 @@ def step_lr_for(gamma: float, sigma_min: float, steps_per_level: int) -> float:
     Returns:
         `float`: ``step_lr`` in ``(0, sigma_min**2)``.
     """
-    gamma = _check_positive_finite("gamma", gamma)
+    gamma = check_positive("gamma", gamma)
     if gamma <= 1.0:
         raise ValueError(f"gamma must be > 1, got {gamma!r}.")
-    sigma_min = _check_positive_finite("sigma_min", sigma_min)
-    steps_per_level = _check_count("steps_per_level", steps_per_level)
+    sigma_min = check_positive("sigma_min", sigma_min)
+    steps_per_level = check_integer("steps_per_level", steps_per_level)
 
     def distance_to_one(log_step_lr: float) -> float:
         ratio = langevin_variance_ratio(math.exp(log_step_lr), gamma, sigma_min, steps_per_level)
@@ -382,6 +365,6 @@ def ncsnv2_noise_schedule(
         sigma_max=float(sigma_max),
         sigma_min=float(sigma_min),
         num_noise_levels=num_levels,
-        steps_per_level=_check_count("steps_per_level", steps_per_level),
+        steps_per_level=check_integer("steps_per_level", steps_per_level),
         step_lr=step_lr_for(gamma, sigma_min, steps_per_level),
     )

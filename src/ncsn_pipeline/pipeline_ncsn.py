@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -18,7 +17,29 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from safetensors import SafetensorError
 
+from .checks import check_choice, check_integer
+
 OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def check_score_scheduler(scheduler) -> None:
+    """Refuse a scheduler that does not consume scores (say diffusers' DDIM, which expects predicted noise).
+
+    Score samplers declare ``consumes_score = True`` (`ScoreSchedulerMixin`); the check is by that attribute
+    rather than by class so that the self-contained copies in exported repositories pass it too.
+    """
+    if getattr(scheduler, "consumes_score", False) is not True:
+        try:
+            from ncsn_pipeline import score_schedulers
+
+            accepted = f"one of {list(score_schedulers())}"
+        except ImportError:  # the pipeline's exported, self-contained copy
+            accepted = "a score sampler of ncsn-pipeline"
+        raise ValueError(
+            f"NCSNPipeline cannot sample with {type(scheduler).__name__}: it does not consume scores s(x, sigma) "
+            f"(diffusers' own schedulers expect other model outputs, such as predicted noise). Use {accepted}, "
+            "e.g. `NCSNScheduler.from_config(pipe.scheduler.config)`."
+        )
 
 
 def _resolve_folder(name_or_path: Union[str, os.PathLike], kwargs: Dict[str, Any]) -> Path:
@@ -105,6 +126,7 @@ class NCSNPipeline(DiffusionPipeline):
                     f"data_range must be two finite numbers (low, high) with low < high, got {data_range!r}."
                 )
             data_range = low_high
+        check_score_scheduler(scheduler)
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(data_range=data_range)
 
@@ -157,12 +179,24 @@ class NCSNPipeline(DiffusionPipeline):
                 )
         return pipe
 
-    def save_pretrained(self, save_directory: Union[str, os.PathLike], **kwargs) -> None:
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], standalone: bool = False, **kwargs) -> None:
         """Save the pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``) with safetensors weights.
 
-        Takes the same arguments as [`DiffusionPipeline.save_pretrained`]; ``safe_serialization`` is
-        always `True`. To publish, use `push_to_hub`.
+        Args:
+            save_directory (`str` or `os.PathLike`): The folder to write.
+            standalone (`bool`, defaults to `False`): Also write self-contained code files and a model card (the
+                layout of pushed repositories), so that plain diffusers loads the folder with
+                ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` without this package.
+                The default layout loads with ``NCSNPipeline.from_pretrained`` only. ``save_directory`` must
+                not exist yet.
+            **kwargs: The arguments of [`DiffusionPipeline.save_pretrained`]; ``safe_serialization`` is always
+                `True`. To publish, use `push_to_hub`.
         """
+        if standalone:
+            from ncsn_pipeline.hub import save_standalone
+
+            save_standalone(self, save_directory)
+            return
         if kwargs.get("safe_serialization", True) is not True:
             raise ValueError(
                 "NCSNPipeline saves weights only as safetensors; safe_serialization=False is not supported."
@@ -226,7 +260,6 @@ class NCSNPipeline(DiffusionPipeline):
         batch_size: int = 1,
         generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
         num_inference_steps: Optional[int] = None,
-        steps_per_level: Optional[int] = None,
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Optional[Callable[[NCSNPipeline, int, torch.Tensor, Dict[str, Any]], Dict]] = None,
@@ -238,10 +271,9 @@ class NCSNPipeline(DiffusionPipeline):
             batch_size (`int`, defaults to 1): Number of samples.
             generator (`torch.Generator` or list, *optional*): Makes sampling deterministic.
             num_inference_steps (`int`, *optional*): Number of noise levels to anneal through (defaults to
-                the scheduler's ``num_noise_levels``). With `NCSNScheduler` the model is called
-                ``num_inference_steps * steps_per_level`` times (+1 for the final denoising step).
-            steps_per_level (`int`, *optional*): Langevin steps per level for `NCSNScheduler` (defaults to
-                its config). Ignored by schedulers without that notion.
+                the scheduler's ``num_noise_levels``). How many model calls each level takes is the sampler's
+                own configuration (``pipe.scheduler.num_model_calls`` after the run; change it with, e.g.,
+                ``pipe.scheduler = NCSNScheduler.from_config(pipe.scheduler.config, steps_per_level=3)``).
             output_type (`str`, defaults to ``"pil"``): ``"pil"``, ``"np"`` or ``"pt"``.
             return_dict (`bool`, defaults to `True`): Return an `NCSNPipelineOutput` instead of a tuple.
             callback_on_step_end (`Callable`, *optional*): Called after every step as
@@ -258,17 +290,16 @@ class NCSNPipeline(DiffusionPipeline):
         Example:
             >>> import torch
             >>> from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel
-            >>> pipe = NCSNPipeline(NCSNScoreModel(in_channels=1, sample_size=8, ngf=8),
-            ...                     NCSNScheduler(sigma_max=5.0, num_noise_levels=10, step_lr=1e-5), data_range=(0, 1))
-            >>> images = pipe(batch_size=2, num_inference_steps=3, steps_per_level=1, output_type="pil").images
+            >>> scheduler = NCSNScheduler(sigma_max=5.0, num_noise_levels=10, steps_per_level=1, step_lr=1e-5)
+            >>> pipe = NCSNPipeline(NCSNScoreModel(in_channels=1, sample_size=8, ngf=8), scheduler, data_range=(0, 1))
+            >>> images = pipe(batch_size=2, num_inference_steps=3, output_type="pil").images
             >>> images[0].size
             (8, 8)
         """
         # 0. Validate the arguments before any work.
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}.")
+        check_score_scheduler(self.scheduler)  # it may have been swapped since __init__
+        batch_size = check_integer("batch_size", batch_size)
+        check_choice("output_type", output_type, OUTPUT_TYPES)
         if isinstance(generator, list) and len(generator) != batch_size:
             raise ValueError(f"Got {len(generator)} generators for batch_size={batch_size}; pass one per sample.")
         unknown_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
@@ -281,15 +312,7 @@ class NCSNPipeline(DiffusionPipeline):
             self._postprocess(torch.empty(0), output_type)  # raises the explanatory error now, not after sampling
 
         # 1. Noise levels of this run.
-        timestep_kwargs = {}
-        if steps_per_level is not None:
-            if "steps_per_level" not in inspect.signature(self.scheduler.set_timesteps).parameters:
-                raise ValueError(
-                    f"steps_per_level={steps_per_level} does not apply to {type(self.scheduler).__name__}; "
-                    "leave it out (its own config sets how many model calls each level takes)."
-                )
-            timestep_kwargs["steps_per_level"] = steps_per_level
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device, **timestep_kwargs)
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
 
         # 2. Start from the prior N(0, sigma_max^2 I).
         shape = (batch_size, *self.sample_shape)

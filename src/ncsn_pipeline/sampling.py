@@ -17,6 +17,8 @@ from typing import Callable, List, Optional, Tuple, Union
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from .checks import check_integer, check_positive
+
 Generator = Optional[Union[torch.Generator, List[torch.Generator]]]
 
 
@@ -58,27 +60,6 @@ def denoise_step(sample: torch.Tensor, score: torch.Tensor, sigma: float) -> tor
         `torch.Tensor`: The denoised sample.
     """
     return sample + sigma**2 * score
-
-
-def add_noise_per_example(clean: torch.Tensor, noise: torch.Tensor, sigma: Union[float, torch.Tensor]) -> torch.Tensor:
-    """Perturb data with Gaussian noise: ``x + sigma * z`` (NCSN eq. 5's kernel; the VE SDE's transition).
-
-    Args:
-        clean (`torch.Tensor`): Clean data ``x``, shape ``(batch, ...)``.
-        noise (`torch.Tensor`): Standard normal ``z``, same shape.
-        sigma (`float` or `torch.Tensor`): The noise level, a scalar or one per example ``(batch,)``.
-
-    Returns:
-        `torch.Tensor`: The noisy samples.
-    """
-    sigma = torch.as_tensor(sigma, device=clean.device, dtype=clean.dtype)
-    if sigma.ndim == 1:
-        if sigma.shape[0] != clean.shape[0]:
-            raise ValueError(f"timesteps has {sigma.shape[0]} noise levels for a batch of {clean.shape[0]}.")
-        sigma = sigma.reshape(-1, *([1] * (clean.ndim - 1)))
-    elif sigma.ndim != 0:
-        raise ValueError(f"timesteps must be a scalar or of shape (batch,), got shape {tuple(sigma.shape)}.")
-    return clean + sigma * noise
 
 
 def raise_if_not_finite(sample: torch.Tensor, where: str, advice: str) -> None:
@@ -128,10 +109,8 @@ def langevin_dynamics(
         >>> x.shape
         torch.Size([4, 2])
     """
-    if not (math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"step_size must be a positive finite number, got {step_size!r}.")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}.")
+    step_size = check_positive("step_size", step_size)
+    num_steps = check_integer("num_steps", num_steps)
     sigma_batch = torch.full((sample.shape[0],), float(sigma), device=sample.device, dtype=sample.dtype)
     for _ in range(num_steps):
         score = score_model(sample, sigma_batch).sample
@@ -139,3 +118,53 @@ def langevin_dynamics(
         sample, _ = langevin_step(sample, score, step_size, noise)
     raise_if_not_finite(sample, f"{num_steps} Langevin steps at sigma={sigma}", "Use a smaller step_size.")
     return sample
+
+
+def plain_and_annealed(
+    pipeline, batch_size: int, seed: int, num_inference_steps: Optional[int] = None, callback_on_step_end=None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Plain Langevin dynamics at the smallest noise level next to the pipeline's own sampler (NCSN's Figure 3).
+
+    Both start from the very same points (the pipeline's first draw with ``seed``) and evaluate the score
+    equally often; plain Langevin takes the sampler's own Langevin step at ``sigma_min``
+    (``scheduler.langevin_step_size``). On separated modes only the annealed sampler recovers the weights.
+
+    Args:
+        pipeline (`NCSNPipeline`): The model and its sampler.
+        batch_size (`int`): Samples per method.
+        seed (`int`): Seed of the shared start and of each method's noise.
+        num_inference_steps (`int`, *optional*): Noise levels of the annealed run.
+        callback_on_step_end (`Callable`, *optional*): Passed to the pipeline's call.
+
+    Returns:
+        `Tuple[torch.Tensor, torch.Tensor]`: ``(plain, annealed)`` samples, each ``(batch_size, *sample_shape)``.
+
+    Example:
+        >>> from ncsn_pipeline.pretrained import load_pretrained
+        >>> pipe = load_pretrained("ncsn-toy")
+        >>> pipe.set_progress_bar_config(disable=True)
+        >>> plain, annealed = plain_and_annealed(pipe, batch_size=500, seed=0)
+        >>> [round(w, 1) for w in pipe.unet.mode_weights(annealed)]
+        [0.2, 0.8]
+    """
+    annealed = pipeline(
+        batch_size=batch_size,
+        generator=torch.Generator().manual_seed(seed),
+        num_inference_steps=num_inference_steps,
+        output_type="pt",
+        callback_on_step_end=callback_on_step_end,
+    ).images
+    scheduler = pipeline.scheduler
+    sigma_min = float(scheduler.timesteps[-1])
+    generator = torch.Generator().manual_seed(seed)
+    start = randn_tensor(annealed.shape, generator=generator, dtype=annealed.dtype) * scheduler.init_noise_sigma
+    with torch.inference_mode():
+        plain = langevin_dynamics(
+            pipeline.unet,
+            start.to(pipeline.device),
+            sigma_min,
+            scheduler.langevin_step_size(sigma_min),
+            scheduler.num_model_calls,
+            generator=generator,
+        )
+    return plain, annealed

@@ -8,20 +8,18 @@ Generative Models" (NCSNv2, https://arxiv.org/abs/2006.09011).
 
 from __future__ import annotations
 
-import math
-import numbers
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from diffusers.utils import BaseOutput, logging
+from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
 
+from .checks import check_bool, check_integer, check_noise_range, check_positive
 from .noise_schedules import annealed_step_sizes, geometric_noise_levels, ncsnv2_noise_schedule
 from .sampling import denoise_step, langevin_step, raise_if_not_finite
-from .scheduling_score_utils import ScoreSchedulerMixin
+from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
 
 logger = logging.get_logger(__name__)
 
@@ -51,30 +49,8 @@ NCSN_PRESETS: Dict[str, Dict[str, Union[float, int, bool]]] = {
 }
 
 
-@dataclass
-class NCSNSchedulerOutput(BaseOutput):
-    """Output of `NCSNScheduler.step`.
-
-    Args:
-        prev_sample (`torch.Tensor`): The sample after this step; feed it to the next model call.
-        prev_sample_mean (`torch.Tensor`): The same step without the injected noise
-            (``x + alpha * score``; after the final denoising step it equals ``prev_sample``).
-    """
-
-    prev_sample: torch.Tensor
-    prev_sample_mean: torch.Tensor
-
-
-def _positive_finite(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
-    return float(value)
-
-
-def _count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-    return int(value)
+# The shared output class of every score sampler, under its former name.
+NCSNSchedulerOutput = ScoreSchedulerOutput
 
 
 class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
@@ -128,6 +104,9 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     """
 
     order = 1
+    sampler_name = "annealed Langevin dynamics (NCSN)"
+    langevin_steps_key = "steps_per_level"
+    step_size_key = "step_lr"
 
     @register_to_config
     def __init__(
@@ -139,18 +118,12 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         step_lr: float = 6.2e-6,
         final_denoise: bool = True,
     ):
-        sigma_max = _positive_finite("sigma_max", sigma_max)
-        sigma_min = _positive_finite("sigma_min", sigma_min)
-        if sigma_min >= sigma_max:
-            raise ValueError(
-                f"sigma_min ({sigma_min}) must be smaller than sigma_max ({sigma_max}); noise levels "
-                "decrease from sigma_max to sigma_min."
-            )
-        _count("num_noise_levels", num_noise_levels)
-        _count("steps_per_level", steps_per_level)
-        step_lr = _positive_finite("step_lr", step_lr)
-        if not isinstance(final_denoise, bool):
-            raise ValueError(f"final_denoise must be True or False, got {final_denoise!r}.")
+        sigma_max = check_positive("sigma_max", sigma_max)
+        check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
+        check_integer("num_noise_levels", num_noise_levels, low=2)
+        check_integer("steps_per_level", steps_per_level)
+        step_lr = check_positive("step_lr", step_lr)
+        check_bool("final_denoise", final_denoise)
         if step_lr >= 2 * sigma_min**2:
             # Not an error: a model trained on spread-out data may tolerate it, and sampling stops
             # with a clear message if it does diverge.
@@ -169,56 +142,47 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         """
         return geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, self.config.num_noise_levels)
 
+    @property
+    def description(self) -> str:
+        """One line describing the configured run, e.g. for model cards and the demo."""
+        return (
+            f"annealed Langevin dynamics, {self.num_inference_steps} noise levels {self.config.sigma_max:.4g} -> "
+            f"{self.config.sigma_min:.4g} x {self.config.steps_per_level} steps, step_lr {self.config.step_lr:.3g}"
+            + (", final denoising step" if self.config.final_denoise else "")
+            + f" ({self.num_model_calls} model calls)"
+        )
+
+    def langevin_step_size(self, sigma: float) -> float:
+        """``alpha = step_lr * sigma**2 / sigma_min**2``, the step of this sampler at level ``sigma`` (step 1)."""
+        return self.config.step_lr * sigma**2 / self.config.sigma_min**2
+
     def set_timesteps(
-        self,
-        num_inference_steps: Optional[int] = None,
-        device: Union[str, torch.device, None] = None,
-        steps_per_level: Optional[int] = None,
+        self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device, None] = None
     ) -> None:
         """Prepare the noise levels of a sampling run.
 
         Args:
             num_inference_steps (`int`, *optional*): Number of noise levels ``L`` to anneal through,
                 geometric between ``sigma_max`` and ``sigma_min`` (defaults to ``num_noise_levels``).
-                The number of model calls is ``L * T`` (+ 1 with ``final_denoise``).
+                The number of model calls is ``L * T`` (+ 1 with ``final_denoise``), ``T`` being the
+                config's ``steps_per_level``.
             device (`str` or `torch.device`, *optional*): Where ``timesteps`` should live.
-            steps_per_level (`int`, *optional*): ``T`` for this run (defaults to the config's).
         """
-        num_levels = _count(
-            "num_inference_steps", self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
-        )
-        if num_levels < 2:
-            raise ValueError(
-                f"num_inference_steps must be >= 2 for annealing from sigma_max to sigma_min, got {num_levels}; "
-                "use ncsn_pipeline.sampling.langevin_dynamics for plain Langevin dynamics at one level."
-            )
-        self.steps_per_level = _count(
-            "steps_per_level", self.config.steps_per_level if steps_per_level is None else steps_per_level
-        )
+        num_levels = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
+        num_levels = check_integer("num_inference_steps", num_levels, low=2)
+        steps_per_level = self.config.steps_per_level
         self.num_inference_steps = num_levels
         # sigmas and step sizes stay on the CPU in float64: `step` reads them as Python floats, which
         # avoids a device sync per step and keeps the sample's dtype.
         self.sigmas = geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, num_levels)
         self.step_sizes = annealed_step_sizes(self.sigmas, self.config.step_lr)
-        timesteps = self.sigmas.repeat_interleave(self.steps_per_level)
+        timesteps = self.sigmas.repeat_interleave(steps_per_level)
+        self._level_start_indices = list(range(0, num_levels * steps_per_level, steps_per_level))
         if self.config.final_denoise:
             timesteps = torch.cat([timesteps, self.sigmas[-1:]])
+            self._level_start_indices.append(num_levels * steps_per_level)
         self.timesteps = timesteps.to(device=device, dtype=torch.float32)
-        self._step_index = None
-
-    def _init_step_index(self, timestep: Union[float, torch.Tensor]) -> None:
-        # A sampling loop starts with the first timestep; a loop that starts later (img2img-style)
-        # starts at the first call of the level it names.
-        value = float(timestep)
-        matches = torch.isclose(
-            self.timesteps.cpu().double(), torch.tensor(value, dtype=torch.float64), rtol=1e-5, atol=0.0
-        ).nonzero()
-        if len(matches) == 0:
-            raise ValueError(
-                f"timestep {value} is not one of this scheduler's noise levels; pass the values of "
-                "`scheduler.timesteps` in order (after `set_timesteps`)."
-            )
-        self._step_index = int(matches[0])
+        self._reset_run()
 
     def step(
         self,
@@ -227,7 +191,7 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         sample: torch.Tensor,
         generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
         return_dict: bool = True,
-    ) -> Union[NCSNSchedulerOutput, Tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Union[ScoreSchedulerOutput, Tuple[torch.Tensor, torch.Tensor]]:
         """One annealed-Langevin update (or the final denoising step) from the model's score.
 
         Args:
@@ -235,24 +199,24 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
             timestep (`float` or `torch.Tensor`): The current entry of ``timesteps`` (the noise level).
             sample (`torch.Tensor`): The current sample ``x``.
             generator (`torch.Generator` or list, *optional*): Random generator(s) for the Langevin noise.
-            return_dict (`bool`, defaults to `True`): Return an `NCSNSchedulerOutput` instead of a tuple.
+            return_dict (`bool`, defaults to `True`): Return a `ScoreSchedulerOutput` instead of a tuple.
 
         Returns:
-            `NCSNSchedulerOutput` or `tuple`: ``prev_sample`` and ``prev_sample_mean``.
+            `ScoreSchedulerOutput` or `tuple`: ``prev_sample`` and ``prev_sample_mean``.
 
         Raises:
             FloatingPointError: When the sample becomes NaN or infinite; the message names the noise
                 level and suggests a smaller ``step_lr``.
         """
         index = self._next_step_index(model_output, timestep, sample)
+        steps_per_level = self.config.steps_per_level
 
-        num_langevin_steps = self.num_inference_steps * self.steps_per_level
-        if index < num_langevin_steps:
+        if index < self.num_inference_steps * steps_per_level:
             # 1.-2. Langevin step at level i with alpha_i = step_lr * sigma_i^2 / sigma_L^2.
-            level = index // self.steps_per_level
+            level = index // steps_per_level
             noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
             prev_sample, prev_sample_mean = langevin_step(sample, model_output, float(self.step_sizes[level]), noise)
-            level_done = (index + 1) % self.steps_per_level == 0
+            level_done = (index + 1) % steps_per_level == 0
         else:
             # 3. Final denoising step x + sigma_L^2 * s(x, sigma_L) (NCSNv2), no noise added.
             level = self.num_inference_steps - 1
@@ -270,7 +234,7 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         self._step_index += 1
         if not return_dict:
             return prev_sample, prev_sample_mean
-        return NCSNSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
+        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> NCSNScheduler:

@@ -9,18 +9,16 @@ Models" (https://arxiv.org/abs/2206.00364), Algorithm 1.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import List, Optional, Tuple, Union
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from .checks import check_integer, check_noise_range, check_positive
 from .noise_schedules import geometric_noise_levels, karras_noise_levels
 from .sampling import raise_if_not_finite
-from .scheduling_ncsn import NCSNSchedulerOutput
-from .scheduling_score_utils import ScoreSchedulerMixin
+from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
 
 
 class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
@@ -59,6 +57,7 @@ class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMi
     """
 
     order = 2
+    sampler_name = "probability-flow ODE, Heun (deterministic)"
 
     @register_to_config
     def __init__(
@@ -69,14 +68,11 @@ class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMi
         rho: float = 7.0,
         num_train_noise_levels: int = 232,
     ):
-        for name, value in (("sigma_max", sigma_max), ("sigma_min", sigma_min), ("rho", rho)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
-        if sigma_min >= sigma_max:
-            raise ValueError(f"sigma_min ({sigma_min}) must be smaller than sigma_max ({sigma_max}).")
-        for name, value in (("num_noise_levels", num_noise_levels), ("num_train_noise_levels", num_train_noise_levels)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 2:
-                raise ValueError(f"{name} must be an integer >= 2, got {value!r}.")
+        sigma_max = check_positive("sigma_max", sigma_max)
+        check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
+        check_positive("rho", rho)
+        check_integer("num_noise_levels", num_noise_levels, low=2)
+        check_integer("num_train_noise_levels", num_train_noise_levels, low=2)
         self.set_timesteps()
 
     @property
@@ -89,15 +85,25 @@ class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMi
     ) -> None:
         """Prepare a run over ``num_inference_steps`` levels (default: the config's), ``2N - 1`` model calls."""
         levels = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
-        if isinstance(levels, bool) or not isinstance(levels, numbers.Integral) or levels < 2:
-            raise ValueError(f"num_inference_steps must be an integer >= 2, got {levels!r}.")
-        self.num_inference_steps = int(levels)
+        levels = check_integer("num_inference_steps", levels, low=2)
+        self.num_inference_steps = levels
         self.sigmas = karras_noise_levels(self.config.sigma_max, self.config.sigma_min, levels, self.config.rho)
         # Each Heun step evaluates the score at sigma_i and sigma_{i+1}; the final Euler step at sigma_min only.
         pairs = torch.stack([self.sigmas[:-1], self.sigmas[1:]], dim=1).flatten()
         self.timesteps = torch.cat([pairs, self.sigmas[-1:]]).to(device=device, dtype=torch.float32)
-        self._step_index = None
+        # A run may start at an Euler step (even index) or at the final step, never at a Heun correction.
+        self._level_start_indices = list(range(0, len(self.timesteps), 2))
         self._euler_start: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        self._reset_run()
+
+    @property
+    def description(self) -> str:
+        """One line describing the configured run, e.g. for model cards and the demo."""
+        return (
+            f"probability-flow ODE, Heun's method over {self.num_inference_steps} Karras noise levels "
+            f"{self.config.sigma_max:.4g} -> {self.config.sigma_min:.4g} (rho {self.config.rho:g}), deterministic "
+            f"({self.num_model_calls} model calls)"
+        )
 
     def step(
         self,
@@ -106,7 +112,7 @@ class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMi
         sample: torch.Tensor,
         generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
         return_dict: bool = True,
-    ) -> Union[NCSNSchedulerOutput, Tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Union[ScoreSchedulerOutput, Tuple[torch.Tensor, torch.Tensor]]:
         """Advance the ODE with the score at ``timestep`` (an Euler predictor or Heun's correction).
 
         Args:
@@ -114,10 +120,10 @@ class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMi
             timestep (`float` or `torch.Tensor`): The current entry of ``timesteps``.
             sample (`torch.Tensor`): The current point of the trajectory.
             generator: Unused (the sampler is deterministic); accepted for interchangeability.
-            return_dict (`bool`, defaults to `True`): Return an `NCSNSchedulerOutput` instead of a tuple.
+            return_dict (`bool`, defaults to `True`): Return an `ScoreSchedulerOutput` instead of a tuple.
 
         Returns:
-            `NCSNSchedulerOutput` or `tuple`: ``prev_sample`` (and the same tensor as ``prev_sample_mean``).
+            `ScoreSchedulerOutput` or `tuple`: ``prev_sample`` (and the same tensor as ``prev_sample_mean``).
         """
         index = self._next_step_index(model_output, timestep, sample)
         level, position = divmod(index, 2)
@@ -139,7 +145,7 @@ class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMi
         self._step_index += 1
         if not return_dict:
             return prev_sample, prev_sample
-        return NCSNSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample)
+        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample)
 
     def __len__(self) -> int:
         return self.config.num_train_noise_levels

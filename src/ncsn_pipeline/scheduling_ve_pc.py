@@ -9,7 +9,6 @@ levels are the VE SDE's discretisation, so every NCSN score model can be sampled
 from __future__ import annotations
 
 import math
-import numbers
 from typing import List, Optional, Tuple, Union
 
 import torch
@@ -17,22 +16,10 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from .checks import check_integer, check_noise_range, check_positive
 from .noise_schedules import geometric_noise_levels
 from .sampling import raise_if_not_finite
-from .scheduling_ncsn import NCSNSchedulerOutput
-from .scheduling_score_utils import ScoreSchedulerMixin
-
-
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
-    return float(value)
-
-
-def _check_count(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
+from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
 
 
 class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
@@ -71,6 +58,9 @@ class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigM
     """
 
     order = 1
+    sampler_name = "predictor-corrector, VE SDE (score SDE)"
+    langevin_steps_key = "num_corrector_steps"
+    step_size_key = "snr"
 
     @register_to_config
     def __init__(
@@ -81,13 +71,11 @@ class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigM
         num_corrector_steps: int = 1,
         snr: float = 0.16,
     ):
-        sigma_max = _check_positive("sigma_max", sigma_max)
-        sigma_min = _check_positive("sigma_min", sigma_min)
-        if sigma_min >= sigma_max:
-            raise ValueError(f"sigma_min ({sigma_min}) must be smaller than sigma_max ({sigma_max}).")
-        _check_count("num_noise_levels", num_noise_levels, 2)
-        _check_count("num_corrector_steps", num_corrector_steps, 0)
-        _check_positive("snr", snr)
+        sigma_max = check_positive("sigma_max", sigma_max)
+        check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
+        check_integer("num_noise_levels", num_noise_levels, low=2)
+        check_integer("num_corrector_steps", num_corrector_steps, low=0)
+        check_positive("snr", snr)
         self.set_timesteps()
 
     @property
@@ -95,17 +83,33 @@ class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigM
         """The config's ``num_noise_levels`` levels (float64, decreasing), the levels a model for it is trained on."""
         return geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, self.config.num_noise_levels)
 
+    @property
+    def description(self) -> str:
+        """One line describing the configured run, e.g. for model cards and the demo."""
+        corrector = self.config.num_corrector_steps
+        return (
+            f"predictor-corrector sampling of the VE SDE, {self.num_inference_steps} noise levels "
+            f"{self.config.sigma_max:.4g} -> {self.config.sigma_min:.4g}, reverse-diffusion predictor + "
+            f"{corrector} Langevin corrector step{'' if corrector == 1 else 's'} (snr {self.config.snr:g}) per level "
+            f"({self.num_model_calls} model calls)"
+        )
+
+    def langevin_step_size(self, sigma: float) -> float:
+        """The corrector's step at ``sigma`` for a score of the typical norm ``||z|| / sigma``: ``2 (snr sigma)**2``."""
+        return 2 * (self.config.snr * sigma) ** 2
+
     def set_timesteps(
         self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device, None] = None
     ) -> None:
         """Prepare a run with ``num_inference_steps`` levels (default: the config's); ``N * (M + 1)`` model calls."""
         levels = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
-        levels = _check_count("num_inference_steps", levels, 2)
+        levels = check_integer("num_inference_steps", levels, low=2)
         self.num_inference_steps = levels
         self.sigmas = geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, levels)
         calls_per_level = self.config.num_corrector_steps + 1
         self.timesteps = self.sigmas.repeat_interleave(calls_per_level).to(device=device, dtype=torch.float32)
-        self._step_index = None
+        self._level_start_indices = list(range(0, levels * calls_per_level, calls_per_level))
+        self._reset_run()
 
     def step(
         self,
@@ -114,7 +118,7 @@ class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigM
         sample: torch.Tensor,
         generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
         return_dict: bool = True,
-    ) -> Union[NCSNSchedulerOutput, Tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Union[ScoreSchedulerOutput, Tuple[torch.Tensor, torch.Tensor]]:
         """One corrector or predictor step from the model's score at ``timestep`` (the current noise level).
 
         Args:
@@ -122,10 +126,10 @@ class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigM
             timestep (`float` or `torch.Tensor`): The current entry of ``timesteps``.
             sample (`torch.Tensor`): The current sample.
             generator (`torch.Generator` or list, *optional*): Random generator(s) for the noise.
-            return_dict (`bool`, defaults to `True`): Return an `NCSNSchedulerOutput` instead of a tuple.
+            return_dict (`bool`, defaults to `True`): Return an `ScoreSchedulerOutput` instead of a tuple.
 
         Returns:
-            `NCSNSchedulerOutput` or `tuple`: ``prev_sample`` and ``prev_sample_mean``.
+            `ScoreSchedulerOutput` or `tuple`: ``prev_sample`` and ``prev_sample_mean``.
         """
         index = self._next_step_index(model_output, timestep, sample)
         calls_per_level = self.config.num_corrector_steps + 1
@@ -156,7 +160,7 @@ class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigM
         self._step_index += 1
         if not return_dict:
             return prev_sample, prev_sample_mean
-        return NCSNSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
+        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
 
     def __len__(self) -> int:
         return self.config.num_noise_levels

@@ -1,27 +1,39 @@
-"""Small pretrained pipelines shipped with the package, trained with ``ncsn-train`` (commands in their cards).
+"""Named models: the one registry the CLI, the demo and `load_pretrained` use.
 
-* ``"ncsn-digits"``: NCSNv2 RefineNet on scikit-learn's handwritten digits (8x8, grey).
-* ``"ncsn-two-gaussians"``: an MLP score model of NCSN's 2-D toy 0.2 N((-5,-5), I) + 0.8 N((5,5), I).
+* Bundled pipelines, trained with ``ncsn-train`` and shipped in this folder (commands in their cards):
+  ``"ncsn-digits"`` (NCSNv2 RefineNet on scikit-learn's 8x8 digits) and ``"ncsn-two-gaussians"`` (an MLP
+  score model of NCSN's 2-D toy).
+* Built-in exact-score pipelines (`ncsn_pipeline.pretrained.builtin`), which need no weights:
+  ``"ncsn-toy"`` and ``"glyph-mixture"``.
 
-They load offline, from the installed package:
+Everything loads offline:
 
->>> from ncsn_pipeline.pretrained import load_pretrained
->>> pipe = load_pretrained("ncsn-two-gaussians")
->>> pipe.sample_shape
+>>> from ncsn_pipeline.pretrained import load_pretrained, model_names
+>>> model_names()
+['glyph-mixture', 'ncsn-digits', 'ncsn-toy', 'ncsn-two-gaussians']
+>>> load_pretrained("ncsn-two-gaussians").sample_shape
 (2,)
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import List
+from typing import List, Union
+
+from .builtin import BUILTIN_PIPELINES
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
 
 
 def pretrained_names() -> List[str]:
-    """Names of the bundled pipelines."""
+    """Names of the bundled (trained) pipelines."""
     return sorted(path.name for path in PRETRAINED_DIR.iterdir() if (path / "model_index.json").is_file())
+
+
+def model_names() -> List[str]:
+    """Every named model: bundled and built-in."""
+    return sorted([*pretrained_names(), *BUILTIN_PIPELINES])
 
 
 def pretrained_path(name: str) -> Path:
@@ -33,7 +45,29 @@ def pretrained_path(name: str) -> Path:
 
 
 def load_pretrained(name: str):
-    """Load a bundled pipeline with ``NCSNPipeline.from_pretrained`` (no network access)."""
+    """Load a named model (bundled or built-in) as an `NCSNPipeline`, without network access."""
     from ..pipeline_ncsn import NCSNPipeline
 
-    return NCSNPipeline.from_pretrained(pretrained_path(name))
+    if name in BUILTIN_PIPELINES:
+        return BUILTIN_PIPELINES[name]()
+    if name in pretrained_names():
+        return NCSNPipeline.from_pretrained(pretrained_path(name))
+    raise ValueError(f"Unknown model {name!r}; the named models are {model_names()}.")
+
+
+def load_pipeline(name_or_path: Union[str, os.PathLike]):
+    """A named model (`model_names`), a folder saved with ``NCSNPipeline.save_pretrained``, or a Hub repo id.
+
+    The name wins over a folder of the same name; write ``./name`` for the folder.
+    """
+    from ..pipeline_ncsn import NCSNPipeline
+
+    if isinstance(name_or_path, str) and name_or_path in model_names():
+        return load_pretrained(name_or_path)
+    path = Path(name_or_path)
+    if not path.is_dir() and (path.exists() or os.fspath(name_or_path).count("/") != 1):
+        raise ValueError(
+            f"{os.fspath(name_or_path)!r} is neither a named model ({model_names()}), nor a pipeline folder, nor a "
+            "Hub repository id 'user/name'."
+        )
+    return NCSNPipeline.from_pretrained(name_or_path)

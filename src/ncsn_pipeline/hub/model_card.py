@@ -2,14 +2,12 @@
 
 The card is built from what the pipeline folder itself records, so it cannot drift from the
 weights: ``model_index.json``, the model and scheduler configs, ``training_args.json`` (written by
-``ncsn-train``) and, when present, ``evaluation.json``:
-
-    {"command": "...", "notes": "...", "reference_label": "...",
-     "metrics": [{"name": "...", "value": 0.9, "reference": 0.95}, ...]}
+``ncsn-train``) and, when present, ``evaluation.json`` (`ncsn_pipeline.evaluation.records`). The sampler is
+described by the scheduler itself (``scheduler.description``), so the card works for every sampler.
 
 Example:
 
->>> from ncsn_pipeline.model_card import render_model_card
+>>> from ncsn_pipeline.hub import render_model_card
 >>> card = render_model_card("path/to/pipeline", repo_id="user/ncsn-digits")  # doctest: +SKIP
 >>> card.save("path/to/pipeline/README.md")  # doctest: +SKIP
 """
@@ -23,16 +21,16 @@ from typing import Any, Dict, Optional, Union
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..evaluation.records import read_evaluation
+
 TEMPLATE_NAME = "ncsn_pipeline.md"
 TAGS = ["ncsn", "score-based-generative-modeling", "annealed-langevin-dynamics", "diffusers", "ncsn-pipeline"]
 
 
 def template_path() -> Path:
     """The card template: ``hub_cards/`` of a source checkout, or the copy installed with the package."""
-    for candidate in (
-        Path(__file__).resolve().parents[2] / "hub_cards" / TEMPLATE_NAME,
-        Path(__file__).resolve().parent / "hub_cards" / TEMPLATE_NAME,
-    ):
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package.parents[1] / "hub_cards" / TEMPLATE_NAME, package / "hub_cards" / TEMPLATE_NAME):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(f"The model-card template {TEMPLATE_NAME} is missing from hub_cards/.")
@@ -89,11 +87,10 @@ def render_model_card(
     folder = Path(folder)
     index = _read_json(folder / "model_index.json")
     unet_config = _read_json(folder / "unet" / "config.json")
-    scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
+    scheduler = _load_scheduler(folder, index)
     training_path = folder / "training_args.json"
     training = _read_json(training_path) if training_path.exists() else {}
-    evaluation_path = folder / "evaluation.json"
-    evaluation = _read_json(evaluation_path) if evaluation_path.exists() else None
+    evaluation = read_evaluation(folder)
     args = training.get("args", {})
     repo_id = repo_id or folder.name
     model_name = repo_id.split("/")[-1]
@@ -119,7 +116,6 @@ def render_model_card(
         tags=TAGS + ([] if is_image else ["toy-2d"]),
         datasets=datasets,
     )
-    calls = scheduler["num_noise_levels"] * scheduler["steps_per_level"] + int(scheduler.get("final_denoise", False))
     description = (
         f"An NCSN score model of {training.get('data', 'its training data')}."
         if training
@@ -155,22 +151,28 @@ def render_model_card(
         else training.get("command") or "unknown",
         loss=loss,
         noise_schedule=(
-            f"{args.get('num_noise_levels', scheduler['num_noise_levels'])} geometric levels "
-            f"{scheduler['sigma_max']:.4g} -> {scheduler['sigma_min']:.4g}"
+            f"{len(scheduler.noise_levels)} geometric levels "
+            f"{scheduler.config.sigma_max:.4g} -> {scheduler.config.sigma_min:.4g}"
             + (" (NCSNv2 techniques, computed from the data)" if args.get("auto_noise_schedule") else "")
         ),
         optimisation=optimisation,
         global_step=training.get("global_step", "unknown"),
         hardware=training.get("hardware", "unknown"),
         train_time=f"{training['train_seconds']:.0f} s" if "train_seconds" in training else "unknown",
-        sampling=(
-            f"annealed Langevin dynamics, {scheduler['num_noise_levels']} levels x {scheduler['steps_per_level']} "
-            f"steps, step_lr {scheduler['step_lr']:.3g}"
-            + (", final denoising step" if scheduler.get("final_denoise") else "")
-            + f" ({calls} network calls)"
-        ),
+        sampling=f"`{type(scheduler).__name__}`: {scheduler.description}",
         evaluation=_evaluation_markdown(evaluation),
     )
+
+
+def _load_scheduler(folder: Path, index: Dict[str, Any]):
+    """The folder's scheduler, built from its config by the package's class of that name."""
+    from ..scheduling_utils import score_schedulers
+
+    class_name = index["scheduler"][1]
+    samplers = score_schedulers()
+    if class_name not in samplers:
+        raise ValueError(f"{folder}: the scheduler {class_name} is not a sampler of ncsn-pipeline ({list(samplers)}).")
+    return samplers[class_name].from_pretrained(folder, subfolder="scheduler")
 
 
 def _count_parameters(weights: Path) -> int:

@@ -7,8 +7,7 @@
 
 Example:
 
->>> from ncsn_pipeline.builtin import builtin_pipeline
->>> pipe = builtin_pipeline("glyph-mixture")
+>>> pipe = BUILTIN_PIPELINES["glyph-mixture"]()
 >>> pipe.sample_shape
 (1, 8, 8)
 
@@ -16,13 +15,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Callable, Dict
 
 import torch
 
-from .modeling_toy import GaussianMixtureScore
-from .pipeline_ncsn import NCSNPipeline
-from .scheduling_ncsn import NCSNScheduler
+from ..modeling_toy import GaussianMixtureScore
+from ..pipeline_ncsn import NCSNPipeline
+from ..scheduling_ncsn import NCSNScheduler
 
 GLYPH_WEIGHTS = [0.35, 0.25, 0.2, 0.12, 0.08]
 GLYPH_STD = 0.1
@@ -54,23 +53,4 @@ def _glyph_mixture() -> NCSNPipeline:
     return NCSNPipeline(unet=model, scheduler=scheduler, data_range=(0.0, 1.0))
 
 
-BUILTIN_PIPELINES: Dict[str, callable] = {"ncsn-toy": _ncsn_toy, "glyph-mixture": _glyph_mixture}
-
-
-def builtin_names() -> List[str]:
-    """Names accepted by `builtin_pipeline`."""
-    return sorted(BUILTIN_PIPELINES)
-
-
-def builtin_pipeline(name: str) -> NCSNPipeline:
-    """Build one of the exact-score pipelines shipped with the package.
-
-    Args:
-        name (`str`): ``"ncsn-toy"`` or ``"glyph-mixture"``.
-
-    Returns:
-        `NCSNPipeline`: Ready to sample on the CPU.
-    """
-    if name not in BUILTIN_PIPELINES:
-        raise ValueError(f"Unknown built-in model {name!r}; choose one of {builtin_names()}.")
-    return BUILTIN_PIPELINES[name]()
+BUILTIN_PIPELINES: Dict[str, Callable[[], NCSNPipeline]] = {"ncsn-toy": _ncsn_toy, "glyph-mixture": _glyph_mixture}

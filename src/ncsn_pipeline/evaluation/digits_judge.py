@@ -1,6 +1,6 @@
 """Offline sample-quality evaluation for generated 16x16 digits: a tiny "FID + classifier" for digits.
 
-A small CNN (`DigitClassifier`) is trained on the digits *train* split (see `ncsn_pipeline.digits`) at the
+A small CNN (`DigitClassifier`) is trained on the digits *train* split (`digits_data`) at the
 resolution the score model is trained at: each 8x8 pixel nearest-upsampled to a 2x2 block, grey level
 ``v`` in 0..16 mapped into ``[0, 1]`` with dequantisation noise, ``(v + u) / 17``, as the training loop does.
 Generated samples are then scored with it:
@@ -27,7 +27,7 @@ distances computed with the same N**; the CLI computes the floor with the same N
 
 Example::
 
-    python -m ncsn_pipeline.digits_eval --pipeline path/to/pipeline --num_samples 500 --output metrics.json
+    ncsn-digits-eval --pipeline path/to/pipeline --num_samples 500 --output metrics.json
 
 >>> classifier = train_digit_classifier(seed=0)  # doctest: +SKIP
 >>> metrics = evaluate_digit_samples(generated_images, classifier)  # doctest: +SKIP
@@ -36,22 +36,15 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import math
-import os
-import sys
-import time
-from pathlib import Path
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cli_utils import positive_int, write_atomically
-from .digits import DIGITS_NUM_LEVELS, load_digits_split
+from .digits_data import DIGITS_NUM_LEVELS, load_digits_split
 
 IMAGE_SIZE = 16  # the score model's resolution: 8x8 digits, each pixel a 2x2 block
 NUM_CLASSES = 10
@@ -420,128 +413,3 @@ def resize_to_digits(images: torch.Tensor) -> torch.Tensor:
         return images
     enlarge = images.shape[-2] < IMAGE_SIZE and images.shape[-1] < IMAGE_SIZE
     return F.interpolate(images.float(), size=(IMAGE_SIZE, IMAGE_SIZE), mode="nearest" if enlarge else "area")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``python -m ncsn_pipeline.digits_eval``."""
-    parser = argparse.ArgumentParser(
-        prog="ncsn-digits-eval",
-        description="Sample a saved digits pipeline and score the samples with a digit classifier (confident "
-        "rate, class coverage, Fréchet distance to held-out digits), next to the floor of real digits.",
-    )
-    parser.add_argument("--pipeline", required=True, help="folder saved with NCSNPipeline.save_pretrained")
-    parser.add_argument("--num_samples", type=positive_int, default=500, help="samples to draw (default: 500)")
-    parser.add_argument("--batch_size", type=positive_int, default=100, help="samples per call (default: 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default: 0)")
-    parser.add_argument(
-        "--classifier_seed", type=int, default=0, help="seed of the evaluation classifier (default: 0, the standard)"
-    )
-    parser.add_argument("--confidence", type=float, default=0.9, help="confident-prediction threshold (default 0.9)")
-    parser.add_argument("--num_inference_steps", type=positive_int, default=None, help="noise levels to anneal")
-    parser.add_argument("--steps_per_level", type=positive_int, default=None, help="Langevin steps per level")
-    parser.add_argument("--device", default="cpu", help="device to sample on (default: cpu)")
-    parser.add_argument("--output", default="metrics.json", help="JSON file to write (default: metrics.json)")
-    return parser
-
-
-def format_table(sample_metrics: Dict[str, object], floor: Dict[str, object]) -> str:
-    """A small text table of the sample metrics next to the floor."""
-    rows = [
-        ("confident_rate", "{:.3f}"),
-        ("class_coverage", "{:d}"),
-        ("class_entropy_bits", "{:.3f}"),
-        ("frechet_distance", "{:.3f}"),
-    ]
-    lines = [f"{'metric':<20}{'samples':>12}{'floor':>12}"]
-    for key, style in rows:
-        lines.append(f"{key:<20}{style.format(sample_metrics[key]):>12}{style.format(floor[key]):>12}")
-    lines.append(
-        f"(N = {sample_metrics['num_samples']} each; classifier held-out accuracy "
-        f"{sample_metrics['held_out_accuracy']:.3f})"
-    )
-    return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> Dict[str, object]:
-    """Sample, evaluate and write the JSON as ``args`` says; return what was written."""
-    from .pipeline_ncsn import NCSNPipeline
-
-    output = Path(args.output)
-    if output.suffix.lower() != ".json":
-        raise ValueError(f"--output must name a .json file, got {args.output!r}.")
-    num_train = len(load_digits_split("train")[1])
-    if not 2 <= args.num_samples <= num_train:
-        # The floor needs as many distinct real digits as there are samples (same N, same FD bias).
-        raise ValueError(
-            f"--num_samples must be from 2 to {num_train} (the train split's size), got {args.num_samples}."
-        )
-    if not Path(args.pipeline).is_dir():
-        raise ValueError(f"--pipeline {args.pipeline!r} is not a folder saved with NCSNPipeline.save_pretrained.")
-    pipe = NCSNPipeline.from_pretrained(args.pipeline).to(args.device)
-    pipe.set_progress_bar_config(disable=True)
-    if pipe.config.data_range is None or len(pipe.sample_shape) != 3 or pipe.sample_shape[0] != 1:
-        raise ValueError(
-            f"The pipeline in {args.pipeline!r} does not generate 1-channel images (sample shape "
-            f"{pipe.sample_shape}, data_range {pipe.config.data_range}); digits evaluation needs them."
-        )
-
-    started = time.perf_counter()
-    classifier = (
-        default_digit_classifier() if args.classifier_seed == 0 else train_digit_classifier(args.classifier_seed)
-    )
-    classifier_seconds = time.perf_counter() - started
-
-    started = time.perf_counter()
-    generator = torch.Generator().manual_seed(args.seed)  # one generator across batches: batches differ
-    batches = []
-    for start in range(0, args.num_samples, args.batch_size):
-        batch_size = min(args.batch_size, args.num_samples - start)
-        images = pipe(
-            batch_size=batch_size,
-            generator=generator,
-            num_inference_steps=args.num_inference_steps,
-            steps_per_level=args.steps_per_level,
-            output_type="pt",
-        ).images
-        batches.append(images.float().cpu())
-    samples = resize_to_digits(torch.cat(batches))
-    sampling_seconds = time.perf_counter() - started
-
-    started = time.perf_counter()
-    sample_metrics = evaluate_digit_samples(samples, classifier, confidence=args.confidence)
-    floor = floor_metrics(classifier, num_samples=args.num_samples, confidence=args.confidence)
-    evaluation_seconds = time.perf_counter() - started
-
-    payload = {
-        "pipeline": os.fspath(args.pipeline),
-        "seed": args.seed,
-        "classifier_seed": args.classifier_seed,
-        "num_samples": args.num_samples,
-        "sample_size": list(pipe.sample_shape[1:]),
-        "samples": sample_metrics,
-        "floor": floor,
-        "seconds": {
-            "classifier_training": classifier_seconds,
-            "sampling": sampling_seconds,
-            "evaluation": evaluation_seconds,
-        },
-    }
-    write_atomically(output, lambda temporary: Path(temporary).write_text(json.dumps(payload, indent=2) + "\n"))
-    print(format_table(sample_metrics, floor))
-    print(f"Sampling {sampling_seconds:.1f} s, evaluation {evaluation_seconds:.1f} s; wrote {output}.")
-    return payload
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``python -m ncsn_pipeline.digits_eval``; errors exit with status 2 and a message."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, OSError, RuntimeError, FloatingPointError) as error:
-        parser.exit(2, f"ncsn-digits-eval: error: {error}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The package's argument checks, in one place: each raises a `ValueError` naming the value and what is accepted.
+
+Schedulers, models, noise schedules, the pipeline, the training data, the command lines (through
+``ncsn_pipeline.cli.arguments``) and the web demo all validate with these functions, so a rule and its
+message are written once. The module uses only the standard library: it is inlined into the
+self-contained code files of exported pipelines.
+
+Example:
+
+>>> check_positive("sigma_max", 50)
+50.0
+>>> check_integer("num_noise_levels", 0, low=2)
+Traceback (most recent call last):
+...
+ValueError: num_noise_levels must be an integer >= 2, got 0.
+>>> check_integer("batch size", 3.0, low=1, high=64, whole_floats=True)
+3
+>>> check_number("step size scale", float("nan"), low=0.05, high=2)
+Traceback (most recent call last):
+...
+ValueError: step size scale must be a finite number from 0.05 to 2, got nan.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Optional, Sequence
+
+
+def _is_real(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it is a finite number > 0 (not a bool), else raise `ValueError`."""
+    if not _is_real(value) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
+    return float(value)
+
+
+def check_number(name: str, value: Any, low: float, high: float) -> float:
+    """Return ``value`` as a float if it is a finite number in ``[low, high]``, else raise `ValueError`."""
+    if not _is_real(value) or not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be a finite number from {low:g} to {high:g}, got {value!r}.")
+    return float(value)
+
+
+def check_integer(
+    name: str, value: Any, low: int = 1, high: Optional[int] = None, whole_floats: bool = False
+) -> int:
+    """Return ``value`` as an int if it is an integer in ``[low, high]`` (``high=None``: no upper bound).
+
+    Args:
+        name (`str`): What the value is, for the message.
+        value: The value to check. Booleans are refused.
+        low (`int`, defaults to 1): The smallest accepted value.
+        high (`int`, *optional*): The largest accepted value.
+        whole_floats (`bool`, defaults to `False`): Also accept floats with no fractional part, such as
+            ``3.0`` (what a browser slider sends).
+
+    Raises:
+        ValueError: Naming ``name``, the accepted range and the value.
+    """
+    if high is None:
+        message = f"{name} must be an integer >= {low}, got {value!r}."
+    else:
+        message = f"{name} must be a whole number from {low} to {high}, got {value!r}."
+    if isinstance(value, bool):
+        raise ValueError(message)
+    if isinstance(value, numbers.Integral):
+        number = int(value)
+    elif whole_floats and _is_real(value) and math.isfinite(value) and value == math.floor(value):
+        number = int(value)
+    else:
+        raise ValueError(message)
+    if number < low or (high is not None and number > high):
+        raise ValueError(message)
+    return number
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise `ValueError` listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; choose one of {list(choices)}.")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is ``True`` or ``False``, else raise `ValueError`."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}.")
+    return value
+
+
+def check_noise_range(sigma_min: float, sigma_max: float) -> None:
+    """Require ``0 < sigma_min < sigma_max`` (both already checked positive)."""
+    if sigma_min >= sigma_max:
+        raise ValueError(
+            f"sigma_min ({sigma_min}) must be smaller than sigma_max ({sigma_max}); noise levels "
+            "decrease from sigma_max to sigma_min."
+        )

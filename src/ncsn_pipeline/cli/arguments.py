@@ -1,0 +1,102 @@
+"""argparse types for every command line of the package, built on `ncsn_pipeline.checks` (one rule, one message).
+
+Every parser is built with `strict_parser`, which turns off argparse's prefix matching: an abbreviated
+flag is an error, never silently another option.
+
+>>> positive_int("3")
+3
+>>> sampler_option("steps_per_level=3")
+('steps_per_level', 3)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any, Callable, List, Tuple
+
+from ..checks import check_integer, check_positive
+from ..scheduling_utils import score_schedulers
+
+
+def strict_parser(**kwargs: Any) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` that refuses abbreviated flags (``allow_abbrev=False``)."""
+    return argparse.ArgumentParser(allow_abbrev=False, **kwargs)
+
+
+def _argument_type(check: Callable[[Any], Any], convert: Callable[[str], Any], expected: str) -> Callable[[str], Any]:
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        try:
+            return check(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+    return parse
+
+
+positive_int = _argument_type(lambda value: check_integer("value", value), int, "an integer >= 1")
+non_negative_int = _argument_type(lambda value: check_integer("value", value, low=0), int, "an integer >= 0")
+positive_float = _argument_type(lambda value: check_positive("value", value), float, "a positive finite number")
+port = _argument_type(lambda value: check_integer("port", value, high=65535), int, "a port number from 1 to 65535")
+
+
+def data_range(text: str) -> List[float]:
+    """``'low,high'`` (e.g. ``'0,1'`` or ``'-1,1'``) as ``[low, high]`` with finite ``low < high``."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected two numbers 'low,high' such as '0,1' or '-1,1', got {text!r}"
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise argparse.ArgumentTypeError(f"expected finite low < high, got {text!r}")
+    return [low, high]
+
+
+def sampler_option(text: str) -> Tuple[str, Any]:
+    """``KEY=VALUE`` with a JSON value (``3``, ``0.2``, ``true``); a bare word stays a string."""
+    key, separator, raw = text.partition("=")
+    if not separator or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as steps_per_level=3, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--sampler NAME``, ``--sampler_option KEY=VALUE`` (repeatable) and ``--num_inference_steps N``."""
+    parser.add_argument(
+        "--sampler",
+        default=None,
+        help=f"the sampler: {', '.join(score_schedulers())} (default: the model's own), set up from the model's "
+        "tuned noise schedule",
+    )
+    parser.add_argument(
+        "--sampler_option",
+        type=sampler_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config option of the sampler, e.g. steps_per_level=3, num_corrector_steps=2 or snr=0.1 "
+        "(repeatable; an unknown option is refused with the sampler's list)",
+    )
+    parser.add_argument(
+        "--num_inference_steps", type=positive_int, default=None, help="number of noise levels (default: the sampler's)"
+    )
+
+
+def apply_sampler_arguments(pipe, args: argparse.Namespace) -> None:
+    """Give ``pipe`` the sampler ``--sampler`` names (set up from its own config) with ``--sampler_option``s."""
+    samplers = score_schedulers()
+    if args.sampler is not None and args.sampler not in samplers:
+        raise ValueError(f"--sampler {args.sampler!r} is not a sampler of the package; choose one of {list(samplers)}.")
+    sampler_class = samplers[args.sampler] if args.sampler else type(pipe.scheduler)
+    if args.sampler or args.sampler_option:
+        pipe.scheduler = sampler_class.from_scheduler_config(pipe.scheduler.config, **dict(args.sampler_option))

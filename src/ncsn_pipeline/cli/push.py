@@ -1,0 +1,43 @@
+"""``ncsn-push FOLDER user/name --private|--public``: publish a saved pipeline folder to the Hub in one commit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from ..hub import HubError, push_folder_to_hub
+from .arguments import strict_parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``ncsn-push``."""
+    parser = strict_parser(prog="ncsn-push", description="Publish a saved NCSN pipeline folder to the Hub.")
+    parser.add_argument("folder", help="a folder written by NCSNPipeline.save_pretrained or ncsn-train")
+    parser.add_argument("repo_id", help="the Hub repository, 'user/name'")
+    visibility = parser.add_mutually_exclusive_group(required=True)
+    visibility.add_argument(
+        "--private", dest="private", action="store_true", default=None, help="create the repository private"
+    )
+    visibility.add_argument("--public", dest="private", action="store_false", help="create the repository public")
+    parser.add_argument("--token", default=None, help="a write token (default: the logged-in one or HF_TOKEN)")
+    parser.add_argument("--commit_message", default=None, help="the commit's message")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``ncsn-push``."""
+    args = build_parser().parse_args(argv)
+    try:
+        url = push_folder_to_hub(
+            args.folder, args.repo_id, private=args.private, token=args.token, commit_message=args.commit_message
+        )
+    except (HubError, ValueError) as error:
+        print(f"ncsn-push: error: {error}", file=sys.stderr)
+        return 2
+    print(f"Pushed {args.folder} to {args.repo_id}: {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The Images tab: sample a batch with any sampler, show the grid and an animated trajectory across noise levels."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import PIL.Image
+import PIL.ImageDraw
+import torch
+
+from ..checks import check_bool, check_choice, check_integer, check_number
+from ..images import image_grid, samples_to_pil
+from ..pipeline_ncsn import NCSNPipeline
+from .limits import (
+    ANIMATION_MAX_AGE_S,
+    FRAME_DURATION_MS,
+    FRAME_TILE_SIZE,
+    MAX_ANIMATION_FRAMES,
+    MAX_BATCH_SIZE,
+    MAX_IMAGE_WORK,
+    NOISE_LEVELS_RANGE,
+    SEED_RANGE,
+    STEP_SCALE_RANGE,
+    STEPS_PER_LEVEL_RANGE,
+    TILE_SIZE,
+    check_work,
+)
+from .models import DemoModels
+from .samplers import SAMPLERS, prepare_run
+
+
+def _caption(image: PIL.Image.Image, text: str, height: int = 16) -> PIL.Image.Image:
+    framed = PIL.Image.new("RGB", (image.width, image.height + height), (255, 255, 255))
+    framed.paste(image, (0, height))
+    PIL.ImageDraw.Draw(framed).text((4, 2), text, fill=(0, 0, 0))
+    return framed
+
+
+def _animation_folder() -> Path:
+    """The demo's temporary folder for GIFs (created once per process; old files are pruned)."""
+    global _ANIMATION_DIR
+    if _ANIMATION_DIR is None:
+        _ANIMATION_DIR = tempfile.TemporaryDirectory(prefix="ncsn-demo-")
+    folder = Path(_ANIMATION_DIR.name)
+    for old in folder.glob("*.gif"):
+        try:
+            if time.time() - old.stat().st_mtime > ANIMATION_MAX_AGE_S:
+                old.unlink()
+        except OSError:
+            pass  # another request removed it first
+    return folder
+
+
+_ANIMATION_DIR: Optional[tempfile.TemporaryDirectory] = None
+
+
+def write_animation(frames: Sequence[Tuple[str, List[PIL.Image.Image]]]) -> str:
+    """Write ``(caption, images)`` frames as a looping GIF and return its path.
+
+    At most `MAX_ANIMATION_FRAMES` frames are kept (evenly spaced, always the last one).
+    """
+    if len(frames) > MAX_ANIMATION_FRAMES:
+        stride = math.ceil(len(frames) / MAX_ANIMATION_FRAMES)
+        frames = [*frames[:-1:stride], frames[-1]]
+    pictures = [_caption(image_grid(images, tile=FRAME_TILE_SIZE, border=1), text) for text, images in frames]
+    durations = [FRAME_DURATION_MS] * (len(pictures) - 1) + [FRAME_DURATION_MS * 8]  # rest on the result
+    path = _animation_folder() / f"trajectory-{uuid.uuid4().hex}.gif"
+    pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0)
+    return str(path)
+
+
+@dataclass
+class GenerationResult:
+    """What the Images tab shows."""
+
+    grid: PIL.Image.Image
+    animation_path: Optional[str]
+    summary: str
+    calls: int
+    seconds: float
+
+
+ProgressFn = Optional[Callable[..., Any]]
+
+
+def generate_images(
+    models: DemoModels,
+    model: Any,
+    sampler: Any,
+    noise_levels: Any,
+    steps_per_level: Any,
+    step_scale: Any,
+    seed: Any,
+    batch_size: Any,
+    animate: Any,
+    progress: ProgressFn = None,
+) -> GenerationResult:
+    """Check the inputs, sample a batch of images and return the grid, the optional GIF and a summary.
+
+    Raises:
+        ValueError: for an input outside its accepted range or a request above `MAX_IMAGE_WORK`.
+        FloatingPointError: when sampling diverges (the message suggests a smaller step size).
+    """
+    # 1. Inputs.
+    model = check_choice("model", model, list(models.images))
+    sampler = check_choice("sampler", sampler, list(SAMPLERS))
+    noise_levels = check_integer("noise levels", noise_levels, *NOISE_LEVELS_RANGE, whole_floats=True)
+    steps_per_level = check_integer("steps per level", steps_per_level, *STEPS_PER_LEVEL_RANGE, whole_floats=True)
+    step_scale = check_number("step size scale", step_scale, *STEP_SCALE_RANGE)
+    seed = check_integer("seed", seed, *SEED_RANGE, whole_floats=True)
+    batch_size = check_integer("batch size", batch_size, 1, MAX_BATCH_SIZE, whole_floats=True)
+    animate = check_bool("animation", animate)
+
+    # 2. A per-request pipeline around the shared network, and the work it will do.
+    entry = models.images[model]
+    scheduler = prepare_run(sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale)
+    calls = scheduler.num_model_calls
+    check_work(calls, batch_size, MAX_IMAGE_WORK, "batch size")
+    pipe = NCSNPipeline(unet=entry.pipeline.unet, scheduler=scheduler, data_range=entry.pipeline.config.data_range)
+    pipe.set_progress_bar_config(disable=True)
+
+    # 3. Sample, reporting progress after every call and keeping the sample at the end of every level.
+    frames: List[Tuple[str, List[PIL.Image.Image]]] = []
+
+    def on_step_end(_pipe, index, sigma, callback_kwargs):
+        timesteps = _pipe.scheduler.timesteps
+        level_ends = index == len(timesteps) - 1 or float(timesteps[index + 1]) != float(sigma)
+        if progress is not None:
+            desc = f"network call {index + 1}/{len(timesteps)}, sigma={float(sigma):.3g}"
+            progress((index + 1) / len(timesteps), desc=desc)
+        if animate and level_ends:
+            caption = f"sigma={float(sigma):.3g}  call {index + 1}/{len(timesteps)}"
+            frames.append((caption, samples_to_pil(callback_kwargs["sample"], pipe.config.data_range)))
+        return callback_kwargs
+
+    started = time.perf_counter()
+    images = pipe(
+        batch_size=batch_size,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="pil",
+        callback_on_step_end=on_step_end,
+        num_inference_steps=noise_levels,
+    ).images
+    seconds = time.perf_counter() - started
+
+    # 4. Results.
+    animation_path = write_animation(frames) if animate and frames else None
+    summary = (
+        f"{batch_size} samples of {entry.label} with {pipe.scheduler.description}: each network call on the whole "
+        f"batch, {seconds:.2f} s; seed {seed}."
+    )
+    return GenerationResult(image_grid(images, tile=TILE_SIZE), animation_path, summary, calls, seconds)

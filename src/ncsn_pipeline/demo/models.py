@@ -1,0 +1,120 @@
+"""The models the demo offers: bundled and built-in ones (from the package's registry), plus ``--model``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+from ..modeling_toy import GaussianMixtureScore
+from ..pipeline_ncsn import NCSNPipeline
+from ..pretrained import load_pipeline, load_pretrained, model_names
+from .limits import DEFAULT_SAMPLER
+from .samplers import suggested_controls
+
+
+class DemoModelError(ValueError):
+    """A model given to the demo (``--model``) cannot be loaded or is not usable by any tab."""
+
+
+@dataclass
+class DemoModel:
+    """A pipeline offered by one of the tabs.
+
+    Args:
+        label: Shown in the dropdown.
+        pipeline: The loaded pipeline (its unet is shared by all requests; its scheduler only
+            provides the tuned configuration).
+        reference: For 2-D models, a Gaussian mixture whose modes define the recovered mode weights
+            (the exact model itself, or the training distribution of a learned one).
+        exact: Whether the score is exact (then the perturbed density can be drawn).
+    """
+
+    label: str
+    pipeline: NCSNPipeline
+    reference: Optional[GaussianMixtureScore] = None
+    exact: bool = False
+
+
+def three_gaussians() -> GaussianMixtureScore:
+    """A 3-mode 2-D mixture with unequal weights 0.5 / 0.3 / 0.2, sampled with the ``ncsn-toy`` preset."""
+    return GaussianMixtureScore(
+        weights=[0.5, 0.3, 0.2], means=[[-6.0, -4.0], [6.0, -4.0], [0.0, 6.0]], stds=[1.0, 1.0, 1.0]
+    )
+
+
+def _exact_2d(model: GaussianMixtureScore, label: str) -> DemoModel:
+    pipe = load_pretrained("ncsn-toy")  # the NCSN toy preset (sigma 20 -> 1, 10 levels x 100 steps)
+    pipe = NCSNPipeline(unet=model, scheduler=pipe.scheduler)
+    return DemoModel(label=label, pipeline=pipe, reference=model, exact=True)
+
+
+def load_user_pipeline(name_or_path: str) -> NCSNPipeline:
+    """Load ``--model``: a named model, a local pipeline folder or a Hub repository id (cached copy when offline).
+
+    Raises:
+        DemoModelError: with the reason and what to pass instead.
+    """
+    try:
+        return load_pipeline(name_or_path)
+    except Exception as error:  # any failure (missing folder, offline Hub, broken weights) becomes one message
+        raise DemoModelError(
+            f"Could not load --model {name_or_path!r}: {error}\nPass a named model ({model_names()}), a folder saved "
+            "with NCSNPipeline.save_pretrained, or a Hub repository id 'user/name' (without network access it must "
+            "already be in the Hugging Face cache)."
+        ) from error
+
+
+@dataclass
+class DemoModels:
+    """The models of both tabs, loaded once at start-up (by `DemoModels.load`)."""
+
+    images: Dict[str, DemoModel] = field(default_factory=dict)
+    points: Dict[str, DemoModel] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, extra_model: Optional[str] = None) -> DemoModels:
+        """Bundled and built-in models, plus ``extra_model`` (``--model``) in the tab that fits its data."""
+        models = cls()
+        models.images["ncsn-digits"] = DemoModel("digits (bundled NCSNv2, trained)", load_pretrained("ncsn-digits"))
+        models.images["glyph-mixture"] = DemoModel(
+            "glyph-mixture (built-in, exact score)", load_pretrained("glyph-mixture")
+        )
+        models.points["two-gaussians"] = _exact_2d(
+            GaussianMixtureScore.ncsn_toy(), "two Gaussians 0.2 / 0.8 (NCSN toy, exact score)"
+        )
+        models.points["three-gaussians"] = _exact_2d(three_gaussians(), "three Gaussians 0.5 / 0.3 / 0.2 (exact score)")
+        models.points["ncsn-two-gaussians"] = DemoModel(
+            "two Gaussians (bundled MLP, learned score)",
+            load_pretrained("ncsn-two-gaussians"),
+            reference=GaussianMixtureScore.ncsn_toy(),  # its training distribution
+        )
+        if extra_model:
+            models.add_user_model(extra_model)
+        for model in [*models.images.values(), *models.points.values()]:
+            model.pipeline.set_progress_bar_config(disable=True)
+        return models
+
+    def add_user_model(self, name_or_path: str) -> str:
+        """Load ``name_or_path`` and add it to the image tab or the playground; return the tab's name."""
+        pipe = load_user_pipeline(name_or_path)
+        label = f"{name_or_path} (--model)"
+        if pipe.config.data_range is not None:
+            channels = pipe.sample_shape[0]
+            if channels not in (1, 3):
+                raise DemoModelError(f"--model {name_or_path!r} has {channels} channels; the demo shows 1 or 3.")
+            self.images[name_or_path] = DemoModel(label, pipe)
+            return "images"
+        if tuple(pipe.sample_shape) == (2,):
+            exact = isinstance(pipe.unet, GaussianMixtureScore)
+            self.points[name_or_path] = DemoModel(label, pipe, reference=pipe.unet if exact else None, exact=exact)
+            return "playground"
+        raise DemoModelError(
+            f"--model {name_or_path!r} samples data of shape {pipe.sample_shape} without a data_range: the demo "
+            "shows images (pipelines with a data_range) and 2-D points."
+        )
+
+    def defaults(self, tab: str, key: str, sampler: str = DEFAULT_SAMPLER) -> Dict[str, int]:
+        """Noise levels and steps per level to suggest for a model and sampler (`suggested_controls`)."""
+        return suggested_controls(
+            (self.images if tab == "images" else self.points)[key].pipeline.scheduler.config, sampler
+        )

@@ -1,0 +1,56 @@
+"""The demo's sampler controls, mapped onto any score sampler through the sampler contract.
+
+The generic controls (noise levels, Langevin steps per level, step-size scale) reach a sampler through the
+attributes every score sampler declares (``langevin_steps_key``, ``step_size_key``); a sampler added to the
+package's exports appears here without any change.
+
+>>> from ncsn_pipeline import NCSNScheduler
+>>> run = prepare_run("NCSNScheduler", NCSNScheduler.from_preset("ncsn-toy").config, 4, 3, 0.5)
+>>> run.num_model_calls, run.config.step_lr
+(12, 0.05)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from ..scheduling_utils import score_schedulers
+from .limits import NOISE_LEVELS_RANGE, STEPS_PER_LEVEL_RANGE
+
+SAMPLERS: Dict[str, type] = score_schedulers()
+
+
+def sampler_choices() -> List[Tuple[str, str]]:
+    """``(label, class name)`` pairs for a dropdown of every sampler the package exports."""
+    return [(sampler_class.sampler_name or name, name) for name, sampler_class in SAMPLERS.items()]
+
+
+def prepare_run(sampler: str, base_config: Any, noise_levels: int, steps_per_level: int, step_scale: float):
+    """A fresh ``SAMPLERS[sampler]`` set up from a model's tuned config and the request's controls, timesteps set.
+
+    Each request gets its own scheduler (schedulers keep per-run state), so concurrent runs never share one.
+    ``steps_per_level`` sets the sampler's Langevin steps per level and ``step_scale`` multiplies its step-size
+    option, where the sampler has them.
+    """
+    sampler_class = SAMPLERS[sampler]
+    tuned = sampler_class.from_scheduler_config(base_config).config  # the model's settings, the sampler's defaults
+    options: Dict[str, Any] = {}
+    if sampler_class.step_size_key:
+        options[sampler_class.step_size_key] = float(tuned[sampler_class.step_size_key]) * step_scale
+    if sampler_class.langevin_steps_key:
+        options[sampler_class.langevin_steps_key] = steps_per_level
+    scheduler = sampler_class.from_scheduler_config(base_config, **options)
+    scheduler.set_timesteps(noise_levels)
+    return scheduler
+
+
+def suggested_controls(base_config: Any, sampler: str) -> Dict[str, int]:
+    """Noise levels and Langevin steps per level to show for a model and sampler: the model's tuned values, or the
+    sampler's defaults, within the demo's ranges."""
+    sampler_class = SAMPLERS[sampler]
+    tuned = sampler_class.from_scheduler_config(base_config)
+    steps = int(tuned.config[sampler_class.langevin_steps_key]) if sampler_class.langevin_steps_key else 1
+    return {
+        "noise_levels": min(max(tuned.num_inference_steps, NOISE_LEVELS_RANGE[0]), NOISE_LEVELS_RANGE[1]),
+        "steps_per_level": min(max(steps, STEPS_PER_LEVEL_RANGE[0]), STEPS_PER_LEVEL_RANGE[1]),
+    }

@@ -1,0 +1,323 @@
+"""Gradio web demo: sample images with any sampler of the package and explore score fields in 2-D.
+
+The only module of the package that imports Gradio (inside `build_demo` and `launch_demo`, so the package
+works without the ``demo`` extra). Two tabs, wired by `build_demo` (launch with ``python app.py``):
+
+* **Images** (`ncsn_pipeline.demo.images`): a bundled or built-in image model (or ``--model``), a sampler and
+  its controls; returns an upscaled grid, the sampler's description and timing, and optionally a GIF.
+* **2-D playground** (`ncsn_pipeline.demo.playground`): the score field at a chosen noise level over the
+  perturbed density, and plain Langevin dynamics next to the chosen sampler from the same start.
+
+The work happens in plain functions that check every input themselves (`ncsn_pipeline.checks`) and raise
+`ValueError` with a readable message; the callbacks here only turn those errors into ``gr.Error``. The events
+are registered with ``preprocess=False``: callbacks see the raw values, so the checks hold whatever Gradio's
+components do or do not validate.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Optional
+
+from .images import generate_images
+from .limits import (
+    CONCURRENCY_LIMIT,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_PLAYGROUND_MODEL,
+    DEFAULT_POINTS,
+    DEFAULT_SAMPLER,
+    DEFAULT_SEED,
+    MAX_BATCH_SIZE,
+    MAX_IMAGE_WORK,
+    MAX_PLAYGROUND_WORK,
+    NOISE_LEVELS_RANGE,
+    POINTS_RANGE,
+    QUEUE_MAX_SIZE,
+    SAMPLING_CONCURRENCY_ID,
+    SEED_RANGE,
+    STEP_SCALE_RANGE,
+    STEPS_PER_LEVEL_RANGE,
+)
+from .models import DemoModels
+from .playground import run_playground
+from .samplers import SAMPLERS, sampler_choices
+
+CSS = """
+#result-grid img, #trajectory img { image-rendering: pixelated; }
+"""
+
+LIMITS_TEXT = (
+    f"Limits: batch size 1-{MAX_BATCH_SIZE}, noise levels {NOISE_LEVELS_RANGE[0]}-{NOISE_LEVELS_RANGE[1]}, "
+    f"steps per level {STEPS_PER_LEVEL_RANGE[0]}-{STEPS_PER_LEVEL_RANGE[1]}, network calls x batch size "
+    f"<= {MAX_IMAGE_WORK}. Requests wait in a queue of {QUEUE_MAX_SIZE}; {CONCURRENCY_LIMIT} runs at a time."
+)
+
+
+def _import_gradio():
+    try:
+        import gradio as gr
+    except ImportError as error:
+        raise ImportError("The web demo needs Gradio: pip install 'ncsn-pipeline[demo]'") from error
+    return gr
+
+
+def _theme(gr):
+    """Gradio's default theme (its fonts are served by Gradio itself: nothing is fetched from the internet)."""
+    return gr.themes.Default(primary_hue="indigo")
+
+
+def _user_error(gr, error: Exception, title: str):
+    """A ``gr.Error`` showing ``error``'s message (HTML-escaped: Gradio renders the message as HTML)."""
+    return gr.Error(html.escape(str(error), quote=False), title=title, print_exception=False)
+
+
+def build_demo(
+    extra_model: Optional[str] = None,
+    *,
+    models: Optional[DemoModels] = None,
+    max_queue_size: int = QUEUE_MAX_SIZE,
+    concurrency_limit: int = CONCURRENCY_LIMIT,
+):
+    """Build the Gradio app (``gr.Blocks``) with its queue configured; launch it with `launch_demo`.
+
+    Args:
+        extra_model: ``--model``: a pipeline folder or Hub repository id added to the tab that fits it.
+        models: Already loaded models (tests reuse them); loaded here by default.
+        max_queue_size: Requests that may wait; more are refused with "Queue is full".
+        concurrency_limit: Sampling requests (both tabs together) that may run at once.
+
+    Every event is queued and ``api_open=False``: the direct ``/run/...`` and ``/api/...`` routes refuse
+    queued events, so every request goes through the bounded queue.
+    """
+    gr = _import_gradio()
+    models = models or DemoModels.load(extra_model)
+    tracker = gr.Progress()  # Gradio injects a live progress bar into callbacks with such a default
+
+    def on_generate(
+        model, sampler, noise_levels, steps_per_level, step_scale, seed, batch_size, animate, progress=tracker
+    ):
+        try:
+            result = generate_images(
+                models,
+                model,
+                sampler,
+                noise_levels,
+                steps_per_level,
+                step_scale,
+                seed,
+                batch_size,
+                animate,
+                progress=progress,
+            )
+        except (ValueError, FloatingPointError) as error:
+            raise _user_error(gr, error, "Cannot generate") from None
+        return result.grid, result.animation_path, result.summary
+
+    def on_playground(
+        model, sampler, noise_levels, steps_per_level, step_scale, field_sigma, seed, num_points, progress=tracker
+    ):
+        try:
+            result = run_playground(
+                models,
+                model,
+                sampler,
+                noise_levels,
+                steps_per_level,
+                step_scale,
+                field_sigma,
+                seed,
+                num_points,
+                progress=progress,
+            )
+        except (ValueError, FloatingPointError) as error:
+            raise _user_error(gr, error, "Cannot run the playground") from None
+        return result.field_figure, result.samples_figure, result.weights, result.summary
+
+    def suggested_steps(tab: str):
+        """A UI-only callback: put the suggested noise levels and steps for the chosen model and sampler."""
+        table = models.images if tab == "images" else models.points
+
+        def update(model, sampler):
+            known = isinstance(model, str) and isinstance(sampler, str) and model in table and sampler in SAMPLERS
+            if not known:  # leave the controls as they are; Generate explains what is wrong
+                return gr.update(), gr.update()
+            tuned = models.defaults(tab, model, sampler)
+            return gr.update(value=tuned["noise_levels"]), gr.update(value=tuned["steps_per_level"])
+
+        return update
+
+    def sampler_controls(prefix: str, tab: str, model: str):
+        tuned = models.defaults(tab, model)
+        sampler = gr.Dropdown(sampler_choices(), value=DEFAULT_SAMPLER, label="Sampler", elem_id=f"{prefix}-sampler")
+        levels = gr.Slider(
+            *NOISE_LEVELS_RANGE, value=tuned["noise_levels"], step=1, label="Noise levels L", elem_id=f"{prefix}-levels"
+        )
+        steps = gr.Slider(
+            *STEPS_PER_LEVEL_RANGE,
+            value=tuned["steps_per_level"],
+            step=1,
+            label="Langevin steps per noise level (corrector steps for predictor-corrector)",
+            elem_id=f"{prefix}-steps",
+        )
+        scale = gr.Slider(
+            *STEP_SCALE_RANGE,
+            value=1.0,
+            step=0.05,
+            label="Step size (x the sampler's step_lr, or snr for predictor-corrector)",
+            elem_id=f"{prefix}-scale",
+        )
+        seed = gr.Number(
+            value=DEFAULT_SEED,
+            minimum=SEED_RANGE[0],
+            maximum=SEED_RANGE[1],
+            step=1,
+            label="Seed",
+            elem_id=f"{prefix}-seed",
+        )
+        return sampler, levels, steps, scale, seed
+
+    # Every event: queued, raw inputs (checked by our own functions), one shared group for sampling.
+    sampling = dict(
+        queue=True, preprocess=False, concurrency_id=SAMPLING_CONCURRENCY_ID, concurrency_limit=concurrency_limit
+    )
+    ui_only = dict(queue=True, preprocess=False, api_visibility="private", concurrency_id="ui", concurrency_limit=4)
+
+    with gr.Blocks(title="NCSN: annealed Langevin dynamics", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "# Noise-conditional score networks\n"
+            "Sample with **annealed Langevin dynamics** (Song & Ermon 2019) and see why annealing matters."
+        )
+        with gr.Tabs():
+            with gr.Tab("Images", id="images"):
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=300):
+                        image_model = gr.Dropdown(
+                            [(entry.label, key) for key, entry in models.images.items()],
+                            value=DEFAULT_IMAGE_MODEL,
+                            label="Model",
+                            elem_id="image-model",
+                        )
+                        sampler, levels, steps, scale, seed = sampler_controls("image", "images", DEFAULT_IMAGE_MODEL)
+                        batch = gr.Slider(
+                            1,
+                            MAX_BATCH_SIZE,
+                            value=DEFAULT_BATCH_SIZE,
+                            step=1,
+                            label="Batch size",
+                            elem_id="image-batch",
+                        )
+                        animate = gr.Checkbox(value=True, label="Animate the trajectory (one frame per noise level)")
+                        generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                        gr.Markdown(LIMITS_TEXT)
+                    with gr.Column(scale=2):
+                        grid = gr.Image(
+                            label="Samples",
+                            height=420,
+                            type="pil",
+                            format="png",
+                            elem_id="result-grid",
+                            interactive=False,
+                        )
+                        info = gr.Textbox(label="Run", interactive=False, elem_id="run-info")
+                        trajectory = gr.Image(
+                            label="Trajectory across noise levels (GIF)",
+                            height=320,
+                            type="filepath",
+                            interactive=False,
+                            elem_id="trajectory",
+                        )
+                generate.click(
+                    on_generate,
+                    [image_model, sampler, levels, steps, scale, seed, batch, animate],
+                    [grid, trajectory, info],
+                    api_name="generate",
+                    **sampling,
+                )
+                gr.on(
+                    [image_model.change, sampler.change],
+                    suggested_steps("images"),
+                    [image_model, sampler],
+                    [levels, steps],
+                    **ui_only,
+                )
+
+            with gr.Tab("2-D playground", id="playground"):
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=300):
+                        point_model = gr.Dropdown(
+                            [(entry.label, key) for key, entry in models.points.items()],
+                            value=DEFAULT_PLAYGROUND_MODEL,
+                            label="Distribution",
+                            elem_id="point-model",
+                        )
+                        p_sampler, p_levels, p_steps, p_scale, p_seed = sampler_controls(
+                            "point", "points", DEFAULT_PLAYGROUND_MODEL
+                        )
+                        sigma = gr.Slider(
+                            0.1, 20.0, value=1.0, step=0.1, label="sigma of the score field", elem_id="field-sigma"
+                        )
+                        points = gr.Slider(
+                            *POINTS_RANGE,
+                            value=DEFAULT_POINTS,
+                            step=10,
+                            label="Points per sampler",
+                            elem_id="point-count",
+                        )
+                        run = gr.Button("Run both samplers", variant="primary", elem_id="run-playground")
+                        gr.Markdown(
+                            "Plain Langevin runs at the smallest noise level, the chosen sampler through all levels; "
+                            "both start from the same points and evaluate the score equally often. "
+                            f"Limit: 2 x network calls x points <= {MAX_PLAYGROUND_WORK:,}."
+                        )
+                    with gr.Column(scale=2):
+                        field_plot = gr.Plot(label="Score field", format="png", elem_id="score-field")
+                        summary = gr.Markdown(elem_id="playground-summary")
+                        weights = gr.JSON(label="Mode weights", max_height=240, elem_id="mode-weights")
+                samples_plot = gr.Plot(label="Plain vs annealed Langevin", format="png", elem_id="samplers")
+                run.click(
+                    on_playground,
+                    [point_model, p_sampler, p_levels, p_steps, p_scale, sigma, p_seed, points],
+                    [field_plot, samples_plot, weights, summary],
+                    api_name="playground",
+                    **sampling,
+                )
+                gr.on(
+                    [point_model.change, p_sampler.change],
+                    suggested_steps("points"),
+                    [point_model, p_sampler],
+                    [p_levels, p_steps],
+                    **ui_only,
+                )
+
+    demo.queue(max_size=max_queue_size, default_concurrency_limit=1, api_open=False)
+    demo.ncsn_models = models  # for tests and introspection
+    return demo
+
+
+def launch_demo(
+    demo,
+    host: str = "127.0.0.1",
+    port: Optional[int] = 7860,
+    share: bool = False,
+    prevent_thread_lock: bool = False,
+    quiet: bool = False,
+):
+    """Launch ``demo`` with the demo's settings: offline theme, no MCP server, monitoring or run history."""
+    gr = _import_gradio()
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        prevent_thread_lock=prevent_thread_lock,
+        quiet=quiet,
+        show_error=True,
+        theme=_theme(gr),
+        css=CSS,
+        mcp_server=False,
+        enable_monitoring=False,
+        run_history=False,
+        ssr_mode=False,
+        max_file_size="1mb",  # the demo takes no uploads; keep the upload route cheap
+        footer_links=["api", "gradio"],
+    )

@@ -1,0 +1,186 @@
+"""``ncsn-digits-eval`` (or ``python -m ncsn_pipeline.evaluation``): sample a digits pipeline and judge the samples.
+
+    ncsn-digits-eval --pipeline path/to/pipeline --num_samples 500 --output metrics.json [--record]
+
+``--record`` also writes the pipeline folder's ``evaluation.json`` (`records`), which its model card shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from ..cli.arguments import add_sampler_arguments, apply_sampler_arguments, positive_int, strict_parser
+from ..files import write_text_atomically
+from .digits_data import load_digits_split
+from .digits_judge import (
+    default_digit_classifier,
+    evaluate_digit_samples,
+    floor_metrics,
+    resize_to_digits,
+    train_digit_classifier,
+)
+from .records import write_evaluation
+
+# The rows of a model card's evaluation table: (label, metric key).
+CARD_ROWS = (
+    ("confident-classification rate (max prob >= 0.9)", "confident_rate"),
+    ("classes covered (of 10)", "class_coverage"),
+    ("predicted-class entropy (bits, uniform = 3.32)", "class_entropy_bits"),
+    ("Fréchet distance in classifier features (lower is better)", "frechet_distance"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``ncsn-digits-eval``."""
+    parser = strict_parser(
+        prog="ncsn-digits-eval",
+        description="Sample a saved digits pipeline and score the samples with a digit classifier (confident "
+        "rate, class coverage, Fréchet distance to held-out digits), next to the floor of real digits.",
+    )
+    parser.add_argument("--pipeline", required=True, help="folder saved with NCSNPipeline.save_pretrained")
+    parser.add_argument("--num_samples", type=positive_int, default=500, help="samples to draw (default: 500)")
+    parser.add_argument("--batch_size", type=positive_int, default=100, help="samples per call (default: 100)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default: 0)")
+    parser.add_argument(
+        "--classifier_seed", type=int, default=0, help="seed of the evaluation classifier (default: 0, the standard)"
+    )
+    parser.add_argument("--confidence", type=float, default=0.9, help="confident-prediction threshold (default 0.9)")
+    add_sampler_arguments(parser)
+    parser.add_argument("--device", default="cpu", help="device to sample on (default: cpu)")
+    parser.add_argument("--output", default="metrics.json", help="JSON file to write (default: metrics.json)")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="also write the pipeline folder's evaluation.json, which its model card shows (default: do not)",
+    )
+    return parser
+
+
+def format_table(sample_metrics: Dict[str, object], floor: Dict[str, object]) -> str:
+    """A small text table of the sample metrics next to the floor."""
+    rows = [
+        ("confident_rate", "{:.3f}"),
+        ("class_coverage", "{:d}"),
+        ("class_entropy_bits", "{:.3f}"),
+        ("frechet_distance", "{:.3f}"),
+    ]
+    lines = [f"{'metric':<20}{'samples':>12}{'floor':>12}"]
+    for key, style in rows:
+        lines.append(f"{key:<20}{style.format(sample_metrics[key]):>12}{style.format(floor[key]):>12}")
+    lines.append(
+        f"(N = {sample_metrics['num_samples']} each; classifier held-out accuracy "
+        f"{sample_metrics['held_out_accuracy']:.3f})"
+    )
+    return "\n".join(lines)
+
+
+def record_evaluation(folder: Path, payload: Dict[str, object], sampler: str) -> Path:
+    """Write the card's ``evaluation.json`` for ``folder`` from a payload of `run`."""
+    samples, floor, num_samples = payload["samples"], payload["floor"], payload["num_samples"]
+    return write_evaluation(
+        folder,
+        metrics=[{"name": name, "value": samples[key], "reference": floor[key]} for name, key in CARD_ROWS],
+        reference_label=f"floor: real training digits (same N = {num_samples})",
+        notes=(
+            f"{num_samples} samples (seed {payload['seed']}, {sampler}) against the "
+            f"{samples['num_reference']} held-out "
+            f"digits, which the model never saw; the classifier (held-out accuracy {samples['held_out_accuracy']:.3f}) "
+            f"is trained on the training split only. Sampling took {payload['seconds']['sampling']:.1f} s on "
+            f"{payload['device']}. Fréchet distances depend on N: compare only at the same N."
+        ),
+        command=f"ncsn-digits-eval --pipeline <this folder> --num_samples {num_samples} --seed {payload['seed']}",
+    )
+
+
+def run(args: argparse.Namespace) -> Dict[str, object]:
+    """Sample, evaluate and write the JSON as ``args`` says; return what was written."""
+    from ..pipeline_ncsn import NCSNPipeline
+
+    output = Path(args.output)
+    if output.suffix.lower() != ".json":
+        raise ValueError(f"--output must name a .json file, got {args.output!r}.")
+    num_train = len(load_digits_split("train")[1])
+    if not 2 <= args.num_samples <= num_train:
+        # The floor needs as many distinct real digits as there are samples (same N, same FD bias).
+        raise ValueError(
+            f"--num_samples must be from 2 to {num_train} (the train split's size), got {args.num_samples}."
+        )
+    if not Path(args.pipeline).is_dir():
+        raise ValueError(f"--pipeline {args.pipeline!r} is not a folder saved with NCSNPipeline.save_pretrained.")
+    pipe = NCSNPipeline.from_pretrained(args.pipeline).to(args.device)
+    apply_sampler_arguments(pipe, args)
+    pipe.set_progress_bar_config(disable=True)
+    if pipe.config.data_range is None or len(pipe.sample_shape) != 3 or pipe.sample_shape[0] != 1:
+        raise ValueError(
+            f"The pipeline in {args.pipeline!r} does not generate 1-channel images (sample shape "
+            f"{pipe.sample_shape}, data_range {pipe.config.data_range}); digits evaluation needs them."
+        )
+
+    started = time.perf_counter()
+    classifier = (
+        default_digit_classifier() if args.classifier_seed == 0 else train_digit_classifier(args.classifier_seed)
+    )
+    classifier_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    generator = torch.Generator().manual_seed(args.seed)  # one generator across batches: batches differ
+    batches = []
+    for start in range(0, args.num_samples, args.batch_size):
+        batch_size = min(args.batch_size, args.num_samples - start)
+        images = pipe(
+            batch_size=batch_size, generator=generator, num_inference_steps=args.num_inference_steps, output_type="pt"
+        ).images
+        batches.append(images.float().cpu())
+    samples = resize_to_digits(torch.cat(batches))
+    sampling_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    sample_metrics = evaluate_digit_samples(samples, classifier, confidence=args.confidence)
+    floor = floor_metrics(classifier, num_samples=args.num_samples, confidence=args.confidence)
+    evaluation_seconds = time.perf_counter() - started
+
+    payload = {
+        "pipeline": os.fspath(args.pipeline),
+        "sampler": pipe.scheduler.description,
+        "seed": args.seed,
+        "classifier_seed": args.classifier_seed,
+        "num_samples": args.num_samples,
+        "sample_size": list(pipe.sample_shape[1:]),
+        "device": str(args.device),
+        "samples": sample_metrics,
+        "floor": floor,
+        "seconds": {
+            "classifier_training": classifier_seconds,
+            "sampling": sampling_seconds,
+            "evaluation": evaluation_seconds,
+        },
+    }
+    write_text_atomically(output, json.dumps(payload, indent=2) + "\n")
+    print(format_table(sample_metrics, floor))
+    print(f"Sampling {sampling_seconds:.1f} s, evaluation {evaluation_seconds:.1f} s; wrote {output}.")
+    if args.record:
+        print(f"Wrote {record_evaluation(Path(args.pipeline), payload, pipe.scheduler.description)}.")
+    return payload
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``ncsn-digits-eval``; errors exit with status 2 and a message."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, OSError, RuntimeError, FloatingPointError) as error:
+        parser.exit(2, f"ncsn-digits-eval: error: {error}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

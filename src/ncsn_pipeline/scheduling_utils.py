@@ -1,0 +1,236 @@
+"""The sampler contract of ncsn-pipeline: what every scheduler that consumes scores implements.
+
+Every sampler of the package is a diffusers scheduler (``SchedulerMixin, ConfigMixin``) mixed with
+`ScoreSchedulerMixin`, and so interchangeable with every other through
+``OtherScheduler.from_config(pipe.scheduler.config)``:
+
+1. **Score in, sample out.** ``step(model_output, timestep, sample, generator=None, return_dict=True)`` takes
+   the score ``s(x, sigma) ~ grad_x log p_sigma(x)`` at ``sample`` and returns a `ScoreSchedulerOutput`
+   (``prev_sample``, ``prev_sample_mean``) or the tuple of both. ``timesteps`` holds the noise level
+   ``sigma`` of every model call, in order; pass each one to the model as-is.
+2. **One way to plan a run.** ``set_timesteps(num_inference_steps=None, device=None)``: the number of noise
+   levels (default: the config's). Everything else a sampler needs (Langevin steps per level, corrector
+   steps, snr, rho ...) is its *config*; change it with ``from_config(config, option=value)``
+   (`ScoreSchedulerMixin.from_scheduler_config` checks the option names). ``num_model_calls`` is the number
+   of model calls of the planned run and ``description`` a one-line summary of the configured sampler
+   (model cards, the CLI and the demo print it).
+3. **Start anywhere a level starts.** The first ``step`` of a run starts at its ``timestep``:
+   ``level_start_indices`` lists where levels begin in ``timesteps``; a timestep value maps to the first
+   level start with that value, and a value not in the schedule raises `ValueError`. ``set_begin_index``
+   sets the start explicitly (diffusers' img2img convention).
+4. **Prior and training.** Sampling starts from ``N(0, init_noise_sigma**2 I)`` with ``init_noise_sigma =
+   sigma_max``; ``scale_model_input`` is the identity; ``add_noise(x, z, sigma)`` is ``x + sigma z`` for a
+   scalar, ``(1,)`` or ``(batch,)`` sigma; ``noise_levels`` are the levels a model for the sampler is trained on.
+5. **Checked.** Constructors validate their config with `ncsn_pipeline.checks`; sampling stops with a
+   `FloatingPointError` naming the level when the sample becomes NaN or infinite.
+6. **Discoverable.** ``compatibles`` lists every score sampler the package exports (`score_schedulers`), and
+   swaps between them are silent. `NCSNPipeline` refuses a scheduler without ``consumes_score = True``.
+
+``tests/test_scheduler_contract.py`` checks all of this for every class `score_schedulers` finds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+from diffusers.utils import BaseOutput
+
+
+@dataclass
+class ScoreSchedulerOutput(BaseOutput):
+    """Output of every score sampler's ``step``.
+
+    Args:
+        prev_sample (`torch.Tensor`): The sample after this step; feed it to the next model call.
+        prev_sample_mean (`torch.Tensor`): The same step without the noise it injected (equal to
+            ``prev_sample`` for deterministic steps).
+    """
+
+    prev_sample: torch.Tensor
+    prev_sample_mean: torch.Tensor
+
+
+def score_schedulers() -> Dict[str, type]:
+    """The score samplers the package exports (its ``__all__``), by class name.
+
+    A new sampler only has to be exported to be offered by the CLI and the demo, listed by ``compatibles``
+    and covered by the contract test.
+
+    >>> sorted(score_schedulers())
+    ['NCSNScheduler', 'ProbabilityFlowHeunScheduler', 'VEPredictorCorrectorScheduler']
+    """
+    import ncsn_pipeline
+
+    found = {}
+    for name in ncsn_pipeline.__all__:
+        candidate = getattr(ncsn_pipeline, name)
+        if (
+            isinstance(candidate, type)
+            and issubclass(candidate, ScoreSchedulerMixin)
+            and candidate is not ScoreSchedulerMixin
+        ):
+            found[candidate.__name__] = candidate
+    return dict(sorted(found.items()))
+
+
+class ScoreSchedulerMixin:
+    """What the score samplers share (see the module docstring for the contract).
+
+    Subclasses set ``timesteps``, ``sigmas``, ``num_inference_steps`` and ``_level_start_indices`` in
+    ``set_timesteps`` (then call `_reset_run`), begin each ``step`` with `_next_step_index`, and define
+    ``description``. Class attributes describe the sampler to generic front ends:
+
+    * ``sampler_name``: a short human-readable name, e.g. "annealed Langevin dynamics".
+    * ``langevin_steps_key``: the config option counting Langevin (corrector) steps per level, if any.
+    * ``step_size_key``: the config option that sets the step size, if any.
+    """
+
+    consumes_score = True
+    sampler_name: str = ""
+    langevin_steps_key: Optional[str] = None
+    step_size_key: Optional[str] = None
+
+    # ---------------------------------------------------------------------------- the run's position
+    @property
+    def init_noise_sigma(self) -> float:
+        """Standard deviation of the initial noise: ``sigma_max``."""
+        return float(self.config.sigma_max)
+
+    @property
+    def step_index(self) -> Optional[int]:
+        """Index into ``timesteps`` of the next call to ``step`` (``None`` before the first call)."""
+        return self._step_index
+
+    @property
+    def begin_index(self) -> Optional[int]:
+        """Where the next run starts, if set with `set_begin_index` (else the first step's timestep decides)."""
+        return self._begin_index
+
+    @property
+    def level_start_indices(self) -> List[int]:
+        """Indices into ``timesteps`` where a noise level begins: where a run may start."""
+        return list(self._level_start_indices)
+
+    @property
+    def num_model_calls(self) -> int:
+        """Model calls of the run planned by the last ``set_timesteps``."""
+        return len(self.timesteps)
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Start the next run at ``timesteps[begin_index]``, which must be in `level_start_indices`."""
+        if begin_index not in self._level_start_indices:
+            raise ValueError(
+                f"begin_index {begin_index!r} is not where a noise level starts; use one of "
+                f"{self._level_start_indices[:8]}{' ...' if len(self._level_start_indices) > 8 else ''}."
+            )
+        self._begin_index = int(begin_index)
+
+    def _reset_run(self) -> None:
+        """Forget the position of any earlier run (called at the end of ``set_timesteps``)."""
+        self._step_index = None
+        self._begin_index = None
+
+    def _init_step_index(self, timestep: Union[float, torch.Tensor]) -> None:
+        if self._begin_index is not None:
+            self._step_index = self._begin_index
+            return
+        # The first level start whose noise level is `timestep`: a loop may start mid-schedule (img2img).
+        value = float(timestep)
+        starts = torch.tensor(self._level_start_indices)
+        levels = self.timesteps.detach().cpu().double()[starts]
+        matches = torch.isclose(levels, torch.tensor(value, dtype=torch.float64), rtol=1e-5, atol=0.0).nonzero()
+        if len(matches) == 0:
+            raise ValueError(
+                f"timestep {value!r} is not one of this scheduler's noise levels (from {float(levels[0]):.4g} down "
+                f"to {float(levels[-1]):.4g}); pass the values of `scheduler.timesteps` in order after `set_timesteps`."
+            )
+        self._step_index = int(starts[matches[0, 0]])
+
+    def _next_step_index(
+        self, model_output: torch.Tensor, timestep: Union[float, torch.Tensor], sample: torch.Tensor
+    ) -> int:
+        """Check a ``step`` call's tensors and return the index into ``timesteps`` of the call it is for."""
+        if model_output.shape != sample.shape:
+            raise ValueError(f"model_output shape {tuple(model_output.shape)} != sample shape {tuple(sample.shape)}.")
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        if self._step_index >= len(self.timesteps):
+            raise ValueError(
+                f"step was called after the last of the {len(self.timesteps)} timesteps; call `set_timesteps` "
+                "again to start a new run."
+            )
+        return self._step_index
+
+    def langevin_step_size(self, sigma: float) -> float:
+        """The step size of a Langevin step of this sampler at noise level ``sigma`` (for comparisons such as
+        plain Langevin dynamics at ``sigma_min``). This default is a score-SDE corrector's typical step with
+        signal-to-noise ratio 0.16, ``2 (0.16 sigma)**2``; samplers with Langevin steps return their own."""
+        return 2 * (0.16 * sigma) ** 2
+
+    # ---------------------------------------------------------------------------- inputs and training
+    def scale_model_input(
+        self, sample: torch.Tensor, timestep: Union[float, torch.Tensor, None] = None
+    ) -> torch.Tensor:
+        """Return ``sample`` unchanged: score models take the noisy sample as it is."""
+        return sample
+
+    def add_noise(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: Union[float, torch.Tensor]
+    ) -> torch.Tensor:
+        """Perturb clean samples for training: ``x + sigma * z`` (NCSN eq. 5; the VE SDE's transition kernel).
+
+        Args:
+            original_samples (`torch.Tensor`): Clean data ``x``, shape ``(batch, ...)``.
+            noise (`torch.Tensor`): Standard normal ``z``, same shape.
+            timesteps (`float` or `torch.Tensor`): The noise level ``sigma``: a scalar, shape ``(1,)`` (broadcast
+                to the batch) or one per example, shape ``(batch,)``.
+
+        Returns:
+            `torch.Tensor`: The noisy samples, in the dtype of ``original_samples``.
+        """
+        if noise.shape != original_samples.shape:
+            raise ValueError(
+                f"noise shape {tuple(noise.shape)} != original_samples shape {tuple(original_samples.shape)}."
+            )
+        sigma = torch.as_tensor(timesteps, device=original_samples.device, dtype=original_samples.dtype)
+        batch = original_samples.shape[0]
+        if sigma.ndim > 1 or (sigma.ndim == 1 and sigma.shape[0] not in (1, batch)):
+            raise ValueError(
+                f"timesteps must be a scalar or of shape (1,) or ({batch},) for a batch of {batch}, got shape "
+                f"{tuple(sigma.shape)}."
+            )
+        sigma = sigma.reshape(-1, *([1] * (original_samples.ndim - 1))) if sigma.ndim == 1 else sigma
+        return original_samples + sigma * noise
+
+    # ---------------------------------------------------------------------------- interchangeability
+    @classmethod
+    def _get_compatibles(cls) -> List[type]:
+        # diffusers resolves `_compatibles` names in its own module only; ours are the package's exports.
+        try:
+            return list(score_schedulers().values())
+        except ImportError:  # an exported, self-contained copy of one scheduler, without the package
+            return [cls]
+
+    @classmethod
+    def sampler_options(cls) -> List[str]:
+        """The config options of this sampler (what ``from_config(config, **options)`` may set)."""
+        return sorted(cls._get_init_keys(cls) - {"self", "kwargs"})
+
+    @classmethod
+    def from_scheduler_config(cls, config: Dict[str, Any], **options: Any):
+        """This sampler, set up from another score sampler's config (say a pipeline's) and ``options``.
+
+        Shared settings (``sigma_max``, ``sigma_min``, ``num_noise_levels`` ...) carry over; ``options`` must
+        be config options of this class (`sampler_options`), or a `ValueError` names the bad one.
+
+        >>> from ncsn_pipeline import NCSNScheduler, VEPredictorCorrectorScheduler
+        >>> tuned = NCSNScheduler.from_preset("ncsn-toy").config
+        >>> VEPredictorCorrectorScheduler.from_scheduler_config(tuned, num_corrector_steps=2).num_model_calls
+        30
+        """
+        unknown = sorted(set(options) - set(cls.sampler_options()))
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no option {unknown[0]!r}; its options are {cls.sampler_options()}.")
+        return cls.from_config(dict(config), **options)

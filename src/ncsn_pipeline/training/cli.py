@@ -1,0 +1,208 @@
+"""The command line of ``ncsn-train`` (also ``python -m ncsn_pipeline.train`` and
+``accelerate launch -m ncsn_pipeline.train``): every flag, checked, then `ncsn_pipeline.training.loop.train`.
+
+Every flag's ``--help`` line says its default; the negative flags (``--no_ema``, ``--no_dequantize``,
+``--no_final_denoise``) say what they turn off, and Hub visibility has no default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from ..cli.arguments import data_range, positive_float, positive_int, strict_parser
+from ..hub.transfer import HubError
+from .data import BUILTIN_DATASETS
+
+
+class _DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to a flag's help, except for switches (their help says what the default is) and
+    flags that are unset by default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        unset = action.default is None or action.default is argparse.SUPPRESS
+        if switch or unset or "default" in help_text or not action.option_strings:
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``ncsn-train``."""
+    parser = strict_parser(
+        prog="ncsn-train",
+        description="Train a noise-conditional score network (NCSN) with accelerate and save an NCSNPipeline.",
+        formatter_class=_DefaultsHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--dataset_name",
+        default=None,
+        help="a Hugging Face datasets name or local path, or a built-in offline data set: "
+        + ", ".join(BUILTIN_DATASETS),
+    )
+    data.add_argument("--dataset_config_name", default=None, help="the datasets configuration name, if any")
+    data.add_argument("--train_data_dir", default=None, help="a folder of images (searched recursively)")
+    data.add_argument("--image_column", default="image", help="the column holding images in a datasets data set")
+    data.add_argument("--cache_dir", default=None, help="where datasets caches downloads")
+    data.add_argument("--resolution", type=positive_int, default=32, help="images are resized to this square size")
+    data.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 (grey) or 3 (RGB); default: infer")
+    data.add_argument(
+        "--center_crop", action="store_true", help="resize the shorter side then centre-crop (else squash)"
+    )
+    data.add_argument("--random_flip", action="store_true", help="flip images horizontally at random")
+    data.add_argument(
+        "--no_dequantize",
+        dest="dequantize",
+        action="store_false",
+        help="map grey level k of Q levels to k / (Q - 1) without noise (default: dequantise, k becomes "
+        "(k + u) / Q with u uniform)",
+    )
+    data.add_argument(
+        "--data_range", type=data_range, default=[0.0, 1.0], help="range images are mapped to: 'low,high'"
+    )
+    data.add_argument("--max_train_samples", type=positive_int, default=None, help="use only the first N examples")
+    data.add_argument("--num_toy_samples", type=positive_int, default=20000, help="size of a built-in 2-D toy data set")
+    data.add_argument("--dataloader_num_workers", type=int, default=0, help="data-loading worker processes")
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model", choices=("auto", "ncsnv2", "mlp"), default="auto", help="ncsnv2 (images), mlp (2-D); auto picks"
+    )
+    model.add_argument("--ngf", type=positive_int, default=32, help="NCSNv2 RefineNet width (the paper uses 128)")
+    model.add_argument("--hidden_size", type=positive_int, default=128, help="MLP width (2-D data)")
+    model.add_argument("--num_layers", type=positive_int, default=3, help="MLP hidden layers (2-D data)")
+
+    noise = parser.add_argument_group("noise schedule (saved as the pipeline's NCSNScheduler)")
+    noise.add_argument("--sigma_max", type=positive_float, default=1.0, help="largest noise level")
+    noise.add_argument("--sigma_min", type=positive_float, default=0.01, help="smallest noise level")
+    noise.add_argument("--num_noise_levels", type=positive_int, default=10, help="number of geometric noise levels L")
+    noise.add_argument("--steps_per_level", type=positive_int, default=5, help="Langevin steps per level T (sampling)")
+    noise.add_argument(
+        "--step_lr", type=positive_float, default=2e-5, help="Langevin step size at sigma_min (sampling)"
+    )
+    noise.add_argument(
+        "--no_final_denoise",
+        dest="final_denoise",
+        action="store_false",
+        help="save a sampler without NCSNv2's final denoising step (default: with it)",
+    )
+    noise.add_argument(
+        "--auto_noise_schedule",
+        action="store_true",
+        help="compute sigma_max (largest pairwise distance), L and step_lr from the training data with NCSNv2's "
+        "techniques (overrides --sigma_max, --num_noise_levels and --step_lr)",
+    )
+
+    training = parser.add_argument_group("training")
+    training.add_argument("--output_dir", required=True, help="the pipeline and checkpoints are written here")
+    training.add_argument(
+        "--overwrite_output_dir", action="store_true", help="allow an output_dir that holds a pipeline"
+    )
+    training.add_argument("--seed", type=int, default=0, help="seed of everything random in training")
+    training.add_argument("--loss", choices=("dsm", "ssm"), default="dsm", help="denoising or sliced score matching")
+    training.add_argument("--train_batch_size", type=positive_int, default=128, help="batch size per process")
+    training.add_argument("--max_train_steps", type=positive_int, default=3000, help="optimizer updates in total")
+    training.add_argument("--gradient_accumulation_steps", type=positive_int, default=1, help="batches per update")
+    training.add_argument("--learning_rate", type=positive_float, default=1e-3, help="Adam learning rate")
+    training.add_argument("--lr_scheduler", default="constant_with_warmup", help="a diffusers get_scheduler name")
+    training.add_argument("--lr_warmup_steps", type=int, default=0, help="learning-rate warm-up updates")
+    training.add_argument("--adam_beta1", type=float, default=0.9, help="Adam's first-moment decay")
+    training.add_argument("--adam_beta2", type=float, default=0.999, help="Adam's second-moment decay")
+    training.add_argument("--adam_weight_decay", type=float, default=0.0, help="Adam's L2 weight decay")
+    training.add_argument("--adam_epsilon", type=float, default=1e-8, help="Adam's denominator epsilon")
+    training.add_argument("--max_grad_norm", type=positive_float, default=1.0, help="gradient clipping norm")
+    training.add_argument(
+        "--no_ema",
+        dest="use_ema",
+        action="store_false",
+        help="save the raw weights, without an exponential moving average (default: keep and save the EMA)",
+    )
+    training.add_argument("--ema_decay", type=float, default=0.999, help="EMA decay (NCSNv2 uses 0.999)")
+    training.add_argument(
+        "--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="autocast precision (loss stays fp32)"
+    )
+
+    output = parser.add_argument_group("checkpoints, logging and samples")
+    output.add_argument(
+        "--checkpointing_steps", type=positive_int, default=500, help="save a checkpoint every N updates"
+    )
+    output.add_argument("--checkpoints_total_limit", type=positive_int, default=None, help="keep at most N checkpoints")
+    output.add_argument(
+        "--resume_from_checkpoint", default=None, help="'latest' (newest complete checkpoint in output_dir) or a path"
+    )
+    output.add_argument(
+        "--report_to",
+        default="auto",
+        help="accelerate tracker: tensorboard, wandb, all, none; auto = tensorboard if installed",
+    )
+    output.add_argument("--logging_dir", default="logs", help="tracker folder, relative to output_dir")
+    output.add_argument(
+        "--save_samples_steps", type=positive_int, default=None, help="write a sample grid every N updates"
+    )
+    output.add_argument("--num_samples", type=positive_int, default=16, help="images in a sample grid (points for 2-D)")
+    hub = parser.add_argument_group("publishing (after training, one commit: weights, configs, card, samples)")
+    hub.add_argument("--push_to_hub", action="store_true", help="publish the trained pipeline to the Hugging Face Hub")
+    hub.add_argument("--hub_model_id", default=None, help="the repository, 'user/name' (required with --push_to_hub)")
+    hub.add_argument("--hub_token", default=None, help="a write token (default: the logged-in one or HF_TOKEN)")
+    visibility = hub.add_mutually_exclusive_group()
+    visibility.add_argument(
+        "--hub_private",
+        dest="hub_private",
+        action="store_true",
+        default=None,
+        help="create the repository private (with --push_to_hub, one of --hub_private/--hub_public is required)",
+    )
+    visibility.add_argument(
+        "--hub_public",
+        dest="hub_private",
+        action="store_false",
+        default=None,
+        help="create the repository public (no default: visibility is an explicit choice)",
+    )
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse and check the command line; every problem is reported with the offending value."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.dataset_name is None) == (args.train_data_dir is None):
+        parser.error("pass exactly one of --dataset_name or --train_data_dir")
+    if args.sigma_min >= args.sigma_max and not args.auto_noise_schedule:
+        parser.error(f"--sigma_min ({args.sigma_min}) must be smaller than --sigma_max ({args.sigma_max})")
+    if not 0.0 < args.ema_decay < 1.0:
+        parser.error(f"--ema_decay must lie in (0, 1), got {args.ema_decay}")
+    if args.lr_warmup_steps < 0:
+        parser.error(f"--lr_warmup_steps must be >= 0, got {args.lr_warmup_steps}")
+    if args.dataloader_num_workers < 0:
+        parser.error(f"--dataloader_num_workers must be >= 0, got {args.dataloader_num_workers}")
+    if args.push_to_hub and (args.hub_model_id is None or args.hub_private is None):
+        parser.error("--push_to_hub needs --hub_model_id user/name and an explicit --hub_private or --hub_public")
+    if args.report_to == "auto":
+        try:
+            import tensorboard  # noqa: F401
+
+            args.report_to = "tensorboard"
+        except ImportError:
+            args.report_to = "none"
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``ncsn-train``."""
+    from .loop import train
+
+    args = parse_args(argv)
+    try:
+        train(args)
+    except (ValueError, FloatingPointError, HubError) as error:
+        print(f"ncsn-train: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,422 @@
+"""The training loop of ``ncsn-train`` (command line in `ncsn_pipeline.training.cli`).
+
+Shaped like diffusers' ``examples/unconditional_image_generation/train_unconditional.py``:
+
+    accelerate launch -m ncsn_pipeline.train --dataset_name digits --resolution 16 \\
+        --auto_noise_schedule --output_dir ncsn-digits --max_train_steps 3000
+
+Differences from that script, on purpose:
+
+* the loss is denoising score matching with ``lambda(sigma) = sigma**2`` (or sliced score matching),
+  with noise levels drawn from exactly the levels of the scheduler that is saved;
+* checkpoints are written to a temporary folder and renamed only once complete, old ones are
+  removed only after that, and ``--resume_from_checkpoint latest`` picks the newest *complete* one;
+* resuming restores the model, optimizer, learning-rate schedule, EMA, data order and the training
+  randomness, so the run continues exactly as if it had not stopped; an incompatible configuration
+  is refused;
+* the output folder is a complete pipeline (``model_index.json`` written last) with the training
+  arguments and a sample grid, loadable with ``NCSNPipeline.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from ..noise_schedules import ncsnv2_noise_schedule
+from .checkpoints import (
+    TrainingRandomness,
+    check_resume_compatible,
+    load_checkpoint,
+    recorded_args,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from .data import load_training_data
+
+
+def to_model_input(
+    batch: torch.Tensor,
+    data,
+    randomness: TrainingRandomness,
+    *,
+    random_flip: bool,
+    dequantize: bool,
+    data_range: List[float],
+) -> torch.Tensor:
+    """Map a batch of data-set items to the model's ``data_range``, with random flips and dequantisation."""
+    if not data.is_image:
+        return batch.float()
+    # Random draws come from the CPU generator (reproducible on any device), then move to the batch.
+    levels = batch.float()
+    if random_flip:
+        flip = (torch.rand(levels.shape[0], generator=randomness.generator) < 0.5).to(levels.device)
+        levels = torch.where(flip[:, None, None, None], levels.flip(-1), levels)
+    if dequantize:
+        # Uniform dequantisation: grey level k of Q becomes uniform on [k/Q, (k+1)/Q).
+        uniform = torch.rand(levels.shape, generator=randomness.generator).to(levels.device)
+        unit = (levels + uniform) / data.num_levels
+    else:
+        unit = levels / (data.num_levels - 1)
+    low, high = data_range
+    return low + (high - low) * unit
+
+
+def _stack_data(data, args, limit: int = 5000) -> torch.Tensor:
+    """Up to ``limit`` examples as one tensor in the model's data range (for the noise-schedule techniques)."""
+    count = min(len(data.dataset), limit)
+    items = torch.stack([data.dataset[index] for index in range(count)]).float()
+    if not data.is_image:
+        return items
+    low, high = args.data_range
+    return low + (high - low) * items / (data.num_levels - 1)
+
+
+def build_scheduler(args, data):
+    """The NCSNScheduler the run trains for (and saves)."""
+    from ..scheduling_ncsn import NCSNScheduler
+
+    if args.auto_noise_schedule:
+        examples = _stack_data(data, args)
+        schedule = ncsnv2_noise_schedule(examples, sigma_min=args.sigma_min, steps_per_level=args.steps_per_level)
+        return NCSNScheduler(**schedule.to_dict(), final_denoise=args.final_denoise)
+    return NCSNScheduler(
+        sigma_max=args.sigma_max,
+        sigma_min=args.sigma_min,
+        num_noise_levels=args.num_noise_levels,
+        steps_per_level=args.steps_per_level,
+        step_lr=args.step_lr,
+        final_denoise=args.final_denoise,
+    )
+
+
+def build_model(args, data):
+    """The score network: NCSNv2 RefineNet for images, an MLP for 2-D points."""
+    from ..modeling_ncsn import NCSNScoreModel
+    from ..modeling_toy import ToyScoreModel
+
+    kind = args.model if args.model != "auto" else ("ncsnv2" if data.is_image else "mlp")
+    if kind == "ncsnv2":
+        if not data.is_image:
+            raise ValueError(f"--model ncsnv2 needs image data, but {data.description} is not.")
+        channels, height, _ = data.sample_shape
+        return NCSNScoreModel(in_channels=channels, sample_size=height, ngf=args.ngf)
+    if len(data.sample_shape) != 1:
+        raise ValueError(f"--model mlp needs vector data, but {data.description} has shape {data.sample_shape}.")
+    return ToyScoreModel(data_dim=data.sample_shape[0], hidden_size=args.hidden_size, num_layers=args.num_layers)
+
+
+def compute_loss(model, clean: torch.Tensor, noise_levels: torch.Tensor, randomness, loss: str = "dsm") -> torch.Tensor:
+    """Draw one noise level per example (uniformly among the scheduler's levels) and evaluate ``loss`` (dsm, ssm)."""
+    from ..losses import denoising_score_matching_loss, sliced_score_matching_loss
+
+    generator = randomness.generator
+    indices = torch.randint(len(noise_levels), (clean.shape[0],), generator=generator)
+    sigma = noise_levels[indices].to(device=clean.device, dtype=clean.dtype)
+    noise = torch.randn(clean.shape, generator=generator).to(device=clean.device, dtype=clean.dtype)
+    if loss == "dsm":
+        return denoising_score_matching_loss(model, clean, sigma, noise)
+    projections = torch.randn(clean.shape, generator=generator).to(device=clean.device, dtype=clean.dtype)
+    return sliced_score_matching_loss(model, clean, sigma, noise, projections)
+
+
+def save_sample_preview(pipeline, path: Path, num_samples: int, seed: int) -> None:
+    """Write a grid of samples (images) or a scatter plot (2-D points) to ``path``, atomically."""
+    from ..images import save_image_grid, save_scatter_plot
+
+    pipeline.set_progress_bar_config(disable=True)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    if pipeline.config.data_range is not None:
+        save_image_grid(pipeline(batch_size=num_samples, generator=generator, output_type="pil").images, path)
+    else:
+        points = pipeline(batch_size=max(num_samples, 1000), generator=generator, output_type="pt").images
+        save_scatter_plot(path, [("samples", points)], title=path.stem)
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Run training as ``args`` says; return the output folder."""
+    from accelerate import Accelerator
+    from accelerate.logging import get_logger
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    output_dir = Path(args.output_dir)
+    if (output_dir / "model_index.json").exists() and not (args.overwrite_output_dir or args.resume_from_checkpoint):
+        raise ValueError(
+            f"--output_dir {output_dir} already holds a trained pipeline; pass --overwrite_output_dir, "
+            "--resume_from_checkpoint latest, or another folder."
+        )
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(
+            project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)
+        ),
+        # Seedable sampler: the shuffling of epoch e depends only on (seed, e), so a resumed run sees the same order.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    logger = get_logger("ncsn_pipeline.train", log_level="INFO")
+    set_seed(args.seed)  # model initialisation
+    randomness = TrainingRandomness(args.seed + accelerator.process_index)
+
+    # 1. Data, noise schedule, model.
+    data = load_training_data(
+        dataset_name=args.dataset_name,
+        dataset_config_name=args.dataset_config_name,
+        train_data_dir=args.train_data_dir,
+        image_column=args.image_column,
+        cache_dir=args.cache_dir,
+        resolution=args.resolution,
+        channels=args.channels,
+        center_crop=args.center_crop,
+        max_train_samples=args.max_train_samples,
+        num_toy_samples=args.num_toy_samples,
+        seed=args.seed,
+    )
+    if len(data.dataset) < args.train_batch_size:
+        raise ValueError(
+            f"--train_batch_size {args.train_batch_size} is larger than the data set ({len(data.dataset)} examples)."
+        )
+    scheduler = build_scheduler(args, data)
+    noise_levels = scheduler.noise_levels.float()  # exactly the levels the saved scheduler uses
+    model = build_model(args, data)
+    ema_model = (
+        EMAModel(model.parameters(), decay=args.ema_decay, model_cls=type(model), model_config=model.config)
+        if args.use_ema
+        else None
+    )
+
+    # 2. Optimisation.
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+    dataloader = torch.utils.data.DataLoader(
+        data.dataset,
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.dataloader_num_workers,
+    )
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes,
+    )
+    model, optimizer, dataloader, lr_scheduler = accelerator.prepare(model, optimizer, dataloader, lr_scheduler)
+    if ema_model is not None:
+        ema_model.to(accelerator.device)
+
+    # 3. Resume.
+    global_step, earlier_seconds, segments = 0, 0.0, []
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in output_dir.glob(".checkpoint-*.tmp"):
+            shutil.rmtree(leftover)  # an interrupted save: never complete, never used
+    accelerator.wait_for_everyone()
+    if args.resume_from_checkpoint:
+        checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
+        if checkpoint is None:
+            logger.info("No complete checkpoint found: starting a new run.")
+        else:
+            check_resume_compatible(checkpoint, args, accelerator.num_processes)
+            global_step, earlier_seconds, segments = load_checkpoint(accelerator, checkpoint, randomness, ema_model)
+            logger.info(f"Resumed from {checkpoint} at step {global_step}.")
+
+    if accelerator.is_main_process:
+        run_config = {
+            key: (json.dumps(value) if isinstance(value, list) else value) for key, value in recorded_args(args).items()
+        }
+        accelerator.init_trackers("ncsn-train", config={k: v for k, v in run_config.items() if v is not None})
+        logger.info(
+            f"Training on {data.description}: {len(data.dataset)} examples, {accelerator.num_processes} process(es), "
+            f"batch {args.train_batch_size} x {args.gradient_accumulation_steps} accumulation, "
+            f"{len(noise_levels)} noise levels {noise_levels[0]:.4g} -> {noise_levels[-1]:.4g}."
+        )
+    loss_log = output_dir / "logs" / "loss.jsonl"
+    if accelerator.is_main_process:
+        loss_log.parent.mkdir(parents=True, exist_ok=True)
+
+    # The command of this segment (steps first_step..); earlier segments come from the checkpoint.
+    first_step = global_step + 1
+
+    def segments_so_far() -> List[Dict[str, str]]:
+        return [
+            *segments,
+            {"steps": f"{first_step}-{global_step}", "command": _command_line() or "train() from Python"},
+        ]
+
+    # 4. The loop.
+    progress = tqdm(
+        range(args.max_train_steps), initial=global_step, disable=not accelerator.is_local_main_process, desc="steps"
+    )
+    started = time.perf_counter()
+    first_epoch = (global_step * args.gradient_accumulation_steps) // len(dataloader)
+    batches_to_skip = (global_step * args.gradient_accumulation_steps) % len(dataloader)
+    epoch = first_epoch
+    while global_step < args.max_train_steps:
+        dataloader.set_epoch(epoch)
+        batches = accelerator.skip_first_batches(dataloader, batches_to_skip) if batches_to_skip else dataloader
+        batches_to_skip = 0
+        model.train()
+        for batch in batches:
+            clean = to_model_input(
+                batch,
+                data,
+                randomness,
+                random_flip=args.random_flip,
+                dequantize=args.dequantize,
+                data_range=args.data_range,
+            ).to(accelerator.device)
+            with accelerator.accumulate(model):
+                loss = compute_loss(model, clean, noise_levels, randomness, loss=args.loss)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            if ema_model is not None:
+                ema_model.step(model.parameters())
+            global_step += 1
+            mean_loss = accelerator.gather(loss.detach()[None]).mean().item()
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(
+                    f"The loss became {mean_loss} at step {global_step}: lower --learning_rate (now "
+                    f"{args.learning_rate}) or use --mixed_precision no/bf16."
+                )
+            logs = {"loss": mean_loss, "lr": lr_scheduler.get_last_lr()[0]}
+            progress.update(1)
+            progress.set_postfix(**logs)
+            accelerator.log(logs, step=global_step)
+            if accelerator.is_main_process:
+                with loss_log.open("a") as handle:
+                    handle.write(json.dumps({"step": global_step, **logs}) + "\n")
+            if global_step % args.checkpointing_steps == 0:
+                elapsed = earlier_seconds + time.perf_counter() - started
+                save_checkpoint(
+                    accelerator, output_dir, global_step, args, randomness, ema_model, elapsed, segments_so_far()
+                )
+            if args.save_samples_steps and global_step % args.save_samples_steps == 0 and accelerator.is_main_process:
+                preview = _pipeline(accelerator, model, ema_model, scheduler, data, args)
+                save_sample_preview(
+                    preview, output_dir / "samples" / f"step-{global_step:06d}.png", args.num_samples, 0
+                )
+            if global_step >= args.max_train_steps:
+                break
+        epoch += 1
+    progress.close()
+    train_seconds = earlier_seconds + time.perf_counter() - started
+
+    # 5. The pipeline folder: components first, model_index.json last, so a half-written folder never loads.
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        pipeline = _pipeline(accelerator, model, ema_model, scheduler, data, args)
+        record = training_record(args, data, global_step, train_seconds, _hardware(accelerator), segments_so_far())
+        save_pipeline_folder(pipeline, output_dir, record, args.num_samples)
+        logger.info(f"Saved the pipeline to {output_dir} ({global_step} steps, {train_seconds:.0f} s).")
+        if args.push_to_hub:
+            from ..hub import push_folder_to_hub
+
+            url = push_folder_to_hub(output_dir, args.hub_model_id, private=args.hub_private, token=args.hub_token)
+            logger.info(f"Pushed to {args.hub_model_id}: {url}")
+    accelerator.end_training()
+    return output_dir
+
+
+def _hardware(accelerator) -> Dict[str, Any]:
+    """What the run ran on, for the training record and the model card."""
+    if accelerator.device.type == "cuda":
+        device = torch.cuda.get_device_name(accelerator.device)
+    else:
+        device = f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads per process)"
+    return {"num_processes": accelerator.num_processes, "device": device}
+
+
+def _pipeline(accelerator, model, ema_model, scheduler, data, args):
+    """An NCSNPipeline around a copy of the trained (EMA) weights, on the CPU."""
+    from ..pipeline_ncsn import NCSNPipeline
+    from ..scheduling_ncsn import NCSNScheduler
+
+    unwrapped = accelerator.unwrap_model(model)
+    copy = type(unwrapped).from_config(unwrapped.config)
+    copy.load_state_dict(unwrapped.state_dict())
+    if ema_model is not None:
+        ema_model.copy_to(copy.parameters())
+    copy = copy.to("cpu").eval()
+    return NCSNPipeline(
+        unet=copy,
+        scheduler=NCSNScheduler.from_config(scheduler.config),
+        data_range=args.data_range if data.is_image else None,
+    )
+
+
+def _command_line() -> Optional[str]:
+    """The ``ncsn-train`` command that is running (with any Hub token masked), or None when called from Python."""
+    if not sys.argv or "train" not in Path(sys.argv[0]).name:
+        return None
+    words = list(sys.argv[1:])
+    for index, word in enumerate(words):
+        if word == "--hub_token" and index + 1 < len(words):
+            words[index + 1] = "***"
+        elif word.startswith("--hub_token="):
+            words[index] = "--hub_token=***"
+    return " ".join(["ncsn-train", *words])
+
+
+def training_record(args, data, global_step: int, train_seconds: float, hardware, segments) -> Dict[str, Any]:
+    """``training_args.json``, which the model card reads; this function is its only writer.
+
+    ``segments`` lists every command that ran, in order, with its steps: more than one after a resume.
+    """
+    return {
+        "command": _command_line(),
+        "args": recorded_args(args),
+        "data": data.description,
+        "num_examples": len(data.dataset),
+        "global_step": global_step,
+        "train_seconds": round(train_seconds, 1),
+        "num_processes": hardware["num_processes"],
+        "hardware": f"{hardware['num_processes']} x {hardware['device']}",
+        "torch": torch.__version__,
+        **({"segments": segments} if len(segments) > 1 else {}),
+    }
+
+
+def save_pipeline_folder(pipeline, output_dir: Path, record: Dict[str, Any], num_samples: int) -> None:
+    """Save ``pipeline``, its training record and ``sample_grid.png`` in ``output_dir``, ``model_index.json`` last."""
+    staging = output_dir / ".pipeline.tmp"
+    if staging.exists():
+        shutil.rmtree(staging)
+    pipeline.save_pretrained(staging)
+    (staging / "training_args.json").write_text(json.dumps(record, indent=2))
+    save_sample_preview(pipeline, staging / "sample_grid.png", num_samples, seed=0)
+    index = staging / "model_index.json"
+    for item in staging.iterdir():
+        if item != index:
+            target = output_dir / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    os.replace(index, output_dir / "model_index.json")
+    shutil.rmtree(staging)

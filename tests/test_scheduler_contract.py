@@ -1,0 +1,178 @@
+"""The sampler contract (``ncsn_pipeline.scheduling_utils``) for every score sampler the package exports.
+
+Samplers are discovered from the public API, so a new one is covered without editing this file. In the spirit
+of diffusers' ``SchedulerCommonTest``; each check names the defect it guards against.
+"""
+
+import json
+import logging
+
+import pytest
+import torch
+from diffusers import DDIMScheduler
+from diffusers.utils import logging as diffusers_logging
+
+from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, score_schedulers
+from ncsn_pipeline.hub import export_for_hub, render_model_card
+
+SAMPLERS = score_schedulers()
+# Small runs of every sampler on NCSN's toy, from the same tuned settings.
+BASE = dict(sigma_max=20.0, sigma_min=0.5, num_noise_levels=5)
+
+
+def _scheduler(name):
+    return SAMPLERS[name].from_config(BASE)
+
+
+def _run(scheduler, start_index=0, sample=None, generator_state=None, record=None):
+    """Drive ``scheduler`` from ``timesteps[start_index]`` with the exact toy score; return the final sample."""
+    model = GaussianMixtureScore.ncsn_toy()
+    generator = torch.Generator().manual_seed(0)
+    if generator_state is not None:
+        generator.set_state(generator_state)
+    if sample is None:
+        sample = torch.randn(6, 2, generator=generator) * scheduler.init_noise_sigma
+    for index in range(start_index, len(scheduler.timesteps)):
+        sigma = scheduler.timesteps[index]
+        if record is not None:
+            record[index] = (sample.clone(), generator.get_state())
+        score = model(sample, sigma).sample
+        sample = scheduler.step(score, sigma, sample, generator=generator).prev_sample
+    return sample
+
+
+def test_the_package_exports_three_samplers_at_least():
+    assert {"NCSNScheduler", "VEPredictorCorrectorScheduler", "ProbabilityFlowHeunScheduler"} <= set(SAMPLERS)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_set_timesteps_takes_only_levels_and_device(name):
+    import inspect
+
+    scheduler = _scheduler(name)
+    assert list(inspect.signature(scheduler.set_timesteps).parameters) == ["num_inference_steps", "device"]
+    scheduler.set_timesteps(4)
+    assert scheduler.num_model_calls == len(scheduler.timesteps) > 0
+    assert f"({scheduler.num_model_calls} model calls)" in scheduler.description and scheduler.sampler_name
+    assert scheduler.level_start_indices[0] == 0
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_save_load_round_trip(name, tmp_path):
+    scheduler = _scheduler(name)
+    scheduler.save_pretrained(tmp_path)
+    loaded = SAMPLERS[name].from_pretrained(tmp_path)
+    public = lambda config: {key: value for key, value in config.items() if not key.startswith("_")}  # noqa: E731
+    assert public(loaded.config) == public(scheduler.config) and torch.equal(loaded.timesteps, scheduler.timesteps)
+
+
+@pytest.mark.parametrize("source", SAMPLERS)
+@pytest.mark.parametrize("target", SAMPLERS)
+def test_from_config_between_every_pair_is_silent(source, target, caplog):
+    diffusers_logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            swapped = SAMPLERS[target].from_config(_scheduler(source).config)
+    finally:
+        diffusers_logging.disable_propagation()
+    assert [record for record in caplog.records if record.levelno >= logging.WARNING] == []
+    assert type(swapped) is SAMPLERS[target] and swapped.config.sigma_max == BASE["sigma_max"]
+    assert set(swapped.compatibles) == set(SAMPLERS.values())
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_tuple_and_dict_outputs_agree_and_dtype_and_device_are_kept(name):
+    as_dict, as_tuple = _scheduler(name), _scheduler(name)
+    sample = torch.randn(3, 2, dtype=torch.float64)
+    score = -sample
+    sigma = as_dict.timesteps[0]
+    out = as_dict.step(score, sigma, sample, generator=torch.Generator().manual_seed(1))
+    tup = as_tuple.step(score, sigma, sample, generator=torch.Generator().manual_seed(1), return_dict=False)
+    assert isinstance(tup, tuple) and torch.equal(out.prev_sample, tup[0]) and torch.equal(out.prev_sample_mean, tup[1])
+    assert out.prev_sample.dtype == torch.float64 and out.prev_sample.device == sample.device
+    as_dict.set_timesteps(3, device="cpu")
+    assert as_dict.timesteps.device.type == "cpu"
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_same_generator_same_samples(name):
+    assert torch.equal(_run(_scheduler(name)), _run(_scheduler(name)))
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_starting_at_any_level_start_equals_the_tail_of_a_full_run(name):
+    """Defect guarded: a first step that ignores its timestep and runs the update of timesteps[0]."""
+    full = _scheduler(name)
+    record = {}
+    final = _run(full, record=record)
+    starts = full.level_start_indices
+    for start in (starts[1], starts[len(starts) // 2], starts[-1]):
+        sample, state = record[start]
+        earlier_levels = [float(full.timesteps[index]) for index in starts if index < start]
+        if float(full.timesteps[start]) not in earlier_levels:  # a value names the first level start that has it
+            assert torch.allclose(_run(_scheduler(name), start, sample, state), final, atol=1e-6), start
+        # The same through set_begin_index.
+        explicit = _scheduler(name)
+        explicit.set_begin_index(start)
+        assert torch.allclose(_run(explicit, start, sample, state), final, atol=1e-6), start
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_a_timestep_not_in_the_schedule_is_refused(name):
+    scheduler = _scheduler(name)
+    sample = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match="timestep 123.0 is not one of this scheduler's noise levels"):
+        scheduler.step(sample, 123.0, sample)
+    with pytest.raises(ValueError, match="is not where a noise level starts"):
+        scheduler.set_begin_index(len(scheduler.timesteps) + 5)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize("sigma", [2.0, torch.tensor(2.0), torch.tensor([2.0]), torch.full((4,), 2.0)])
+def test_add_noise_broadcasts_a_scalar_a_single_or_a_per_example_sigma(name, sigma):
+    clean, noise = torch.zeros(4, 1, 3, 3), torch.ones(4, 1, 3, 3)
+    assert torch.equal(_scheduler(name).add_noise(clean, noise, sigma), torch.full((4, 1, 3, 3), 2.0))
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_add_noise_refuses_a_wrong_shape(name):
+    with pytest.raises(ValueError, match=r"timesteps must be a scalar or of shape \(1,\) or \(4,\)"):
+        _scheduler(name).add_noise(torch.zeros(4, 2), torch.ones(4, 2), torch.ones(3))
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_options_are_config_and_checked_by_name(name):
+    sampler_class = SAMPLERS[name]
+    with pytest.raises(ValueError, match=f"{name} has no option 'no_such_option'; its options are"):
+        sampler_class.from_scheduler_config(BASE, no_such_option=1)
+    for key in (sampler_class.langevin_steps_key, sampler_class.step_size_key):
+        assert key is None or key in sampler_class.sampler_options()
+
+
+def test_the_pipeline_refuses_a_scheduler_that_does_not_consume_scores():
+    with pytest.raises(ValueError, match="NCSNPipeline cannot sample with DDIMScheduler: it does not consume scores"):
+        NCSNPipeline(GaussianMixtureScore.ncsn_toy(), DDIMScheduler())
+    pipe = NCSNPipeline(GaussianMixtureScore.ncsn_toy(), _scheduler("NCSNScheduler"))
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    with pytest.raises(ValueError, match="cannot sample with DDIMScheduler"):
+        pipe(batch_size=2, output_type="np")
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_pipeline_with_each_sampler_card_export_and_reload(name, tmp_path):
+    """Defect guarded: model cards that read NCSN-only config keys (KeyError for the other samplers)."""
+    pipe = NCSNPipeline(GaussianMixtureScore.ncsn_toy(), _scheduler(name))
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(batch_size=4, generator=torch.Generator().manual_seed(3), output_type="np").images
+    pipe.save_pretrained(tmp_path / "saved")
+    card = render_model_card(tmp_path / "saved", repo_id="user/toy")
+    assert pipe.scheduler.description in card.text and f"`{name}`" in card.text
+    export = export_for_hub(tmp_path / "saved", tmp_path / "export", repo_id="user/toy")
+    index = json.loads((export / "model_index.json").read_text())
+    assert index["scheduler"][1] == name and (export / "scheduler" / f"{index['scheduler'][0]}.py").is_file()
+    for folder in (tmp_path / "saved", export):
+        reloaded = NCSNPipeline.from_pretrained(folder)
+        reloaded.set_progress_bar_config(disable=True)
+        assert type(reloaded.scheduler) is SAMPLERS[name]
+        again = reloaded(batch_size=4, generator=torch.Generator().manual_seed(3), output_type="np").images
+        assert (again == expected).all()

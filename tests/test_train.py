@@ -13,6 +13,7 @@ import torch
 
 from helpers import reset_accelerate_state
 from ncsn_pipeline import NCSNPipeline, NCSNScheduler
+from ncsn_pipeline.hub import render_model_card
 from ncsn_pipeline.noise_schedules import ncsnv2_noise_schedule
 from ncsn_pipeline.training.checkpoints import COMPLETE_MARKER, resolve_checkpoint
 from ncsn_pipeline.training.cli import main
@@ -140,6 +141,13 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     # And the saved pipelines are identical.
     weights = [NCSNPipeline.from_pretrained(path).unet.state_dict() for path in (killed, reference)]
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+    # The training record lists both commands with their steps (the card chains them); one run lists none.
+    segments = json.loads((killed / "training_args.json").read_text())["segments"]
+    assert [segment["steps"] for segment in segments] == [f"1-{resume_from}", f"{resume_from + 1}-{stop}"]
+    assert "--max_train_steps 100000" in segments[0]["command"]
+    assert "--resume_from_checkpoint latest" in segments[1]["command"]
+    assert "segments" not in json.loads((reference / "training_args.json").read_text())
+    assert " && ".join(segment["command"] for segment in segments) in render_model_card(killed).text
 
 
 def test_resuming_with_another_configuration_is_refused(tmp_path, capsys):

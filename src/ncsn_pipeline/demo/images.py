@@ -14,7 +14,7 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 
-from ..checks import check_bool, check_choice, check_integer, check_number
+from ..checks import check_bool, check_choice, check_integer
 from ..images import image_grid, samples_to_pil
 from ..pipeline_ncsn import NCSNPipeline
 from .limits import (
@@ -24,15 +24,11 @@ from .limits import (
     MAX_ANIMATION_FRAMES,
     MAX_BATCH_SIZE,
     MAX_IMAGE_WORK,
-    NOISE_LEVELS_RANGE,
-    SEED_RANGE,
-    STEP_SCALE_RANGE,
-    STEPS_PER_LEVEL_RANGE,
     TILE_SIZE,
     check_work,
 )
 from .models import DemoModels
-from .samplers import SAMPLERS, prepare_run
+from .samplers import check_sampler_controls, prepare_run
 
 
 def _caption(image: PIL.Image.Image, text: str, height: int = 16) -> PIL.Image.Image:
@@ -109,11 +105,9 @@ def generate_images(
     """
     # 1. Inputs.
     model = check_choice("model", model, list(models.images))
-    sampler = check_choice("sampler", sampler, list(SAMPLERS))
-    noise_levels = check_integer("noise levels", noise_levels, *NOISE_LEVELS_RANGE, whole_floats=True)
-    steps_per_level = check_integer("steps per level", steps_per_level, *STEPS_PER_LEVEL_RANGE, whole_floats=True)
-    step_scale = check_number("step size scale", step_scale, *STEP_SCALE_RANGE)
-    seed = check_integer("seed", seed, *SEED_RANGE, whole_floats=True)
+    sampler, noise_levels, steps_per_level, step_scale, seed = check_sampler_controls(
+        sampler, noise_levels, steps_per_level, step_scale, seed
+    )
     batch_size = check_integer("batch size", batch_size, 1, MAX_BATCH_SIZE, whole_floats=True)
     animate = check_bool("animation", animate)
 

@@ -18,15 +18,11 @@ from .limits import (
     FIELD_GRID_POINTS,
     FIELD_SIGMA_RANGE,
     MAX_PLAYGROUND_WORK,
-    NOISE_LEVELS_RANGE,
     POINTS_RANGE,
-    SEED_RANGE,
-    STEP_SCALE_RANGE,
-    STEPS_PER_LEVEL_RANGE,
     check_work,
 )
 from .models import DemoModel, DemoModels
-from .samplers import SAMPLERS, prepare_run
+from .samplers import check_sampler_controls, prepare_run
 
 
 @dataclass
@@ -154,12 +150,10 @@ def run_playground(
     """
     # 1. Inputs.
     model = check_choice("distribution", model, list(models.points))
-    sampler = check_choice("sampler", sampler, list(SAMPLERS))
-    noise_levels = check_integer("noise levels", noise_levels, *NOISE_LEVELS_RANGE, whole_floats=True)
-    steps_per_level = check_integer("steps per level", steps_per_level, *STEPS_PER_LEVEL_RANGE, whole_floats=True)
-    step_scale = check_number("step size scale", step_scale, *STEP_SCALE_RANGE)
+    sampler, noise_levels, steps_per_level, step_scale, seed = check_sampler_controls(
+        sampler, noise_levels, steps_per_level, step_scale, seed
+    )
     field_sigma = check_number("score-field sigma", field_sigma, *FIELD_SIGMA_RANGE)
-    seed = check_integer("seed", seed, *SEED_RANGE, whole_floats=True)
     num_points = check_integer("number of points", num_points, *POINTS_RANGE, whole_floats=True)
 
     # 2. Plan: the chosen sampler, and plain Langevin with the same number of calls.

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+from ..checks import check_choice, check_integer, check_number
 from ..scheduling_utils import score_schedulers
-from .limits import NOISE_LEVELS_RANGE, STEPS_PER_LEVEL_RANGE
+from .limits import NOISE_LEVELS_RANGE, SEED_RANGE, STEP_SCALE_RANGE, STEPS_PER_LEVEL_RANGE
 
 SAMPLERS: Dict[str, type] = score_schedulers()
 
@@ -23,6 +24,23 @@ SAMPLERS: Dict[str, type] = score_schedulers()
 def sampler_choices() -> List[Tuple[str, str]]:
     """``(label, class name)`` pairs for a dropdown of every sampler the package exports."""
     return [(sampler_class.sampler_name or name, name) for name, sampler_class in SAMPLERS.items()]
+
+
+def check_sampler_controls(
+    sampler: Any, noise_levels: Any, steps_per_level: Any, step_scale: Any, seed: Any
+) -> Tuple[str, int, int, float, int]:
+    """Check the sampler controls both tabs share (raw values from the browser); return them typed.
+
+    Raises:
+        ValueError: Naming the control, its accepted range and the value.
+    """
+    return (
+        check_choice("sampler", sampler, list(SAMPLERS)),
+        check_integer("noise levels", noise_levels, *NOISE_LEVELS_RANGE, whole_floats=True),
+        check_integer("steps per level", steps_per_level, *STEPS_PER_LEVEL_RANGE, whole_floats=True),
+        check_number("step size scale", step_scale, *STEP_SCALE_RANGE),
+        check_integer("seed", seed, *SEED_RANGE, whole_floats=True),
+    )
 
 
 def prepare_run(sampler: str, base_config: Any, noise_levels: int, steps_per_level: int, step_scale: float):

@@ -94,44 +94,29 @@ def build_demo(
     models = models or DemoModels.load(extra_model)
     tracker = gr.Progress()  # Gradio injects a live progress bar into callbacks with such a default
 
+    def user_errors(function, title: str):
+        """``function`` with its input and divergence errors shown to the user as ``gr.Error`` (no traceback)."""
+
+        def call(*args, **kwargs):
+            try:
+                return function(models, *args, **kwargs)
+            except (ValueError, FloatingPointError) as error:
+                raise _user_error(gr, error, title) from None
+
+        return call
+
     def on_generate(
         model, sampler, noise_levels, steps_per_level, step_scale, seed, batch_size, animate, progress=tracker
     ):
-        try:
-            result = generate_images(
-                models,
-                model,
-                sampler,
-                noise_levels,
-                steps_per_level,
-                step_scale,
-                seed,
-                batch_size,
-                animate,
-                progress=progress,
-            )
-        except (ValueError, FloatingPointError) as error:
-            raise _user_error(gr, error, "Cannot generate") from None
+        arguments = (model, sampler, noise_levels, steps_per_level, step_scale, seed, batch_size, animate)
+        result = user_errors(generate_images, "Cannot generate")(*arguments, progress=progress)
         return result.grid, result.animation_path, result.summary
 
     def on_playground(
         model, sampler, noise_levels, steps_per_level, step_scale, field_sigma, seed, num_points, progress=tracker
     ):
-        try:
-            result = run_playground(
-                models,
-                model,
-                sampler,
-                noise_levels,
-                steps_per_level,
-                step_scale,
-                field_sigma,
-                seed,
-                num_points,
-                progress=progress,
-            )
-        except (ValueError, FloatingPointError) as error:
-            raise _user_error(gr, error, "Cannot run the playground") from None
+        arguments = (model, sampler, noise_levels, steps_per_level, step_scale, field_sigma, seed, num_points)
+        result = user_errors(run_playground, "Cannot run the playground")(*arguments, progress=progress)
         return result.field_figure, result.samples_figure, result.weights, result.summary
 
     def suggested_steps(tab: str):

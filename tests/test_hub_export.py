@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel
+from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel, score_schedulers
+from ncsn_pipeline.cli.export import main as export_main
 from ncsn_pipeline.cli.push import main as push_main
 from ncsn_pipeline.hub import UPLOAD_PATTERNS, export_for_hub
 from ncsn_pipeline.pretrained import pretrained_path
@@ -32,11 +33,12 @@ print(type(pipe).__name__, type(pipe.unet).__name__, type(pipe.scheduler).__name
 """
 
 
-def _tiny_pipeline(tmp_path):
+def _tiny_pipeline(tmp_path, sampler="NCSNScheduler"):
     torch.manual_seed(0)
+    scheduler = NCSNScheduler(sigma_max=3.0, sigma_min=0.01, num_noise_levels=6, steps_per_level=2, step_lr=1e-5)
     pipe = NCSNPipeline(
         NCSNScoreModel(in_channels=1, sample_size=8, ngf=4),
-        NCSNScheduler(sigma_max=3.0, sigma_min=0.01, num_noise_levels=6, steps_per_level=2, step_lr=1e-5),
+        score_schedulers()[sampler].from_config(scheduler.config),
         data_range=(0, 1),
     )
     pipe.set_progress_bar_config(disable=True)
@@ -77,17 +79,49 @@ def test_export_holds_only_repository_files_and_a_rewritten_index(tmp_path):
         export_for_hub(folder, export)
 
 
-def test_plain_diffusers_loads_the_export_without_the_package(tmp_path):
-    pipe, folder = _tiny_pipeline(tmp_path)
-    export = export_for_hub(folder, tmp_path / "export")
+def _write_standalone(how, pipe, folder, target):
+    if how == "export_for_hub":
+        return export_for_hub(folder, target)
+    if how == "save_pretrained":
+        pipe.save_pretrained(target, standalone=True)
+        return target
+    assert export_main([str(folder), str(target)]) == 0
+    return target
+
+
+@pytest.mark.parametrize("how", ["export_for_hub", "save_pretrained", "ncsn-export"])
+@pytest.mark.parametrize("sampler", score_schedulers())
+def test_plain_diffusers_loads_the_export_without_the_package(tmp_path, sampler, how):
+    pipe, folder = _tiny_pipeline(tmp_path, sampler)
+    export = _write_standalone(how, pipe, folder, tmp_path / "export")
     result = subprocess.run(
         [sys.executable, "-c", PLAIN_DIFFUSERS, str(export), str(tmp_path / "plain.npy")],
         capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
                                                           "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["NCSNPipeline", "NCSNScoreModel", "NCSNScheduler"]
+    assert result.stdout.split() == ["NCSNPipeline", "NCSNScoreModel", sampler]
     np.testing.assert_array_equal(np.load(tmp_path / "plain.npy"), _sample(pipe))
+    assert "## Evaluation" in (export / "README.md").read_text()  # the model card comes with it
+
+
+def test_standalone_targets_must_be_new_and_bad_sources_leave_nothing(tmp_path, capsys):
+    pipe, folder = _tiny_pipeline(tmp_path)
+    with pytest.raises(FileExistsError, match="already exists"):
+        pipe.save_pretrained(folder, standalone=True)
+    assert export_main(["no-such-model", str(tmp_path / "out")]) == 2
+    assert "'no-such-model' is neither a named model" in capsys.readouterr().err
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"broken")
+    assert export_main([str(folder), str(tmp_path / "out")]) == 2
+    assert "truncated or corrupted" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_ncsn_export_writes_a_named_model(tmp_path, capsys):
+    assert export_main(["glyph-mixture", str(tmp_path / "glyphs")]) == 0
+    assert "trust_remote_code=True" in capsys.readouterr().out
+    index = json.loads((tmp_path / "glyphs" / "model_index.json").read_text())
+    assert index["unet"] == ["modeling_toy", "GaussianMixtureScore"] and index["_class_name"][0] == "pipeline_ncsn"
 
 
 def test_the_package_loads_the_export_with_its_own_classes(tmp_path):

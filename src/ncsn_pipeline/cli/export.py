@@ -50,7 +50,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         folder = export(args.source, args.target, args.repo_id)
     except (HubError, ValueError, OSError) as error:
-        parser.exit(2, f"ncsn-export: error: {error}\n")
+        print(f"ncsn-export: error: {error}", file=sys.stderr)
+        return 2
     print(
         f"Wrote {folder}. Load it with plain diffusers: "
         f"DiffusionPipeline.from_pretrained({str(folder)!r}, trust_remote_code=True)"

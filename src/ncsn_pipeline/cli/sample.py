@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..hub import HubError
 from ..images import save_image_grid, save_scatter_plot
 from ..modeling_toy import GaussianMixtureScore
 from ..pretrained import load_pipeline, model_names
@@ -106,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         print(run(args))
-    except (ValueError, FloatingPointError, OSError) as error:
+    except (ValueError, FloatingPointError, OSError, HubError) as error:
         parser.exit(2, f"ncsn-sample: error: {error}\n")
     return 0
 

@@ -35,12 +35,18 @@ class HubError(RuntimeError):
 def _hub_call(action: str, function, *args, **kwargs):
     """Run a huggingface_hub call, turning its failures into one clear `HubError`."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     try:
         return function(*args, **kwargs)
     except OfflineModeIsEnabled as error:
         raise HubError(f"Cannot {action}: HF_HUB_OFFLINE is set. Unset it to reach the Hub.") from error
+    except LocalEntryNotFoundError as error:  # offline (or unreachable) and not in the cache
+        raise HubError(
+            f"Cannot {action}: it is not in the Hugging Face cache and the Hub at {constants.ENDPOINT} cannot be "
+            f"reached{' (HF_HUB_OFFLINE is set)' if constants.HF_HUB_OFFLINE else ''}. Download it once with network "
+            "access, or pass a local folder."
+        ) from error
     except HfHubHTTPError as error:
         status = getattr(error.response, "status_code", None)
         if status in (401, 403):

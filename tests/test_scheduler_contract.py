@@ -111,10 +111,17 @@ def test_starting_at_any_level_start_equals_the_tail_of_a_full_run(name):
         earlier_levels = [float(full.timesteps[index]) for index in starts if index < start]
         if float(full.timesteps[start]) not in earlier_levels:  # a value names the first level start that has it
             assert torch.allclose(_run(_scheduler(name), start, sample, state), final, atol=1e-6), start
-        # The same through set_begin_index.
+    # set_begin_index: at every call where the sampler says a run may begin (all of them for stateless samplers).
+    begins = [index for index in range(len(full.timesteps)) if full.can_begin_at(index)]
+    assert set(starts) <= set(begins)
+    for start in begins:
         explicit = _scheduler(name)
         explicit.set_begin_index(start)
+        sample, state = record[start]
         assert torch.allclose(_run(explicit, start, sample, state), final, atol=1e-6), start
+    for index in set(range(len(full.timesteps))) - set(begins):
+        with pytest.raises(ValueError, match=f"begin_index {index} is not where a run of {name} can start"):
+            _scheduler(name).set_begin_index(index)
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -123,7 +130,7 @@ def test_a_timestep_not_in_the_schedule_is_refused(name):
     sample = torch.zeros(2, 2)
     with pytest.raises(ValueError, match="timestep 123.0 is not one of this scheduler's noise levels"):
         scheduler.step(sample, 123.0, sample)
-    with pytest.raises(ValueError, match="is not where a noise level starts"):
+    with pytest.raises(ValueError, match="is not where a run of"):
         scheduler.set_begin_index(len(scheduler.timesteps) + 5)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 
 def _is_real(value: Any) -> bool:
@@ -91,6 +91,14 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}.")
     return value
+
+
+def check_data_range(value: Any) -> List[float]:
+    """Return ``[low, high]`` if ``value`` is a list or tuple of two finite numbers with ``low < high``."""
+    pair = list(value) if isinstance(value, (list, tuple)) else []
+    if len(pair) != 2 or not all(_is_real(item) and math.isfinite(item) for item in pair) or pair[0] >= pair[1]:
+        raise ValueError(f"data_range must be two finite numbers (low, high) with low < high, got {value!r}.")
+    return [float(pair[0]), float(pair[1])]
 
 
 def check_noise_range(sigma_min: float, sigma_max: float) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from safetensors import SafetensorError
 
-from .checks import check_choice, check_integer
+from .checks import check_choice, check_data_range, check_integer
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -120,12 +119,7 @@ class NCSNPipeline(DiffusionPipeline):
     def __init__(self, unet, scheduler, data_range: Optional[Sequence[float]] = None):
         super().__init__()
         if data_range is not None:
-            low_high = [float(value) for value in data_range] if isinstance(data_range, (list, tuple)) else []
-            if len(low_high) != 2 or not all(map(math.isfinite, low_high)) or low_high[0] >= low_high[1]:
-                raise ValueError(
-                    f"data_range must be two finite numbers (low, high) with low < high, got {data_range!r}."
-                )
-            data_range = low_high
+            data_range = check_data_range(data_range)
         check_score_scheduler(scheduler)
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(data_range=data_range)

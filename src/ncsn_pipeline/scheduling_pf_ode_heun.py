@@ -96,6 +96,10 @@ class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMi
         self._euler_start: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         self._reset_run()
 
+    def can_begin_at(self, index: int) -> bool:
+        """Only at an Euler step or the final step: a Heun correction needs the Euler step before it."""
+        return index in self._level_start_indices
+
     @property
     def description(self) -> str:
         """One line describing the configured run, e.g. for model cards and the demo."""

@@ -14,10 +14,11 @@ Every sampler of the package is a diffusers scheduler (``SchedulerMixin, ConfigM
    (`ScoreSchedulerMixin.from_scheduler_config` checks the option names). ``num_model_calls`` is the number
    of model calls of the planned run and ``description`` a one-line summary of the configured sampler
    (model cards, the CLI and the demo print it).
-3. **Start anywhere a level starts.** The first ``step`` of a run starts at its ``timestep``:
-   ``level_start_indices`` lists where levels begin in ``timesteps``; a timestep value maps to the first
-   level start with that value, and a value not in the schedule raises `ValueError`. ``set_begin_index``
-   sets the start explicitly (diffusers' img2img convention).
+3. **Start mid-schedule.** The first ``step`` of a run starts at its ``timestep``: ``level_start_indices``
+   lists where levels begin in ``timesteps``; a timestep value maps to the first level start with that value,
+   and a value not in the schedule raises `ValueError`. ``set_begin_index`` sets the start explicitly
+   (diffusers' img2img convention), at any call for which ``can_begin_at`` is true (every call, unless the
+   sampler keeps state between calls, as Heun's method does).
 4. **Prior and training.** Sampling starts from ``N(0, init_noise_sigma**2 I)`` with ``init_noise_sigma =
    sigma_max``; ``scale_model_input`` is the identity; ``add_noise(x, z, sigma)`` is ``x + sigma z`` for a
    scalar, ``(1,)`` or ``(batch,)`` sigma; ``noise_levels`` are the levels a model for the sampler is trained on.
@@ -118,12 +119,18 @@ class ScoreSchedulerMixin:
         """Model calls of the run planned by the last ``set_timesteps``."""
         return len(self.timesteps)
 
+    def can_begin_at(self, index: int) -> bool:
+        """Whether a run may start at ``timesteps[index]``: any call of the schedule, unless the sampler keeps state
+        between calls (then only `level_start_indices`)."""
+        return isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(self.timesteps)
+
     def set_begin_index(self, begin_index: int = 0) -> None:
-        """Start the next run at ``timesteps[begin_index]``, which must be in `level_start_indices`."""
-        if begin_index not in self._level_start_indices:
+        """Start the next run at ``timesteps[begin_index]`` (diffusers' img2img convention; see `can_begin_at`)."""
+        if not self.can_begin_at(begin_index):
             raise ValueError(
-                f"begin_index {begin_index!r} is not where a noise level starts; use one of "
-                f"{self._level_start_indices[:8]}{' ...' if len(self._level_start_indices) > 8 else ''}."
+                f"begin_index {begin_index!r} is not where a run of {type(self).__name__} can start: use an index "
+                f"from 0 to {len(self.timesteps) - 1} for which `can_begin_at` is true, such as the level starts "
+                f"{self._level_start_indices[:6]}{' ...' if len(self._level_start_indices) > 6 else ''}."
             )
         self._begin_index = int(begin_index)
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any, Callable, List, Tuple
 
-from ..checks import check_integer, check_positive
+from ..checks import check_data_range, check_integer, check_positive
 from ..scheduling_utils import score_schedulers
 
 
@@ -46,16 +45,13 @@ port = _argument_type(lambda value: check_integer("port", value, high=65535), in
 
 
 def data_range(text: str) -> List[float]:
-    """``'low,high'`` (e.g. ``'0,1'`` or ``'-1,1'``) as ``[low, high]`` with finite ``low < high``."""
+    """``'low,high'`` (e.g. ``'0,1'`` or ``'-1,1'``) as ``[low, high]`` (`check_data_range`)."""
     try:
-        low, high = (float(part) for part in text.split(","))
+        return check_data_range([float(part) for part in text.split(",")])
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected two numbers 'low,high' such as '0,1' or '-1,1', got {text!r}"
+            f"expected two finite numbers 'low,high' with low < high, such as '0,1' or '-1,1', got {text!r}"
         ) from None
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise argparse.ArgumentTypeError(f"expected finite low < high, got {text!r}")
-    return [low, high]
 
 
 def sampler_option(text: str) -> Tuple[str, Any]:

@@ -21,6 +21,7 @@ from .limits import (
     ANIMATION_MAX_AGE_S,
     FRAME_DURATION_MS,
     FRAME_TILE_SIZE,
+    GRID_BORDER,
     MAX_ANIMATION_FRAMES,
     MAX_BATCH_SIZE,
     MAX_IMAGE_WORK,
@@ -149,4 +150,5 @@ def generate_images(
         f"{batch_size} samples of {entry.label} with {pipe.scheduler.description}: each network call on the whole "
         f"batch, {seconds:.2f} s; seed {seed}."
     )
-    return GenerationResult(image_grid(images, tile=TILE_SIZE), animation_path, summary, calls, seconds)
+    grid = image_grid(images, tile=TILE_SIZE, border=GRID_BORDER)
+    return GenerationResult(grid, animation_path, summary, calls, seconds)

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_integer
 from .digits_data import DIGITS_NUM_LEVELS, load_digits_split
 
 IMAGE_SIZE = 16  # the score model's resolution: 8x8 digits, each pixel a 2x2 block
@@ -393,11 +394,7 @@ def floor_metrics(
     """
     images, _ = load_digits_split("train")
     if num_samples is not None:
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 2 <= num_samples <= len(images):
-            raise ValueError(
-                f"num_samples must be an integer from 2 to {len(images)} (the size of the train split), "
-                f"got {num_samples!r}."
-            )
+        num_samples = check_integer("num_samples (at most the train split's size)", num_samples, 2, len(images))
         chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(FLOOR_SUBSET_SEED))
         images = images[chosen[:num_samples]]
     return evaluate_digit_samples(upsample_digits(images), classifier, reference="held_out", confidence=confidence)

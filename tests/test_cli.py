@@ -40,7 +40,7 @@ def test_image_grid_from_a_saved_pipeline_folder(tmp_path, capsys):
         (["--sampler", "DDIMScheduler"], "--sampler 'DDIMScheduler' is not a sampler of the package; choose one of"),
         (["--sampler_option", "steps=3"], "NCSNScheduler has no option 'steps'; its options are ["),
         (["--sampler_option", "steps_per_level"], "expected KEY=VALUE such as steps_per_level=3"),
-        (["--sampler_option", "steps_per_level=0"], "steps_per_level must be an integer >= 1, got 0"),
+        (["--sampler_option", "steps_per_level=0"], "steps_per_level must be a whole number from 1 to 10000, got 0"),
         (["--num_inference", "3"], "unrecognized arguments: --num_inference"),
         (["--model", "someone/not-cached"], "Cannot download someone/not-cached: it is not in the Hugging Face cache"),
         (["--output", "samples.jpg"], "--output must name a .png file, got 'samples.jpg'"),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import reset_accelerate_state
-from ncsn_pipeline import NCSNPipeline
+from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel, score_schedulers
 from ncsn_pipeline.hub import HubError, push_folder_to_hub
 from ncsn_pipeline.pretrained import pretrained_path
 from ncsn_pipeline.training.cli import main as train_main
@@ -40,6 +40,22 @@ pipe = NCSNPipeline.from_pretrained(sys.argv[1])
 pipe.set_progress_bar_config(disable=True)
 images = pipe(generator=torch.Generator().manual_seed(11), batch_size=3, num_inference_steps=3, output_type="np").images
 np.save(sys.argv[2], images)
+"""
+
+
+# Loads several repos both ways in one fresh process: {name: repo} in argv[1], samples saved to argv[2].
+LOAD_MANY_BOTH_WAYS = """
+import json, sys, numpy as np, torch
+from diffusers import DiffusionPipeline
+from ncsn_pipeline import NCSNPipeline
+for name, repo in json.loads(sys.argv[1]).items():
+    for way, pipe in (("ours", NCSNPipeline.from_pretrained(repo)),
+                      ("plain", DiffusionPipeline.from_pretrained(repo, trust_remote_code=True))):
+        assert type(pipe.scheduler).__name__ == name, (way, type(pipe.scheduler))
+        pipe.set_progress_bar_config(disable=True)
+        images = pipe(generator=torch.Generator().manual_seed(11), batch_size=3, num_inference_steps=3,
+                      output_type="np").images
+        np.save(f"{sys.argv[2]}/{name}-{way}.npy", images)
 """
 
 
@@ -159,6 +175,35 @@ def test_wrong_token_and_unreachable_hub_give_clear_errors(tmp_path):
                 push_folder_to_hub(folder, "alice/toy", private=True)
             hub.up()
         assert hub.repo_ids() == []
+
+
+def test_every_sampler_is_pushed_with_its_card_and_reloads_both_ways(tmp_path):
+    torch.manual_seed(0)
+    unet = NCSNScoreModel(in_channels=1, sample_size=8, ngf=4)
+    tuned = NCSNScheduler(sigma_max=3.0, sigma_min=0.01, num_noise_levels=6, steps_per_level=2, step_lr=1e-5).config
+    repos, references = {}, {}
+    with running_stand_in() as hub:
+        with hub.patched_client(tmp_path / "pusher-home"):
+            for name, sampler_class in score_schedulers().items():
+                pipe = NCSNPipeline(unet, sampler_class.from_config(tuned), data_range=(0, 1))
+                pipe.set_progress_bar_config(disable=True)
+                repos[name] = f"alice/tiny-{name.lower()}"
+                pipe.push_to_hub(repos[name], private=True)
+                files = hub.files(repos[name])
+                index = json.loads(files["model_index.json"])
+                assert index["scheduler"] == [index["scheduler"][0], name]
+                assert f"scheduler/{index['scheduler'][0]}.py" in files
+                assert pipe.scheduler.description in files["README.md"].decode()  # the card names this sampler
+                references[name] = pipe(generator=torch.Generator().manual_seed(11), **SAMPLE).images
+        result = subprocess.run(
+            [sys.executable, "-c", LOAD_MANY_BOTH_WAYS, json.dumps(repos), str(tmp_path)],
+            env={**hub.client_env(tmp_path / "fresh-home"), "OMP_NUM_THREADS": "1"},
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name, reference in references.items():
+        for way in ("ours", "plain"):
+            np.testing.assert_array_equal(np.load(tmp_path / f"{name}-{way}.npy"), reference, err_msg=f"{name} {way}")
 
 
 def test_pipeline_push_to_hub_and_training_flag(tmp_path):

@@ -193,11 +193,11 @@ def test_wrong_argument_types_raise_type_error(model):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"in_channels": 0}, r"in_channels must be an integer >= 1, got 0"),
-        ({"in_channels": 1.5}, r"in_channels must be an integer >= 1, got 1\.5"),
+        ({"in_channels": 0}, r"in_channels must be a whole number from 1 to 16, got 0"),
+        ({"in_channels": 1.5}, r"in_channels must be a whole number from 1 to 16, got 1\.5"),
         ({"sample_size": 7}, r"sample_size must be even .* got 7"),
-        ({"sample_size": 2}, r"sample_size must be an integer >= 4, got 2"),
-        ({"ngf": 1}, r"ngf must be an integer >= 2, got 1"),
+        ({"sample_size": 2}, r"sample_size must be a whole number from 4 to 1024, got 2"),
+        ({"ngf": 1}, r"ngf must be a whole number from 2 to 256, got 1"),
     ],
 )
 def test_bad_config_raises(kwargs, match):

@@ -1,6 +1,7 @@
 """`NCSNPipeline`: outputs, callbacks, save/load round trips and bad input."""
 
 import json
+import re
 
 import numpy as np
 import PIL.Image
@@ -178,8 +179,37 @@ def test_missing_weights_do_not_fall_back_to_pickle(tmp_path):
     weights = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
     torch.save(pipe.unet.state_dict(), tmp_path / "unet" / "diffusion_pytorch_model.bin")
     weights.unlink()
-    with pytest.raises(OSError, match="diffusion_pytorch_model.safetensors"):
+    with pytest.raises(
+        ValueError, match=r"holds only pickle weights \(diffusion_pytorch_model.bin\); ncsn-pipeline never"
+    ):
         NCSNPipeline.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="use_safetensors=False .* is not supported"):
+        NCSNPipeline.from_pretrained(tmp_path, use_safetensors=False)
+
+
+@pytest.mark.parametrize("keys", [{"drop": 1}, {"add": 1}, {"drop": 1, "add": 1}, {"reshape": 1}])
+@pytest.mark.parametrize("low_cpu_mem_usage", [True, False])
+def test_weights_that_do_not_match_the_model_are_refused_naming_the_keys(tmp_path, keys, low_cpu_mem_usage):
+    pipe = _image_pipeline()
+    pipe.save_pretrained(tmp_path)
+    path = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
+    weights = load_file(path)
+    if "drop" in keys:
+        del weights["begin_conv.bias"]
+    if "add" in keys:
+        weights["extra.weight"] = torch.zeros(2)
+    if "reshape" in keys:
+        weights["begin_conv.bias"] = torch.zeros(3)
+    save_file(weights, path)
+    expected = {
+        "drop": r"missing \['begin_conv.bias'\]",
+        "add": r"unexpected \['extra.weight'\]",
+        "reshape": "begin_conv",
+    }
+    with pytest.raises(ValueError) as error:
+        NCSNPipeline.from_pretrained(tmp_path, low_cpu_mem_usage=low_cpu_mem_usage)
+    for key in keys:
+        assert re.search(expected[key], str(error.value)), str(error.value)
 
 
 def test_pickle_serialisation_is_refused(tmp_path):
@@ -194,9 +224,12 @@ def test_pickle_serialisation_is_refused(tmp_path):
         (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
         (dict(batch_size=2.5), "batch_size must be an integer >= 1, got 2.5"),
         (dict(output_type="jpg"), r"Unknown output_type 'jpg'; choose one of \['pil', 'np', 'pt'\]"),
-        (dict(num_inference_steps=0), "num_inference_steps must be an integer >= 2, got 0"),
+        (dict(num_inference_steps=0), "num_inference_steps must be a whole number from 2 to 100000, got 0"),
         (dict(steps_per_level=2), "unexpected keyword argument 'steps_per_level'"),
         (dict(batch_size=2, generator=[torch.Generator()]), "Got 1 generators for batch_size=2"),
+        (dict(batch_size=2, generator=(torch.Generator(), torch.Generator())), "generator must be a torch.Generator"),
+        (dict(batch_size=2, generator=0), r"generator must be a torch.Generator, a list of them .* got 0"),
+        (dict(batch_size=2, generator=[torch.Generator(), None]), "generator must be a torch.Generator"),
         (dict(callback_on_step_end_tensor_inputs=["latents"]), r"may only name \['sample'\], got \['latents'\]"),
     ],
 )

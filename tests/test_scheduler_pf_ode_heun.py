@@ -51,7 +51,7 @@ def test_deterministic_given_the_start_and_interchangeable():
     ("config", "match"),
     [
         (dict(sigma_min=60.0), r"sigma_min \(60.0\) must be smaller than sigma_max \(50.0\)"),
-        (dict(num_noise_levels=1), "num_noise_levels must be an integer >= 2, got 1"),
+        (dict(num_noise_levels=1), "num_noise_levels must be a whole number from 2 to 100000, got 1"),
         (dict(rho=0.0), "rho must be a positive finite number, got 0.0"),
     ],
 )

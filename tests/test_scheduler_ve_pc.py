@@ -74,8 +74,8 @@ def test_dtype_shape_and_determinism(dtype):
     ("config", "match"),
     [
         (dict(sigma_min=60.0), r"sigma_min \(60.0\) must be smaller than sigma_max \(50.0\)"),
-        (dict(num_noise_levels=1), "num_noise_levels must be an integer >= 2, got 1"),
-        (dict(num_corrector_steps=-1), "num_corrector_steps must be an integer >= 0, got -1"),
+        (dict(num_noise_levels=1), "num_noise_levels must be a whole number from 2 to 100000, got 1"),
+        (dict(num_corrector_steps=-1), "num_corrector_steps must be a whole number from 0 to 10000, got -1"),
         (dict(snr=float("nan")), "snr must be a positive finite number, got nan"),
     ],
 )

@@ -101,5 +101,5 @@ def test_toy_model_errors():
         model(torch.zeros(4, 3), 1.0)
     with pytest.raises(ValueError, match="must be positive and finite"):
         model(torch.zeros(4, 2), float("nan"))
-    with pytest.raises(ValueError, match="hidden_size must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="hidden_size must be a whole number from 1 to 65536, got 0"):
         ToyScoreModel(hidden_size=0)

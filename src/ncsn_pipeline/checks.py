@@ -27,6 +27,12 @@ import math
 import numbers
 from typing import Any, List, Optional, Sequence
 
+# Sizes beyond any published model (NCSNv2 FFHQ: 2,311 levels; score SDE: 2,000 steps; NCSN++ at 1024 px) are
+# refused when a config is read, so that a small hostile config file cannot make the package allocate gigabytes.
+MAX_NOISE_LEVELS = 100_000
+MAX_STEPS_PER_LEVEL = 10_000
+MAX_MODEL_CALLS = 10_000_000
+
 
 def _is_real(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, numbers.Real)
@@ -99,6 +105,23 @@ def check_data_range(value: Any) -> List[float]:
     if len(pair) != 2 or not all(_is_real(item) and math.isfinite(item) for item in pair) or pair[0] >= pair[1]:
         raise ValueError(f"data_range must be two finite numbers (low, high) with low < high, got {value!r}.")
     return [float(pair[0]), float(pair[1])]
+
+
+def check_noise_level_count(name: str, value: Any) -> int:
+    """A number of noise levels: an integer from 2 to `MAX_NOISE_LEVELS`."""
+    return check_integer(name, value, low=2, high=MAX_NOISE_LEVELS)
+
+
+def check_step_count(name: str, value: Any, low: int = 1) -> int:
+    """A number of steps per noise level: an integer from ``low`` to `MAX_STEPS_PER_LEVEL`."""
+    return check_integer(name, value, low=low, high=MAX_STEPS_PER_LEVEL)
+
+
+def check_model_calls(calls: int, what: str) -> int:
+    """Refuse a sampling run of more than `MAX_MODEL_CALLS` model calls (``what`` says how they add up)."""
+    if calls > MAX_MODEL_CALLS:
+        raise ValueError(f"{what} = {calls:,} model calls, more than the limit of {MAX_MODEL_CALLS:,}.")
+    return calls
 
 
 def check_noise_range(sigma_min: float, sigma_max: float) -> None:

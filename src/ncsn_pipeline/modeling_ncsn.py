@@ -40,8 +40,15 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
 from .checks import check_integer
+from .modeling_utils import StrictLoadingMixin
 
 __all__ = ["NCSNScoreModel"]
+
+# The largest sizes accepted (a config file is untrusted input: ngf 256 at 1024 px is already ~120M parameters and
+# gigabytes of activations; the published NCSN/NCSNv2 models use ngf <= 128 and at most 256 px).
+MAX_NGF = 256
+MAX_SAMPLE_SIDE = 1024
+MAX_IN_CHANNELS = 16
 
 # The smallest spatial side accepted: after the single 2x downsampling stage the feature maps must still have
 # more than one pixel, otherwise instance normalisation has no spatial statistics to compute.
@@ -255,7 +262,7 @@ class _RefineBlock(nn.Module):
         return self.output_convs(self.crp(hidden))
 
 
-class NCSNScoreModel(ModelMixin, ConfigMixin):
+class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""NCSNv2 score network ``s(x, sigma)`` estimating the score of noisy data, with a diffusers interface.
 
     The architecture is the ``NCSNv2`` RefineNet of Song & Ermon (2020) used for CIFAR-10 and CelebA. With
@@ -318,11 +325,11 @@ class NCSNScoreModel(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, in_channels: int = 3, sample_size: int = 32, ngf: int = 128):
         super().__init__()
-        in_channels = check_integer("in_channels", in_channels)
-        sample_size = check_integer("sample_size", sample_size, low=MIN_SAMPLE_SIDE)
+        in_channels = check_integer("in_channels", in_channels, high=MAX_IN_CHANNELS)
+        sample_size = check_integer("sample_size", sample_size, low=MIN_SAMPLE_SIDE, high=MAX_SAMPLE_SIDE)
         if sample_size % 2:
             raise ValueError(f"sample_size must be even (and >= {MIN_SAMPLE_SIDE}), got {sample_size}.")
-        ngf = check_integer("ngf", ngf, low=2)
+        ngf = check_integer("ngf", ngf, low=2, high=MAX_NGF)
 
         wide = 2 * ngf
         self.begin_conv = nn.Conv2d(in_channels, ngf, 3, padding=1)

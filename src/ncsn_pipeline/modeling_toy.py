@@ -17,6 +17,12 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
 from .checks import check_integer
+from .modeling_utils import StrictLoadingMixin
+
+# Limits of `ToyScoreModel` (a config file is untrusted input): widths, depth and 50M parameters (200 MB).
+MAX_TOY_WIDTH = 65_536
+MAX_TOY_LAYERS = 64
+MAX_TOY_PARAMETERS = 50_000_000
 
 
 def _sigma_per_example(timestep: Union[float, torch.Tensor], sample: torch.Tensor) -> torch.Tensor:
@@ -34,7 +40,7 @@ def _sigma_per_example(timestep: Union[float, torch.Tensor], sample: torch.Tenso
     return sigma
 
 
-class GaussianMixtureScore(ModelMixin, ConfigMixin):
+class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""Exact score of a Gaussian mixture perturbed by Gaussian noise, for checking samplers.
 
     The data distribution is ``p(x) = sum_k w_k N(x; mu_k, s_k**2 I)``. Perturbed by ``N(0, sigma**2 I)``
@@ -173,7 +179,7 @@ class GaussianMixtureScore(ModelMixin, ConfigMixin):
         return UNet2DOutput(sample=score)
 
 
-class ToyScoreModel(ModelMixin, ConfigMixin):
+class ToyScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""A small noise-conditional MLP score network for low-dimensional data (2-D toys).
 
     ``s(x, sigma) = MLP([x, log(sigma)]) / sigma``: the noise level enters as ``log(sigma)`` (scale-free
@@ -196,8 +202,16 @@ class ToyScoreModel(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, data_dim: int = 2, hidden_size: int = 128, num_layers: int = 3):
         super().__init__()
-        for name, value in (("data_dim", data_dim), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            check_integer(name, value)
+        data_dim = check_integer("data_dim", data_dim, high=MAX_TOY_WIDTH)
+        hidden_size = check_integer("hidden_size", hidden_size, high=MAX_TOY_WIDTH)
+        num_layers = check_integer("num_layers", num_layers, high=MAX_TOY_LAYERS)
+        num_parameters = (data_dim + 2) * hidden_size + (num_layers - 1) * (hidden_size + 1) * hidden_size
+        num_parameters += (hidden_size + 1) * data_dim
+        if num_parameters > MAX_TOY_PARAMETERS:
+            raise ValueError(
+                f"ToyScoreModel(data_dim={data_dim}, hidden_size={hidden_size}, num_layers={num_layers}) would have "
+                f"{num_parameters:,} parameters, more than the limit of {MAX_TOY_PARAMETERS:,} for this small MLP."
+            )
         layers = []
         width_in = data_dim + 1
         for _ in range(num_layers):

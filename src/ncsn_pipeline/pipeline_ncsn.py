@@ -64,6 +64,24 @@ def _resolve_folder(name_or_path: Union[str, os.PathLike], kwargs: Dict[str, Any
     )
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _refuse_pickle_only(folder: Path) -> None:
+    """Name the pickle weight file of a component folder that has no safetensors file, and say how to convert it."""
+    for component in ("unet",):
+        files = sorted(path for path in (folder / component).glob("*") if path.is_file())
+        if files and not any(path.suffix == ".safetensors" for path in files):
+            pickles = [path.name for path in files if path.suffix in PICKLE_SUFFIXES]
+            if pickles:
+                raise ValueError(
+                    f"{folder / component} holds only pickle weights ({', '.join(pickles)}); ncsn-pipeline never loads "
+                    "pickle files, since loading one can run arbitrary code. Convert them once, in an environment you "
+                    "trust, with `Model.from_pretrained(folder, subfolder='unet', use_safetensors=False)"
+                    ".save_pretrained(...)` (safetensors is the default), or ask the publisher for safetensors weights."
+                )
+
+
 class CorruptedWeightsError(ValueError, OSError):
     """A weight file exists but cannot be read (truncated, corrupted, or holding NaN/Inf)."""
 
@@ -148,7 +166,12 @@ class NCSNPipeline(DiffusionPipeline):
                 corrupted, or a weight is NaN or infinite; the message names the file.
         """
         folder = _resolve_folder(pretrained_model_name_or_path, kwargs)
-        kwargs.setdefault("use_safetensors", True)
+        if kwargs.setdefault("use_safetensors", True) is not True:
+            raise ValueError(
+                "NCSNPipeline loads weights only from safetensors files; use_safetensors=False (pickle weights, which "
+                "can run arbitrary code when loaded) is not supported."
+            )
+        _refuse_pickle_only(folder)
         try:
             index = json.loads((folder / "model_index.json").read_text())
             if isinstance(index.get("_class_name"), list):  # Hub layout with code files: build from our classes
@@ -294,6 +317,11 @@ class NCSNPipeline(DiffusionPipeline):
         check_score_scheduler(self.scheduler)  # it may have been swapped since __init__
         batch_size = check_integer("batch_size", batch_size)
         check_choice("output_type", output_type, OUTPUT_TYPES)
+        generators = generator if isinstance(generator, list) else [generator]
+        if not all(item is None or isinstance(item, torch.Generator) for item in generators) or None in generators[1:]:
+            raise ValueError(
+                f"generator must be a torch.Generator, a list of them (one per sample) or None, got {generator!r}."
+            )
         if isinstance(generator, list) and len(generator) != batch_size:
             raise ValueError(f"Got {len(generator)} generators for batch_size={batch_size}; pass one per sample.")
         unknown_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)

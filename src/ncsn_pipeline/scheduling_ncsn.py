@@ -16,7 +16,14 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
 
-from .checks import check_bool, check_integer, check_noise_range, check_positive
+from .checks import (
+    check_bool,
+    check_model_calls,
+    check_noise_level_count,
+    check_noise_range,
+    check_positive,
+    check_step_count,
+)
 from .noise_schedules import annealed_step_sizes, geometric_noise_levels, ncsnv2_noise_schedule
 from .sampling import denoise_step, langevin_step, raise_if_not_finite
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
@@ -120,8 +127,8 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     ):
         sigma_max = check_positive("sigma_max", sigma_max)
         check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
-        check_integer("num_noise_levels", num_noise_levels, low=2)
-        check_integer("steps_per_level", steps_per_level)
+        check_noise_level_count("num_noise_levels", num_noise_levels)
+        check_step_count("steps_per_level", steps_per_level)
         step_lr = check_positive("step_lr", step_lr)
         check_bool("final_denoise", final_denoise)
         if step_lr >= 2 * sigma_min**2:
@@ -169,8 +176,9 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
             device (`str` or `torch.device`, *optional*): Where ``timesteps`` should live.
         """
         num_levels = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
-        num_levels = check_integer("num_inference_steps", num_levels, low=2)
+        num_levels = check_noise_level_count("num_inference_steps", num_levels)
         steps_per_level = self.config.steps_per_level
+        check_model_calls(num_levels * steps_per_level, f"{num_levels} noise levels x {steps_per_level} steps")
         self.num_inference_steps = num_levels
         # sigmas and step sizes stay on the CPU in float64: `step` reads them as Python floats, which
         # avoids a device sync per step and keeps the sample's dtype.

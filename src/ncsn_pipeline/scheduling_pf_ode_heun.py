@@ -15,7 +15,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from .checks import check_integer, check_noise_range, check_positive
+from .checks import check_noise_level_count, check_noise_range, check_positive
 from .noise_schedules import geometric_noise_levels, karras_noise_levels
 from .sampling import raise_if_not_finite
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
@@ -71,8 +71,8 @@ class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMi
         sigma_max = check_positive("sigma_max", sigma_max)
         check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
         check_positive("rho", rho)
-        check_integer("num_noise_levels", num_noise_levels, low=2)
-        check_integer("num_train_noise_levels", num_train_noise_levels, low=2)
+        check_noise_level_count("num_noise_levels", num_noise_levels)
+        check_noise_level_count("num_train_noise_levels", num_train_noise_levels)
         self.set_timesteps()
 
     @property
@@ -85,7 +85,7 @@ class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMi
     ) -> None:
         """Prepare a run over ``num_inference_steps`` levels (default: the config's), ``2N - 1`` model calls."""
         levels = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
-        levels = check_integer("num_inference_steps", levels, low=2)
+        levels = check_noise_level_count("num_inference_steps", levels)
         self.num_inference_steps = levels
         self.sigmas = karras_noise_levels(self.config.sigma_max, self.config.sigma_min, levels, self.config.rho)
         # Each Heun step evaluates the score at sigma_i and sigma_{i+1}; the final Euler step at sigma_min only.

@@ -16,7 +16,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from .checks import check_integer, check_noise_range, check_positive
+from .checks import check_model_calls, check_noise_level_count, check_noise_range, check_positive, check_step_count
 from .noise_schedules import geometric_noise_levels
 from .sampling import raise_if_not_finite
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
@@ -73,8 +73,8 @@ class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigM
     ):
         sigma_max = check_positive("sigma_max", sigma_max)
         check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
-        check_integer("num_noise_levels", num_noise_levels, low=2)
-        check_integer("num_corrector_steps", num_corrector_steps, low=0)
+        check_noise_level_count("num_noise_levels", num_noise_levels)
+        check_step_count("num_corrector_steps", num_corrector_steps, low=0)
         check_positive("snr", snr)
         self.set_timesteps()
 
@@ -103,10 +103,11 @@ class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigM
     ) -> None:
         """Prepare a run with ``num_inference_steps`` levels (default: the config's); ``N * (M + 1)`` model calls."""
         levels = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
-        levels = check_integer("num_inference_steps", levels, low=2)
+        levels = check_noise_level_count("num_inference_steps", levels)
+        calls_per_level = self.config.num_corrector_steps + 1
+        check_model_calls(levels * calls_per_level, f"{levels} noise levels x {calls_per_level} calls")
         self.num_inference_steps = levels
         self.sigmas = geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, levels)
-        calls_per_level = self.config.num_corrector_steps + 1
         self.timesteps = self.sigmas.repeat_interleave(calls_per_level).to(device=device, dtype=torch.float32)
         self._level_start_indices = list(range(0, levels * calls_per_level, calls_per_level))
         self._reset_run()

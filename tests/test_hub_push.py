@@ -256,3 +256,42 @@ def test_bundled_cards_pass_the_hub_metadata_validation(tmp_path):
         bad = ModelCard("---\npipeline_tag: not-a-task\n---\n# x")
         with pytest.raises(ValueError):
             bad.validate()
+
+
+@pytest.mark.parametrize("form", ["--hub_token TOKEN", "--hub_token=TOKEN", "HF_TOKEN=TOKEN"])
+def test_the_hub_token_is_written_nowhere_however_it_is_passed(tmp_path, form):
+    """Issue 9, item 1: no token in the output folder, checkpoints, logs, card or pushed repository."""
+    with running_stand_in() as hub:
+        token = hub.token
+        out = tmp_path / "trained"
+        args = ["--dataset_name", "two-gaussians", "--num_toy_samples", "256", "--train_batch_size", "64"]
+        args += ["--hidden_size", "8", "--max_train_steps", "2", "--checkpointing_steps", "1", "--report_to", "none"]
+        args += ["--output_dir", str(out), "--push_to_hub", "--hub_model_id", "alice/secret", "--hub_private"]
+        if form.startswith("HF_TOKEN"):
+            env = hub.client_env(tmp_path / "home")  # the token comes from the environment only
+        else:
+            env = hub.client_env(tmp_path / "home", token=None)
+            args += form.replace("TOKEN", token).split(" ")
+        result = subprocess.run(
+            [sys.executable, "-m", "ncsn_pipeline.train", *args],
+            env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        pushed = hub.files("alice/secret")
+    assert "unet/diffusion_pytorch_model.safetensors" in pushed
+    written = [path for path in out.rglob("*") if path.is_file()]
+    assert any(path.name == "training_args.json" for path in written) and any("checkpoint-2" in str(p) for p in written)
+    for path in written:
+        assert token.encode() not in path.read_bytes(), path
+    for name, content in pushed.items():
+        assert token.encode() not in content, name
+    assert token not in result.stdout and token not in result.stderr
+    record = json.loads((out / "training_args.json").read_text())
+    assert record["command"].startswith("ncsn-train") and ("***" in record["command"]) != form.startswith("HF_TOKEN")
+
+
+def test_abbreviated_flags_are_refused_so_a_token_cannot_slip_past_the_masking(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--dataset_name", "digits", "--output_dir", "x", "--hub_tok", "hf_secret"])
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments: --hub_tok hf_secret" in capsys.readouterr().err

@@ -125,7 +125,6 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         process.send_signal(signal.SIGKILL)
         process.wait()
     resume_from = int(resolve_checkpoint(killed, "latest").name.split("-")[1])
-    before_resume = len(_losses(killed))
     stop = resume_from + 12  # crosses an epoch boundary for most kill points, and at least one more checkpoint
     resumed = _run(
         [*common, "--output_dir", str(killed), "--max_train_steps", str(stop), "--resume_from_checkpoint", "latest"]
@@ -135,9 +134,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     reference = tmp_path / "reference"
     assert main([*common, "--output_dir", str(reference), "--max_train_steps", str(stop)]) == 0
     expected = {entry["step"]: entry["loss"] for entry in _losses(reference)}
-    after = _losses(killed)[before_resume:]
-    assert [entry["step"] for entry in after] == list(range(resume_from + 1, stop + 1))  # no lost or repeated step
-    assert [entry["loss"] for entry in after] == [expected[step] for step in range(resume_from + 1, stop + 1)]
+    logged = _losses(killed)
+    assert [entry["step"] for entry in logged] == list(range(1, stop + 1))  # each step exactly once
+    assert [entry["loss"] for entry in logged] == [expected[step] for step in range(1, stop + 1)]
     # And the saved pipelines are identical.
     weights = [NCSNPipeline.from_pretrained(path).unet.state_dict() for path in (killed, reference)]
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
@@ -318,3 +317,170 @@ def test_an_existing_pipeline_is_not_overwritten_by_accident(tmp_path, capsys):
     assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "1", "--checkpointing_steps", "1"]) == 0
     assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "1"]) == 2
     assert "already holds a trained pipeline" in capsys.readouterr().err
+
+
+def test_the_loss_log_holds_each_step_once_after_interruptions(tmp_path):
+    out = tmp_path / "run"
+    assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "6", "--checkpointing_steps", "3"]) == 0
+    reset_accelerate_state()
+    log = out / "logs" / "loss.jsonl"
+    # What a run killed after step 8 while writing step 9 leaves behind (its last checkpoint is step 6).
+    extra = [json.dumps({"step": 7, "loss": 1.0, "lr": 0.001}), json.dumps({"step": 8, "loss": 1.0, "lr": 0.001})]
+    log.write_text(log.read_text() + "\n".join(extra) + '\n{"step": 9, "lo')
+    args = [*TOY, "--output_dir", str(out), "--max_train_steps", "9", "--checkpointing_steps", "3"]
+    assert main([*args, "--resume_from_checkpoint", "latest"]) == 0
+    steps = [entry["step"] for entry in _losses(out)]
+    assert steps == list(range(1, 10))
+    assert all(entry["loss"] != 1.0 for entry in _losses(out))  # steps 7 and 8 were logged again, by the real run
+
+
+def test_interrupted_saves_and_deletions_leave_nothing_behind(tmp_path):
+    out = tmp_path / "run"
+    args = [*TOY, "--output_dir", str(out), "--checkpointing_steps", "2", "--checkpoints_total_limit", "1"]
+    assert main([*args, "--max_train_steps", "4"]) == 0
+    reset_accelerate_state()
+    assert sorted(path.name for path in out.glob("*checkpoint-*")) == ["checkpoint-4"]
+    # A half-deleted checkpoint (marker gone), an interrupted deletion and an interrupted save.
+    (out / "checkpoint-2").mkdir()
+    (out / "checkpoint-2" / "model.safetensors").write_bytes(b"partial")
+    (out / ".checkpoint-1.deleting").mkdir()
+    (out / ".checkpoint-6.tmp").mkdir()
+    result = _run([*args, "--max_train_steps", "6", "--resume_from_checkpoint", "latest"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(path.name for path in out.glob("*checkpoint-*")) == ["checkpoint-6"]
+    for name in ("checkpoint-2", ".checkpoint-1.deleting", ".checkpoint-6.tmp"):
+        assert f"Removed {name}: an interrupted checkpoint save or deletion" in result.stderr
+
+
+def test_resume_without_a_checkpoint_and_a_run_without_checkpoints_are_announced(tmp_path):
+    out = tmp_path / "run"
+    args = [*TOY, "--output_dir", str(out), "--max_train_steps", "2", "--checkpointing_steps", "5"]
+    result = _run([*args, "--resume_from_checkpoint", "latest"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "WARNING" in result.stderr
+    assert "there is no complete checkpoint in" in result.stderr and "starts from step 0" in result.stderr
+    assert "--checkpointing_steps 5 exceeds --max_train_steps 2: this run writes no checkpoint" in result.stderr
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _nan_weights(path):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(path)
+    first = sorted(weights)[0]
+    weights[first] = torch.full_like(weights[first], float("nan"))
+    save_file(weights, path)
+
+
+CORRUPTIONS = {
+    "truncated weights": ("model.safetensors", _truncate, "model.safetensors is truncated or corrupted"),
+    "truncated optimizer": ("optimizer.bin", _truncate, "optimizer.bin is truncated or corrupted"),
+    "broken marker": (COMPLETE_MARKER, lambda path: path.write_text("{broken"), "is not readable JSON"),
+    "NaN weights": ("model.safetensors", _nan_weights, "model.safetensors holds NaN or infinite values"),
+}
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_a_broken_newest_checkpoint_is_named_and_the_newest_intact_one_used(tmp_path, corruption):
+    out = tmp_path / "run"
+    args = [*TOY, "--output_dir", str(out), "--checkpointing_steps", "2"]
+    assert main([*args, "--max_train_steps", "4"]) == 0
+    reset_accelerate_state()
+    file_name, damage, message = CORRUPTIONS[corruption]
+    damage(out / "checkpoint-4" / file_name)
+    result = _run([*args, "--max_train_steps", "6", "--resume_from_checkpoint", "latest"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Skipping checkpoint-4" in result.stderr and message in result.stderr
+    assert "Resumed from" in result.stderr and "checkpoint-2 at step 2" in result.stderr
+    assert [entry["step"] for entry in _losses(out)] == list(range(1, 7))
+
+
+def test_no_intact_checkpoint_stops_with_a_message_naming_the_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [*TOY, "--output_dir", str(out), "--checkpointing_steps", "2"]
+    assert main([*args, "--max_train_steps", "4"]) == 0
+    reset_accelerate_state()
+    for step in (2, 4):
+        _truncate(out / f"checkpoint-{step}" / "model.safetensors")
+    assert main([*args, "--max_train_steps", "6", "--resume_from_checkpoint", "latest"]) == 2
+    error = capsys.readouterr().err
+    assert "No intact checkpoint in" in error and "checkpoint-2/model.safetensors is truncated" in error
+    assert main([*args, "--max_train_steps", "6", "--resume_from_checkpoint", "checkpoint-4"]) == 2
+    assert "checkpoint-4/model.safetensors is truncated or corrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["our safetensors file", "accelerate's torch.save"])
+def test_a_full_disk_while_checkpointing_names_the_file_and_keeps_the_previous_checkpoint(tmp_path, where, capsys):
+    """Issue 9, item 7, with a simulated ENOSPC (the form each writer reports it in)."""
+    import errno
+
+    import accelerate
+
+    from ncsn_pipeline.training import checkpoints
+
+    out = tmp_path / "run"
+    args = [*TOY, "--output_dir", str(out), "--checkpointing_steps", "2", "--max_train_steps", "6"]
+    real_save_file, real_save_state = checkpoints.save_file, accelerate.Accelerator.save_state
+
+    def full_disk_save_file(tensors, filename, *rest, **kwargs):
+        if "checkpoint-4" in str(filename) and "ema" in str(filename):
+            Path(filename).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+        return real_save_file(tensors, filename, *rest, **kwargs)
+
+    def full_disk_save_state(self, output_dir=None, **kwargs):
+        if "checkpoint-4" in str(output_dir):
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(output_dir) / "optimizer.bin").write_bytes(b"partial")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                               "data/0: file write failed")  # fmt: skip
+        return real_save_state(self, output_dir, **kwargs)
+
+    patch = pytest.MonkeyPatch()
+    if where == "our safetensors file":
+        patch.setattr(checkpoints, "save_file", full_disk_save_file)
+    else:
+        patch.setattr(accelerate.Accelerator, "save_state", full_disk_save_state)
+    try:
+        assert main(args) == 2
+    finally:
+        patch.undo()
+    error = capsys.readouterr().err
+    file_name = "ema.safetensors" if where == "our safetensors file" else "optimizer.bin"
+    assert "No space left on device while writing" in error and file_name in error
+    assert "['checkpoint-2']" in error and "Traceback" not in error
+    assert sorted(path.name for path in out.glob("*checkpoint-*")) == ["checkpoint-2"]
+    assert checkpoints.checkpoint_problem(out / "checkpoint-2") is None
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_saves_a_checkpoint_at_the_current_step_and_exits_cleanly(tmp_path, signal_name):
+    """Issue 9, item 2: even a run stopped long before its first scheduled checkpoint keeps its work."""
+    out = tmp_path / "run"
+    args = [*TOY, "--output_dir", str(out), "--checkpointing_steps", "100000"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ncsn_pipeline.train", *args, "--max_train_steps", "100000"],
+        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 240
+        while not (out / "logs" / "loss.jsonl").is_file() or len(_losses(out)) < 5:
+            assert time.time() < deadline and process.poll() is None, "training did not start"
+            time.sleep(0.05)
+        process.send_signal(getattr(signal, signal_name))
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + getattr(signal, signal_name)
+    assert "Traceback" not in stderr
+    step = len(_losses(out))
+    message = f"ncsn-train: {signal_name} received: saved checkpoint-{step} in {out}; continue with the same command"
+    assert message in stderr and "--resume_from_checkpoint latest" in stderr
+    assert resolve_checkpoint(out, "latest").name == f"checkpoint-{step}"
+    assert not (out / "model_index.json").exists()  # an unfinished run is not a finished pipeline
+    resumed = _run([*args, "--max_train_steps", str(step + 3), "--resume_from_checkpoint", "latest"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [entry["step"] for entry in _losses(out)] == list(range(1, step + 4))

@@ -163,18 +163,28 @@ def test_exif_orientation_is_applied(tmp_path):
     assert item[0].eq(0).all() and item[-1].eq(255).all()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "random_bytes"])
+@pytest.mark.parametrize("damage", ["truncated", "random_bytes", "truncated_jpeg"])
 def test_damaged_file_is_named(tmp_path, damage):
     (tmp_path / "ok").mkdir()
     Image.new("RGB", (16, 16), (1, 2, 3)).save(tmp_path / "ok" / "fine.png")
-    bad = tmp_path / "ok" / "zz_bad.png"
-    if damage == "truncated":
+    bad = tmp_path / "ok" / ("zz_bad.jpg" if damage == "truncated_jpeg" else "zz_bad.png")
+    if damage.startswith("truncated"):
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(bad)
-        bad.write_bytes(bad.read_bytes()[:-200])
+        bad.write_bytes(bad.read_bytes()[: -200 if damage == "truncated" else len(bad.read_bytes()) // 2])
     else:
         bad.write_bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8).tobytes())
-    with pytest.raises(ValueError, match="zz_bad.png"):
+    with pytest.raises(ValueError, match="zz_bad.(png|jpg)"):
         load_training_data(train_data_dir=str(tmp_path))
+
+
+def test_a_fifo_named_like_an_image_is_skipped_with_a_warning(tmp_path, caplog):
+    """Issue 9, item 8: reading a FIFO blocks forever; it is not a regular file, so it is never opened."""
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(tmp_path / "fine.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    with caplog.at_level("WARNING"):
+        data = load_training_data(train_data_dir=str(tmp_path), resolution=8)
+    assert len(data.dataset) == 1
+    assert "pipe.png: not a regular file" in caplog.text
 
 
 def test_folder_errors(tmp_path):

@@ -8,12 +8,14 @@ marker ``checkpoint_complete.json`` (step, arguments, training time and the comm
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -78,18 +80,104 @@ def complete_checkpoints(output_dir: Path) -> List[Path]:
     return [path for _, path in sorted(found)]
 
 
-def resolve_checkpoint(output_dir: Path, resume_from_checkpoint: str) -> Optional[Path]:
-    """The checkpoint folder to resume from: ``latest`` complete one in ``output_dir``, or an explicit path."""
+def remove_checkpoint(checkpoint: Path) -> None:
+    """Delete a checkpoint folder so that a kill midway leaves no half-deleted ``checkpoint-N``.
+
+    The folder is first renamed (atomic) to ``.checkpoint-N.deleting``, which nothing resumes from and which
+    `remove_incomplete_checkpoints` finishes off at the next start.
+    """
+    doomed = checkpoint.with_name(f".{checkpoint.name}.deleting")
+    os.replace(checkpoint, doomed)
+    shutil.rmtree(doomed)
+
+
+def remove_incomplete_checkpoints(output_dir: Path) -> List[Path]:
+    """Remove what interrupted saves and deletions left in ``output_dir``; return what was removed.
+
+    That is ``.checkpoint-N.tmp`` (a save that never completed), ``.checkpoint-N.deleting`` (a deletion that never
+    completed) and any ``checkpoint-N`` folder without its completion marker (a deletion interrupted by an older
+    version). A complete checkpoint is only ever created by renaming a finished ``.tmp`` folder, so none of these
+    can hold a usable checkpoint.
+    """
+    removed = []
+    for path in sorted(output_dir.iterdir()) if output_dir.is_dir() else []:
+        orphan = CHECKPOINT_PATTERN.match(path.name) and not (path / COMPLETE_MARKER).is_file()
+        leftover = re.fullmatch(r"\.checkpoint-\d+\.(tmp|deleting)", path.name)
+        if path.is_dir() and (orphan or leftover):
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
+
+
+def checkpoint_problem(checkpoint: Path) -> Optional[str]:
+    """Why ``checkpoint`` cannot be resumed from (naming the broken file), or ``None`` when it is intact.
+
+    Reads every file: the marker must be JSON, safetensors files must load and hold only finite floats, and
+    accelerate's ``torch.save`` files (zip archives) must pass their CRC checks, so a truncated or corrupted file
+    is found before any state is restored.
+    """
+    from safetensors import safe_open
+
+    try:
+        json.loads((checkpoint / COMPLETE_MARKER).read_text())
+    except (OSError, ValueError) as error:
+        return f"{checkpoint / COMPLETE_MARKER} is not readable JSON ({error})"
+    for path in sorted(checkpoint.iterdir()):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as handle:
+                    for key in handle.keys():
+                        tensor = handle.get_tensor(key)
+                        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                            return f"{path} holds NaN or infinite values in {key!r}"
+            elif path.suffix in (".bin", ".pkl", ".pt"):
+                with zipfile.ZipFile(path) as archive:
+                    damaged = archive.testzip()
+                if damaged is not None:
+                    return f"{path} is corrupted (member {damaged} fails its CRC check)"
+        except Exception as error:  # safetensors, zipfile and OS errors all mean: this file cannot be restored
+            return f"{path} is truncated or corrupted ({type(error).__name__}: {error})"
+    return None
+
+
+def resolve_checkpoint(
+    output_dir: Path, resume_from_checkpoint: str, on_skip: Optional[Callable[[str], None]] = None
+) -> Optional[Path]:
+    """The checkpoint folder to resume from: the newest *intact* complete one (``latest``), or an explicit path.
+
+    With ``latest``, a broken newest checkpoint is skipped (``on_skip`` receives why) in favour of the newest
+    intact one; if every checkpoint is broken, or an explicit one is, a `ValueError` names the broken file and
+    lists the intact checkpoints.
+    """
+    checkpoints = complete_checkpoints(output_dir)
     if resume_from_checkpoint == "latest":
-        checkpoints = complete_checkpoints(output_dir)
-        return checkpoints[-1] if checkpoints else None
+        problems = []
+        for checkpoint in reversed(checkpoints):
+            problem = checkpoint_problem(checkpoint)
+            if problem is None:
+                return checkpoint
+            problems.append(problem)
+            if on_skip is not None:
+                on_skip(f"Skipping {checkpoint.name}: {problem}.")
+        if problems:
+            raise ValueError(
+                f"No intact checkpoint in {output_dir}: {'; '.join(problems)}. Start a new run with another "
+                "--output_dir, or remove the broken checkpoints."
+            )
+        return None
     path = Path(resume_from_checkpoint)
     if not path.is_absolute() and not path.exists():
         path = output_dir / path
     if not (path / COMPLETE_MARKER).is_file():
         raise ValueError(
             f"--resume_from_checkpoint {resume_from_checkpoint!r}: {path} is not a complete checkpoint "
-            f"(no {COMPLETE_MARKER}); use 'latest' or one of {[p.name for p in complete_checkpoints(output_dir)]}."
+            f"(no {COMPLETE_MARKER}); use 'latest' or one of {[p.name for p in checkpoints]}."
+        )
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        intact = [checkpoint.name for checkpoint in checkpoints if checkpoint_problem(checkpoint) is None]
+        raise ValueError(
+            f"--resume_from_checkpoint {resume_from_checkpoint!r}: {problem}. Intact checkpoints: {intact or 'none'}."
         )
     return path
 
@@ -133,6 +221,18 @@ class TrainingRandomness:
         return folder / f"training_randomness_{process_index}.safetensors"
 
 
+class DiskFullError(RuntimeError):
+    """A checkpoint could not be written for lack of space; the message names the file and what was kept."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` means the disk is full (``ENOSPC``, or torch's zip writer reporting a failed write)."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    text = str(error)
+    return "No space left on device" in text or "file write failed" in text
+
+
 def save_checkpoint(
     accelerator,
     output_dir: Path,
@@ -149,12 +249,24 @@ def save_checkpoint(
     if accelerator.is_main_process and temporary.exists():
         shutil.rmtree(temporary)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary))
-    # Our own state, in safetensors (accelerate's custom-object files are pickles).
-    randomness.save(temporary, accelerator.process_index)
-    if ema_model is not None and accelerator.is_main_process:
-        ema_state = {f"shadow.{i}": p.detach().cpu().contiguous() for i, p in enumerate(ema_model.shadow_params)}
-        save_file(ema_state, temporary / "ema.safetensors")
+    try:
+        accelerator.save_state(str(temporary))
+        # Our own state, in safetensors (accelerate's custom-object files are pickles).
+        randomness.save(temporary, accelerator.process_index)
+        if ema_model is not None and accelerator.is_main_process:
+            ema_state = {f"shadow.{i}": p.detach().cpu().contiguous() for i, p in enumerate(ema_model.shadow_params)}
+            save_file(ema_state, temporary / "ema.safetensors")
+    except (OSError, RuntimeError) as error:
+        if not is_disk_full(error):
+            raise
+        newest = max(temporary.glob("*"), key=lambda path: path.stat().st_mtime, default=temporary)
+        shutil.rmtree(temporary, ignore_errors=True)
+        intact = [path.name for path in complete_checkpoints(output_dir)]
+        raise DiskFullError(
+            f"No space left on device while writing {getattr(error, 'filename', None) or newest} (checkpoint "
+            f"{global_step}); it was removed, and the earlier checkpoints are untouched ({intact or 'none'}). Free "
+            "some space, then continue with --resume_from_checkpoint latest."
+        ) from error
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         marker = {
@@ -171,7 +283,7 @@ def save_checkpoint(
         # Only now that the new checkpoint is complete may old ones go.
         if args.checkpoints_total_limit is not None:
             for old in complete_checkpoints(output_dir)[: -args.checkpoints_total_limit]:
-                shutil.rmtree(old)
+                remove_checkpoint(old)
     accelerator.wait_for_everyone()
     return final
 

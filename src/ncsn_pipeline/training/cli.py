@@ -8,6 +8,7 @@ Every flag's ``--help`` line says its default; the negative flags (``--no_ema``,
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Optional, Sequence
 
@@ -193,12 +194,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-train``."""
-    from .loop import train
+    from .checkpoints import DiskFullError
+    from .loop import TrainingInterrupted, train
 
     args = parse_args(argv)
     try:
         train(args)
-    except (ValueError, FloatingPointError, HubError) as error:
+    except TrainingInterrupted as stopped:
+        print(f"ncsn-train: {stopped}", file=sys.stderr)
+        return 128 + getattr(signal, stopped.signal_name, signal.SIGINT)
+    except (ValueError, FloatingPointError, HubError, DiskFullError) as error:
         print(f"ncsn-train: error: {error}", file=sys.stderr)
         return 2
     return 0

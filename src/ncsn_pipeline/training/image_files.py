@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
@@ -11,6 +12,8 @@ import torch
 from PIL import Image, ImageOps
 
 from ..checks import check_integer
+
+logger = logging.getLogger(__name__)
 
 # File name endings searched for in `train_data_dir` (compared case-insensitively).
 IMAGE_EXTENSIONS: Tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -135,8 +138,9 @@ def find_image_files(root: str) -> List[str]:
     """All image files under ``root``, recursively, in a fixed order.
 
     Files count as images by their ending (`IMAGE_EXTENSIONS`, any case). Hidden files and folders
-    (names starting with ``"."``, e.g. ``.ipynb_checkpoints`` or macOS ``._photo.png``) are skipped.
-    Symbolic links to folders are followed, each real folder once.
+    (names starting with ``"."``, e.g. ``.ipynb_checkpoints`` or macOS ``._photo.png``) are skipped, and so is
+    anything that is not a regular file (a FIFO named ``x.png`` would block the first read forever), with a
+    warning. Symbolic links to folders are followed, each real folder once.
 
     Args:
         root (`str`): The folder.
@@ -153,11 +157,14 @@ def find_image_files(root: str) -> List[str]:
             continue
         visited.add(real)
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-        found.extend(
-            os.path.join(folder, name)
-            for name in files
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-        )
+        for name in files:
+            if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            path = os.path.join(folder, name)
+            if not os.path.isfile(path):  # a FIFO, socket, device or broken link
+                logger.warning(f"Skipping {path}: not a regular file.")
+                continue
+            found.append(path)
     # Sort by relative path: os.walk's order depends on the file system.
     return sorted(found, key=lambda path: Path(os.path.relpath(path, root)).parts)
 
@@ -168,5 +175,9 @@ def verify_image_files(paths: Sequence[str]) -> None:
         try:
             with Image.open(path) as image:
                 image.verify()  # reads the file's structure (PNG: checks every chunk's CRC) without decoding
+            if image.format == "JPEG":  # verify() does not read JPEG data: decode it, at 1/8 scale (cheap)
+                with Image.open(path) as image:
+                    image.draft(image.mode, (image.width // 8 + 1, image.height // 8 + 1))
+                    image.load()
         except Exception as error:  # Pillow signals damage with many types: OSError, SyntaxError, struct.error ...
             raise ValueError(f"Cannot read image file {path}: {error}. Remove or replace it.") from error

@@ -26,10 +26,9 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import torch
 
@@ -39,10 +38,13 @@ from .checkpoints import (
     check_resume_compatible,
     load_checkpoint,
     recorded_args,
+    remove_incomplete_checkpoints,
     resolve_checkpoint,
     save_checkpoint,
 )
 from .data import load_training_data
+from .records import command_line, training_record, trim_loss_log
+from .signals import StopRequest, TrainingInterrupted
 
 
 def to_model_input(
@@ -229,13 +231,21 @@ def train(args: argparse.Namespace) -> Path:
     global_step, earlier_seconds, segments = 0, 0.0, []
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in output_dir.glob(".checkpoint-*.tmp"):
-            shutil.rmtree(leftover)  # an interrupted save: never complete, never used
+        for leftover in remove_incomplete_checkpoints(output_dir):
+            logger.warning(f"Removed {leftover.name}: an interrupted checkpoint save or deletion, never used.")
     accelerator.wait_for_everyone()
+    if args.checkpointing_steps > args.max_train_steps:
+        logger.warning(
+            f"--checkpointing_steps {args.checkpointing_steps} exceeds --max_train_steps {args.max_train_steps}: this "
+            "run writes no checkpoint, so an interruption loses all of it."
+        )
     if args.resume_from_checkpoint:
-        checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
+        checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint, on_skip=logger.warning)
         if checkpoint is None:
-            logger.info("No complete checkpoint found: starting a new run.")
+            logger.warning(
+                f"--resume_from_checkpoint latest: there is no complete checkpoint in {output_dir}, so training starts "
+                "from step 0."
+            )
         else:
             check_resume_compatible(checkpoint, args, accelerator.num_processes)
             global_step, earlier_seconds, segments = load_checkpoint(accelerator, checkpoint, randomness, ema_model)
@@ -253,7 +263,8 @@ def train(args: argparse.Namespace) -> Path:
         )
     loss_log = output_dir / "logs" / "loss.jsonl"
     if accelerator.is_main_process:
-        loss_log.parent.mkdir(parents=True, exist_ok=True)
+        # Steps after the checkpoint we resume from (logged before an interruption) will be logged again.
+        trim_loss_log(loss_log, last_step=global_step)
 
     # The command of this segment (steps first_step..); earlier segments come from the checkpoint.
     first_step = global_step + 1
@@ -261,10 +272,11 @@ def train(args: argparse.Namespace) -> Path:
     def segments_so_far() -> List[Dict[str, str]]:
         return [
             *segments,
-            {"steps": f"{first_step}-{global_step}", "command": _command_line() or "train() from Python"},
+            {"steps": f"{first_step}-{global_step}", "command": command_line(args) or "train() from Python"},
         ]
 
-    # 4. The loop.
+    # 4. The loop (Ctrl-C or SIGTERM: finish the step, save a checkpoint, stop).
+    stop = StopRequest.install()
     progress = tqdm(
         range(args.max_train_steps), initial=global_step, disable=not accelerator.is_local_main_process, desc="steps"
     )
@@ -299,7 +311,10 @@ def train(args: argparse.Namespace) -> Path:
             if ema_model is not None:
                 ema_model.step(model.parameters())
             global_step += 1
-            mean_loss = accelerator.gather(loss.detach()[None]).mean().item()
+            # One gather per step carries the loss and whether any process was asked to stop.
+            stop_flag = torch.tensor([float(stop.requested)], device=loss.device)
+            gathered = accelerator.gather(torch.cat([loss.detach()[None].float(), stop_flag])).reshape(-1, 2)
+            mean_loss, stop_now = gathered[:, 0].mean().item(), bool(gathered[:, 1].any())
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(
                     f"The loss became {mean_loss} at step {global_step}: lower --learning_rate (now "
@@ -312,11 +327,16 @@ def train(args: argparse.Namespace) -> Path:
             if accelerator.is_main_process:
                 with loss_log.open("a") as handle:
                     handle.write(json.dumps({"step": global_step, **logs}) + "\n")
-            if global_step % args.checkpointing_steps == 0:
+                    handle.flush()
+            if global_step % args.checkpointing_steps == 0 or stop_now:
                 elapsed = earlier_seconds + time.perf_counter() - started
                 save_checkpoint(
                     accelerator, output_dir, global_step, args, randomness, ema_model, elapsed, segments_so_far()
                 )
+            if stop_now:
+                progress.close()
+                accelerator.end_training()
+                raise TrainingInterrupted(stop.signal_name, global_step, output_dir)
             if args.save_samples_steps and global_step % args.save_samples_steps == 0 and accelerator.is_main_process:
                 preview = _pipeline(accelerator, model, ema_model, scheduler, data, args)
                 save_sample_preview(
@@ -326,6 +346,7 @@ def train(args: argparse.Namespace) -> Path:
                 break
         epoch += 1
     progress.close()
+    stop.uninstall()
     train_seconds = earlier_seconds + time.perf_counter() - started
 
     # 5. The pipeline folder: components first, model_index.json last, so a half-written folder never loads.
@@ -369,38 +390,6 @@ def _pipeline(accelerator, model, ema_model, scheduler, data, args):
         scheduler=NCSNScheduler.from_config(scheduler.config),
         data_range=args.data_range if data.is_image else None,
     )
-
-
-def _command_line() -> Optional[str]:
-    """The ``ncsn-train`` command that is running (with any Hub token masked), or None when called from Python."""
-    if not sys.argv or "train" not in Path(sys.argv[0]).name:
-        return None
-    words = list(sys.argv[1:])
-    for index, word in enumerate(words):
-        if word == "--hub_token" and index + 1 < len(words):
-            words[index + 1] = "***"
-        elif word.startswith("--hub_token="):
-            words[index] = "--hub_token=***"
-    return " ".join(["ncsn-train", *words])
-
-
-def training_record(args, data, global_step: int, train_seconds: float, hardware, segments) -> Dict[str, Any]:
-    """``training_args.json``, which the model card reads; this function is its only writer.
-
-    ``segments`` lists every command that ran, in order, with its steps: more than one after a resume.
-    """
-    return {
-        "command": _command_line(),
-        "args": recorded_args(args),
-        "data": data.description,
-        "num_examples": len(data.dataset),
-        "global_step": global_step,
-        "train_seconds": round(train_seconds, 1),
-        "num_processes": hardware["num_processes"],
-        "hardware": f"{hardware['num_processes']} x {hardware['device']}",
-        "torch": torch.__version__,
-        **({"segments": segments} if len(segments) > 1 else {}),
-    }
 
 
 def save_pipeline_folder(pipeline, output_dir: Path, record: Dict[str, Any], num_samples: int) -> None:

@@ -157,10 +157,18 @@ def test_generate_rejects_bad_input_quickly_with_a_readable_message(client, inde
     assert time.perf_counter() - started < QUICK_S
 
 
-def test_generate_refuses_too_much_work(client):
-    too_much = ["ncsn-digits", "NCSNScheduler", 100, 200, 1.0, 0, 64, False]
+@pytest.mark.parametrize(
+    ("levels", "steps", "batch", "message"),
+    [
+        (100, 200, 64, r"Too many network calls: 20001, the limit is 400"),
+        (100, 81, 1, r"Too many network calls: 8101, the limit is 400"),  # the 14-minute request of issue 9
+        (50, 5, 64, r"Too much work: 251 network calls x 64 \(batch size\) = 16064, the limit is 8192"),
+    ],
+)
+def test_generate_refuses_too_much_work(client, levels, steps, batch, message):
+    too_much = ["ncsn-digits", "NCSNScheduler", levels, steps, 1.0, 0, batch, False]
     started = time.perf_counter()
-    with pytest.raises(AppError, match=r"Too much work: 20001 network calls x 64 \(batch size\) = 1280064, the limit"):
+    with pytest.raises(AppError, match=message):
         client.predict(*too_much, api_name="/generate")
     assert time.perf_counter() - started < QUICK_S
 
@@ -213,7 +221,7 @@ def test_playground_annealed_recovers_the_weights_better_than_plain(client):
 
 @pytest.mark.parametrize("sampler", sorted(demo_module.SAMPLERS))
 def test_playground_with_every_sampler(client, sampler):
-    arguments = _with(_with(SMALL_PLAYGROUND, 1, sampler), 2, 20)
+    arguments = _with(_with(_with(SMALL_PLAYGROUND, 1, sampler), 2, 20), 3, 15)  # at most 320 calls
     weights = client.predict(*arguments, api_name="/playground")[2]
     assert abs(weights["annealed"][1] - 0.8) < abs(weights["plain"][1] - 0.8)
 
@@ -239,7 +247,7 @@ def test_playground_rejects_bad_input(client, index, value, message):
     arguments = _with(SMALL_PLAYGROUND, index, value)
     if message is None:
         arguments = _with(_with(arguments, 3, 200), 7, 2000)
-        message = "Too much work: 40000 network calls x 2000 (number of points) = 80000000, the limit is 4000000."
+        message = "Too many network calls: 20000, the limit is 1000."
     started = time.perf_counter()
     with pytest.raises(AppError) as error:
         client.predict(*arguments, api_name="/playground")
@@ -253,8 +261,10 @@ def test_playground_rejects_bad_input(client, index, value, message):
 def test_every_event_is_queued_and_no_direct_route_runs_it(server):
     assert server._queue.max_size == demo_module.QUEUE_MAX_SIZE
     assert server.api_open is False
-    # api_open=False refuses queued events on the direct routes, so every event must be queued.
-    assert all(fn.queue for fn in server.fns.values())
+    # api_open=False refuses queued events on the direct routes, so every event with a server function must be
+    # queued; the others run only in the browser (JavaScript) and have no server function.
+    assert all(fn.queue or fn.fn is None for fn in server.fns.values())
+    assert [fn.api_name for fn in server.fns.values() if fn.fn is not None] == ["generate", "playground"]
     sampling = [fn for fn in server.fns.values() if fn.api_name in ("generate", "playground")]
     assert len(sampling) == 2
     assert all(fn.concurrency_id == demo_module.SAMPLING_CONCURRENCY_ID for fn in sampling)
@@ -269,6 +279,41 @@ def test_every_event_is_queued_and_no_direct_route_runs_it(server):
     assert demo_module.ACTIVE_RUNS.peak == 0  # nothing ran
     for path in ("gradio_api/mcp/sse", "gradio_api/mcp/"):  # no MCP server calling the functions directly
         assert httpx.get(f"{server.test_url}{path}", timeout=30).status_code == 404
+
+
+def test_only_the_documented_endpoints_run_and_requests_stay_small(server):
+    public = {fn._id for fn in server.fns.values() if fn.api_name in ("generate", "playground")}
+    join = f"{server.test_url}gradio_api/queue/join"
+    for fn_index in [*(set(range(len(server.fns) + 2)) - public), 99]:
+        body = {"data": [], "fn_index": fn_index, "session_hash": "probe", "event_data": None, "trigger_id": None}
+        response = httpx.post(join, json=body, timeout=30)
+        assert response.status_code == 404 and "call /generate or /playground" in response.text, fn_index
+    huge = httpx.post(join, content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"}, timeout=30)
+    assert huge.status_code == 413 and "x" * 100 not in huge.text  # refused, and not echoed back
+    for name in ("js_fn", "update", "nothing"):
+        assert httpx.post(f"{server.test_url}gradio_api/call/{name}", json={"data": []}, timeout=30).status_code == 404
+    upload = httpx.post(f"{server.test_url}gradio_api/upload", files={"files": ("a.txt", b"x" * 1000)}, timeout=30)
+    assert upload.status_code == 404
+    info = httpx.get(f"{server.test_url}gradio_api/info", timeout=30).json()
+    assert set(info["named_endpoints"]) == {"/generate", "/playground"} and not info.get("unnamed_endpoints")
+    labels = [item["label"] for endpoint in info["named_endpoints"].values() for item in endpoint["returns"]]
+    assert all(label and not label.startswith("value_") for label in labels), labels
+
+
+def test_every_suggested_setting_is_accepted(server):
+    """The sliders' suggestions for every model and sampler stay within the tab's call limit (else Run fails)."""
+    models = server.ncsn_models
+    for tab, table, max_calls in (
+        ("images", models.images, demo_module.MAX_IMAGE_CALLS),
+        ("points", models.points, demo_module.MAX_PLAYGROUND_CALLS),
+    ):
+        for key, entry in table.items():
+            for sampler in demo_module.SAMPLERS:
+                suggested = models.defaults(tab, key, sampler)
+                config = entry.pipeline.scheduler.config
+                levels, steps = suggested["noise_levels"], suggested["steps_per_level"]
+                run = demo_module.prepare_run(sampler, config, levels, steps, 1.0)
+                assert run.num_model_calls <= max_calls, (tab, key, sampler, suggested)
 
 
 def test_twenty_concurrent_clients(server):

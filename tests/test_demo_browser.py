@@ -134,3 +134,24 @@ def test_playground_in_the_browser(page, demo_url, tmp_path):
     assert "plain Langevin recovers" in summary.inner_text()
     _save(page, tmp_path, "playground_tab.png")
     assert page.outside_requests == [], "the page fetched something from outside the machine"
+
+
+def test_choosing_a_sampler_updates_the_controls_in_the_page_and_generates_with_it(page, demo_url):
+    """The suggestions run as JavaScript in the page: the server only runs /generate and /playground."""
+    page.goto(demo_url)
+    steps = page.locator("#image-steps input[type=number]")
+    assert steps.input_value() == "5"  # the digits model's own Langevin steps per level
+    page.locator("#image-sampler input").click()
+    page.get_by_role("option", name=re.compile("predictor-corrector")).click()
+    for _ in range(100):
+        if steps.input_value() == "1":  # the corrector's default: one Langevin step per level
+            break
+        page.wait_for_timeout(100)
+    assert steps.input_value() == "1"
+    page.locator("#generate").click()
+    info = page.locator("#run-info textarea")
+    for _ in range(int(RESULT_TIMEOUT_MS / 200)):
+        if "predictor-corrector" in info.input_value():
+            break
+        page.wait_for_timeout(200)
+    assert "predictor-corrector sampling of the VE SDE, 22 noise levels" in info.input_value()

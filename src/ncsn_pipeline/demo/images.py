@@ -24,6 +24,7 @@ from .limits import (
     GRID_BORDER,
     MAX_ANIMATION_FRAMES,
     MAX_BATCH_SIZE,
+    MAX_IMAGE_CALLS,
     MAX_IMAGE_WORK,
     TILE_SIZE,
     check_work,
@@ -116,7 +117,7 @@ def generate_images(
     entry = models.images[model]
     scheduler = prepare_run(sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale)
     calls = scheduler.num_model_calls
-    check_work(calls, batch_size, MAX_IMAGE_WORK, "batch size")
+    check_work(calls, batch_size, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
     pipe = NCSNPipeline(unet=entry.pipeline.unet, scheduler=scheduler, data_range=entry.pipeline.config.data_range)
     pipe.set_progress_bar_config(disable=True)
 

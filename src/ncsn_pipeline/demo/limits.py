@@ -7,10 +7,13 @@ STEP_SCALE_RANGE = (0.05, 2.0)  # multiplies the sampler's step-size option (ste
 SEED_RANGE = (0, 2**31 - 1)
 POINTS_RANGE = (10, 2000)  # 2-D points per sampler in the playground
 FIELD_SIGMA_RANGE = (0.01, 50.0)  # noise level of the plotted score field
-# Cap on the work of one request, in (network calls x samples). Images: ~20 s for the bundled digits
-# model on one CPU core; playground: both samplers together, ~5 s for the bundled MLP.
-MAX_IMAGE_WORK = 8192
-MAX_PLAYGROUND_WORK = 4_000_000
+# Caps on one request: a call costs a fixed ~16 ms for the bundled digits RefineNet on 2 CPU cores plus ~1 ms
+# per sample, so both the number of calls and calls x samples are bounded. The slowest request these admit is
+# measured by benchmarks/demo_worst_case.py (it must stay under 30 s on 2 cores).
+MAX_IMAGE_CALLS = 400  # network calls of one sampler run on the Images tab
+MAX_PLAYGROUND_CALLS = 1000  # ... in the playground (a 2-D score model is cheap; NCSN's toy preset takes 1000)
+MAX_IMAGE_WORK = 8192  # network calls x batch size
+MAX_PLAYGROUND_WORK = 4_000_000  # 2 samplers x network calls x points
 
 # The queue: at most QUEUE_MAX_SIZE requests wait, CONCURRENCY_LIMIT sampling requests run at once
 # (both tabs share one concurrency group: they compete for the same CPU).
@@ -27,6 +30,7 @@ FRAME_DURATION_MS = 180
 FIELD_GRID_POINTS = 21  # arrows per axis of the score field
 DENSITY_GRID_POINTS = 160
 ANIMATION_MAX_AGE_S = 1800  # animations older than this are deleted from the demo's temporary folder
+CACHE_CLEANUP = (600, ANIMATION_MAX_AGE_S)  # Gradio's copies of outputs: every 10 minutes, those older than 30
 
 DEFAULT_IMAGE_MODEL = "ncsn-digits"
 DEFAULT_PLAYGROUND_MODEL = "two-gaussians"
@@ -36,12 +40,17 @@ DEFAULT_POINTS = 1000
 DEFAULT_SAMPLER = "NCSNScheduler"
 
 
-def check_work(calls: int, samples: int, limit: int, what: str) -> int:
-    """Refuse a request whose ``calls x samples`` exceeds ``limit``; return the product.
+def check_work(calls: int, samples: int, max_calls: int, limit: int, what: str) -> int:
+    """Refuse a request of more than ``max_calls`` network calls per sampler, or whose ``calls x samples`` exceeds
+    ``limit``; return the product.
 
-    >>> check_work(111, 16, MAX_IMAGE_WORK, "batch size")
+    >>> check_work(111, 16, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
     1776
     """
+    if calls > max_calls:
+        raise ValueError(
+            f"Too many network calls: {calls}, the limit is {max_calls}. Use fewer noise levels or steps per level."
+        )
     work = calls * samples
     if work > limit:
         raise ValueError(

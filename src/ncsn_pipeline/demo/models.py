@@ -8,7 +8,7 @@ from typing import Dict, Optional
 from ..modeling_toy import GaussianMixtureScore
 from ..pipeline_ncsn import NCSNPipeline
 from ..pretrained import load_pipeline, load_pretrained, model_names
-from .limits import DEFAULT_SAMPLER
+from .limits import DEFAULT_SAMPLER, MAX_IMAGE_CALLS, MAX_PLAYGROUND_CALLS
 from .samplers import suggested_controls
 
 
@@ -115,6 +115,5 @@ class DemoModels:
 
     def defaults(self, tab: str, key: str, sampler: str = DEFAULT_SAMPLER) -> Dict[str, int]:
         """Noise levels and steps per level to suggest for a model and sampler (`suggested_controls`)."""
-        return suggested_controls(
-            (self.images if tab == "images" else self.points)[key].pipeline.scheduler.config, sampler
-        )
+        table, max_calls = (self.images, MAX_IMAGE_CALLS) if tab == "images" else (self.points, MAX_PLAYGROUND_CALLS)
+        return suggested_controls(table[key].pipeline.scheduler.config, sampler, max_calls)

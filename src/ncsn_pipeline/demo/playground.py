@@ -17,6 +17,7 @@ from .limits import (
     DENSITY_GRID_POINTS,
     FIELD_GRID_POINTS,
     FIELD_SIGMA_RANGE,
+    MAX_PLAYGROUND_CALLS,
     MAX_PLAYGROUND_WORK,
     POINTS_RANGE,
     check_work,
@@ -160,7 +161,7 @@ def run_playground(
     entry = models.points[model]
     scheduler = prepare_run(sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale)
     calls, label = scheduler.num_model_calls, scheduler.sampler_name
-    check_work(2 * calls, num_points, MAX_PLAYGROUND_WORK, "number of points")
+    check_work(calls, 2 * num_points, MAX_PLAYGROUND_CALLS, MAX_PLAYGROUND_WORK, "2 x number of points")
     pipe = NCSNPipeline(unet=entry.pipeline.unet, scheduler=scheduler, data_range=None)
     pipe.set_progress_bar_config(disable=True)
     sigma_min = float(scheduler.timesteps[-1])

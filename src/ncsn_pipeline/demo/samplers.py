@@ -62,13 +62,19 @@ def prepare_run(sampler: str, base_config: Any, noise_levels: int, steps_per_lev
     return scheduler
 
 
-def suggested_controls(base_config: Any, sampler: str) -> Dict[str, int]:
+def suggested_controls(base_config: Any, sampler: str, max_calls: int) -> Dict[str, int]:
     """Noise levels and Langevin steps per level to show for a model and sampler: the model's tuned values, or the
-    sampler's defaults, within the demo's ranges."""
+    sampler's defaults, within the demo's ranges and at most ``max_calls`` network calls (fewer steps first)."""
     sampler_class = SAMPLERS[sampler]
     tuned = sampler_class.from_scheduler_config(base_config)
     steps = int(tuned.config[sampler_class.langevin_steps_key]) if sampler_class.langevin_steps_key else 1
-    return {
-        "noise_levels": min(max(tuned.num_inference_steps, NOISE_LEVELS_RANGE[0]), NOISE_LEVELS_RANGE[1]),
-        "steps_per_level": min(max(steps, STEPS_PER_LEVEL_RANGE[0]), STEPS_PER_LEVEL_RANGE[1]),
-    }
+    levels = min(max(tuned.num_inference_steps, NOISE_LEVELS_RANGE[0]), NOISE_LEVELS_RANGE[1])
+    steps = min(max(steps, STEPS_PER_LEVEL_RANGE[0]), STEPS_PER_LEVEL_RANGE[1])
+    while prepare_run(sampler, base_config, levels, steps, 1.0).num_model_calls > max_calls:
+        if steps > STEPS_PER_LEVEL_RANGE[0]:
+            steps -= 1
+        elif levels > NOISE_LEVELS_RANGE[0]:
+            levels -= 1
+        else:
+            break
+    return {"noise_levels": levels, "steps_per_level": steps}

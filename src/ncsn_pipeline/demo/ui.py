@@ -17,10 +17,13 @@ components do or do not validate.
 from __future__ import annotations
 
 import html
+import json
 from typing import Optional
 
+from .guard import RequestGuard
 from .images import generate_images
 from .limits import (
+    CACHE_CLEANUP,
     CONCURRENCY_LIMIT,
     DEFAULT_BATCH_SIZE,
     DEFAULT_IMAGE_MODEL,
@@ -29,6 +32,7 @@ from .limits import (
     DEFAULT_SAMPLER,
     DEFAULT_SEED,
     MAX_BATCH_SIZE,
+    MAX_IMAGE_CALLS,
     MAX_IMAGE_WORK,
     MAX_PLAYGROUND_WORK,
     NOISE_LEVELS_RANGE,
@@ -43,14 +47,17 @@ from .models import DemoModels
 from .playground import run_playground
 from .samplers import SAMPLERS, sampler_choices
 
+PUBLIC_ENDPOINTS = ("generate", "playground")
+
 CSS = """
 #result-grid img, #trajectory img { image-rendering: pixelated; }
 """
 
 LIMITS_TEXT = (
     f"Limits: batch size 1-{MAX_BATCH_SIZE}, noise levels {NOISE_LEVELS_RANGE[0]}-{NOISE_LEVELS_RANGE[1]}, "
-    f"steps per level {STEPS_PER_LEVEL_RANGE[0]}-{STEPS_PER_LEVEL_RANGE[1]}, network calls x batch size "
-    f"<= {MAX_IMAGE_WORK}. Requests wait in a queue of {QUEUE_MAX_SIZE}; {CONCURRENCY_LIMIT} runs at a time."
+    f"steps per level {STEPS_PER_LEVEL_RANGE[0]}-{STEPS_PER_LEVEL_RANGE[1]}, network calls <= {MAX_IMAGE_CALLS}, "
+    f"network calls x batch size <= {MAX_IMAGE_WORK}. Requests wait in a queue of {QUEUE_MAX_SIZE}; "
+    f"{CONCURRENCY_LIMIT} runs at a time."
 )
 
 
@@ -119,18 +126,19 @@ def build_demo(
         result = user_errors(run_playground, "Cannot run the playground")(*arguments, progress=progress)
         return result.field_figure, result.samples_figure, result.weights, result.summary
 
-    def suggested_steps(tab: str):
-        """A UI-only callback: put the suggested noise levels and steps for the chosen model and sampler."""
+    def suggested_steps(tab: str) -> str:
+        """Browser-side JavaScript that puts the suggested noise levels and steps for the chosen model and sampler.
+
+        It runs in the page (a table computed here), so no server function exists for it: the server runs only
+        the two documented endpoints.
+        """
         table = models.images if tab == "images" else models.points
-
-        def update(model, sampler):
-            known = isinstance(model, str) and isinstance(sampler, str) and model in table and sampler in SAMPLERS
-            if not known:  # leave the controls as they are; Generate explains what is wrong
-                return gr.update(), gr.update()
-            tuned = models.defaults(tab, model, sampler)
-            return gr.update(value=tuned["noise_levels"]), gr.update(value=tuned["steps_per_level"])
-
-        return update
+        suggestions = {key: {name: models.defaults(tab, key, name) for name in SAMPLERS} for key in table}
+        return (
+            f"(model, sampler) => {{ const table = {json.dumps(suggestions)};"
+            " const row = (table[model] || {})[sampler];"
+            " return row ? [row.noise_levels, row.steps_per_level] : [undefined, undefined]; }"
+        )
 
     def sampler_controls(prefix: str, tab: str, model: str):
         tuned = models.defaults(tab, model)
@@ -166,9 +174,12 @@ def build_demo(
     sampling = dict(
         queue=True, preprocess=False, concurrency_id=SAMPLING_CONCURRENCY_ID, concurrency_limit=concurrency_limit
     )
-    ui_only = dict(queue=True, preprocess=False, api_visibility="private", concurrency_id="ui", concurrency_limit=4)
+    browser_only = dict(queue=False, api_visibility="private")  # no server function at all
 
-    with gr.Blocks(title="NCSN: annealed Langevin dynamics", analytics_enabled=False) as demo:
+    # Gradio keeps a copy of every output file (grids, GIFs): delete copies older than 30 minutes, every 10 minutes.
+    with gr.Blocks(
+        title="NCSN: annealed Langevin dynamics", analytics_enabled=False, delete_cache=CACHE_CLEANUP
+    ) as demo:
         gr.Markdown(
             "# Noise-conditional score networks\n"
             "Sample with **annealed Langevin dynamics** (Song & Ermon 2019) and see why annealing matters."
@@ -221,10 +232,11 @@ def build_demo(
                 )
                 gr.on(
                     [image_model.change, sampler.change],
-                    suggested_steps("images"),
+                    None,
                     [image_model, sampler],
                     [levels, steps],
-                    **ui_only,
+                    js=suggested_steps("images"),
+                    **browser_only,
                 )
 
             with gr.Tab("2-D playground", id="playground"):
@@ -257,7 +269,7 @@ def build_demo(
                         )
                     with gr.Column(scale=2):
                         field_plot = gr.Plot(label="Score field", format="png", elem_id="score-field")
-                        summary = gr.Markdown(elem_id="playground-summary")
+                        summary = gr.Markdown(label="Summary", elem_id="playground-summary")
                         weights = gr.JSON(label="Mode weights", max_height=240, elem_id="mode-weights")
                 samples_plot = gr.Plot(label="Plain vs annealed Langevin", format="png", elem_id="samplers")
                 run.click(
@@ -269,10 +281,11 @@ def build_demo(
                 )
                 gr.on(
                     [point_model.change, p_sampler.change],
-                    suggested_steps("points"),
+                    None,
                     [point_model, p_sampler],
                     [p_levels, p_steps],
-                    **ui_only,
+                    js=suggested_steps("points"),
+                    **browser_only,
                 )
 
     demo.queue(max_size=max_queue_size, default_concurrency_limit=1, api_open=False)
@@ -288,8 +301,12 @@ def launch_demo(
     prevent_thread_lock: bool = False,
     quiet: bool = False,
 ):
-    """Launch ``demo`` with the demo's settings: offline theme, no MCP server, monitoring or run history."""
+    """Launch ``demo`` with the demo's settings: offline theme, no MCP server, monitoring or run history, and the
+    `RequestGuard` in front (only /generate and /playground run, small request bodies, no uploads)."""
+    from starlette.middleware import Middleware
+
     gr = _import_gradio()
+    public = [fn._id for fn in demo.fns.values() if fn.api_name in PUBLIC_ENDPOINTS]
     return demo.launch(
         server_name=host,
         server_port=port,
@@ -303,6 +320,9 @@ def launch_demo(
         enable_monitoring=False,
         run_history=False,
         ssr_mode=False,
-        max_file_size="1mb",  # the demo takes no uploads; keep the upload route cheap
+        max_file_size="1mb",  # the demo takes no uploads (the guard refuses the route too)
         footer_links=["api", "gradio"],
+        app_kwargs={
+            "middleware": [Middleware(RequestGuard, allowed_fn_indices=public, allowed_api_names=PUBLIC_ENDPOINTS)]
+        },
     )

@@ -1,0 +1,89 @@
+"""An ASGI middleware in front of the demo: only the two documented endpoints run, requests stay small, no uploads.
+
+Gradio routes every queued event through ``POST .../queue/join`` with an ``fn_index``; without this guard any
+index can be joined (private UI callbacks included, and an unknown one answers HTTP 500), a request body may be
+arbitrarily large, and ``/gradio_api/upload`` stores whatever it is sent although the demo takes no uploads.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Awaitable, Callable, Collection, Dict
+
+Receive = Callable[[], Awaitable[Dict]]
+Send = Callable[[Dict], Awaitable[None]]
+
+MAX_REQUEST_BYTES = 64 * 1024  # the demo's inputs are a few numbers and names
+
+
+class RequestGuard:
+    """Refuse uploads (404), direct (unqueued) calls (404), bodies over ``max_body_bytes`` (413) and queue joins of
+    other functions (404).
+
+    Args:
+        app: The ASGI application (Gradio's).
+        allowed_fn_indices: The ``fn_index`` values that may be joined: the documented endpoints.
+        allowed_api_names: Their names, for the ``/gradio_api/call/<name>`` route.
+        max_body_bytes: The largest request body accepted.
+    """
+
+    def __init__(
+        self,
+        app,
+        allowed_fn_indices: Collection[int],
+        allowed_api_names: Collection[str] = ("generate", "playground"),
+        max_body_bytes: int = MAX_REQUEST_BYTES,
+    ):
+        self.app = app
+        self.allowed_fn_indices = set(allowed_fn_indices)
+        self.allowed_api_names = set(allowed_api_names)
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Dict, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if path.rstrip("/").endswith("/upload"):
+            return await _answer(send, 404, "This demo takes no uploads.")
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        if "/gradio_api/run/" in path or "/gradio_api/api/" in path:  # direct calls would bypass the queue
+            return await _answer(send, 404, "Unknown endpoint: call /generate or /playground through the queue.")
+        if "/gradio_api/call/" in path and path.rstrip("/").rsplit("/", 1)[-1] not in self.allowed_api_names:
+            return await _answer(send, 404, "Unknown endpoint: call /generate or /playground.")
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return await _answer(send, 413, f"Request body over {self.max_body_bytes} bytes.")
+        body, more = b"", True
+        while more:  # read it all (it is small), so that a body without Content-Length is bounded too
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body_bytes:
+                return await _answer(send, 413, f"Request body over {self.max_body_bytes} bytes.")
+        if path.rstrip("/").endswith("/queue/join"):
+            try:
+                fn_index = json.loads(body).get("fn_index")
+            except (ValueError, AttributeError):
+                return await _answer(send, 400, "The request body is not a JSON object.")
+            if fn_index not in self.allowed_fn_indices:
+                return await _answer(send, 404, "Unknown endpoint: call /generate or /playground.")
+        replayed = False
+
+        async def replay() -> Dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+async def _answer(send: Send, status: int, message: str) -> None:
+    payload = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

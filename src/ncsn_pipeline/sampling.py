@@ -84,6 +84,7 @@ def langevin_dynamics(
     step_size: float,
     num_steps: int,
     generator: Generator = None,
+    callback: Optional[Callable[[int], None]] = None,
 ) -> torch.Tensor:
     """Plain (non-annealed) Langevin dynamics at one fixed noise level.
 
@@ -98,6 +99,8 @@ def langevin_dynamics(
         step_size (`float`): ``alpha`` of every update (code convention, see module docstring).
         num_steps (`int`): Number of updates (= model calls).
         generator (`torch.Generator` or list, *optional*): For reproducible noise.
+        callback (`Callable[[int], None]`, *optional*): Called after every update with the number of updates
+            done (progress reporting; raising in it stops the run).
 
     Returns:
         `torch.Tensor`: The samples after ``num_steps`` updates.
@@ -112,16 +115,23 @@ def langevin_dynamics(
     step_size = check_positive("step_size", step_size)
     num_steps = check_integer("num_steps", num_steps)
     sigma_batch = torch.full((sample.shape[0],), float(sigma), device=sample.device, dtype=sample.dtype)
-    for _ in range(num_steps):
+    for done in range(1, num_steps + 1):
         score = score_model(sample, sigma_batch).sample
         noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
         sample, _ = langevin_step(sample, score, step_size, noise)
+        if callback is not None:
+            callback(done)
     raise_if_not_finite(sample, f"{num_steps} Langevin steps at sigma={sigma}", "Use a smaller step_size.")
     return sample
 
 
 def plain_and_annealed(
-    pipeline, batch_size: int, seed: int, num_inference_steps: Optional[int] = None, callback_on_step_end=None
+    pipeline,
+    batch_size: int,
+    seed: int,
+    num_inference_steps: Optional[int] = None,
+    callback_on_step_end=None,
+    callback_on_plain_step: Optional[Callable[[int], None]] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Plain Langevin dynamics at the smallest noise level next to the pipeline's own sampler (NCSN's Figure 3).
 
@@ -135,6 +145,8 @@ def plain_and_annealed(
         seed (`int`): Seed of the shared start and of each method's noise.
         num_inference_steps (`int`, *optional*): Noise levels of the annealed run.
         callback_on_step_end (`Callable`, *optional*): Passed to the pipeline's call.
+        callback_on_plain_step (`Callable[[int], None]`, *optional*): Passed to `langevin_dynamics` as its
+            ``callback`` (called after every plain Langevin update).
 
     Returns:
         `Tuple[torch.Tensor, torch.Tensor]`: ``(plain, annealed)`` samples, each ``(batch_size, *sample_shape)``.
@@ -166,5 +178,6 @@ def plain_and_annealed(
             scheduler.langevin_step_size(sigma_min),
             scheduler.num_model_calls,
             generator=generator,
+            callback=callback_on_plain_step,
         )
     return plain, annealed

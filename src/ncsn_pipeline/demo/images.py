@@ -101,6 +101,9 @@ def generate_images(
 ) -> GenerationResult:
     """Check the inputs, sample a batch of images and return the grid, the optional GIF and a summary.
 
+    ``progress`` is called after every network call as ``progress(fraction_done, desc=...)``; an exception raised
+    in it stops the run there (the web demo stops runs whose client has disconnected that way).
+
     Raises:
         ValueError: for an input outside its accepted range or a request above `MAX_IMAGE_WORK`.
         FloatingPointError: when sampling diverges (the message suggests a smaller step size).

@@ -20,6 +20,10 @@ MAX_PLAYGROUND_WORK = 4_000_000  # 2 samplers x network calls x points
 QUEUE_MAX_SIZE = 8
 CONCURRENCY_LIMIT = 1
 SAMPLING_CONCURRENCY_ID = "sampling"
+# Gradio keeps a copy of the page's configuration for every browser or API session it has seen (10,000 by default:
+# ~1 MB each here, so memory grew with every new client). The demo keeps no per-session state between requests,
+# so only the most recent sessions are kept.
+MAX_SESSIONS = 32
 
 # Presentation.
 TILE_SIZE = 96  # px per sample in the result grid (nearest-neighbour upscaling)

@@ -145,6 +145,9 @@ def run_playground(
 ) -> PlaygroundResult:
     """Check the inputs, draw the score field and run plain vs annealed Langevin dynamics from the same start.
 
+    ``progress`` is called after every network call as ``progress(fraction_done, desc=...)``; an exception raised
+    in it stops the run there (the web demo stops runs whose client has disconnected that way).
+
     Raises:
         ValueError: for an input outside its accepted range or a request above `MAX_PLAYGROUND_WORK`.
         FloatingPointError: when sampling diverges.
@@ -171,10 +174,19 @@ def run_playground(
             progress(0.5 * (index + 1) / calls, desc=f"{label}: call {index + 1}/{calls}")
         return callback_kwargs
 
+    def on_plain_step(done):
+        if progress is not None:
+            progress(0.5 + 0.5 * done / calls, desc=f"plain Langevin: call {done}/{calls}")
+
     # 3.-4. The sampler from N(0, sigma_max^2 I), then plain Langevin at sigma_min from the very same points.
     started = time.perf_counter()
     plain, annealed = plain_and_annealed(
-        pipe, num_points, seed, num_inference_steps=noise_levels, callback_on_step_end=on_step_end
+        pipe,
+        num_points,
+        seed,
+        num_inference_steps=noise_levels,
+        callback_on_step_end=on_step_end,
+        callback_on_plain_step=on_plain_step,
     )
     seconds = time.perf_counter() - started
 

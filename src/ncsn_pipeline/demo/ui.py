@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Optional
+from typing import Optional, Tuple
 
 from .guard import RequestGuard
 from .images import generate_images
@@ -35,6 +35,7 @@ from .limits import (
     MAX_IMAGE_CALLS,
     MAX_IMAGE_WORK,
     MAX_PLAYGROUND_WORK,
+    MAX_SESSIONS,
     NOISE_LEVELS_RANGE,
     POINTS_RANGE,
     QUEUE_MAX_SIZE,
@@ -79,12 +80,47 @@ def _user_error(gr, error: Exception, title: str):
     return gr.Error(html.escape(str(error), quote=False), title=title, print_exception=False)
 
 
+class ClientGone(Exception):
+    """The client that asked for a run has disconnected: the run stops at its next network call."""
+
+
+def _client_gone() -> bool:
+    """Whether the client of the queued event that this thread is running has disconnected.
+
+    When a client's event stream closes, Gradio marks its events ``alive = False`` (``Queue.clean_events``) but
+    lets a running function go on to the end; this reads that flag for the current event (from Gradio's
+    ``LocalContext``, which is how ``gr.Progress`` finds its event too).
+    """
+    from gradio.context import LocalContext
+
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    if blocks is None or event_id is None or blocks._queue is None:
+        return False
+    for job in blocks._queue.active_jobs:
+        for event in job or ():
+            if event._id == event_id:
+                return not event.alive
+    return False
+
+
+def _stopping_when_client_gone(progress):
+    """``progress`` (called after every network call) that first stops the run if the client has gone."""
+
+    def report(fraction: float, desc: Optional[str] = None) -> None:
+        if _client_gone():
+            raise ClientGone("The client disconnected: the run was stopped.")
+        progress(fraction, desc=desc)
+
+    return report
+
+
 def build_demo(
     extra_model: Optional[str] = None,
     *,
     models: Optional[DemoModels] = None,
     max_queue_size: int = QUEUE_MAX_SIZE,
     concurrency_limit: int = CONCURRENCY_LIMIT,
+    cache_cleanup: Tuple[int, int] = CACHE_CLEANUP,
 ):
     """Build the Gradio app (``gr.Blocks``) with its queue configured; launch it with `launch_demo`.
 
@@ -93,6 +129,8 @@ def build_demo(
         models: Already loaded models (tests reuse them); loaded here by default.
         max_queue_size: Requests that may wait; more are refused with "Queue is full".
         concurrency_limit: Sampling requests (both tabs together) that may run at once.
+        cache_cleanup: ``(every, older_than)`` in seconds: Gradio's copies of the output files (grids, GIFs) older
+            than ``older_than`` are deleted every ``every`` seconds.
 
     Every event is queued and ``api_open=False``: the direct ``/run/...`` and ``/api/...`` routes refuse
     queued events, so every request goes through the bounded queue.
@@ -102,12 +140,13 @@ def build_demo(
     tracker = gr.Progress()  # Gradio injects a live progress bar into callbacks with such a default
 
     def user_errors(function, title: str):
-        """``function`` with its input and divergence errors shown to the user as ``gr.Error`` (no traceback)."""
+        """``function`` with its input and divergence errors shown to the user as ``gr.Error`` (no traceback), and
+        stopped at its next network call when the client disconnects."""
 
-        def call(*args, **kwargs):
+        def call(*args, progress, **kwargs):
             try:
-                return function(models, *args, **kwargs)
-            except (ValueError, FloatingPointError) as error:
+                return function(models, *args, progress=_stopping_when_client_gone(progress), **kwargs)
+            except (ValueError, FloatingPointError, ClientGone) as error:
                 raise _user_error(gr, error, title) from None
 
         return call
@@ -176,9 +215,9 @@ def build_demo(
     )
     browser_only = dict(queue=False, api_visibility="private")  # no server function at all
 
-    # Gradio keeps a copy of every output file (grids, GIFs): delete copies older than 30 minutes, every 10 minutes.
+    # Gradio keeps a copy of every output file (grids, GIFs): delete old copies regularly.
     with gr.Blocks(
-        title="NCSN: annealed Langevin dynamics", analytics_enabled=False, delete_cache=CACHE_CLEANUP
+        title="NCSN: annealed Langevin dynamics", analytics_enabled=False, delete_cache=tuple(cache_cleanup)
     ) as demo:
         gr.Markdown(
             "# Noise-conditional score networks\n"
@@ -300,9 +339,11 @@ def launch_demo(
     share: bool = False,
     prevent_thread_lock: bool = False,
     quiet: bool = False,
+    max_sessions: int = MAX_SESSIONS,
 ):
-    """Launch ``demo`` with the demo's settings: offline theme, no MCP server, monitoring or run history, and the
-    `RequestGuard` in front (only /generate and /playground run, small request bodies, no uploads)."""
+    """Launch ``demo`` with the demo's settings: offline theme, no MCP server, monitoring or run history, Gradio's
+    per-session state bounded to the ``max_sessions`` most recent sessions, and the `RequestGuard` in front (only
+    /generate and /playground run, small request bodies, no uploads)."""
     from starlette.middleware import Middleware
 
     gr = _import_gradio()
@@ -320,7 +361,8 @@ def launch_demo(
         enable_monitoring=False,
         run_history=False,
         ssr_mode=False,
-        max_file_size="1mb",  # the demo takes no uploads (the guard refuses the route too)
+        max_file_size="1mb",
+        state_session_capacity=max_sessions,  # the demo takes no uploads (the guard refuses the route too)
         footer_links=["api", "gradio"],
         app_kwargs={
             "middleware": [Middleware(RequestGuard, allowed_fn_indices=public, allowed_api_names=PUBLIC_ENDPOINTS)]

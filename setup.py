@@ -52,6 +52,7 @@ setup(
         "numpy>=1.24",
         "Pillow>=9.0",
         "matplotlib>=3.7",
+        "PyYAML>=6.0",  # the original NCSN / NCSNv2 configs (ncsn-convert)
     ],
     extras_require={
         "train": TRAIN_REQUIRES,
@@ -66,6 +67,7 @@ setup(
             "ncsn-digits-eval=ncsn_pipeline.evaluation.cli:main",
             "ncsn-push=ncsn_pipeline.cli.push:main",
             "ncsn-export=ncsn_pipeline.cli.export:main",
+            "ncsn-convert=ncsn_pipeline.cli.convert:main",
         ],
     },
     classifiers=[

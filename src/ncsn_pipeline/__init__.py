@@ -14,6 +14,7 @@ Example:
 """
 
 from .modeling_ncsn import NCSNScoreModel
+from .modeling_ncsn_v1 import NCSNv1ScoreModel
 from .modeling_toy import GaussianMixtureScore, ToyScoreModel
 from .noise_schedules import NoiseSchedule, ncsnv2_noise_schedule
 from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
@@ -31,6 +32,7 @@ __all__ = [
     "NCSNScheduler",
     "NCSNSchedulerOutput",
     "NCSNScoreModel",
+    "NCSNv1ScoreModel",
     "NCSN_PRESETS",
     "NoiseSchedule",
     "ProbabilityFlowHeunScheduler",

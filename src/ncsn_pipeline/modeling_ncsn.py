@@ -39,7 +39,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
-from .checks import check_integer
+from .checks import check_bool, check_choice, check_integer
 from .modeling_utils import StrictLoadingMixin
 
 __all__ = ["NCSNScoreModel"]
@@ -50,9 +50,41 @@ MAX_NGF = 256
 MAX_SAMPLE_SIDE = 1024
 MAX_IN_CHANNELS = 16
 
-# The smallest spatial side accepted: after the single 2x downsampling stage the feature maps must still have
-# more than one pixel, otherwise instance normalisation has no spatial statistics to compute.
-MIN_SAMPLE_SIDE = 4
+# The encoder of each published NCSNv2 variant, shallowest stage first: (stage, refine block that fuses it,
+# input channels and output channels as multiples of ngf, whether the stage's first block is a "down" block,
+# dilation). A "down" block with dilation > 1 keeps the resolution; the others halve it. The decoder refines
+# from the deepest stage up; each refine block outputs the channels of the next shallower stage.
+ARCHITECTURES = {
+    # CIFAR-10 and CelebA (NCSNv2 in the reference code).
+    "ncsnv2": (
+        ("res1", "refine4", 1, 1, False, 1),
+        ("res2", "refine3", 1, 2, True, 1),
+        ("res3", "refine2", 2, 2, True, 2),
+        ("res4", "refine1", 2, 2, True, 4),
+    ),
+    # LSUN church/bedroom/tower at 96-128 px (NCSNv2Deeper).
+    "ncsnv2-deeper": (
+        ("res1", "refine5", 1, 1, False, 1),
+        ("res2", "refine4", 1, 2, True, 1),
+        ("res3", "refine3", 2, 2, True, 1),
+        ("res4", "refine2", 2, 4, True, 2),
+        ("res5", "refine1", 4, 4, True, 4),
+    ),
+    # FFHQ at 256 px (NCSNv2Deepest).
+    "ncsnv2-deepest": (
+        ("res1", "refine5", 1, 1, False, 1),
+        ("res2", "refine4", 1, 2, True, 1),
+        ("res3", "refine3", 2, 2, True, 1),
+        ("res31", "refine31", 2, 2, True, 1),
+        ("res4", "refine2", 2, 4, True, 2),
+        ("res5", "refine1", 4, 4, True, 4),
+    ),
+}
+
+
+def _halvings(architecture: str) -> int:
+    """How many times the encoder of ``architecture`` halves the resolution."""
+    return sum(down and dilation == 1 for _, _, _, _, down, dilation in ARCHITECTURES[architecture])
 
 
 class _InstanceNormPlusPlus(nn.Module):
@@ -262,6 +294,56 @@ class _RefineBlock(nn.Module):
         return self.output_convs(self.crp(hidden))
 
 
+def check_image_batch(sample: torch.Tensor, in_channels: int, side_multiple: int, min_side: int) -> None:
+    """Raise unless `sample` is a floating (B, in_channels, H, W) tensor whose sides are multiples of
+    `side_multiple` and at least `min_side` (what an encoder that halves the resolution needs)."""
+    if not isinstance(sample, torch.Tensor):
+        raise TypeError(f"`sample` must be a torch.Tensor of shape (B, C, H, W), got {type(sample).__name__}.")
+    if sample.ndim != 4:
+        raise ValueError(f"`sample` must be 4-D (B, C, H, W), got shape {tuple(sample.shape)}.")
+    if not sample.is_floating_point():
+        raise ValueError(f"`sample` must have a floating point dtype, got {sample.dtype}.")
+    if sample.shape[1] != in_channels:
+        raise ValueError(f"`sample` has {sample.shape[1]} channels, expected in_channels={in_channels}.")
+    height, width = sample.shape[2:]
+    if height % side_multiple or width % side_multiple or height < min_side or width < min_side:
+        kind = "even" if side_multiple == 2 else f"multiples of {side_multiple}"
+        raise ValueError(f"`sample` height and width must be {kind} and >= {min_side}, got {height}x{width}.")
+
+
+def sigma_per_example(
+    timestep: torch.Tensor | float, batch_size: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """Turn `timestep` (the noise level: a number, a 0-d or a (B,) tensor) into a validated (B,) tensor on
+    `device` with `dtype`; non-finite or non-positive values raise `ValueError`."""
+    if isinstance(timestep, torch.Tensor):
+        if timestep.ndim != 0 and tuple(timestep.shape) != (batch_size,):
+            raise ValueError(
+                f"`timestep` (the noise level sigma) must be a scalar or have shape ({batch_size},) to "
+                f"match the batch, got shape {tuple(timestep.shape)}."
+            )
+        requested = timestep.detach()
+    elif isinstance(timestep, numbers.Real) and not isinstance(timestep, bool):
+        # float64 on the CPU keeps the value exact for the error message below.
+        requested = torch.tensor(float(timestep), dtype=torch.float64)
+    else:
+        raise TypeError(
+            "`timestep` (the noise level sigma) must be a float or a tensor of shape () or "
+            f"({batch_size},), got {type(timestep).__name__}."
+        )
+    sigma = requested.to(device=device, dtype=dtype)
+    # Validated after the cast so that values which under- or overflow the model dtype are caught too;
+    # a single `.any()` keeps it to one host-device synchronisation.
+    invalid = ~(torch.isfinite(sigma) & (sigma > 0))
+    if bool(invalid.any()):
+        bad_values = requested[invalid.to(requested.device)].tolist()
+        shown = bad_values[0] if requested.ndim == 0 else bad_values
+        raise ValueError(
+            f"`timestep` (the noise level sigma) must be finite and > 0 in the model dtype {dtype}, got {shown}."
+        )
+    return sigma.expand(batch_size)
+
+
 class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""NCSNv2 score network ``s(x, sigma)`` estimating the score of noisy data, with a diffusers interface.
 
@@ -287,11 +369,16 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
     therefore loads after that rename, after dropping the reference's ``sigmas`` buffer and any ``module.``
     prefix left by ``DataParallel``.
 
+    ``architecture`` picks the published variant: ``"ncsnv2"`` (above; CIFAR-10, CelebA), ``"ncsnv2-deeper"``
+    (``NCSNv2Deeper``, LSUN: five stages up to ``4 * ngf`` channels, two halvings; 83,445,379 parameters at
+    128 px) or ``"ncsnv2-deepest"`` (``NCSNv2Deepest``, FFHQ: an extra halving stage ``res31``; 94,132,611
+    parameters at 256 px). See `ARCHITECTURES`.
+
     Differences from the reference code:
 
-    - The reference maps inputs from ``[0, 1]`` to ``[-1, 1]`` (``2 * x - 1``) inside ``forward``. That step has
-      no parameters and is left out: ``sample`` is fed to ``begin_conv`` as it is, so the caller chooses the
-      data range (and must use the same one in training and sampling).
+    - The reference maps inputs from ``[0, 1]`` to ``[-1, 1]`` (``2 * x - 1``) inside ``forward`` unless its
+      config sets ``logit_transform`` or ``rescaled``. Here that is ``center_input`` (default `False`: the sample
+      is fed to ``begin_conv`` as it is, so the caller chooses the data range); converted checkpoints set it.
     - The reference looks ``sigma`` up from an index into its own noise table; here ``timestep`` *is* the noise
       level, so the noise schedule lives entirely in the scheduler.
 
@@ -299,11 +386,16 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
         in_channels (`int`, *optional*, defaults to 3):
             Number of image channels (>= 1). The score has the same number of channels.
         sample_size (`int`, *optional*, defaults to 32):
-            Default side length of generated images (even, >= 4); used by pipelines through
-            [`~NCSNScoreModel.sample_shape`]. The network itself accepts any even height and width >= 4.
+            Default side length of generated images (even, >= 4 for ``"ncsnv2"``); used by pipelines through
+            [`~NCSNScoreModel.sample_shape`]. The network itself accepts any height and width it can halve.
         ngf (`int`, *optional*, defaults to 128):
-            Base number of feature channels (>= 2); the deeper stages use ``2 * ngf``. Small values such as 8
-            or 16 give tiny models for tests and CPU experiments.
+            Base number of feature channels (>= 2); the deeper stages use ``2 * ngf`` (``4 * ngf``). Small values
+            such as 8 or 16 give tiny models for tests and CPU experiments.
+        architecture (`str`, *optional*, defaults to ``"ncsnv2"``):
+            ``"ncsnv2"``, ``"ncsnv2-deeper"`` or ``"ncsnv2-deepest"``; ``sample_size`` must be a multiple of
+            2, 4 or 8 respectively (one per halving).
+        center_input (`bool`, *optional*, defaults to `False`):
+            Map the input ``x -> 2x - 1`` first, as the released models do (they are fed data in ``[0, 1]``).
 
     Example:
 
@@ -323,28 +415,44 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, in_channels: int = 3, sample_size: int = 32, ngf: int = 128):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        sample_size: int = 32,
+        ngf: int = 128,
+        architecture: str = "ncsnv2",
+        center_input: bool = False,
+    ):
         super().__init__()
         in_channels = check_integer("in_channels", in_channels, high=MAX_IN_CHANNELS)
-        sample_size = check_integer("sample_size", sample_size, low=MIN_SAMPLE_SIDE, high=MAX_SAMPLE_SIDE)
-        if sample_size % 2:
-            raise ValueError(f"sample_size must be even (and >= {MIN_SAMPLE_SIDE}), got {sample_size}.")
+        architecture = check_choice("architecture", architecture, list(ARCHITECTURES))
+        check_bool("center_input", center_input)
+        self.side_multiple = 2 ** _halvings(architecture)
+        # After the last halving the feature maps must keep more than one pixel (instance normalisation needs
+        # spatial statistics).
+        self.min_side = 2 * self.side_multiple
+        sample_size = check_integer("sample_size", sample_size, low=self.min_side, high=MAX_SAMPLE_SIDE)
+        if sample_size % self.side_multiple:
+            kind = "even" if self.side_multiple == 2 else f"a multiple of {self.side_multiple}"
+            raise ValueError(
+                f"sample_size must be {kind} for architecture {architecture!r} "
+                f"(its encoder halves the resolution {_halvings(architecture)} times), got {sample_size}."
+            )
         ngf = check_integer("ngf", ngf, low=2, high=MAX_NGF)
 
-        wide = 2 * ngf
+        self.stages = ARCHITECTURES[architecture]
         self.begin_conv = nn.Conv2d(in_channels, ngf, 3, padding=1)
-        self.res1 = nn.ModuleList([_ResidualBlock(ngf, ngf), _ResidualBlock(ngf, ngf)])
-        self.res2 = nn.ModuleList([_ResidualBlock(ngf, wide, down=True), _ResidualBlock(wide, wide)])
-        self.res3 = nn.ModuleList(
-            [_ResidualBlock(wide, wide, down=True, dilation=2), _ResidualBlock(wide, wide, dilation=2)]
-        )
-        self.res4 = nn.ModuleList(
-            [_ResidualBlock(wide, wide, down=True, dilation=4), _ResidualBlock(wide, wide, dilation=4)]
-        )
-        self.refine1 = _RefineBlock([wide], wide)
-        self.refine2 = _RefineBlock([wide, wide], wide)
-        self.refine3 = _RefineBlock([wide, wide], ngf)
-        self.refine4 = _RefineBlock([ngf, ngf], ngf, end=True)
+        for name, _, in_mult, out_mult, down, dilation in self.stages:
+            first = _ResidualBlock(in_mult * ngf, out_mult * ngf, down=down, dilation=dilation)
+            setattr(
+                self, name, nn.ModuleList([first, _ResidualBlock(out_mult * ngf, out_mult * ngf, dilation=dilation)])
+            )
+        # Decoder, deepest stage first: it fuses its stage's features with the previous refine block's output.
+        for index in range(len(self.stages) - 1, -1, -1):
+            name, refine, _, out_mult, _, _ = self.stages[index]
+            branches = [out_mult * ngf] if index == len(self.stages) - 1 else [out_mult * ngf] * 2
+            refined_mult = self.stages[index - 1][3] if index > 0 else 1
+            setattr(self, refine, _RefineBlock(branches, refined_mult * ngf, end=index == 0))
         self.normalizer = _InstanceNormPlusPlus(ngf)
         self.end_conv = nn.Conv2d(ngf, in_channels, 3, padding=1)
 
@@ -352,54 +460,6 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
     def sample_shape(self) -> tuple[int, int, int]:
         """`tuple[int, int, int]`: Shape ``(in_channels, sample_size, sample_size)`` of one generated sample."""
         return (self.config.in_channels, self.config.sample_size, self.config.sample_size)
-
-    def _check_sample(self, sample: torch.Tensor) -> None:
-        """Raise unless `sample` is a floating (B, in_channels, H, W) tensor with even H, W >= 4."""
-        if not isinstance(sample, torch.Tensor):
-            raise TypeError(f"`sample` must be a torch.Tensor of shape (B, C, H, W), got {type(sample).__name__}.")
-        if sample.ndim != 4:
-            raise ValueError(f"`sample` must be 4-D (B, C, H, W), got shape {tuple(sample.shape)}.")
-        if not sample.is_floating_point():
-            raise ValueError(f"`sample` must have a floating point dtype, got {sample.dtype}.")
-        if sample.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"`sample` has {sample.shape[1]} channels, expected in_channels={self.config.in_channels}."
-            )
-        height, width = sample.shape[2:]
-        if height % 2 or width % 2 or height < MIN_SAMPLE_SIDE or width < MIN_SAMPLE_SIDE:
-            raise ValueError(f"`sample` height and width must be even and >= {MIN_SAMPLE_SIDE}, got {height}x{width}.")
-
-    @staticmethod
-    def _sigma_per_example(
-        timestep: torch.Tensor | float, batch_size: int, device: torch.device, dtype: torch.dtype
-    ) -> torch.Tensor:
-        """Turn `timestep` (the noise level) into a validated (B,) tensor on `device` with `dtype`."""
-        if isinstance(timestep, torch.Tensor):
-            if timestep.ndim != 0 and tuple(timestep.shape) != (batch_size,):
-                raise ValueError(
-                    f"`timestep` (the noise level sigma) must be a scalar or have shape ({batch_size},) to "
-                    f"match the batch, got shape {tuple(timestep.shape)}."
-                )
-            requested = timestep.detach()
-        elif isinstance(timestep, numbers.Real) and not isinstance(timestep, bool):
-            # float64 on the CPU keeps the value exact for the error message below.
-            requested = torch.tensor(float(timestep), dtype=torch.float64)
-        else:
-            raise TypeError(
-                "`timestep` (the noise level sigma) must be a float or a tensor of shape () or "
-                f"({batch_size},), got {type(timestep).__name__}."
-            )
-        sigma = requested.to(device=device, dtype=dtype)
-        # Validated after the cast so that values which under- or overflow the model dtype are caught too;
-        # a single `.any()` keeps it to one host-device synchronisation.
-        invalid = ~(torch.isfinite(sigma) & (sigma > 0))
-        if bool(invalid.any()):
-            bad_values = requested[invalid.to(requested.device)].tolist()
-            shown = bad_values[0] if requested.ndim == 0 else bad_values
-            raise ValueError(
-                f"`timestep` (the noise level sigma) must be finite and > 0 in the model dtype {dtype}, got {shown}."
-            )
-        return sigma.expand(batch_size)
 
     def forward(
         self,
@@ -428,29 +488,25 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
                 ``H``, ``W`` >= 4, or if `timestep` has the wrong shape or a non-positive or non-finite value.
             `TypeError`: If `sample` is not a tensor, or `timestep` is neither a tensor nor a real number.
         """
-        self._check_sample(sample)
+        check_image_batch(sample, self.config.in_channels, self.side_multiple, self.min_side)
         # Computing in the model's dtype lets a float32 model score float16/float64 inputs and vice versa.
         compute_dtype = self.dtype
-        sigma = self._sigma_per_example(timestep, sample.shape[0], sample.device, compute_dtype)
+        sigma = sigma_per_example(timestep, sample.shape[0], sample.device, compute_dtype)
 
-        hidden = self.begin_conv(sample.to(compute_dtype))
-        layer1 = hidden
-        for block in self.res1:
-            layer1 = block(layer1)
-        layer2 = layer1
-        for block in self.res2:
-            layer2 = block(layer2)
-        layer3 = layer2
-        for block in self.res3:
-            layer3 = block(layer3)
-        layer4 = layer3
-        for block in self.res4:
-            layer4 = block(layer4)
+        hidden = sample.to(compute_dtype)
+        if self.config.center_input:
+            hidden = 2 * hidden - 1  # the reference models are fed [0, 1] data and map it to [-1, 1] themselves
+        hidden = self.begin_conv(hidden)
+        features = []
+        for name, *_ in self.stages:
+            for block in getattr(self, name):
+                hidden = block(hidden)
+            features.append(hidden)
 
-        refined = self.refine1([layer4], layer4.shape[2:])
-        refined = self.refine2([layer3, refined], layer3.shape[2:])
-        refined = self.refine3([layer2, refined], layer2.shape[2:])
-        refined = self.refine4([layer1, refined], layer1.shape[2:])
+        refined = None
+        for (_, refine, *_), stage_features in zip(reversed(self.stages), reversed(features)):
+            inputs = [stage_features] if refined is None else [stage_features, refined]
+            refined = getattr(self, refine)(inputs, stage_features.shape[2:])
 
         score = self.end_conv(F.elu(self.normalizer(refined)))
         score = (score / sigma[:, None, None, None]).to(sample.dtype)

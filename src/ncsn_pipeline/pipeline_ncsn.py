@@ -82,6 +82,36 @@ def _refuse_pickle_only(folder: Path) -> None:
                 )
 
 
+def _load_score_sde_ve_folder(cls, folder: Path, index: Dict[str, Any], torch_dtype=None):
+    """A folder in diffusers' ``ScoreSdeVePipeline`` layout (the ``google/ncsnpp-*`` repositories): a
+    ``UNet2DModel`` with a Fourier sigma embedding, which returns the score, and a ``ScoreSdeVeScheduler``.
+
+    The scheduler becomes `VEPredictorCorrectorScheduler` with every setting mapped (``num_train_timesteps``,
+    ``snr``, ``correct_steps``, ``sigma_min``, ``sigma_max``): the same PC algorithm (Song et al. 2021,
+    Algorithm 2) with the same random draws in the same order. The data range is ``(0, 1)``:
+    ``ScoreSdeVePipeline`` clamps its samples to it.
+    """
+    try:
+        from ncsn_pipeline.scheduling_ve_pc import VEPredictorCorrectorScheduler
+    except ImportError as error:  # the pipeline's exported copy, without the package
+        raise ValueError("Loading a ScoreSdeVePipeline folder needs the ncsn-pipeline package.") from error
+    from diffusers import UNet2DModel
+
+    unet_class = (index.get("unet") or [None, None])[1]
+    if unet_class != "UNet2DModel":
+        raise ValueError(f"{folder}: a ScoreSdeVePipeline folder with a {unet_class} model; expected UNet2DModel.")
+    unet = UNet2DModel.from_pretrained(
+        folder, subfolder="unet", use_safetensors=True, **({"torch_dtype": torch_dtype} if torch_dtype else {})
+    )
+    if unet.config.time_embedding_type != "fourier":
+        raise ValueError(
+            f"{folder}: the UNet2DModel has time_embedding_type={unet.config.time_embedding_type!r}; a score model of "
+            "the score-SDE layout embeds sigma with Fourier features ('fourier') and returns the score."
+        )
+    scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    return cls(unet=unet, scheduler=VEPredictorCorrectorScheduler.from_config(scheduler_config), data_range=(0.0, 1.0))
+
+
 class CorruptedWeightsError(ValueError, OSError):
     """A weight file exists but cannot be read (truncated, corrupted, or holding NaN/Inf)."""
 
@@ -178,6 +208,8 @@ class NCSNPipeline(DiffusionPipeline):
                 from ncsn_pipeline.hub import load_exported_folder
 
                 pipe = load_exported_folder(folder, cls, **kwargs)
+            elif (index.get("scheduler") or [None, None])[1] == "ScoreSdeVeScheduler":
+                pipe = _load_score_sde_ve_folder(cls, folder, index, kwargs.get("torch_dtype"))
             else:
                 pipe = super().from_pretrained(folder, **kwargs)
         except (SafetensorError, OSError) as error:
@@ -333,8 +365,11 @@ class NCSNPipeline(DiffusionPipeline):
         if output_type == "pil" and self.config.data_range is None:
             self._postprocess(torch.empty(0), output_type)  # raises the explanatory error now, not after sampling
 
-        # 1. Noise levels of this run.
+        # 1. Noise levels of this run; a model that knows only its training levels (NCSN v1) checks them now,
+        #    before any sampling, and names its own levels if the sampler asks for others.
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        if callable(getattr(self.unet, "level_indices", None)):
+            self.unet.level_indices(torch.unique(self.scheduler.timesteps))
 
         # 2. Start from the prior N(0, sigma_max^2 I).
         shape = (batch_size, *self.sample_shape)

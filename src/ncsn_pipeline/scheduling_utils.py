@@ -53,6 +53,16 @@ class ScoreSchedulerOutput(BaseOutput):
     prev_sample_mean: torch.Tensor
 
 
+# diffusers' ScoreSdeVeScheduler config keys -> the score samplers' own (the ones a sampler has are taken).
+SCORE_SDE_VE_KEYS = {
+    "sigma_min": "sigma_min",
+    "sigma_max": "sigma_max",
+    "num_train_timesteps": "num_noise_levels",
+    "snr": "snr",
+    "correct_steps": "num_corrector_steps",
+}
+
+
 def score_schedulers() -> Dict[str, type]:
     """The score samplers the package exports (its ``__all__``), by class name.
 
@@ -219,6 +229,24 @@ class ScoreSchedulerMixin:
             return list(score_schedulers().values())
         except ImportError:  # an exported, self-contained copy of one scheduler, without the package
             return [cls]
+
+    @classmethod
+    def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any):
+        """diffusers' ``from_config``, which also reads diffusers' ``ScoreSdeVeScheduler`` configs.
+
+        Their keys are renamed (`SCORE_SDE_VE_KEYS`: ``num_train_timesteps`` -> ``num_noise_levels`` and, for
+        samplers with a corrector, ``snr`` and ``correct_steps`` -> ``num_corrector_steps``); diffusers' own
+        ``from_config`` would silently drop them and fall back to the defaults (1000 levels instead of 2000).
+        """
+        if config is not None and hasattr(config, "config") and not isinstance(config, dict):
+            config = config.config  # a scheduler object, as diffusers still accepts
+        if isinstance(config, dict) and (
+            config.get("_class_name") == "ScoreSdeVeScheduler" or {"num_train_timesteps", "sampling_eps"} <= set(config)
+        ):
+            own = cls._get_init_keys(cls)
+            renamed = {new: config[old] for old, new in SCORE_SDE_VE_KEYS.items() if old in config and new in own}
+            config = {"_class_name": cls.__name__, **renamed}
+        return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     @classmethod
     def sampler_options(cls) -> List[str]:

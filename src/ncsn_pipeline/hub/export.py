@@ -35,10 +35,11 @@ REMOTE_PIPELINE_FILE = "pipeline_ncsn"
 def component_classes() -> Dict[str, type]:
     """Classes that may appear in an exported pipeline, by class name: the package's score models and samplers."""
     from ..modeling_ncsn import NCSNScoreModel
+    from ..modeling_ncsn_v1 import NCSNv1ScoreModel
     from ..modeling_toy import GaussianMixtureScore, ToyScoreModel
     from ..scheduling_utils import score_schedulers
 
-    models = {cls.__name__: cls for cls in (NCSNScoreModel, GaussianMixtureScore, ToyScoreModel)}
+    models = {cls.__name__: cls for cls in (NCSNScoreModel, NCSNv1ScoreModel, GaussianMixtureScore, ToyScoreModel)}
     return {**models, **score_schedulers()}
 
 
@@ -114,7 +115,7 @@ def export_for_hub(
             module_file = module.__name__.rsplit(".", 1)[-1]
             (target / component / f"{module_file}.py").write_text(standalone_source(module))
             index[component] = [module_file, class_name]
-        for extra in ("sample_grid.png", "training_args.json", "evaluation.json"):
+        for extra in ("sample_grid.png", "conversion.json", "training_args.json", "evaluation.json"):
             if (source / extra).exists():
                 shutil.copy2(source / extra, target / extra)  # the last two only feed the card, then go
         pipeline_module = sys.modules[NCSNPipeline.__module__]

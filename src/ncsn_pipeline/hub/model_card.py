@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional, Union
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..conversion.convert import read_conversion_record
 from ..evaluation.records import read_evaluation
 
 TEMPLATE_NAME = "ncsn_pipeline.md"
@@ -91,6 +92,14 @@ def render_model_card(
     training_path = folder / "training_args.json"
     training = _read_json(training_path) if training_path.exists() else {}
     evaluation = read_evaluation(folder)
+    conversion = read_conversion_record(folder)
+    if conversion is not None:
+        conversion = {
+            **conversion,
+            "weights_text": "exponential moving average (EMA), as the paper sampled"
+            if conversion["weights"] == "ema"
+            else "raw training weights (no EMA)",
+        }
     args = training.get("args", {})
     repo_id = repo_id or folder.name
     model_name = repo_id.split("/")[-1]
@@ -98,7 +107,14 @@ def render_model_card(
     is_image = index.get("data_range") is not None
     unet_class = index["unet"][1]
     if unet_class == "NCSNScoreModel":
-        network = f"NCSNv2 RefineNet (`NCSNScoreModel`, ngf={unet_config['ngf']})"
+        architecture = unet_config.get("architecture", "ncsnv2")
+        network = f"NCSNv2 RefineNet (`NCSNScoreModel`, {architecture}, ngf={unet_config['ngf']})"
+        sample_shape = f"{unet_config['in_channels']} x {unet_config['sample_size']} x {unet_config['sample_size']}"
+    elif unet_class == "NCSNv1ScoreModel":
+        network = (
+            f"NCSN v1 conditional RefineNet (`NCSNv1ScoreModel`, ngf={unet_config['ngf']}, "
+            f"{unet_config['num_noise_levels']} noise levels)"
+        )
         sample_shape = f"{unet_config['in_channels']} x {unet_config['sample_size']} x {unet_config['sample_size']}"
     elif unet_class == "ToyScoreModel":
         network = f"MLP (`ToyScoreModel`, {unet_config['num_layers']} x {unet_config['hidden_size']} units)"
@@ -112,15 +128,16 @@ def render_model_card(
     card_data = ModelCardData(
         library_name="diffusers",
         pipeline_tag="unconditional-image-generation",
-        license=license,
+        license=conversion["license"] if conversion is not None else license,
         tags=TAGS + ([] if is_image else ["toy-2d"]),
         datasets=datasets,
     )
-    description = (
-        f"An NCSN score model of {training.get('data', 'its training data')}."
-        if training
-        else f"An NCSN score model ({network})."
-    )
+    if conversion is not None:
+        description = f"The published {conversion['family']} score model of {conversion['dataset']}, for diffusers."
+    elif training:
+        description = f"An NCSN score model of {training.get('data', 'its training data')}."
+    else:
+        description = f"An NCSN score model ({network})."
     loss = {"dsm": "denoising score matching, lambda(sigma) = sigma^2", "ssm": "sliced score matching"}.get(
         args.get("loss"), "unknown"
     )
@@ -161,6 +178,7 @@ def render_model_card(
         train_time=f"{training['train_seconds']:.0f} s" if "train_seconds" in training else "unknown",
         sampling=f"`{type(scheduler).__name__}`: {scheduler.description}",
         evaluation=_evaluation_markdown(evaluation),
+        conversion=conversion,
     )
 
 

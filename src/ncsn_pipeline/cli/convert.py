@@ -1,0 +1,59 @@
+"""``ncsn-convert CHECKPOINT --config CONFIG --output_dir DIR [--weights ema|raw]``: a published NCSN / NCSNv2
+checkpoint as an `NCSNPipeline` folder (safetensors weights, configs, model card).
+
+The checkpoint is read with ``torch.load(weights_only=True)`` only; a file holding other Python objects is
+refused without being run. Afterwards::
+
+    NCSNPipeline.from_pretrained(DIR)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from ..conversion import PUBLISHED_CONFIGS, ConversionError, convert_checkpoint
+from .arguments import strict_parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``ncsn-convert``."""
+    parser = strict_parser(
+        prog="ncsn-convert",
+        description="Convert a published NCSN (ermongroup/ncsn) or NCSNv2 (ermongroup/ncsnv2) checkpoint into a "
+        "pipeline folder that NCSNPipeline.from_pretrained loads. The checkpoint is never unpickled beyond tensors.",
+    )
+    parser.add_argument("checkpoint", help="the original checkpoint.pth")
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="the checkpoint's training config: the original YAML file, or a published configuration by name ("
+        + ", ".join(sorted(PUBLISHED_CONFIGS))
+        + ")",
+    )
+    parser.add_argument("--output_dir", required=True, help="the pipeline folder to write (must not exist)")
+    parser.add_argument(
+        "--weights",
+        choices=["ema", "raw"],
+        default=None,
+        help="which weights: the exponential moving average the papers sample with (ema), or the raw training "
+        "weights (raw); default: ema where the checkpoint has it (NCSNv2), raw otherwise (NCSN v1 kept none)",
+    )
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``ncsn-convert``."""
+    args = build_parser().parse_args(argv)
+    try:
+        folder = convert_checkpoint(args.checkpoint, args.config, args.output_dir, weights=args.weights)
+    except (ConversionError, OSError) as error:
+        print(f"ncsn-convert: error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {folder}. Load it with NCSNPipeline.from_pretrained({str(folder)!r}).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

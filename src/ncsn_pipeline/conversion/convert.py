@@ -1,0 +1,152 @@
+"""``convert_checkpoint``: a published research checkpoint -> a complete `NCSNPipeline` folder.
+
+The folder holds safetensors weights, the model and scheduler configs, ``model_index.json`` with the data range,
+``conversion.json`` (where the weights came from: its only writer) and a model card rendered from ``hub_cards/``.
+It is written into a temporary sibling folder and renamed at the end, so a failed conversion leaves nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+
+from ..pipeline_ncsn import NCSNPipeline
+from . import ermongroup
+from .originals import ConversionError, load_original_checkpoint, load_original_config
+
+CONVERSION_RECORD = "conversion.json"
+
+# Where the originals are published and under which licence (the repositories' LICENSE files).
+SOURCES = {
+    "ncsn-v1": {
+        "paper": "Song & Ermon, Generative Modeling by Estimating Gradients of the Data Distribution (NeurIPS 2019)",
+        "code": "https://github.com/ermongroup/ncsn",
+        "license": "gpl-3.0",
+        "original_class": "CondRefineNetDilated",
+    },
+    "ncsnv2": {
+        "paper": "Song & Ermon, Improved Techniques for Training Score-Based Generative Models (NeurIPS 2020)",
+        "code": "https://github.com/ermongroup/ncsnv2",
+        "license": "mit",
+        "original_class": "NCSNv2 / NCSNv2Deeper / NCSNv2Deepest (by data set)",
+    },
+}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_converted_weights(model: torch.nn.Module, weights: Dict[str, torch.Tensor]) -> None:
+    """Load ``weights`` into ``model`` exactly, or raise `ConversionError` naming every key that does not fit."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong_shape = sorted(
+        f"{key}: checkpoint {tuple(weights[key].shape)} vs config {tuple(expected[key].shape)}"
+        for key in set(expected) & set(weights)
+        if tuple(weights[key].shape) != tuple(expected[key].shape)
+    )
+    problems = [
+        f"{label} ({len(keys)}): {keys[:8]}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong_shape))
+        if keys
+    ]
+    if problems:
+        raise ConversionError(
+            "The checkpoint does not match the model its config describes; keys " + "; ".join(problems) + ". Pass "
+            "the config the checkpoint was trained with."
+        )
+    model.load_state_dict({key: value.to(expected[key].dtype) for key, value in weights.items()})
+    if not all(torch.isfinite(value).all() for value in model.state_dict().values() if value.is_floating_point()):
+        raise ConversionError("The checkpoint holds NaN or infinite weights.")
+
+
+def convert_checkpoint(
+    checkpoint: Union[str, os.PathLike],
+    config: Union[str, os.PathLike, Dict[str, Any]],
+    output_dir: Union[str, os.PathLike],
+    weights: Optional[str] = None,
+) -> Path:
+    """Convert a published NCSN / NCSNv2 checkpoint into an `NCSNPipeline` folder.
+
+    Args:
+        checkpoint: The original ``checkpoint.pth`` (read with ``weights_only=True`` only).
+        config: Its training config: a YAML file, or the name of a published configuration
+            (`ncsn_pipeline.conversion.PUBLISHED_CONFIGS`).
+        output_dir: The folder to write; it must not exist.
+        weights: ``"ema"`` (the exponential moving average, what the papers sample), ``"raw"``, or `None` for
+            EMA where the checkpoint has it and raw otherwise (NCSN v1 kept none).
+
+    Returns:
+        `Path`: ``output_dir``, loadable with ``NCSNPipeline.from_pretrained``.
+
+    Raises:
+        ConversionError: naming the file, key or setting that prevents the conversion; nothing is written.
+
+    Example:
+        >>> from ncsn_pipeline.conversion import convert_checkpoint
+        >>> convert_checkpoint("checkpoint.pth", "ncsnv2-cifar10", "ncsnv2-cifar10")  # doctest: +SKIP
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists():
+        raise ConversionError(f"{output_dir} already exists; choose a new output folder.")
+    if weights not in (None, "ema", "raw"):
+        raise ConversionError(f"weights must be 'ema' or 'raw', got {weights!r}.")
+    original = load_original_config(config)
+    if not ermongroup.is_ermongroup_config(original):
+        raise ConversionError(
+            "The config is not an ermongroup NCSN / NCSNv2 config (model.sigma_begin and model.num_classes). "
+            "score_sde (NCSN++) checkpoints are not convertible yet."
+        )
+    family = ermongroup.family(original)
+    state, chosen = ermongroup.state_dict(load_original_checkpoint(checkpoint), original, weights)
+    model = ermongroup.build_model(original)
+    load_converted_weights(model, state)
+    _, data_range = ermongroup._input_mapping(original)
+    pipeline = NCSNPipeline(unet=model.eval(), scheduler=ermongroup.build_scheduler(original), data_range=data_range)
+
+    record = {
+        "family": family,
+        **SOURCES[family],
+        "checkpoint": Path(checkpoint).name,
+        "checkpoint_sha256": _sha256(Path(checkpoint)),
+        # File names only: a local path says nothing to the card's readers and may name the user's folders.
+        "config": Path(config).name if not isinstance(config, dict) else "(given as a dict)",
+        "dataset": str(original["data"].get("dataset", "unknown")),
+        "weights": chosen,
+    }
+    record["command"] = (
+        f"ncsn-convert {record['checkpoint']} --config {record['config']} --output_dir {output_dir.name} "
+        f"--weights {chosen}"
+    )
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = output_dir.parent / f".{output_dir.name}.converting-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        pipeline.save_pretrained(staging)
+        (staging / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        from ..hub.model_card import write_model_card
+
+        write_model_card(staging, repo_id=output_dir.name)
+        staging.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def read_conversion_record(folder: Union[str, os.PathLike]) -> Optional[Dict[str, Any]]:
+    """The ``conversion.json`` of a converted pipeline folder, or `None` for other folders."""
+    path = Path(folder) / CONVERSION_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,101 @@
+"""Reading the published checkpoints and configs safely: weights only, configs as data.
+
+A research checkpoint is a pickle; ``torch.load`` without ``weights_only=True`` runs whatever code the file
+names. Everything here loads with ``weights_only=True`` and turns refusals and unreadable files into one
+`ConversionError` that names the file and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Dict, Union
+
+import torch
+
+from .published import PUBLISHED_CONFIGS
+
+
+class ConversionError(ValueError):
+    """A checkpoint or config that cannot be converted; the message names the file or key and what to do."""
+
+
+def load_original_checkpoint(path: Union[str, os.PathLike]) -> Any:
+    """Load a research checkpoint with ``torch.load(..., weights_only=True)`` on the CPU.
+
+    Raises:
+        ConversionError: when the file is missing, unreadable, or holds objects other than tensors and plain
+            containers (such a file is never unpickled: that would run code).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"Checkpoint {str(path)!r} does not exist or is not a file.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise ConversionError(
+            f"{path} holds Python objects other than tensors, numbers and plain containers, so it was refused "
+            f"without running it ({reason}). ncsn-convert reads checkpoints with torch.load(weights_only=True) "
+            "only. If you trust the file, load it yourself and save its state dicts alone with torch.save."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise ConversionError(
+            f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {error}); is it complete?"
+        ) from None
+
+
+def load_original_config(config: Union[str, os.PathLike, Dict[str, Any]]) -> Dict[str, Any]:
+    """The original training config as a nested dict.
+
+    Args:
+        config: A path to an ermongroup YAML file (``.yml``/``.yaml``) or to a score_sde ``ml_collections``
+            config dumped as JSON or YAML; the name of a published configuration (`PUBLISHED_CONFIGS`); or a
+            dict already.
+
+    Raises:
+        ConversionError: for a missing or malformed file, or an unknown name (listing the known ones).
+    """
+    if isinstance(config, dict):
+        return config
+    path = Path(config)
+    if not path.exists():
+        name = os.fspath(config)
+        if name in PUBLISHED_CONFIGS:
+            return json.loads(json.dumps(PUBLISHED_CONFIGS[name]))  # a copy the caller may change
+        raise ConversionError(
+            f"Unknown config {name!r}: it is neither a file nor a published configuration. "
+            f"Known configurations: {sorted(PUBLISHED_CONFIGS)}."
+        )
+    try:
+        text = path.read_text()
+        if path.suffix == ".json":
+            loaded = json.loads(text)
+        else:
+            import yaml
+
+            loaded = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConversionError(f"Cannot read config {path}: {error}") from None
+    except Exception as error:  # yaml.YAMLError and friends
+        raise ConversionError(f"Cannot parse config {path}: {error}") from None
+    if (
+        not isinstance(loaded, dict)
+        or not isinstance(loaded.get("model"), dict)
+        or not isinstance(loaded.get("data"), dict)
+    ):
+        raise ConversionError(
+            f"{path} is not a training config of ermongroup/ncsn, ermongroup/ncsnv2 or score_sde_pytorch: it needs "
+            "'data' and 'model' sections."
+        )
+    return loaded
+
+
+def config_value(config: Dict[str, Any], section: str, key: str, default: Any = KeyError) -> Any:
+    """``config[section][key]``, or ``default``; a missing required key raises `ConversionError` naming it."""
+    value = config.get(section, {}).get(key, default)
+    if value is KeyError:
+        raise ConversionError(f"The config has no {section}.{key}, which the conversion needs.")
+    return value

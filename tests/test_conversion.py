@@ -1,0 +1,317 @@
+"""Published NCSN v1 / NCSNv2 checkpoints -> pipeline folders (``ncsn-convert``), and the architectures they need.
+
+The reference folders (tests/data/reference-checkpoints, copied from the shared fixtures) hold checkpoints in the
+original formats. ``original_code_outputs.safetensors`` in each is the output of the original model code
+(ermongroup/ncsn @7f27f4a, ermongroup/ncsnv2 @1bcea03) with the checkpoint's model state dict on the folder's
+``x`` and ``labels``, computed once outside this repository; ``reference.safetensors`` is the fixture's own.
+
+Tolerance: 1e-4 of the output's largest magnitude. Both sides run the same float32 operations in a different
+order (the fused per-level lookup, the loops), and the original code itself differs from the fixture's
+``out_ema`` by up to 6.4e-6 relative on the deepest network, so 1e-4 leaves a 15x margin while any wrong mapping
+(a swapped key, a missing ``2x - 1``, a missing division by sigma) is off by 30-150 %.
+"""
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ncsn_pipeline import NCSNPipeline, NCSNScoreModel, score_schedulers
+from ncsn_pipeline.cli import convert as convert_cli
+from ncsn_pipeline.conversion import PUBLISHED_CONFIGS, ConversionError, convert_checkpoint, load_original_config
+from ncsn_pipeline.modeling_ncsn_v1 import NCSNv1ScoreModel
+
+REFERENCES = Path(__file__).parent / "data" / "reference-checkpoints"
+ERMONGROUP = {
+    "ncsn-v1-mnist-tiny": ("NCSNv1ScoreModel", None),
+    "ncsn-v1-cifar10-tiny": ("NCSNv1ScoreModel", None),
+    "ncsnv2-cifar10-tiny": ("NCSNScoreModel", "ncsnv2"),
+    "ncsnv2-lsun-tiny": ("NCSNScoreModel", "ncsnv2-deeper"),
+    "ncsnv2-ffhq-tiny": ("NCSNScoreModel", "ncsnv2-deepest"),
+}
+RTOL = 1e-4
+
+
+def _relative_error(output: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((output - expected).abs().max() / expected.abs().max()).item()
+
+
+def _convert(name: str, tmp_path: Path, weights=None, config=None) -> Path:
+    folder = REFERENCES / name
+    return convert_checkpoint(
+        folder / "checkpoint.pth", config or folder / "config.yml", tmp_path / f"{name}-{weights}", weights=weights
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Architectures at the published sizes
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        (lambda: NCSNv1ScoreModel(in_channels=1, sample_size=28, ngf=64), 7_638_657),  # NCSN v1 MNIST
+        (lambda: NCSNv1ScoreModel(in_channels=3, sample_size=32, ngf=128), 30_117_635),  # NCSN v1 CIFAR-10
+        (lambda: NCSNScoreModel(3, 32, 128), 29_694_083),  # NCSNv2 CIFAR-10
+        (lambda: NCSNScoreModel(3, 128, 128, architecture="ncsnv2-deeper"), 83_445_379),  # NCSNv2 LSUN 128
+        (lambda: NCSNScoreModel(3, 256, 128, architecture="ncsnv2-deepest"), 94_132_611),  # NCSNv2 FFHQ 256
+    ],
+)
+def test_published_parameter_counts(build, expected):
+    with torch.device("meta"):  # no memory for the weights: only their shapes are counted
+        model = build()
+    assert sum(parameter.numel() for parameter in model.parameters()) == expected
+
+
+def test_deeper_networks_need_sides_they_can_halve():
+    with pytest.raises(ValueError, match="sample_size must be a multiple of 4 for architecture 'ncsnv2-deeper'"):
+        NCSNScoreModel(3, 30, 8, architecture="ncsnv2-deeper")
+    with pytest.raises(ValueError, match="Unknown architecture 'ncsnv3'"):
+        NCSNScoreModel(3, 32, 8, architecture="ncsnv3")
+    model = NCSNScoreModel(3, 16, 4, architecture="ncsnv2-deepest")
+    with pytest.raises(ValueError, match="multiples of 8 and >= 16, got 20x20"):
+        model(torch.zeros(1, 3, 20, 20), 1.0)
+
+
+def test_ncsn_v1_model_accepts_only_its_levels():
+    model = NCSNv1ScoreModel(in_channels=1, sample_size=28, ngf=4, sigma_max=1.0, sigma_min=0.01, num_noise_levels=10)
+    levels = model.noise_levels
+    x = torch.rand(3, 1, 28, 28)
+    per_example = model(x, levels[[0, 4, 9]].float()).sample
+    for index, level in enumerate([0, 4, 9]):  # one level per example = each example at its own level
+        alone = model(x[index : index + 1], float(levels[level])).sample
+        torch.testing.assert_close(per_example[index : index + 1], alone, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"knows only its 10 training noise levels \[1.0, 0.599484.*got sigma=\[0.5\]"):
+        model(x, 0.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Conversion: outputs of the original code
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(ERMONGROUP))
+def test_converted_model_reproduces_the_original_code(name, tmp_path):
+    reference = load_file(REFERENCES / name / "reference.safetensors")
+    original = load_file(REFERENCES / name / "original_code_outputs.safetensors")["out"]
+    pipe = NCSNPipeline.from_pretrained(_convert(name, tmp_path))
+    class_name, architecture = ERMONGROUP[name]
+    assert type(pipe.unet).__name__ == class_name
+    assert pipe.unet.config.get("architecture") == architecture
+    assert pipe.config.data_range == [0.0, 1.0]
+    with torch.no_grad():
+        output = pipe.unet(reference["x"], reference["sigmas"]).sample
+    assert _relative_error(output, original) < RTOL
+    if class_name == "NCSNScoreModel":  # NCSNv2: EMA by default; the fixture's EMA output
+        assert _relative_error(output, reference["out_ema"]) < RTOL
+        record = json.loads((tmp_path / f"{name}-None" / "conversion.json").read_text())
+        assert record["weights"] == "ema" and record["license"] == "mit"
+
+
+@pytest.mark.parametrize("name", ["ncsnv2-cifar10-tiny", "ncsnv2-ffhq-tiny"])
+def test_raw_weights_are_the_model_state_dict(name, tmp_path):
+    """``--weights raw`` loads item 0 of the checkpoint; ``ema`` its 5th item over it (swapped here to tell them
+    apart, since these fixtures store the same values in both)."""
+    folder = REFERENCES / name
+    checkpoint = torch.load(folder / "checkpoint.pth", weights_only=True)
+    shadow = {key: value + 0.01 * torch.randn_like(value) for key, value in checkpoint[4].items()}
+    modified = tmp_path / "checkpoint.pth"
+    torch.save([checkpoint[0], checkpoint[1], checkpoint[2], checkpoint[3], shadow], modified)
+    reference = load_file(folder / "reference.safetensors")
+    original = load_file(folder / "original_code_outputs.safetensors")["out"]
+    outputs = {}
+    for weights in ("raw", "ema"):
+        pipe = NCSNPipeline.from_pretrained(
+            convert_checkpoint(modified, folder / "config.yml", tmp_path / weights, weights=weights)
+        )
+        with torch.no_grad():
+            outputs[weights] = pipe.unet(reference["x"], reference["sigmas"]).sample
+    assert _relative_error(outputs["raw"], original) < RTOL
+    assert _relative_error(outputs["ema"], original) > 100 * RTOL  # really the other weights
+
+
+def test_ncsn_v1_has_no_ema_weights(tmp_path):
+    with pytest.raises(ConversionError, match=r"holds no EMA weights .*\(--weights raw\)"):
+        _convert("ncsn-v1-mnist-tiny", tmp_path, weights="ema")
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+# --------------------------------------------------------------------------------------------------
+# Sampling a converted pipeline with every sampler
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["ncsn-v1-mnist-tiny", "ncsnv2-cifar10-tiny"])
+@pytest.mark.parametrize("sampler", sorted(score_schedulers()))
+def test_converted_pipeline_samples_with_every_sampler(name, sampler, tmp_path):
+    """NCSNv2 (sigma-scaled, any level) runs with every sampler; NCSN v1 runs where the sampler's levels are its
+    own and otherwise is refused before sampling, with its levels listed."""
+    pipe = NCSNPipeline.from_pretrained(_convert(name, tmp_path))
+    pipe.set_progress_bar_config(disable=True)
+    levels = pipe.scheduler.config.num_noise_levels
+    options = {"NCSNScheduler": {"steps_per_level": 1}, "VEPredictorCorrectorScheduler": {"num_corrector_steps": 1}}
+    pipe.scheduler = score_schedulers()[sampler].from_config(pipe.scheduler.config, **options.get(sampler, {}))
+    is_v1 = isinstance(pipe.unet, NCSNv1ScoreModel)
+    steps = None if is_v1 else 4  # NCSN v1 only on its own 10 levels; NCSNv2 on a short ladder
+    calls = []
+    pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        images = pipe(
+            batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=steps, output_type="np"
+        )
+    except ValueError as error:
+        assert is_v1 and "knows only its 10 training noise levels" in str(error), error
+        assert not calls  # refused before any network call
+        return
+    assert images.images.shape == (2, *pipe.unet.sample_shape[1:], pipe.unet.sample_shape[0])
+    assert len(calls) == pipe.scheduler.num_model_calls
+    if is_v1:
+        assert levels == 10
+
+
+def test_ncsn_v1_refuses_a_shorter_ladder_before_sampling(tmp_path):
+    pipe = NCSNPipeline.from_pretrained(_convert("ncsn-v1-mnist-tiny", tmp_path))
+    with pytest.raises(ValueError, match="knows only its 10 training noise levels"):
+        pipe(batch_size=1, num_inference_steps=3)
+
+
+# --------------------------------------------------------------------------------------------------
+# Refusals: unsafe checkpoints, mismatched configs, unknown names, bad paths
+# --------------------------------------------------------------------------------------------------
+class _Payload:
+    """Unpickling this would create a file (a stand-in for arbitrary code in a checkpoint)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_checkpoint_with_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "code-ran"
+    state = torch.load(REFERENCES / "ncsnv2-cifar10-tiny" / "checkpoint.pth", weights_only=True)
+    hostile = tmp_path / "hostile.pth"
+    torch.save([state[0], _Payload(marker)], hostile)
+    with pytest.raises(ConversionError, match="refused without running it"):
+        convert_checkpoint(hostile, REFERENCES / "ncsnv2-cifar10-tiny" / "config.yml", tmp_path / "out")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    with open(tmp_path / "plain.pkl", "wb") as handle:  # a plain pickle, not a torch file
+        pickle.dump({"a": 1}, handle)
+    with pytest.raises(ConversionError, match="plain.pkl"):
+        convert_checkpoint(tmp_path / "plain.pkl", "ncsnv2-cifar10", tmp_path / "out")
+
+
+def test_a_config_that_does_not_match_names_keys_and_shapes(tmp_path):
+    with pytest.raises(ConversionError) as error:
+        _convert("ncsnv2-cifar10-tiny", tmp_path, config=REFERENCES / "ncsnv2-ffhq-tiny" / "config.yml")
+    message = str(error.value)
+    assert "missing (84): ['refine31." in message  # the deepest network's extra blocks
+    assert "of another shape (" in message and "checkpoint (16, 16, 3, 3) vs config (32, 32, 3, 3)" in message
+    wider = load_original_config(REFERENCES / "ncsnv2-cifar10-tiny" / "config.yml")
+    wider["model"]["ngf"] = 16
+    with pytest.raises(
+        ConversionError,
+        match=r"of another shape .*begin_conv.weight: checkpoint \(8, 3, 3, 3\) vs config \(16, 3, 3, 3\)",
+    ):
+        _convert("ncsnv2-cifar10-tiny", tmp_path, config=wider)
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_config_name_lists_the_known_ones(tmp_path):
+    with pytest.raises(ConversionError, match=r"Unknown config 'ncsnv2-imagenet'.*'ncsnv2-bedroom'"):
+        convert_checkpoint(REFERENCES / "ncsnv2-cifar10-tiny" / "checkpoint.pth", "ncsnv2-imagenet", tmp_path / "o")
+
+
+def test_published_configs_by_name(tmp_path):
+    """A published name works like the YAML file when the checkpoint has that shape (here: a tiny model in the
+    published CIFAR-10 layout)."""
+    config = load_original_config("ncsnv2-cifar10")
+    assert config["model"]["num_classes"] == 232 and config["sampling"]["step_lr"] == 6.2e-6
+    assert set(PUBLISHED_CONFIGS) >= {"ncsn-v1-mnist", "ncsn-v1-cifar10", "ncsnv2-cifar10", "ncsnv2-ffhq"}
+    config["model"]["ngf"] = 8
+    pipe = NCSNPipeline.from_pretrained(_convert("ncsnv2-cifar10-tiny", tmp_path, config=config))
+    assert pipe.scheduler.config.num_noise_levels == 232 and pipe.scheduler.config.steps_per_level == 5
+
+
+def test_existing_output_folder_and_missing_checkpoint(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ConversionError, match="already exists"):
+        convert_checkpoint(REFERENCES / "ncsnv2-cifar10-tiny" / "checkpoint.pth", "ncsnv2-cifar10", tmp_path / "taken")
+    with pytest.raises(ConversionError, match="does not exist"):
+        convert_checkpoint(tmp_path / "nothing.pth", "ncsnv2-cifar10", tmp_path / "out")
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes((REFERENCES / "ncsnv2-cifar10-tiny" / "checkpoint.pth").read_bytes()[:5000])
+    with pytest.raises(ConversionError, match="not a readable PyTorch checkpoint"):
+        convert_checkpoint(truncated, REFERENCES / "ncsnv2-cifar10-tiny" / "config.yml", tmp_path / "out")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["taken", "truncated.pth"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The command and the card
+# --------------------------------------------------------------------------------------------------
+def test_command_line_and_card(tmp_path, capsys):
+    folder = REFERENCES / "ncsn-v1-cifar10-tiny"
+    output = tmp_path / "ncsn-v1-cifar10"
+    assert (
+        convert_cli.main(
+            [str(folder / "checkpoint.pth"), "--config", str(folder / "config.yml"), "--output_dir", str(output)]
+        )
+        == 0
+    )
+    assert "NCSNPipeline.from_pretrained" in capsys.readouterr().out
+    card = (output / "README.md").read_text()
+    assert "license: gpl-3.0" in card and "https://github.com/ermongroup/ncsn" in card
+    assert "ncsn-convert checkpoint.pth --config config.yml --output_dir ncsn-v1-cifar10 --weights raw" in card
+    assert "# ncsn-v1-cifar10" in card and ".converting" not in card
+    assert str(tmp_path) not in card  # no local paths in a card meant for the Hub
+    # Errors: one line, exit status 2, nothing written.
+    assert (
+        convert_cli.main([str(folder / "checkpoint.pth"), "--config", "nope", "--output_dir", str(tmp_path / "x")]) == 2
+    )
+    assert "ncsn-convert: error: Unknown config 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        convert_cli.main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("checkpoint", "--config", "--output_dir", "--weights", "ncsnv2-ffhq", "raw"):
+        assert option in text
+    with pytest.raises(SystemExit):  # abbreviations are refused, as in every CLI of the package
+        convert_cli.main(["c.pth", "--conf", "x", "--output_dir", "y"])
+
+
+def test_converted_pipeline_exports_for_plain_diffusers(tmp_path):
+    """The Hub layout of a converted NCSN v1 pipeline: its own code files, the provenance in the card, and plain
+    diffusers (package blocked) samples the same images."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from ncsn_pipeline.hub import export_for_hub
+    from test_hub_export import PLAIN_DIFFUSERS  # noqa: F401  (the same loader script as the other exports)
+
+    folder = _convert("ncsn-v1-mnist-tiny", tmp_path)
+    scheduler_config = folder / "scheduler" / "scheduler_config.json"  # 10 levels x 1 step keeps the test short
+    scheduler_config.write_text(json.dumps({**json.loads(scheduler_config.read_text()), "steps_per_level": 1}))
+    export = export_for_hub(folder, tmp_path / "export", repo_id="someone/ncsn-v1-mnist")
+    assert (export / "conversion.json").is_file() and (export / "unet" / "modeling_ncsn_v1.py").is_file()
+    assert "https://github.com/ermongroup/ncsn" in (export / "README.md").read_text()
+    script = PLAIN_DIFFUSERS.replace("num_inference_steps=3", "num_inference_steps=None")
+    environment = {
+        "HF_HUB_OFFLINE": "1",
+        "PATH": "/usr/bin:/bin",
+        "HF_HOME": str(tmp_path / "hf"),
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(export), str(tmp_path / "plain.npy")],
+        capture_output=True, text=True, timeout=300, env=environment,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["NCSNPipeline", "NCSNv1ScoreModel", "NCSNScheduler"]
+    pipe = NCSNPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(batch_size=3, generator=torch.Generator().manual_seed(5), output_type="np").images
+    np.testing.assert_array_equal(np.load(tmp_path / "plain.npy"), expected)

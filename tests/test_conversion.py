@@ -15,6 +15,7 @@ import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -287,8 +288,6 @@ def test_converted_pipeline_exports_for_plain_diffusers(tmp_path):
     import subprocess
     import sys
 
-    import numpy as np
-
     from ncsn_pipeline.hub import export_for_hub
     from test_hub_export import PLAIN_DIFFUSERS  # noqa: F401  (the same loader script as the other exports)
 
@@ -315,3 +314,76 @@ def test_converted_pipeline_exports_for_plain_diffusers(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     expected = pipe(batch_size=3, generator=torch.Generator().manual_seed(5), output_type="np").images
     np.testing.assert_array_equal(np.load(tmp_path / "plain.npy"), expected)
+
+
+# --------------------------------------------------------------------------------------------------
+# score_sde NCSN++ -> diffusers' UNet2DModel (the large reference folder, read from ../shared)
+# --------------------------------------------------------------------------------------------------
+# ../shared next to the checkout (the repository root's parent), as on the development machine and in CI.
+LARGE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference-checkpoints-large"
+NCSNPP_LARGE = LARGE / "score-sde-ncsnpp-celebahq-nf128"
+needs_large = pytest.mark.skipif(
+    not (NCSNPP_LARGE / "checkpoint.pth").is_file(),
+    reason=f"the 40 MB NCSN++ reference checkpoint is not in this checkout ({NCSNPP_LARGE}); CI has it",
+)
+
+
+@needs_large
+@pytest.mark.parametrize("weights", [None, "raw"])
+def test_ncsnpp_output_skip_goes_to_unet2dmodel_and_reproduces_the_original(weights, tmp_path):
+    """EMA by default (the fixture's out_ema); raw weights give the original code's output with the model state
+    dict (the fixture's own out_raw is not reproducible, see tests/data/reference-checkpoints/README.md)."""
+    from diffusers import UNet2DModel
+
+    reference = load_file(NCSNPP_LARGE / "reference.safetensors")
+    original = load_file(REFERENCES / "score-sde-ncsnpp-celebahq-nf128.original_code_outputs.safetensors")
+    folder = convert_checkpoint(
+        NCSNPP_LARGE / "checkpoint.pth", NCSNPP_LARGE / "config.json", tmp_path / "ncsnpp", weights=weights
+    )
+    pipe = NCSNPipeline.from_pretrained(folder)
+    assert type(pipe.unet) is UNet2DModel and pipe.unet.config.center_input_sample
+    config = pipe.scheduler.config
+    assert type(pipe.scheduler).__name__ == "VEPredictorCorrectorScheduler"
+    assert (config.num_noise_levels, config.snr, config.num_corrector_steps) == (2000, 0.075, 1)
+    assert (config.sigma_min, config.sigma_max) == (0.01, 348.0)
+    with torch.no_grad():
+        output = pipe.unet(reference["x"], reference["sigmas"]).sample
+    if weights is None:
+        assert _relative_error(output, reference["out_ema"]) < RTOL
+        assert _relative_error(output, original["out_ema_weights"]) < RTOL
+    else:
+        assert _relative_error(output, original["out_raw_weights"]) < RTOL
+    card = (folder / "README.md").read_text()
+    assert "license: apache-2.0" in card and "score_sde_pytorch" in card and "UNet2DModel" in card
+    pipe.set_progress_bar_config(disable=True)
+    for sampler in score_schedulers().values():  # a tiny run with every sampler
+        pipe.scheduler = sampler.from_config(config)
+        images = pipe(batch_size=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
+        assert images.images.shape == (1, 16, 16, 3) and np.isfinite(images.images).all()
+
+
+@needs_large
+def test_converted_ncsnpp_exports_as_diffusers_own_unet(tmp_path):
+    from ncsn_pipeline.hub import export_for_hub
+
+    folder = convert_checkpoint(NCSNPP_LARGE / "checkpoint.pth", NCSNPP_LARGE / "config.json", tmp_path / "ncsnpp")
+    export = export_for_hub(folder, tmp_path / "export")
+    index = json.loads((export / "model_index.json").read_text())
+    assert index["unet"] == ["diffusers", "UNet2DModel"] and not (export / "unet" / "modeling_ncsn.py").exists()
+    reloaded = NCSNPipeline.from_pretrained(export)
+    original = NCSNPipeline.from_pretrained(folder)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.unet(x, 3.0).sample, original.unet(x, 3.0).sample)
+
+
+@pytest.mark.parametrize("name", ["score-sde-ncsnpp-cifar10-tiny", "score-sde-ncsnpp-celebahq-tiny"])
+def test_ncsnpp_configs_unet2dmodel_cannot_represent_are_refused_with_the_reason(name, tmp_path):
+    folder = REFERENCES / name
+    with pytest.raises(ConversionError) as error:
+        convert_checkpoint(folder / "checkpoint.pth", folder / "config.json", tmp_path / "out")
+    message = str(error.value)
+    assert "UNet2DModel cannot represent it" in message and "go below 128" in message
+    if "cifar10" in name:
+        assert "model.progressive_input is 'residual'" in message
+    assert not (tmp_path / "out").exists()

@@ -1,5 +1,5 @@
-"""``ncsn-convert CHECKPOINT --config CONFIG --output_dir DIR [--weights ema|raw]``: a published NCSN / NCSNv2
-checkpoint as an `NCSNPipeline` folder (safetensors weights, configs, model card).
+"""``ncsn-convert CHECKPOINT --config CONFIG --output_dir DIR [--weights ema|raw]``: a published NCSN, NCSNv2 or
+score-SDE NCSN++ checkpoint as an `NCSNPipeline` folder (safetensors weights, configs, model card).
 
 The checkpoint is read with ``torch.load(weights_only=True)`` only; a file holding other Python objects is
 refused without being run. Afterwards::
@@ -21,16 +21,16 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``ncsn-convert``."""
     parser = strict_parser(
         prog="ncsn-convert",
-        description="Convert a published NCSN (ermongroup/ncsn) or NCSNv2 (ermongroup/ncsnv2) checkpoint into a "
-        "pipeline folder that NCSNPipeline.from_pretrained loads. The checkpoint is never unpickled beyond tensors.",
+        description="Convert a published NCSN (ermongroup/ncsn), NCSNv2 (ermongroup/ncsnv2) or score-SDE NCSN++ "
+        "(yang-song/score_sde_pytorch) checkpoint into a pipeline folder that NCSNPipeline.from_pretrained loads. "
+        "The checkpoint is never unpickled beyond tensors.",
     )
     parser.add_argument("checkpoint", help="the original checkpoint.pth")
     parser.add_argument(
         "--config",
         required=True,
-        help="the checkpoint's training config: the original YAML file, or a published configuration by name ("
-        + ", ".join(sorted(PUBLISHED_CONFIGS))
-        + ")",
+        help="the checkpoint's training config: the original ermongroup YAML file, a score_sde config dumped as "
+        "JSON or YAML (NCSN++), or a published configuration by name (" + ", ".join(sorted(PUBLISHED_CONFIGS)) + ")",
     )
     parser.add_argument("--output_dir", required=True, help="the pipeline folder to write (must not exist)")
     parser.add_argument(
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["ema", "raw"],
         default=None,
         help="which weights: the exponential moving average the papers sample with (ema), or the raw training "
-        "weights (raw); default: ema where the checkpoint has it (NCSNv2), raw otherwise (NCSN v1 kept none)",
+        "weights (raw); default: ema where the checkpoint has it (NCSNv2, score-SDE), raw otherwise (NCSN v1 kept "
+        "none)",
     )
     return parser
 

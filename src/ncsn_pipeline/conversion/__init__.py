@@ -1,4 +1,4 @@
-"""Conversion of published research checkpoints (NCSN v1, NCSNv2) into `NCSNPipeline` folders.
+"""Conversion of published research checkpoints (NCSN v1, NCSNv2, score-SDE NCSN++) into `NCSNPipeline` folders.
 
 ``ncsn-convert CHECKPOINT --config CONFIG --output_dir DIR [--weights ema|raw]`` (`cli.convert`) and
 `convert_checkpoint` do the same.

@@ -17,8 +17,8 @@ from typing import Any, Dict, Optional, Union
 import torch
 
 from ..pipeline_ncsn import NCSNPipeline
-from . import ermongroup
-from .originals import ConversionError, load_original_checkpoint, load_original_config
+from . import ermongroup, score_sde
+from .originals import ConversionError, config_value, load_original_checkpoint, load_original_config
 
 CONVERSION_RECORD = "conversion.json"
 
@@ -29,6 +29,12 @@ SOURCES = {
         "code": "https://github.com/ermongroup/ncsn",
         "license": "gpl-3.0",
         "original_class": "CondRefineNetDilated",
+    },
+    "score-sde": {
+        "paper": "Song et al., Score-Based Generative Modeling through Stochastic Differential Equations (ICLR 2021)",
+        "code": "https://github.com/yang-song/score_sde_pytorch",
+        "license": "apache-2.0",
+        "original_class": "NCSNpp (output_skip / input_skip), as diffusers' UNet2DModel",
     },
     "ncsnv2": {
         "paper": "Song & Ermon, Improved Techniques for Training Score-Based Generative Models (NeurIPS 2020)",
@@ -78,12 +84,16 @@ def convert_checkpoint(
     output_dir: Union[str, os.PathLike],
     weights: Optional[str] = None,
 ) -> Path:
-    """Convert a published NCSN / NCSNv2 checkpoint into an `NCSNPipeline` folder.
+    """Convert a published NCSN, NCSNv2 or score-SDE NCSN++ checkpoint into an `NCSNPipeline` folder.
+
+    NCSN++ goes to diffusers' ``UNet2DModel`` where that class represents the config (the ``output_skip`` /
+    ``input_skip`` configs, as in the ``google/ncsnpp-*`` repositories); other NCSN++ configs are refused with the
+    settings that prevent it.
 
     Args:
         checkpoint: The original ``checkpoint.pth`` (read with ``weights_only=True`` only).
-        config: Its training config: a YAML file, or the name of a published configuration
-            (`ncsn_pipeline.conversion.PUBLISHED_CONFIGS`).
+        config: Its training config: an ermongroup YAML file, a score_sde config dumped as JSON or YAML, or the
+            name of a published configuration (`ncsn_pipeline.conversion.PUBLISHED_CONFIGS`).
         output_dir: The folder to write; it must not exist.
         weights: ``"ema"`` (the exponential moving average, what the papers sample), ``"raw"``, or `None` for
             EMA where the checkpoint has it and raw otherwise (NCSN v1 kept none).
@@ -104,17 +114,25 @@ def convert_checkpoint(
     if weights not in (None, "ema", "raw"):
         raise ConversionError(f"weights must be 'ema' or 'raw', got {weights!r}.")
     original = load_original_config(config)
-    if not ermongroup.is_ermongroup_config(original):
+    if ermongroup.is_ermongroup_config(original):
+        family = ermongroup.family(original)
+        state, chosen = ermongroup.state_dict(load_original_checkpoint(checkpoint), original, weights)
+        model = ermongroup.build_model(original)
+        load_converted_weights(model, state)
+        _, data_range = ermongroup._input_mapping(original)
+        scheduler = ermongroup.build_scheduler(original)
+    elif score_sde.is_score_sde_config(original):
+        family = "score-sde"
+        model, state, chosen = score_sde.build_unet2d(original, load_original_checkpoint(checkpoint), weights)
+        load_converted_weights(model, state)
+        data_range = (-1.0, 1.0) if config_value(original, "data", "centered", False) else (0.0, 1.0)
+        scheduler = score_sde.build_scheduler(original)
+    else:
         raise ConversionError(
-            "The config is not an ermongroup NCSN / NCSNv2 config (model.sigma_begin and model.num_classes). "
-            "score_sde (NCSN++) checkpoints are not convertible yet."
+            "The config is neither an ermongroup NCSN / NCSNv2 config (model.sigma_begin, model.num_classes) nor a "
+            "score_sde NCSN++ config (model.name 'ncsnpp')."
         )
-    family = ermongroup.family(original)
-    state, chosen = ermongroup.state_dict(load_original_checkpoint(checkpoint), original, weights)
-    model = ermongroup.build_model(original)
-    load_converted_weights(model, state)
-    _, data_range = ermongroup._input_mapping(original)
-    pipeline = NCSNPipeline(unet=model.eval(), scheduler=ermongroup.build_scheduler(original), data_range=data_range)
+    pipeline = NCSNPipeline(unet=model.eval(), scheduler=scheduler, data_range=data_range)
 
     record = {
         "family": family,

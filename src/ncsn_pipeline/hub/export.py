@@ -32,6 +32,10 @@ from .transfer import HubError
 REMOTE_PIPELINE_FILE = "pipeline_ncsn"
 
 
+# Components that are diffusers' own classes (converted NCSN++ models): exported as they are, loaded by diffusers.
+DIFFUSERS_COMPONENTS = {("diffusers", "UNet2DModel")}
+
+
 def component_classes() -> Dict[str, type]:
     """Classes that may appear in an exported pipeline, by class name: the package's score models and samplers."""
     from ..modeling_ncsn import NCSNScoreModel
@@ -102,6 +106,12 @@ def export_for_hub(
     try:
         for component in ("unet", "scheduler"):
             class_name = index[component][1]
+            if tuple(index[component]) in DIFFUSERS_COMPONENTS:  # diffusers' own class: no code file needed
+                (target / component).mkdir()
+                for item in (source / component).iterdir():
+                    if item.name.endswith(".safetensors") or item.name.endswith(".json"):
+                        shutil.copy2(item, target / component / item.name)
+                continue
             if class_name not in classes:
                 raise HubError(
                     f"Component {component} is a {class_name} ({index[component][0]}); only {sorted(classes)} can be "
@@ -145,6 +155,17 @@ def load_exported_folder(folder: Path, pipeline_class, **kwargs):
     components = {}
     for component in ("unet", "scheduler"):
         class_name = index[component][1]
+        if tuple(index[component]) in DIFFUSERS_COMPONENTS:
+            from diffusers import UNet2DModel
+
+            torch_dtype = kwargs.get("torch_dtype")
+            components[component] = UNet2DModel.from_pretrained(
+                folder,
+                subfolder=component,
+                use_safetensors=True,
+                **({"torch_dtype": torch_dtype} if torch_dtype else {}),
+            )
+            continue
         if class_name not in classes:
             raise HubError(f"{folder}: component {component} is a {class_name}, unknown to ncsn-pipeline.")
         component_class = classes[class_name]

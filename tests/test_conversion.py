@@ -282,21 +282,38 @@ def test_help_explains_every_option(capsys):
         convert_cli.main(["c.pth", "--conf", "x", "--output_dir", "y"])
 
 
-def test_converted_pipeline_exports_for_plain_diffusers(tmp_path):
-    """The Hub layout of a converted NCSN v1 pipeline: its own code files, the provenance in the card, and plain
-    diffusers (package blocked) samples the same images."""
+@pytest.mark.parametrize(
+    "name, config, model_file, model_class, scheduler_class",
+    [
+        ("ncsn-v1-mnist-tiny", "config.yml", "modeling_ncsn_v1.py", "NCSNv1ScoreModel", "NCSNScheduler"),
+        (
+            "score-sde-ncsnpp-cifar10-tiny",
+            "config.json",
+            "modeling_ncsnpp.py",
+            "NCSNppScoreModel",
+            "VEPredictorCorrectorScheduler",
+        ),
+    ],
+)
+def test_converted_pipeline_exports_for_plain_diffusers(
+    name, config, model_file, model_class, scheduler_class, tmp_path
+):
+    """The Hub layout of a converted pipeline: its own code files, the provenance in the card, and plain diffusers
+    (package blocked) samples the same images."""
     import subprocess
     import sys
 
     from ncsn_pipeline.hub import export_for_hub
-    from test_hub_export import PLAIN_DIFFUSERS  # noqa: F401  (the same loader script as the other exports)
+    from test_hub_export import PLAIN_DIFFUSERS
 
-    folder = _convert("ncsn-v1-mnist-tiny", tmp_path)
-    scheduler_config = folder / "scheduler" / "scheduler_config.json"  # 10 levels x 1 step keeps the test short
-    scheduler_config.write_text(json.dumps({**json.loads(scheduler_config.read_text()), "steps_per_level": 1}))
-    export = export_for_hub(folder, tmp_path / "export", repo_id="someone/ncsn-v1-mnist")
-    assert (export / "conversion.json").is_file() and (export / "unet" / "modeling_ncsn_v1.py").is_file()
-    assert "https://github.com/ermongroup/ncsn" in (export / "README.md").read_text()
+    source = REFERENCES / name
+    folder = convert_checkpoint(source / "checkpoint.pth", source / config, tmp_path / "converted")
+    scheduler_config = folder / "scheduler" / "scheduler_config.json"  # a short run keeps the test fast
+    short = {"steps_per_level": 1} if scheduler_class == "NCSNScheduler" else {"num_noise_levels": 5}
+    scheduler_config.write_text(json.dumps({**json.loads(scheduler_config.read_text()), **short}))
+    export = export_for_hub(folder, tmp_path / "export", repo_id=f"someone/{name}")
+    assert (export / "conversion.json").is_file() and (export / "unet" / model_file).is_file()
+    assert json.loads((export / "conversion.json").read_text())["code"] in (export / "README.md").read_text()
     script = PLAIN_DIFFUSERS.replace("num_inference_steps=3", "num_inference_steps=None")
     environment = {
         "HF_HUB_OFFLINE": "1",
@@ -309,7 +326,7 @@ def test_converted_pipeline_exports_for_plain_diffusers(tmp_path):
         capture_output=True, text=True, timeout=300, env=environment,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["NCSNPipeline", "NCSNv1ScoreModel", "NCSNScheduler"]
+    assert result.stdout.split() == ["NCSNPipeline", model_class, scheduler_class]
     pipe = NCSNPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     expected = pipe(batch_size=3, generator=torch.Generator().manual_seed(5), output_type="np").images
@@ -378,12 +395,45 @@ def test_converted_ncsnpp_exports_as_diffusers_own_unet(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["score-sde-ncsnpp-cifar10-tiny", "score-sde-ncsnpp-celebahq-tiny"])
-def test_ncsnpp_configs_unet2dmodel_cannot_represent_are_refused_with_the_reason(name, tmp_path):
+@pytest.mark.parametrize("weights", [None, "raw"])
+def test_ncsnpp_configs_unet2dmodel_cannot_represent_go_to_the_package_model(name, weights, tmp_path):
+    """The CIFAR-10 layout (progressive_input 'residual') and small channel counts: NCSNppScoreModel, which gives
+    the original code's output (EMA by default: also the fixture's out_ema)."""
     folder = REFERENCES / name
-    with pytest.raises(ConversionError) as error:
-        convert_checkpoint(folder / "checkpoint.pth", folder / "config.json", tmp_path / "out")
-    message = str(error.value)
-    assert "UNet2DModel cannot represent it" in message and "go below 128" in message
-    if "cifar10" in name:
-        assert "model.progressive_input is 'residual'" in message
+    reference = load_file(folder / "reference.safetensors")
+    original = load_file(folder / "original_code_outputs.safetensors")
+    converted = convert_checkpoint(folder / "checkpoint.pth", folder / "config.json", tmp_path / "out", weights=weights)
+    pipe = NCSNPipeline.from_pretrained(converted)
+    assert type(pipe.unet).__name__ == "NCSNppScoreModel"
+    with torch.no_grad():
+        output = pipe.unet(reference["x"], reference["sigmas"]).sample
+    if weights is None:
+        assert _relative_error(output, reference["out_ema"]) < RTOL
+    assert _relative_error(output, original["out_ema_weights" if weights is None else "out_raw_weights"]) < RTOL
+    assert "NCSN++ (`NCSNppScoreModel`" in (converted / "README.md").read_text()
+    pipe.set_progress_bar_config(disable=True)
+    for sampler in score_schedulers().values():
+        pipe.scheduler = sampler.from_config(pipe.scheduler.config)
+        images = pipe(batch_size=1, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np")
+        assert np.isfinite(images.images).all()
+
+
+def test_ncsnpp_settings_the_package_does_not_build_are_refused(tmp_path):
+    folder = REFERENCES / "score-sde-ncsnpp-cifar10-tiny"
+    config = load_original_config(folder / "config.json")
+    config["model"]["embedding_type"] = "positional"
+    with pytest.raises(ConversionError, match="model.embedding_type is 'positional'"):
+        convert_checkpoint(folder / "checkpoint.pth", config, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_ncsnpp_model_checks_its_config():
+    from ncsn_pipeline import NCSNppScoreModel
+
+    with pytest.raises(ValueError, match="Unknown progressive_input 'pyramid'"):
+        NCSNppScoreModel(sample_size=8, nf=8, ch_mult=(1, 2), num_res_blocks=1, progressive_input="pyramid")
+    with pytest.raises(ValueError, match="sample_size must be a multiple of 4 for 3 levels, got 10"):
+        NCSNppScoreModel(sample_size=10, nf=8, ch_mult=(1, 2, 2), num_res_blocks=1)
+    model = NCSNppScoreModel(sample_size=8, nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,))
+    with pytest.raises(ValueError, match="must be finite and > 0"):
+        model(torch.rand(1, 3, 8, 8), 0.0)

@@ -15,6 +15,7 @@ Example:
 
 from .modeling_ncsn import NCSNScoreModel
 from .modeling_ncsn_v1 import NCSNv1ScoreModel
+from .modeling_ncsnpp import NCSNppScoreModel
 from .modeling_toy import GaussianMixtureScore, ToyScoreModel
 from .noise_schedules import NoiseSchedule, ncsnv2_noise_schedule
 from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
@@ -33,6 +34,7 @@ __all__ = [
     "NCSNSchedulerOutput",
     "NCSNScoreModel",
     "NCSNv1ScoreModel",
+    "NCSNppScoreModel",
     "NCSN_PRESETS",
     "NoiseSchedule",
     "ProbabilityFlowHeunScheduler",

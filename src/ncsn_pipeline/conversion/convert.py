@@ -34,7 +34,7 @@ SOURCES = {
         "paper": "Song et al., Score-Based Generative Modeling through Stochastic Differential Equations (ICLR 2021)",
         "code": "https://github.com/yang-song/score_sde_pytorch",
         "license": "apache-2.0",
-        "original_class": "NCSNpp (output_skip / input_skip), as diffusers' UNet2DModel",
+        "original_class": "NCSNpp",
     },
     "ncsnv2": {
         "paper": "Song & Ermon, Improved Techniques for Training Score-Based Generative Models (NeurIPS 2020)",
@@ -87,8 +87,8 @@ def convert_checkpoint(
     """Convert a published NCSN, NCSNv2 or score-SDE NCSN++ checkpoint into an `NCSNPipeline` folder.
 
     NCSN++ goes to diffusers' ``UNet2DModel`` where that class represents the config (the ``output_skip`` /
-    ``input_skip`` configs, as in the ``google/ncsnpp-*`` repositories); other NCSN++ configs are refused with the
-    settings that prevent it.
+    ``input_skip`` configs at >= 128 channels, as in the ``google/ncsnpp-*`` repositories) and to the package's
+    `NCSNppScoreModel` otherwise (the CIFAR-10 configs, with ``progressive_input: residual``); the card says which.
 
     Args:
         checkpoint: The original ``checkpoint.pth`` (read with ``weights_only=True`` only).
@@ -123,7 +123,7 @@ def convert_checkpoint(
         scheduler = ermongroup.build_scheduler(original)
     elif score_sde.is_score_sde_config(original):
         family = "score-sde"
-        model, state, chosen = score_sde.build_unet2d(original, load_original_checkpoint(checkpoint), weights)
+        model, state, chosen = score_sde.build_model(original, load_original_checkpoint(checkpoint), weights)
         load_converted_weights(model, state)
         data_range = (-1.0, 1.0) if config_value(original, "data", "centered", False) else (0.0, 1.0)
         scheduler = score_sde.build_scheduler(original)

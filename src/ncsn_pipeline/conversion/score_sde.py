@@ -1,4 +1,5 @@
-"""score_sde_pytorch NCSN++ checkpoints -> diffusers' ``UNet2DModel`` (where it can represent the config).
+"""score_sde_pytorch NCSN++ checkpoints -> diffusers' ``UNet2DModel`` where it can represent the config, the
+package's `NCSNppScoreModel` otherwise.
 
 Layout (``checkpoint.pth``): ``{"model", "ema", "optimizer", "step"}``; ``model`` keys are
 ``module.all_modules.N.*`` (one flat list of modules in construction order) plus ``module.sigmas``;
@@ -189,26 +190,68 @@ def unet2d_state_dict(unet, entries: List[Tuple[int, str, torch.Tensor]]) -> Dic
     return state
 
 
-def build_unet2d(config: Dict[str, Any], checkpoint: Any, weights=None):
-    """``(UNet2DModel, its state dict from the checkpoint, "ema" or "raw")`` for an NCSN++ config.
+# Settings every NCSN++ of the package shares with the published VE configs; other values are refused.
+NCSNPP_REQUIREMENTS = {
+    "embedding_type": "fourier",
+    "conditional": True,
+    "normalization": "GroupNorm",
+    "nonlinearity": "swish",
+    "attention_type": "ddpm",
+    "conv_size": 3,
+}
 
-    Raises:
-        ConversionError: listing the settings ``UNet2DModel`` cannot represent.
-    """
-    from diffusers import UNet2DModel
 
-    problems = unet2d_problems(config)
+def ncsnpp_config(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The `NCSNppScoreModel` config of a score_sde NCSN++ config."""
+    model = config["model"]
+    problems = [
+        f"model.{key} is {model.get(key)!r} (the package's NCSN++ needs {expected!r})"
+        for key, expected in NCSNPP_REQUIREMENTS.items()
+        if model.get(key, expected) != expected
+    ]
     if problems:
-        raise ConversionError(
-            "This NCSN++ config cannot be converted: diffusers' UNet2DModel cannot represent it ("
-            + "; ".join(problems)
-            + "), and the package has no NCSN++ network of its own yet (the CIFAR-10 configs, with "
-            "progressive_input 'residual', are among these)."
-        )
-    has_ema = isinstance((checkpoint.get("ema") if isinstance(checkpoint, dict) else None), dict)
+        raise ConversionError("This NCSN++ config cannot be converted: " + "; ".join(problems) + ".")
+    return {
+        "in_channels": config_value(config, "data", "num_channels"),
+        "sample_size": config_value(config, "data", "image_size"),
+        "nf": model["nf"],
+        "ch_mult": list(model["ch_mult"]),
+        "num_res_blocks": model["num_res_blocks"],
+        "attn_resolutions": list(model["attn_resolutions"]),
+        "resblock_type": model["resblock_type"].lower(),
+        "progressive": model["progressive"].lower(),
+        "progressive_input": model["progressive_input"].lower(),
+        "progressive_combine": model["progressive_combine"].lower(),
+        "fir": bool(model["fir"]),
+        "fir_kernel": list(model["fir_kernel"]),
+        "resamp_with_conv": bool(model["resamp_with_conv"]),
+        "skip_rescale": bool(model["skip_rescale"]),
+        "fourier_scale": float(model["fourier_scale"]),
+        "dropout": float(model["dropout"]),
+        "centered": bool(config_value(config, "data", "centered", False)),
+        "scale_by_sigma": bool(model["scale_by_sigma"]),
+    }
+
+
+def build_model(config: Dict[str, Any], checkpoint: Any, weights=None):
+    """``(model, its state dict from the checkpoint, "ema" or "raw")`` for an NCSN++ config: diffusers'
+    ``UNet2DModel`` where it represents the config (`unet2d_problems` is empty), else `NCSNppScoreModel`."""
+    has_ema = isinstance(checkpoint, dict) and isinstance(checkpoint.get("ema"), dict)
     entries, chosen = _original_weights(checkpoint, weights or ("ema" if has_ema else "raw"))
-    unet = UNet2DModel(**unet2d_config(config))
-    return unet, unet2d_state_dict(unet, entries), chosen
+    if not unet2d_problems(config):
+        from diffusers import UNet2DModel
+
+        unet = UNet2DModel(**unet2d_config(config))
+        return unet, unet2d_state_dict(unet, entries), chosen
+    from ..modeling_ncsnpp import NCSNppScoreModel
+
+    try:
+        model = NCSNppScoreModel(**ncsnpp_config(config))
+    except ValueError as error:
+        if isinstance(error, ConversionError):
+            raise
+        raise ConversionError(f"The config describes an NCSN++ the package cannot build: {error}") from None
+    return model, {f"all_modules.{index}.{name}": value for index, name, value in entries}, chosen
 
 
 def build_scheduler(config: Dict[str, Any]):

@@ -40,10 +40,12 @@ def component_classes() -> Dict[str, type]:
     """Classes that may appear in an exported pipeline, by class name: the package's score models and samplers."""
     from ..modeling_ncsn import NCSNScoreModel
     from ..modeling_ncsn_v1 import NCSNv1ScoreModel
+    from ..modeling_ncsnpp import NCSNppScoreModel
     from ..modeling_toy import GaussianMixtureScore, ToyScoreModel
     from ..scheduling_utils import score_schedulers
 
-    models = {cls.__name__: cls for cls in (NCSNScoreModel, NCSNv1ScoreModel, GaussianMixtureScore, ToyScoreModel)}
+    score_models = (NCSNScoreModel, NCSNv1ScoreModel, NCSNppScoreModel, GaussianMixtureScore, ToyScoreModel)
+    models = {cls.__name__: cls for cls in score_models}
     return {**models, **score_schedulers()}
 
 

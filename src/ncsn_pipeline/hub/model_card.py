@@ -119,6 +119,13 @@ def render_model_card(
     elif unet_class == "ToyScoreModel":
         network = f"MLP (`ToyScoreModel`, {unet_config['num_layers']} x {unet_config['hidden_size']} units)"
         sample_shape = f"{unet_config['data_dim']}-D points"
+    elif unet_class == "NCSNppScoreModel":
+        network = (
+            f"NCSN++ (`NCSNppScoreModel`, nf={unet_config['nf']}, ch_mult={unet_config['ch_mult']}, progressive "
+            f"{unet_config['progressive']} / input {unet_config['progressive_input']})"
+        )
+        size = unet_config["sample_size"]
+        sample_shape = f"{unet_config['in_channels']} x {size} x {size}"
     elif unet_class == "UNet2DModel" and unet_config.get("time_embedding_type") == "fourier":
         network = (
             f"NCSN++ as diffusers' `UNet2DModel` (Skip blocks, Fourier sigma embedding, channels "

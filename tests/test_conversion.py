@@ -140,7 +140,7 @@ def test_ncsn_v1_has_no_ema_weights(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # Sampling a converted pipeline with every sampler
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["ncsn-v1-mnist-tiny", "ncsnv2-cifar10-tiny"])
+@pytest.mark.parametrize("name", sorted(ERMONGROUP))
 @pytest.mark.parametrize("sampler", sorted(score_schedulers()))
 def test_converted_pipeline_samples_with_every_sampler(name, sampler, tmp_path):
     """NCSNv2 (sigma-scaled, any level) runs with every sampler; NCSN v1 runs where the sampler's levels are its
@@ -437,3 +437,27 @@ def test_ncsnpp_model_checks_its_config():
     model = NCSNppScoreModel(sample_size=8, nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,))
     with pytest.raises(ValueError, match="must be finite and > 0"):
         model(torch.rand(1, 3, 8, 8), 0.0)
+
+
+@pytest.mark.parametrize(
+    "name, network, parameters",
+    [  # parameter counts of the original NCSNpp built from the same configs (score_sde_pytorch @cb1f359)
+        ("ncsnpp-cifar10-ve", "NCSNppScoreModel", 62_758_915),
+        ("ncsnpp-deep-cifar10-ve", "NCSNppScoreModel", 107_587_075),
+        ("ncsnpp-celebahq-1024-ve", "NCSNppScoreModel", 105_785_896),
+        ("ncsnpp-celebahq-256-ve", "UNet2DModel", 65_574_549),
+        ("ncsnpp-church-256-ve", "UNet2DModel", 65_574_549),
+    ],
+)
+def test_published_ncsnpp_configs_by_name(name, network, parameters):
+    from ncsn_pipeline import NCSNppScoreModel
+    from ncsn_pipeline.conversion.score_sde import build_scheduler, ncsnpp_config, unet2d_problems
+
+    config = load_original_config(name)
+    assert ("UNet2DModel" if not unet2d_problems(config) else "NCSNppScoreModel") == network
+    with torch.device("meta"):
+        model = NCSNppScoreModel(**ncsnpp_config(config))
+    assert sum(parameter.numel() for parameter in model.parameters()) == parameters
+    scheduler = build_scheduler(config)
+    assert scheduler.config.num_noise_levels == config["model"]["num_scales"]
+    assert scheduler.config.snr == config["sampling"]["snr"]

@@ -50,7 +50,7 @@ from .modeling_utils import StrictLoadingMixin
 
 __all__ = ["NCSNppScoreModel"]
 
-MAX_NF = 256  # the published models use nf = 128
+MAX_NF = 256  # the published models use nf = 128 (16 at 1024 px, with channel multiples up to 32)
 MAX_LEVELS = 8
 
 
@@ -294,7 +294,7 @@ class NCSNppScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
         num_res_blocks = check_integer("num_res_blocks", num_res_blocks, low=1, high=16)
         if not isinstance(ch_mult, (list, tuple)) or not 1 <= len(ch_mult) <= MAX_LEVELS:
             raise ValueError(f"ch_mult must be a list of 1 to {MAX_LEVELS} channel multiples, got {ch_mult!r}.")
-        multiples = [check_integer("ch_mult entry", multiple, high=8) for multiple in ch_mult]
+        multiples = [check_integer("ch_mult entry", multiple, high=64) for multiple in ch_mult]
         side_multiple = 2 ** (len(multiples) - 1)
         size = check_integer("sample_size", sample_size, low=max(side_multiple, 2), high=MAX_SAMPLE_SIDE)
         if size % side_multiple:

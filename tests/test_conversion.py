@@ -461,3 +461,21 @@ def test_published_ncsnpp_configs_by_name(name, network, parameters):
     scheduler = build_scheduler(config)
     assert scheduler.config.num_noise_levels == config["model"]["num_scales"]
     assert scheduler.config.snr == config["sampling"]["snr"]
+
+
+def test_input_mapping_follows_the_config(tmp_path):
+    """``rescaled`` data is fed as it is (range [-1, 1]); ``logit_transform`` is refused; otherwise 2x - 1."""
+    folder = REFERENCES / "ncsnv2-cifar10-tiny"
+    rescaled = load_original_config(folder / "config.yml")
+    rescaled["data"]["rescaled"] = True
+    pipe = NCSNPipeline.from_pretrained(_convert("ncsnv2-cifar10-tiny", tmp_path, config=rescaled))
+    assert pipe.unet.config.center_input is False and pipe.config.data_range == [-1.0, 1.0]
+    reference = load_file(folder / "reference.safetensors")
+    original = load_file(folder / "original_code_outputs.safetensors")["out"]
+    with torch.no_grad():  # fed 2x - 1 by hand, the rescaled model computes what the original does on x
+        output = pipe.unet(2 * reference["x"] - 1, reference["sigmas"]).sample
+    assert _relative_error(output, original) < RTOL
+    logit = load_original_config(folder / "config.yml")
+    logit["data"]["logit_transform"] = True
+    with pytest.raises(ConversionError, match="logit_transform is true"):
+        _convert("ncsnv2-cifar10-tiny", tmp_path / "logit", config=logit)

@@ -123,3 +123,23 @@ def test_a_score_sde_folder_without_a_fourier_model_is_refused(tmp_path):
     ScoreSdeVePipeline(unet=unet, scheduler=ScoreSdeVeScheduler()).save_pretrained(tmp_path / "positional")
     with pytest.raises(ValueError, match="time_embedding_type='positional'"):
         NCSNPipeline.from_pretrained(tmp_path / "positional")
+
+
+def test_a_score_sde_repository_loads_by_repo_id(score_sde_folder, tmp_path):
+    """The same folder published on a (stand-in) Hub as diffusers publishes it, loaded by repository id."""
+    import huggingface_hub
+    from hub_stand_in import running_stand_in
+
+    with running_stand_in() as hub, hub.patched_client(tmp_path / "home"):
+        huggingface_hub.create_repo("google/ncsnpp-tiny")
+        huggingface_hub.upload_folder(repo_id="google/ncsnpp-tiny", folder_path=score_sde_folder)
+        pipe = NCSNPipeline.from_pretrained("google/ncsnpp-tiny")
+    assert isinstance(pipe.scheduler, VEPredictorCorrectorScheduler) and pipe.scheduler.config.num_noise_levels == 40
+    local = NCSNPipeline.from_pretrained(score_sde_folder)
+    for each in (pipe, local):
+        each.set_progress_bar_config(disable=True)
+    kwargs = dict(batch_size=2, num_inference_steps=4, output_type="np")
+    np.testing.assert_array_equal(
+        pipe(generator=torch.Generator().manual_seed(2), **kwargs).images,
+        local(generator=torch.Generator().manual_seed(2), **kwargs).images,
+    )

@@ -128,6 +128,7 @@ def test_a_score_sde_folder_without_a_fourier_model_is_refused(tmp_path):
 def test_a_score_sde_repository_loads_by_repo_id(score_sde_folder, tmp_path):
     """The same folder published on a (stand-in) Hub as diffusers publishes it, loaded by repository id."""
     import huggingface_hub
+
     from hub_stand_in import running_stand_in
 
     with running_stand_in() as hub, hub.patched_client(tmp_path / "home"):

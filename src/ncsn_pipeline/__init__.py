@@ -19,6 +19,8 @@ from .modeling_ncsnpp import NCSNppScoreModel
 from .modeling_toy import GaussianMixtureScore, ToyScoreModel
 from .noise_schedules import NoiseSchedule, ncsnv2_noise_schedule
 from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
+from .scheduling_dpmpp import DPMSolverPlusPlusScheduler
+from .scheduling_edm import EDMStochasticScheduler
 from .scheduling_ncsn import NCSN_PRESETS, NCSNScheduler, NCSNSchedulerOutput
 from .scheduling_pf_ode_heun import ProbabilityFlowHeunScheduler
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput, score_schedulers
@@ -27,6 +29,8 @@ from .scheduling_ve_pc import VEPredictorCorrectorScheduler
 __version__ = "0.2.0"
 
 __all__ = [
+    "DPMSolverPlusPlusScheduler",
+    "EDMStochasticScheduler",
     "GaussianMixtureScore",
     "NCSNPipeline",
     "NCSNPipelineOutput",

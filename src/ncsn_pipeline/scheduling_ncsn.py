@@ -186,9 +186,8 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         self.step_sizes = annealed_step_sizes(self.sigmas, self.config.step_lr)
         timesteps = self.sigmas.repeat_interleave(steps_per_level)
         self._level_start_indices = list(range(0, num_levels * steps_per_level, steps_per_level))
-        if self.config.final_denoise:
+        if self.config.final_denoise:  # one more call at sigma_min, part of the last level (any call may begin a run)
             timesteps = torch.cat([timesteps, self.sigmas[-1:]])
-            self._level_start_indices.append(num_levels * steps_per_level)
         self.timesteps = timesteps.to(device=device, dtype=torch.float32)
         self._reset_run()
 

@@ -121,7 +121,7 @@ class ScoreSchedulerMixin:
 
     @property
     def level_start_indices(self) -> List[int]:
-        """Indices into ``timesteps`` where a noise level begins: where a run may start."""
+        """Indices into ``timesteps`` where a noise level begins (where a run may start, if `can_begin_at`)."""
         return list(self._level_start_indices)
 
     @property
@@ -163,7 +163,14 @@ class ScoreSchedulerMixin:
                 f"timestep {value!r} is not one of this scheduler's noise levels (from {float(levels[0]):.4g} down "
                 f"to {float(levels[-1]):.4g}); pass the values of `scheduler.timesteps` in order after `set_timesteps`."
             )
-        self._step_index = int(starts[matches[0, 0]])
+        index = int(starts[matches[0, 0]])
+        if not self.can_begin_at(index):
+            raise ValueError(
+                f"A run of {type(self).__name__} cannot begin at timestep {value!r} (call {index}): it keeps state "
+                "from earlier steps, so it begins where `can_begin_at` is true, the first call "
+                f"({float(self.timesteps[0]):.4g})."
+            )
+        self._step_index = index
 
     def _next_step_index(
         self, model_output: torch.Tensor, timestep: Union[float, torch.Tensor], sample: torch.Tensor

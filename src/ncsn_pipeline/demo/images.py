@@ -129,7 +129,7 @@ def generate_images(
 
     def on_step_end(_pipe, index, sigma, callback_kwargs):
         timesteps = _pipe.scheduler.timesteps
-        level_ends = index == len(timesteps) - 1 or float(timesteps[index + 1]) != float(sigma)
+        level_ends = index == len(timesteps) - 1 or index + 1 in _pipe.scheduler.level_start_indices
         if progress is not None:
             desc = f"network call {index + 1}/{len(timesteps)}, sigma={float(sigma):.3g}"
             progress((index + 1) / len(timesteps), desc=desc)

@@ -1,0 +1,218 @@
+"""DPM-Solver++ multistep sampling in sigma form (2M, and the stochastic 2M-SDE and 3M-SDE), on a score model.
+
+Lu, Zhou, Bao, Chen, Li & Zhu (2022), "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
+Models" (https://arxiv.org/abs/2211.01095), Algorithm 2 (multistep second order, data prediction) and its SDE
+variant (section 5 / appendix: exact integration of the linear part of the reverse SDE with the data-prediction
+model), written for the variance-exploding case ``x_sigma = x_0 + sigma z`` where the time variable is
+``lambda = -log sigma``. The data prediction is Tweedie's denoiser ``D(x, sigma) = x + sigma**2 s(x, sigma)``
+(NCSNv2's final denoising step), so every score model of the package drives it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple, Union
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+from .checks import check_choice, check_noise_level_count, check_noise_range, check_number, check_positive
+from .noise_schedules import geometric_noise_levels, karras_noise_levels
+from .sampling import raise_if_not_finite
+from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
+
+ALGORITHMS = ("2m", "2m-sde", "3m-sde")
+
+
+class DPMSolverPlusPlusScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
+    r"""DPM-Solver++ multistep: one model call per noise level, second (or third) order from earlier calls.
+
+    With Karras et al.'s levels ``sigma_0 = sigma_max > ... > sigma_{N-1} = sigma_min``, ``sigma_N = 0``,
+    ``lambda_i = -log sigma_i``, ``h_i = lambda_{i+1} - lambda_i`` and the denoiser ``D_i = x_i + sigma_i**2 s``:
+
+    1. ``"2m"`` (Algorithm 2, deterministic): ``x_{i+1} = (sigma_{i+1} / sigma_i) x_i - expm1(-h_i) D'_i`` with
+       ``D'_i = (1 + 1 / (2 r_i)) D_i - 1 / (2 r_i) D_{i-1}``, ``r_i = h_{i-1} / h_i`` (first order at the start).
+    2. ``"2m-sde"``: the same data-prediction step for the reverse SDE (with ``eta`` the share of the noise
+       renewed): ``x_{i+1} = (sigma_{i+1} / sigma_i) e^{-eta h} x_i + (1 - e^{-(1 + eta) h}) D_i`` plus the
+       midpoint correction ``(1 - e^{-(1 + eta) h}) (D_i - D_{i-1}) / (2 r_i)`` and fresh noise
+       ``sigma_{i+1} sqrt(1 - e^{-2 eta h}) z``.
+    3. ``"3m-sde"``: as 2, with the third-order correction from ``D_i, D_{i-1}, D_{i-2}``.
+
+    The last step (to ``sigma = 0``) returns ``D_{N-1}``, NCSNv2's denoising step. ``N`` model calls in all. A run
+    begins at ``sigma_max`` (the multistep history makes later starts differ from a full run's tail).
+    The stochastic variants renew part of the noise at every step, which (unlike the deterministic ODE) lets
+    them correct a start that does not match ``p_sigma_max`` and errors of a learned score.
+
+    Args:
+        sigma_max (`float`, defaults to 50.0): Largest noise level (also ``init_noise_sigma``).
+        sigma_min (`float`, defaults to 0.01): Smallest noise level.
+        num_noise_levels (`int`, defaults to 35): ``N``, model calls per sample (``num_inference_steps``
+            overrides it).
+        rho (`float`, defaults to 7.0): Spacing of the levels (see `karras_noise_levels`).
+        algorithm (`str`, defaults to ``"2m-sde"``): ``"2m"``, ``"2m-sde"`` or ``"3m-sde"``.
+        eta (`float`, defaults to 1.0): For the SDE variants, how much noise is renewed (0 = the ODE, 1 = the
+            reverse SDE).
+        s_noise (`float`, defaults to 1.0): Scale of the renewed noise.
+        num_train_noise_levels (`int`, defaults to 232): Geometric levels a model for this sampler is trained on
+            (`noise_levels`); sampling itself may use any levels in ``[sigma_min, sigma_max]``.
+
+    Example:
+        >>> import torch
+        >>> from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline
+        >>> scheduler = DPMSolverPlusPlusScheduler(sigma_max=20.0, sigma_min=0.01, num_noise_levels=30)
+        >>> pipe = NCSNPipeline(unet=GaussianMixtureScore.ncsn_toy(), scheduler=scheduler)
+        >>> pipe.set_progress_bar_config(disable=True)
+        >>> points = pipe(batch_size=2000, generator=torch.Generator().manual_seed(0), output_type="pt").images
+        >>> scheduler.num_model_calls, round((points.sum(dim=1) > 0).float().mean().item(), 1)
+        (30, 0.8)
+    """
+
+    order = 1
+    sampler_name = "DPM-Solver++ multistep"
+    step_size_key = None
+
+    @register_to_config
+    def __init__(
+        self,
+        sigma_max: float = 50.0,
+        sigma_min: float = 0.01,
+        num_noise_levels: int = 35,
+        rho: float = 7.0,
+        algorithm: str = "2m-sde",
+        eta: float = 1.0,
+        s_noise: float = 1.0,
+        num_train_noise_levels: int = 232,
+    ):
+        sigma_max = check_positive("sigma_max", sigma_max)
+        check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
+        check_positive("rho", rho)
+        check_choice("algorithm", algorithm, list(ALGORITHMS))
+        check_number("eta", eta, 0.0, 1.0)
+        check_number("s_noise", s_noise, 0.0, 2.0)
+        check_noise_level_count("num_noise_levels", num_noise_levels)
+        check_noise_level_count("num_train_noise_levels", num_train_noise_levels)
+        self.set_timesteps()
+
+    @property
+    def noise_levels(self) -> torch.Tensor:
+        """Geometric training levels (``num_train_noise_levels`` of them, float64, decreasing)."""
+        return geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, self.config.num_train_noise_levels)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the configured variant draws noise (the SDE variants with ``eta > 0``)."""
+        return self.config.algorithm.endswith("sde") and self.config.eta > 0
+
+    def set_timesteps(
+        self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device, None] = None
+    ) -> None:
+        """Prepare a run over ``num_inference_steps`` levels (default: the config's), one model call each."""
+        levels = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
+        levels = check_noise_level_count("num_inference_steps", levels)
+        self.num_inference_steps = levels
+        self.sigmas = karras_noise_levels(self.config.sigma_max, self.config.sigma_min, levels, self.config.rho)
+        self.timesteps = self.sigmas.to(device=device, dtype=torch.float32)
+        self._level_start_indices = list(range(levels))  # one call per level
+        self._reset_run()
+
+    def can_begin_at(self, index: int) -> bool:
+        """Only at the first level: each later step uses the predictions of the steps before it, so a run begun
+        there would not be the tail of a full run."""
+        return index == 0
+
+    def _reset_run(self) -> None:
+        super()._reset_run()
+        self._denoised: List[torch.Tensor] = []  # D at the previous calls, newest first (at most two)
+        self._steps: List[float] = []  # h at the previous steps, newest first
+
+    @property
+    def description(self) -> str:
+        """One line describing the configured run, e.g. for model cards and the demo."""
+        variant = self.config.algorithm.upper()
+        noise = f", eta {self.config.eta:g}" if self.config.algorithm.endswith("sde") else ", deterministic"
+        return (
+            f"DPM-Solver++({variant}), {self.num_inference_steps} Karras noise levels "
+            f"{self.config.sigma_max:.4g} -> {self.config.sigma_min:.4g} (rho {self.config.rho:g}){noise} "
+            f"({self.num_model_calls} model calls)"
+        )
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: Union[float, torch.Tensor],
+        sample: torch.Tensor,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        return_dict: bool = True,
+    ) -> Union[ScoreSchedulerOutput, Tuple[torch.Tensor, torch.Tensor]]:
+        """One multistep update from the score at ``timestep`` to the next noise level.
+
+        Args:
+            model_output (`torch.Tensor`): The score ``s(x, sigma)`` at ``sample``.
+            timestep (`float` or `torch.Tensor`): The current entry of ``timesteps``.
+            sample (`torch.Tensor`): The current sample.
+            generator (`torch.Generator` or list, *optional*): For the SDE variants' noise.
+            return_dict (`bool`, defaults to `True`): Return a `ScoreSchedulerOutput` instead of a tuple.
+
+        Returns:
+            `ScoreSchedulerOutput` or `tuple`: ``prev_sample`` and ``prev_sample_mean`` (before the new noise).
+        """
+        index = self._next_step_index(model_output, timestep, sample)
+        sigma = float(self.sigmas[index])
+        next_sigma = float(self.sigmas[index + 1]) if index + 1 < len(self.sigmas) else 0.0
+        denoised = sample + sigma**2 * model_output  # Tweedie: the data prediction D(x, sigma)
+
+        if next_sigma == 0.0:
+            # The last step: lambda -> infinity, every variant lands on the data prediction.
+            prev_sample = prev_sample_mean = denoised
+            h = math.inf
+        else:
+            h = math.log(sigma / next_sigma)  # lambda_{i+1} - lambda_i
+            algorithm = self.config.algorithm
+            if algorithm == "2m":
+                # 1. Algorithm 2 of DPM-Solver++: a second-order combination of the last two predictions.
+                prediction = denoised
+                if self._denoised:
+                    ratio = self._steps[0] / h
+                    prediction = (1 + 1 / (2 * ratio)) * denoised - (1 / (2 * ratio)) * self._denoised[0]
+                prev_sample_mean = (next_sigma / sigma) * sample - math.expm1(-h) * prediction
+                prev_sample = prev_sample_mean
+            else:
+                # 2.-3. The SDE variants: exact integration of the linear part, (1 - e^{-(1+eta) h}) on D.
+                eta_h = self.config.eta * h
+                weight = -math.expm1(-h - eta_h)
+                prev_sample_mean = (next_sigma / sigma) * math.exp(-eta_h) * sample + weight * denoised
+                if algorithm == "2m-sde" and self._denoised:
+                    ratio = self._steps[0] / h
+                    prev_sample_mean = prev_sample_mean + 0.5 * weight / ratio * (denoised - self._denoised[0])
+                elif algorithm == "3m-sde" and self._denoised:
+                    h_eta = h + eta_h
+                    phi_2 = math.expm1(-h_eta) / h_eta + 1
+                    if len(self._denoised) >= 2:
+                        r0, r1 = self._steps[0] / h, self._steps[1] / h
+                        d1_0 = (denoised - self._denoised[0]) / r0
+                        d1_1 = (self._denoised[0] - self._denoised[1]) / r1
+                        d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                        d2 = (d1_0 - d1_1) / (r0 + r1)
+                        phi_3 = phi_2 / h_eta - 0.5
+                        prev_sample_mean = prev_sample_mean + phi_2 * d1 - phi_3 * d2
+                    else:
+                        prev_sample_mean = prev_sample_mean + phi_2 * (denoised - self._denoised[0]) / (
+                            self._steps[0] / h
+                        )
+                prev_sample = prev_sample_mean
+                if self.stochastic:
+                    noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+                    scale = next_sigma * math.sqrt(-math.expm1(-2 * eta_h)) * self.config.s_noise
+                    prev_sample = prev_sample_mean + scale * noise
+        raise_if_not_finite(prev_sample, f"the step from sigma={sigma:.4g}", "Use more noise levels.")
+        self._denoised = [denoised, *self._denoised][:2]
+        self._steps = [h, *self._steps][:2]
+        self._step_index += 1
+        if not return_dict:
+            return prev_sample, prev_sample_mean
+        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
+
+    def __len__(self) -> int:
+        return self.config.num_train_noise_levels

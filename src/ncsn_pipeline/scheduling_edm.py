@@ -1,0 +1,188 @@
+"""EDM's stochastic sampler: Heun steps with "churn" (noise added and removed at each level), on a score model.
+
+Karras, Aittala, Aila & Laine (2022), "Elucidating the Design Space of Diffusion-Based Generative Models"
+(https://arxiv.org/abs/2206.00364), Algorithm 2, in the VE form ``x_sigma = x_0 + sigma z`` where the ODE's
+slope is ``(x - D(x, sigma)) / sigma = -sigma s(x, sigma)`` with Tweedie's denoiser ``D = x + sigma**2 s``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple, Union
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+from .checks import check_noise_level_count, check_noise_range, check_number, check_positive
+from .noise_schedules import geometric_noise_levels, karras_noise_levels
+from .sampling import raise_if_not_finite
+from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
+
+
+class EDMStochasticScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
+    r"""Karras et al.'s stochastic sampler (EDM, Algorithm 2): Heun's method with churn.
+
+    On Karras levels ``sigma_0 = sigma_max > ... > sigma_{N-1} = sigma_min``, ``sigma_N = 0``, at every level:
+
+    1. Churn: ``gamma_i = min(S_churn / N, sqrt(2) - 1)`` where ``S_tmin <= sigma_i <= S_tmax`` (else 0);
+       raise the noise to ``sigma_hat = (1 + gamma_i) sigma_i`` with fresh noise,
+       ``x_hat = x_i + sqrt(sigma_hat**2 - sigma_i**2) S_noise z``.
+    2. Euler: ``d = -sigma_hat s(x_hat, sigma_hat)``, ``x_{i+1} = x_hat + (sigma_{i+1} - sigma_hat) d``.
+    3. Heun's correction (not on the last step, to 0): ``d' = -sigma_{i+1} s(x_{i+1}, sigma_{i+1})``,
+       ``x_{i+1} = x_hat + (sigma_{i+1} - sigma_hat) (d + d') / 2``.
+
+    ``2N - 1`` model calls. The churn of level ``i + 1`` is added at the end of the step that reaches it, so that
+    the model is called at ``sigma_hat``: ``timesteps`` lists ``sigma_hat_0, sigma_1, sigma_hat_1, ...``. The
+    first level's churn is part of the initial noise (``init_noise_sigma = sigma_hat_0``: ``N(0, sigma_0**2)``
+    plus independent churn is ``N(0, sigma_hat_0**2)``). The added noise lets the sampler correct errors of
+    earlier steps, of the score and of the start, which the deterministic ODE cannot.
+
+    Args:
+        sigma_max (`float`, defaults to 50.0): Largest noise level ``sigma_0``.
+        sigma_min (`float`, defaults to 0.01): Smallest noise level.
+        num_noise_levels (`int`, defaults to 18): ``N`` (``2N - 1`` calls; ``num_inference_steps`` overrides it).
+        rho (`float`, defaults to 7.0): Spacing of the levels (see `karras_noise_levels`).
+        s_churn (`float`, defaults to 40.0): Total churn ``S_churn`` (0 = Heun on the ODE).
+        s_tmin (`float`, defaults to 0.05): Churn only at levels ``>= s_tmin``.
+        s_tmax (`float`, defaults to 50.0): ... and ``<= s_tmax``.
+        s_noise (`float`, defaults to 1.003): Scale of the churn noise (slightly above 1 offsets the denoiser's
+            tendency to remove too much noise).
+        num_train_noise_levels (`int`, defaults to 232): Geometric levels a model for this sampler is trained on.
+
+    The churn defaults are the paper's ImageNet-64 settings (Table 5); the benchmark in
+    ``benchmarks/sampler_quality.py`` compares other choices.
+
+    Example:
+        >>> import torch
+        >>> from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline
+        >>> scheduler = EDMStochasticScheduler(sigma_max=100.0, sigma_min=0.01, num_noise_levels=18)
+        >>> pipe = NCSNPipeline(unet=GaussianMixtureScore.ncsn_toy(), scheduler=scheduler)
+        >>> pipe.set_progress_bar_config(disable=True)
+        >>> points = pipe(batch_size=2000, generator=torch.Generator().manual_seed(0), output_type="pt").images
+        >>> scheduler.num_model_calls, round((points.sum(dim=1) > 0).float().mean().item(), 1)
+        (35, 0.8)
+    """
+
+    order = 2
+    sampler_name = "EDM stochastic sampler (Heun with churn)"
+
+    @register_to_config
+    def __init__(
+        self,
+        sigma_max: float = 50.0,
+        sigma_min: float = 0.01,
+        num_noise_levels: int = 18,
+        rho: float = 7.0,
+        s_churn: float = 40.0,
+        s_tmin: float = 0.05,
+        s_tmax: float = 50.0,
+        s_noise: float = 1.003,
+        num_train_noise_levels: int = 232,
+    ):
+        sigma_max = check_positive("sigma_max", sigma_max)
+        check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
+        check_positive("rho", rho)
+        check_number("s_churn", s_churn, 0.0, 1e6)
+        check_number("s_tmin", s_tmin, 0.0, math.inf)
+        check_number("s_tmax", s_tmax, s_tmin, math.inf)
+        check_number("s_noise", s_noise, 0.0, 2.0)
+        check_noise_level_count("num_noise_levels", num_noise_levels)
+        check_noise_level_count("num_train_noise_levels", num_train_noise_levels)
+        self.set_timesteps()
+
+    @property
+    def noise_levels(self) -> torch.Tensor:
+        """Geometric training levels (``num_train_noise_levels`` of them, float64, decreasing)."""
+        return geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, self.config.num_train_noise_levels)
+
+    @property
+    def init_noise_sigma(self) -> float:
+        """``sigma_hat_0``: the first level raised by its churn."""
+        return float(self.churned_sigmas[0])
+
+    def set_timesteps(
+        self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device, None] = None
+    ) -> None:
+        """Prepare a run over ``num_inference_steps`` levels (default: the config's), ``2N - 1`` model calls."""
+        levels = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
+        levels = check_noise_level_count("num_inference_steps", levels)
+        config = self.config
+        self.num_inference_steps = levels
+        self.sigmas = karras_noise_levels(config.sigma_max, config.sigma_min, levels, config.rho)
+        in_range = (self.sigmas >= config.s_tmin) & (self.sigmas <= config.s_tmax)
+        gamma = torch.where(in_range, min(config.s_churn / levels, math.sqrt(2.0) - 1), 0.0)
+        self.churned_sigmas = self.sigmas * (1 + gamma)
+        # Euler call at sigma_hat_i, Heun call at sigma_{i+1}; the last level has only its Euler call (to 0).
+        pairs = torch.stack([self.churned_sigmas[:-1], self.sigmas[1:]], dim=1).flatten()
+        self.timesteps = torch.cat([pairs, self.churned_sigmas[-1:]]).to(device=device, dtype=torch.float32)
+        self._level_start_indices = list(range(0, len(self.timesteps), 2))
+        self._euler_start: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+        self._reset_run()
+
+    def can_begin_at(self, index: int) -> bool:
+        """Only at an Euler step: a Heun correction needs the Euler step before it."""
+        return index in self._level_start_indices
+
+    @property
+    def description(self) -> str:
+        """One line describing the configured run, e.g. for model cards and the demo."""
+        config = self.config
+        return (
+            f"EDM stochastic sampler (Heun with churn), churn {config.s_churn:g} for sigma in [{config.s_tmin:g}, "
+            f"{config.s_tmax:g}], s_noise {config.s_noise:g}, {self.num_inference_steps} Karras noise levels "
+            f"{config.sigma_max:.4g} -> {config.sigma_min:.4g} ({self.num_model_calls} model calls)"
+        )
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: Union[float, torch.Tensor],
+        sample: torch.Tensor,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        return_dict: bool = True,
+    ) -> Union[ScoreSchedulerOutput, Tuple[torch.Tensor, torch.Tensor]]:
+        """An Euler step from ``sigma_hat_i`` or Heun's correction at ``sigma_{i+1}`` (then the next churn).
+
+        Args:
+            model_output (`torch.Tensor`): The score ``s(x, sigma)`` at ``sample``.
+            timestep (`float` or `torch.Tensor`): The current entry of ``timesteps``.
+            sample (`torch.Tensor`): The current sample.
+            generator (`torch.Generator` or list, *optional*): For the churn noise.
+            return_dict (`bool`, defaults to `True`): Return a `ScoreSchedulerOutput` instead of a tuple.
+
+        Returns:
+            `ScoreSchedulerOutput` or `tuple`: ``prev_sample`` (with the next level's churn) and
+            ``prev_sample_mean`` (without it).
+        """
+        index = self._next_step_index(model_output, timestep, sample)
+        level, position = divmod(index, 2)
+        churned = float(self.churned_sigmas[level])
+        next_sigma = float(self.sigmas[level + 1]) if level + 1 < len(self.sigmas) else 0.0
+        if position == 0:
+            # 2. Euler step from x_hat at sigma_hat with the slope -sigma_hat * s.
+            derivative = -churned * model_output
+            prev_sample = prev_sample_mean = sample + (next_sigma - churned) * derivative
+            self._euler_start = (sample, derivative)
+        else:
+            # 3. Heun's correction with the slope at sigma_{i+1}, then 1. the churn of level i + 1.
+            start, derivative = self._euler_start
+            prev_sample_mean = start + (next_sigma - churned) * 0.5 * (derivative + -next_sigma * model_output)
+            self._euler_start = None
+            next_churned = float(self.churned_sigmas[level + 1])
+            prev_sample = prev_sample_mean
+            if next_churned > next_sigma:
+                noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+                prev_sample = (
+                    prev_sample_mean + math.sqrt(next_churned**2 - next_sigma**2) * self.config.s_noise * noise
+                )
+        if position == 1 or index == len(self.timesteps) - 1:
+            raise_if_not_finite(prev_sample, f"the step from sigma={churned:.4g}", "Use more noise levels.")
+        self._step_index += 1
+        if not return_dict:
+            return prev_sample, prev_sample_mean
+        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
+
+    def __len__(self) -> int:
+        return self.config.num_train_noise_levels

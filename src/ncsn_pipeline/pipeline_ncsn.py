@@ -380,7 +380,8 @@ class NCSNPipeline(DiffusionPipeline):
         for index, sigma in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(sample, sigma)
             score = self.unet(model_input, sigma.expand(batch_size)).sample
-            sample = self.scheduler.step(score, sigma, sample, generator=generator).prev_sample
+            # return_dict=False: the output dataclass costs more per call than the cheapest score models.
+            sample = self.scheduler.step(score, sigma, sample, generator=generator, return_dict=False)[0]
             if callback_on_step_end is not None:
                 callback_kwargs = {"sample": sample} if "sample" in callback_on_step_end_tensor_inputs else {}
                 callback_outputs = callback_on_step_end(self, index, sigma, callback_kwargs) or {}

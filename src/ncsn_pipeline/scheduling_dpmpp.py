@@ -16,11 +16,10 @@ from typing import List, Optional, Tuple, Union
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from diffusers.utils.torch_utils import randn_tensor
 
 from .checks import check_choice, check_noise_level_count, check_noise_range, check_number, check_positive
 from .noise_schedules import geometric_noise_levels, karras_noise_levels
-from .sampling import raise_if_not_finite
+from .sampling import raise_if_not_finite, standard_normal
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
 
 ALGORITHMS = ("2m", "2m-sde", "3m-sde")
@@ -203,7 +202,7 @@ class DPMSolverPlusPlusScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixi
                         )
                 prev_sample = prev_sample_mean
                 if self.stochastic:
-                    noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+                    noise = standard_normal(sample.shape, generator, sample.device, sample.dtype)
                     scale = next_sigma * math.sqrt(-math.expm1(-2 * eta_h)) * self.config.s_noise
                     prev_sample = prev_sample_mean + scale * noise
         raise_if_not_finite(prev_sample, f"the step from sigma={sigma:.4g}", "Use more noise levels.")

@@ -13,11 +13,10 @@ from typing import List, Optional, Tuple, Union
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from diffusers.utils.torch_utils import randn_tensor
 
 from .checks import check_noise_level_count, check_noise_range, check_number, check_positive
 from .noise_schedules import geometric_noise_levels, karras_noise_levels
-from .sampling import raise_if_not_finite
+from .sampling import raise_if_not_finite, standard_normal
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
 
 
@@ -173,7 +172,7 @@ class EDMStochasticScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
             next_churned = float(self.churned_sigmas[level + 1])
             prev_sample = prev_sample_mean
             if next_churned > next_sigma:
-                noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+                noise = standard_normal(sample.shape, generator, sample.device, sample.dtype)
                 prev_sample = (
                     prev_sample_mean + math.sqrt(next_churned**2 - next_sigma**2) * self.config.s_noise * noise
                 )

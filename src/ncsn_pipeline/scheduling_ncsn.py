@@ -14,7 +14,6 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import logging
-from diffusers.utils.torch_utils import randn_tensor
 
 from .checks import (
     check_bool,
@@ -25,7 +24,7 @@ from .checks import (
     check_step_count,
 )
 from .noise_schedules import annealed_step_sizes, geometric_noise_levels, ncsnv2_noise_schedule
-from .sampling import denoise_step, langevin_step, raise_if_not_finite
+from .sampling import denoise_step, langevin_step, raise_if_not_finite, standard_normal
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
 
 logger = logging.get_logger(__name__)
@@ -184,6 +183,7 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         # avoids a device sync per step and keeps the sample's dtype.
         self.sigmas = geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, num_levels)
         self.step_sizes = annealed_step_sizes(self.sigmas, self.config.step_lr)
+        self._step_size_list = self.step_sizes.tolist()  # read once per call: Python floats, no tensor indexing
         timesteps = self.sigmas.repeat_interleave(steps_per_level)
         self._level_start_indices = list(range(0, num_levels * steps_per_level, steps_per_level))
         if self.config.final_denoise:  # one more call at sigma_min, part of the last level (any call may begin a run)
@@ -221,8 +221,8 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         if index < self.num_inference_steps * steps_per_level:
             # 1.-2. Langevin step at level i with alpha_i = step_lr * sigma_i^2 / sigma_L^2.
             level = index // steps_per_level
-            noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
-            prev_sample, prev_sample_mean = langevin_step(sample, model_output, float(self.step_sizes[level]), noise)
+            noise = standard_normal(sample.shape, generator, sample.device, sample.dtype)
+            prev_sample, prev_sample_mean = langevin_step(sample, model_output, self._step_size_list[level], noise)
             level_done = (index + 1) % steps_per_level == 0
         else:
             # 3. Final denoising step x + sigma_L^2 * s(x, sigma_L) (NCSNv2), no noise added.

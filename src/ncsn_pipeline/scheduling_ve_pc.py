@@ -14,11 +14,10 @@ from typing import List, Optional, Tuple, Union
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from diffusers.utils.torch_utils import randn_tensor
 
 from .checks import check_model_calls, check_noise_level_count, check_noise_range, check_positive, check_step_count
 from .noise_schedules import geometric_noise_levels
-from .sampling import raise_if_not_finite
+from .sampling import raise_if_not_finite, standard_normal
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
 
 
@@ -135,7 +134,7 @@ class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigM
         index = self._next_step_index(model_output, timestep, sample)
         calls_per_level = self.config.num_corrector_steps + 1
         level, position = divmod(index, calls_per_level)
-        noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+        noise = standard_normal(sample.shape, generator, sample.device, sample.dtype)
         if position < self.config.num_corrector_steps:
             # 1. Langevin corrector; its step comes from the target signal-to-noise ratio, with the norms
             # averaged over the batch as in the reference code (a per-example ratio blows up wherever the

@@ -69,8 +69,9 @@ def score_schedulers() -> Dict[str, type]:
     A new sampler only has to be exported to be offered by the CLI and the demo, listed by ``compatibles``
     and covered by the contract test.
 
-    >>> sorted(score_schedulers())
-    ['NCSNScheduler', 'ProbabilityFlowHeunScheduler', 'VEPredictorCorrectorScheduler']
+    >>> sorted(score_schedulers())  # doctest: +NORMALIZE_WHITESPACE
+    ['DPMSolverPlusPlusScheduler', 'EDMStochasticScheduler', 'NCSNScheduler', 'ProbabilityFlowHeunScheduler',
+     'VEPredictorCorrectorScheduler']
     """
     import ncsn_pipeline
 

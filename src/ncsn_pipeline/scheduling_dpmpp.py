@@ -17,15 +17,15 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from .checks import check_choice, check_noise_level_count, check_noise_range, check_number, check_positive
-from .noise_schedules import geometric_noise_levels, karras_noise_levels
+from .checks import check_choice, check_noise_level_count, check_number
+from .noise_schedules import karras_noise_levels
 from .sampling import raise_if_not_finite, standard_normal
-from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
+from .scheduling_utils import KarrasLevelsMixin, ScoreSchedulerMixin, ScoreSchedulerOutput
 
 ALGORITHMS = ("2m", "2m-sde", "3m-sde")
 
 
-class DPMSolverPlusPlusScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
+class DPMSolverPlusPlusScheduler(KarrasLevelsMixin, ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""DPM-Solver++ multistep: one model call per noise level, second (or third) order from earlier calls.
 
     With Karras et al.'s levels ``sigma_0 = sigma_max > ... > sigma_{N-1} = sigma_min``, ``sigma_N = 0``,
@@ -84,20 +84,11 @@ class DPMSolverPlusPlusScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixi
         s_noise: float = 1.0,
         num_train_noise_levels: int = 232,
     ):
-        sigma_max = check_positive("sigma_max", sigma_max)
-        check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
-        check_positive("rho", rho)
+        self._check_levels(sigma_max, sigma_min, rho, num_noise_levels, num_train_noise_levels)
         check_choice("algorithm", algorithm, list(ALGORITHMS))
         check_number("eta", eta, 0.0, 1.0)
         check_number("s_noise", s_noise, 0.0, 2.0)
-        check_noise_level_count("num_noise_levels", num_noise_levels)
-        check_noise_level_count("num_train_noise_levels", num_train_noise_levels)
         self.set_timesteps()
-
-    @property
-    def noise_levels(self) -> torch.Tensor:
-        """Geometric training levels (``num_train_noise_levels`` of them, float64, decreasing)."""
-        return geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, self.config.num_train_noise_levels)
 
     @property
     def stochastic(self) -> bool:
@@ -212,6 +203,3 @@ class DPMSolverPlusPlusScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixi
         if not return_dict:
             return prev_sample, prev_sample_mean
         return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
-
-    def __len__(self) -> int:
-        return self.config.num_train_noise_levels

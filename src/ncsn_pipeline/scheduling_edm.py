@@ -14,13 +14,13 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from .checks import check_noise_level_count, check_noise_range, check_number, check_positive
-from .noise_schedules import geometric_noise_levels, karras_noise_levels
+from .checks import check_noise_level_count, check_number
+from .noise_schedules import karras_noise_levels
 from .sampling import raise_if_not_finite, standard_normal
-from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
+from .scheduling_utils import KarrasLevelsMixin, ScoreSchedulerMixin, ScoreSchedulerOutput
 
 
-class EDMStochasticScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
+class EDMStochasticScheduler(KarrasLevelsMixin, ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""Karras et al.'s stochastic sampler (EDM, Algorithm 2): Heun's method with churn.
 
     On Karras levels ``sigma_0 = sigma_max > ... > sigma_{N-1} = sigma_min``, ``sigma_N = 0``, at every level:
@@ -80,21 +80,12 @@ class EDMStochasticScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         s_noise: float = 1.003,
         num_train_noise_levels: int = 232,
     ):
-        sigma_max = check_positive("sigma_max", sigma_max)
-        check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
-        check_positive("rho", rho)
+        self._check_levels(sigma_max, sigma_min, rho, num_noise_levels, num_train_noise_levels)
         check_number("s_churn", s_churn, 0.0, 1e6)
         check_number("s_tmin", s_tmin, 0.0, math.inf)
         check_number("s_tmax", s_tmax, s_tmin, math.inf)
         check_number("s_noise", s_noise, 0.0, 2.0)
-        check_noise_level_count("num_noise_levels", num_noise_levels)
-        check_noise_level_count("num_train_noise_levels", num_train_noise_levels)
         self.set_timesteps()
-
-    @property
-    def noise_levels(self) -> torch.Tensor:
-        """Geometric training levels (``num_train_noise_levels`` of them, float64, decreasing)."""
-        return geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, self.config.num_train_noise_levels)
 
     @property
     def init_noise_sigma(self) -> float:
@@ -182,6 +173,3 @@ class EDMStochasticScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         if not return_dict:
             return prev_sample, prev_sample_mean
         return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
-
-    def __len__(self) -> int:
-        return self.config.num_train_noise_levels

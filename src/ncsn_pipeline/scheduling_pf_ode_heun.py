@@ -15,13 +15,13 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from .checks import check_noise_level_count, check_noise_range, check_positive
-from .noise_schedules import geometric_noise_levels, karras_noise_levels
+from .checks import check_noise_level_count
+from .noise_schedules import karras_noise_levels
 from .sampling import raise_if_not_finite
-from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
+from .scheduling_utils import KarrasLevelsMixin, ScoreSchedulerMixin, ScoreSchedulerOutput
 
 
-class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
+class ProbabilityFlowHeunScheduler(KarrasLevelsMixin, ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""Heun's method on the probability-flow ODE ``dx/dsigma = -sigma * s(x, sigma)``: deterministic, few calls.
 
     With Karras et al.'s levels ``sigma_1 = sigma_max > ... > sigma_N = sigma_min`` and ``sigma_{N+1} = 0``
@@ -68,17 +68,8 @@ class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMi
         rho: float = 7.0,
         num_train_noise_levels: int = 232,
     ):
-        sigma_max = check_positive("sigma_max", sigma_max)
-        check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
-        check_positive("rho", rho)
-        check_noise_level_count("num_noise_levels", num_noise_levels)
-        check_noise_level_count("num_train_noise_levels", num_train_noise_levels)
+        self._check_levels(sigma_max, sigma_min, rho, num_noise_levels, num_train_noise_levels)
         self.set_timesteps()
-
-    @property
-    def noise_levels(self) -> torch.Tensor:
-        """Geometric training levels (``num_train_noise_levels`` of them, float64, decreasing)."""
-        return geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, self.config.num_train_noise_levels)
 
     def set_timesteps(
         self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device, None] = None
@@ -150,6 +141,3 @@ class ProbabilityFlowHeunScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMi
         if not return_dict:
             return prev_sample, prev_sample
         return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample)
-
-    def __len__(self) -> int:
-        return self.config.num_train_noise_levels

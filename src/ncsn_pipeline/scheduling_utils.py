@@ -38,6 +38,9 @@ from typing import Any, Dict, List, Optional, Union
 import torch
 from diffusers.utils import BaseOutput
 
+from .checks import check_noise_level_count, check_noise_range, check_positive
+from .noise_schedules import geometric_noise_levels
+
 
 @dataclass
 class ScoreSchedulerOutput(BaseOutput):
@@ -277,3 +280,26 @@ class ScoreSchedulerMixin:
         if unknown:
             raise ValueError(f"{cls.__name__} has no option {unknown[0]!r}; its options are {cls.sampler_options()}.")
         return cls.from_config(dict(config), **options)
+
+
+class KarrasLevelsMixin:
+    """What the samplers on Karras et al.'s levels share (probability-flow Heun, EDM, DPM-Solver++): they sample on
+    any levels in ``[sigma_min, sigma_max]``, while the model they drive is trained on ``num_train_noise_levels``
+    geometric ones."""
+
+    @staticmethod
+    def _check_levels(sigma_max, sigma_min, rho, num_noise_levels, num_train_noise_levels) -> None:
+        """Refuse bad level settings (each error names the setting)."""
+        sigma_max = check_positive("sigma_max", sigma_max)
+        check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
+        check_positive("rho", rho)
+        check_noise_level_count("num_noise_levels", num_noise_levels)
+        check_noise_level_count("num_train_noise_levels", num_train_noise_levels)
+
+    @property
+    def noise_levels(self) -> torch.Tensor:
+        """Geometric training levels (``num_train_noise_levels`` of them, float64, decreasing)."""
+        return geometric_noise_levels(self.config.sigma_max, self.config.sigma_min, self.config.num_train_noise_levels)
+
+    def __len__(self) -> int:
+        return self.config.num_train_noise_levels

@@ -39,7 +39,7 @@ def largest_run(base_config, sampler: str, max_calls: int):
     best = None
     for levels in range(NOISE_LEVELS_RANGE[1], NOISE_LEVELS_RANGE[0] - 1, -1):
         for steps in (STEPS_PER_LEVEL_RANGE[1], 100, 50, 20, 10, 9, 5, 4, 3, 2, 1):
-            calls = prepare_run(sampler, base_config, levels, steps, 1.0).num_model_calls
+            calls = prepare_run(sampler, base_config, levels, steps, 1.0, max_calls).max_model_calls
             if calls <= max_calls and (best is None or calls > best[2]):
                 best = (levels, steps, calls)
     return best

@@ -2,7 +2,7 @@
 
 * ``ncsn-digits``: ``ncsn-digits-eval --record`` (classifier trained on real digits: confident-classification
   rate, class coverage, class entropy, Fréchet distance in the classifier's feature space), next to the
-  floor (real training digits scored the same way, same N).
+  floor (real training digits scored the same way, same N), and a new ``sample_grid.png`` from the saved sampler.
 * ``ncsn-two-gaussians``: recovered weight and spread of the (5, 5) mode, next to the same sampler
   driven by the exact score (``GaussianMixtureScore.ncsn_toy()``).
 
@@ -25,6 +25,7 @@ from ncsn_pipeline.evaluation import cli as digits_eval  # noqa: E402
 from ncsn_pipeline.evaluation.records import write_evaluation  # noqa: E402
 from ncsn_pipeline.hub import write_model_card  # noqa: E402
 from ncsn_pipeline.pretrained import pretrained_path  # noqa: E402
+from ncsn_pipeline.training.loop import save_sample_preview  # noqa: E402
 
 REPO_OWNER = "ncsn-pipeline"
 
@@ -36,6 +37,8 @@ def evaluate_digits(num_samples: int) -> None:
     argv = ["--pipeline", str(folder), "--num_samples", str(num_samples), "--seed", "0", "--output", str(output)]
     digits_eval.run(digits_eval.build_parser().parse_args([*argv, "--record"]))
     output.unlink()  # the card's evaluation.json keeps what matters
+    # The card's picture: 64 samples of the saved sampler (as ncsn-train draws its preview).
+    save_sample_preview(NCSNPipeline.from_pretrained(folder), folder / "sample_grid.png", num_samples=64, seed=0)
 
 
 def _mode_statistics(pipe: NCSNPipeline, num_samples: int) -> tuple:

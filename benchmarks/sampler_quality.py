@@ -17,8 +17,9 @@ Metrics, each beside the floor (two independent sets of exact samples of the sam
 * spread ratio: within-mode standard deviation of the samples / the true one, averaged over modes;
 * sliced Wasserstein-2 distance to exact samples (128 random directions).
 
-Every sampler of the package runs at budgets of 10, 20, 35, 50 and 100 network calls (its settings for a budget
-are printed), and so does diffusers' own ``ScoreSdeVeScheduler`` predictor-corrector loop (as in its deprecated
+Every sampler of the package runs at budgets of 10, 20, 35, 50, 100 and 200 network calls (its settings for a
+budget are printed; the adaptive solver gets ``rel_tol = 10 / budget`` and the budget as its ``max_model_calls``),
+and so does diffusers' own ``ScoreSdeVeScheduler`` predictor-corrector loop (as in its deprecated
 ``ScoreSdeVePipeline``: a corrector and a predictor call per level), in the same process. Writes
 ``benchmarks/results/sampler_quality.md`` and ``docs/sampler_quality.png`` (quality against calls, log x).
 """
@@ -38,7 +39,7 @@ from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, score_schedulers
 from ncsn_pipeline.noise_schedules import step_lr_for
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGETS = (10, 20, 35, 50, 100)
+BUDGETS = (10, 20, 35, 50, 100, 200)
 
 
 def mixtures() -> Dict[str, GaussianMixtureScore]:
@@ -91,6 +92,8 @@ def settings_for_budget(name: str, budget: int) -> Dict[str, int]:
         return {"num_noise_levels": max(2, (budget - 1) // steps), "steps_per_level": steps}
     if name == "VEPredictorCorrectorScheduler":  # a corrector and a predictor call per level
         return {"num_noise_levels": max(2, budget // 2), "num_corrector_steps": 1}
+    if name == "AdaptiveSDEScheduler":  # the tolerance sets the calls; the budget caps them
+        return {"rel_tol": round(10 / budget, 3), "max_model_calls": budget}
     if name in ("ProbabilityFlowHeunScheduler", "EDMStochasticScheduler"):  # 2N - 1 calls
         return {"num_noise_levels": max(2, (budget + 1) // 2)}
     return {"num_noise_levels": budget}  # one call per level (DPM-Solver++)

@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ncsn_pipeline import NCSNPipeline, NCSNScoreModel, score_schedulers
+from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel, VEPredictorCorrectorScheduler, score_schedulers
 from ncsn_pipeline.cli import convert as convert_cli
 from ncsn_pipeline.conversion import PUBLISHED_CONFIGS, ConversionError, convert_checkpoint, load_original_config
 from ncsn_pipeline.modeling_ncsn_v1 import NCSNv1ScoreModel
@@ -230,7 +230,13 @@ def test_published_configs_by_name(tmp_path):
     assert set(PUBLISHED_CONFIGS) >= {"ncsn-v1-mnist", "ncsn-v1-cifar10", "ncsnv2-cifar10", "ncsnv2-ffhq"}
     config["model"]["ngf"] = 8
     pipe = NCSNPipeline.from_pretrained(_convert("ncsnv2-cifar10-tiny", tmp_path, config=config))
-    assert pipe.scheduler.config.num_noise_levels == 232 and pipe.scheduler.config.steps_per_level == 5
+    # The saved sampler is the package's default; the original's annealed Langevin settings stay in its config.
+    assert type(pipe.scheduler).__name__ == "DPMSolverPlusPlusScheduler" and pipe.scheduler.num_model_calls == 50
+    assert pipe.scheduler.config.num_train_noise_levels == 232
+    original = NCSNScheduler.from_config(pipe.scheduler.config)
+    settings = (original.config.num_noise_levels, original.config.steps_per_level, original.config.step_lr)
+    assert settings == (232, 5, 6.2e-6)
+    assert original.num_model_calls == 1161
 
 
 def test_existing_output_folder_and_missing_checkpoint(tmp_path):
@@ -291,7 +297,7 @@ def test_help_explains_every_option(capsys):
             "config.json",
             "modeling_ncsnpp.py",
             "NCSNppScoreModel",
-            "VEPredictorCorrectorScheduler",
+            "DPMSolverPlusPlusScheduler",
         ),
     ],
 )
@@ -360,9 +366,13 @@ def test_ncsnpp_output_skip_goes_to_unet2dmodel_and_reproduces_the_original(weig
     pipe = NCSNPipeline.from_pretrained(folder)
     assert type(pipe.unet) is UNet2DModel and pipe.unet.config.center_input_sample
     config = pipe.scheduler.config
-    assert type(pipe.scheduler).__name__ == "VEPredictorCorrectorScheduler"
-    assert (config.num_noise_levels, config.snr, config.num_corrector_steps) == (2000, 0.075, 1)
-    assert (config.sigma_min, config.sigma_max) == (0.01, 348.0)
+    assert type(pipe.scheduler).__name__ == "DPMSolverPlusPlusScheduler"  # the default; the original's PC settings:
+    original_pc = VEPredictorCorrectorScheduler.from_config(config).config
+    assert (original_pc.num_noise_levels, original_pc.snr, original_pc.num_corrector_steps) == (2000, 0.075, 1)
+    assert (config.sigma_min, config.sigma_max, config.num_train_noise_levels) == (0.01, 348.0, 2000)
+    record = json.loads((folder / "conversion.json").read_text())
+    assert record["original_sampler"] == "VEPredictorCorrectorScheduler"
+    assert "2000 noise levels" in record["original_sampling"]
     with torch.no_grad():
         output = pipe.unet(reference["x"], reference["sigmas"]).sample
     if weights is None:

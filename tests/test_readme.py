@@ -42,4 +42,4 @@ def test_the_conversion_example_runs_as_written(tmp_path, monkeypatch):
     arguments = shlex.split(lines[0])[1:]
     assert convert.main(arguments) == 0
     output = arguments[arguments.index("--output_dir") + 1]
-    assert NCSNPipeline.from_pretrained(output).scheduler.config.num_noise_levels == 232
+    assert NCSNPipeline.from_pretrained(output).scheduler.config.num_train_noise_levels == 232

@@ -36,12 +36,14 @@ def _run(scheduler, start_index=0, sample=None, generator_state=None, record=Non
         generator.set_state(generator_state)
     if sample is None:
         sample = torch.randn(6, 2, generator=generator) * scheduler.init_noise_sigma
-    for index in range(start_index, len(scheduler.timesteps)):
+    index = start_index
+    while index < len(scheduler.timesteps):  # an adaptive sampler appends the next level at each step
         sigma = scheduler.timesteps[index]
         if record is not None:
             record[index] = (sample.clone(), generator.get_state())
         score = model(sample, sigma).sample
         sample = scheduler.step(score, sigma, sample, generator=generator).prev_sample
+        index += 1
     return sample
 
 
@@ -57,8 +59,31 @@ def test_set_timesteps_takes_only_levels_and_device(name):
     assert list(inspect.signature(scheduler.set_timesteps).parameters) == ["num_inference_steps", "device"]
     scheduler.set_timesteps(4)
     assert scheduler.num_model_calls == len(scheduler.timesteps) > 0
-    assert f"({scheduler.num_model_calls} model calls)" in scheduler.description and scheduler.sampler_name
-    assert scheduler.level_start_indices[0] == 0
+    if scheduler.adaptive:  # the calls follow from a tolerance: the plan knows the first level and the cap only
+        assert len(scheduler.timesteps) == 1 and scheduler.max_model_calls >= 4
+        assert f"(at most {scheduler.max_model_calls} model calls)" in scheduler.description
+    else:
+        assert scheduler.max_model_calls == scheduler.num_model_calls
+        assert f"({scheduler.num_model_calls} model calls)" in scheduler.description
+    assert scheduler.sampler_name and scheduler.level_start_indices[0] == 0
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_iter_timesteps_yields_every_call_of_a_run_and_the_run_respects_max_model_calls(name):
+    """Defect guarded: a loop that reads a planned `timesteps` misses an adaptive sampler's later calls (or runs
+    past the last one)."""
+    scheduler = _scheduler(name)
+    model, generator = GaussianMixtureScore.ncsn_toy(), torch.Generator().manual_seed(0)
+    sample = torch.randn(6, 2, generator=generator) * scheduler.init_noise_sigma
+    seen = []
+    for sigma in scheduler.iter_timesteps():
+        seen.append(float(sigma))
+        sample = scheduler.step(model(sample, sigma).sample, sigma, sample, generator=generator).prev_sample
+    assert seen == scheduler.timesteps.tolist() and len(seen) == scheduler.num_model_calls <= scheduler.max_model_calls
+    assert seen[-1] == pytest.approx(BASE["sigma_min"], rel=1e-6) or not scheduler.adaptive
+    assert all(0 <= index < len(seen) for index in scheduler.level_start_indices)
+    with pytest.raises(ValueError, match="step was called after the last"):
+        scheduler.step(sample, seen[-1], sample)
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -117,7 +142,7 @@ def test_starting_at_any_level_start_equals_the_tail_of_a_full_run(name):
             assert torch.allclose(_run(_scheduler(name), start, sample, state), final, atol=1e-6), start
     # set_begin_index: at every call where the sampler says a run may begin (all of them for stateless samplers).
     begins = [index for index in range(len(full.timesteps)) if full.can_begin_at(index)]
-    if name in MULTISTEP:  # each step uses earlier predictions: a run begins at the first call only
+    if name in MULTISTEP or full.adaptive:  # each step uses earlier ones: a run begins at the first call only
         assert begins == [0]
     else:  # every level start is a place to begin, and an exact tail of the full run
         assert set(full.level_start_indices) <= set(begins)

@@ -77,7 +77,14 @@ def test_output_folder_is_a_complete_pipeline(tmp_path):
     assert record["global_step"] == 6 and record["args"]["hidden_size"] == 32
     assert [entry["step"] for entry in _losses(out)] == [1, 2, 3, 4, 5, 6]
     pipe = NCSNPipeline.from_pretrained(out)
-    assert pipe.scheduler.config.num_noise_levels == 10 and pipe.config.data_range is None
+    assert pipe.config.data_range is None
+    # The saved sampler is the package's default; it records the training levels and the Langevin settings.
+    assert type(pipe.scheduler).__name__ == "DPMSolverPlusPlusScheduler" and pipe.scheduler.num_model_calls == 50
+    assert pipe.scheduler.config.num_train_noise_levels == 10 and len(pipe.scheduler.noise_levels) == 10
+    langevin = NCSNScheduler.from_config(pipe.scheduler.config)
+    settings = (langevin.config.num_noise_levels, langevin.config.steps_per_level, langevin.config.step_lr)
+    assert settings == (10, 100, 0.1)
+    assert not langevin.config.final_denoise
     # The final weights are the EMA weights kept in the last checkpoint.
     from safetensors.torch import load_file
 

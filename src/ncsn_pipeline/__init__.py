@@ -19,6 +19,7 @@ from .modeling_ncsnpp import NCSNppScoreModel
 from .modeling_toy import GaussianMixtureScore, ToyScoreModel
 from .noise_schedules import NoiseSchedule, ncsnv2_noise_schedule
 from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
+from .scheduling_adaptive_sde import AdaptiveSDEScheduler
 from .scheduling_dpmpp import DPMSolverPlusPlusScheduler
 from .scheduling_edm import EDMStochasticScheduler
 from .scheduling_ncsn import NCSN_PRESETS, NCSNScheduler, NCSNSchedulerOutput
@@ -29,6 +30,7 @@ from .scheduling_ve_pc import VEPredictorCorrectorScheduler
 __version__ = "0.2.0"
 
 __all__ = [
+    "AdaptiveSDEScheduler",
     "DPMSolverPlusPlusScheduler",
     "EDMStochasticScheduler",
     "GaussianMixtureScore",

@@ -369,6 +369,12 @@ class NCSNPipeline(DiffusionPipeline):
         #    before any sampling, and names its own levels if the sampler asks for others.
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         if callable(getattr(self.unet, "level_indices", None)):
+            if self.scheduler.adaptive:
+                raise ValueError(
+                    f"{type(self.unet).__name__} knows only its {len(self.unet.noise_levels)} training noise levels, "
+                    f"but {type(self.scheduler).__name__} decides its levels during the run; use a sampler on the "
+                    "model's own levels, such as NCSNScheduler."
+                )
             self.unet.level_indices(torch.unique(self.scheduler.timesteps))
 
         # 2. Start from the prior N(0, sigma_max^2 I).
@@ -376,8 +382,8 @@ class NCSNPipeline(DiffusionPipeline):
         sample = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
         sample = sample * self.scheduler.init_noise_sigma
 
-        # 3. Follow the score through the noise levels.
-        for index, sigma in enumerate(self.progress_bar(self.scheduler.timesteps)):
+        # 3. Follow the score through the noise levels (an adaptive sampler decides each after the step before).
+        for index, sigma in enumerate(self.progress_bar(self.scheduler.iter_timesteps())):
             model_input = self.scheduler.scale_model_input(sample, sigma)
             score = self.unet(model_input, sigma.expand(batch_size)).sample
             # return_dict=False: the output dataclass costs more per call than the cheapest score models.

@@ -17,10 +17,10 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from .checks import check_noise_level_count, check_number
 from .noise_schedules import karras_noise_levels
 from .sampling import raise_if_not_finite, standard_normal
-from .scheduling_utils import KarrasLevelsMixin, ScoreSchedulerMixin, ScoreSchedulerOutput
+from .scheduling_utils import ContinuousLevelsMixin, ScoreSchedulerMixin, ScoreSchedulerOutput
 
 
-class EDMStochasticScheduler(KarrasLevelsMixin, ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
+class EDMStochasticScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""Karras et al.'s stochastic sampler (EDM, Algorithm 2): Heun's method with churn.
 
     On Karras levels ``sigma_0 = sigma_max > ... > sigma_{N-1} = sigma_min``, ``sigma_N = 0``, at every level:

@@ -8,7 +8,7 @@ Generative Models" (NCSNv2, https://arxiv.org/abs/2006.09011).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -23,7 +23,7 @@ from .checks import (
     check_positive,
     check_step_count,
 )
-from .noise_schedules import annealed_step_sizes, geometric_noise_levels, ncsnv2_noise_schedule
+from .noise_schedules import annealed_step_sizes, geometric_noise_levels, ncsnv2_noise_schedule, step_lr_for
 from .sampling import denoise_step, langevin_step, raise_if_not_finite, standard_normal
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
 
@@ -88,7 +88,9 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         num_noise_levels (`int`, defaults to 232): ``L``, the number of noise levels the model was
             trained on (``set_timesteps`` may sample with another number).
         steps_per_level (`int`, defaults to 5): ``T``, Langevin steps per noise level.
-        step_lr (`float`, defaults to 6.2e-6): ``epsilon``, the step size at the smallest level.
+        step_lr (`float`, defaults to 6.2e-6): ``epsilon``, the step size at the smallest level. `None` chooses
+            it by NCSNv2's technique 4 for these levels and ``steps_per_level`` (`step_lr_for`), as
+            ``from_config`` does for the config of a sampler without a ``step_lr``.
         final_denoise (`bool`, defaults to `True`): Add NCSNv2's final denoising step (one more model call).
 
     The defaults are NCSNv2's CIFAR-10 settings; `from_preset` gives the others, `from_data` computes
@@ -121,13 +123,17 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         sigma_min: float = 0.01,
         num_noise_levels: int = 232,
         steps_per_level: int = 5,
-        step_lr: float = 6.2e-6,
+        step_lr: Optional[float] = 6.2e-6,
         final_denoise: bool = True,
     ):
         sigma_max = check_positive("sigma_max", sigma_max)
         check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
         check_noise_level_count("num_noise_levels", num_noise_levels)
         check_step_count("steps_per_level", steps_per_level)
+        if step_lr is None:  # NCSNv2's technique 4 for these levels; the config keeps the value chosen
+            gamma = (sigma_max / sigma_min) ** (1 / (num_noise_levels - 1))
+            step_lr = step_lr_for(gamma, sigma_min, steps_per_level)
+            self.register_to_config(step_lr=step_lr)
         step_lr = check_positive("step_lr", step_lr)
         check_bool("final_denoise", final_denoise)
         if step_lr >= 2 * sigma_min**2:
@@ -242,6 +248,17 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         if not return_dict:
             return prev_sample, prev_sample_mean
         return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
+
+    @classmethod
+    def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any):
+        """The mixin's ``from_config``; the config of another sampler (no ``step_lr``) gets NCSNv2's technique 4 for
+        its levels and steps, so that a swap to annealed Langevin dynamics samples well from the start."""
+        source = config
+        if config is not None and hasattr(config, "config") and not isinstance(config, dict):
+            source = config.config  # a scheduler object, as diffusers still accepts
+        if isinstance(source, dict) and "step_lr" not in source and "step_lr" not in kwargs:
+            kwargs["step_lr"] = None
+        return super().from_config(source, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> NCSNScheduler:

@@ -24,7 +24,11 @@ Every sampler of the package is a diffusers scheduler (``SchedulerMixin, ConfigM
    scalar, ``(1,)`` or ``(batch,)`` sigma; ``noise_levels`` are the levels a model for the sampler is trained on.
 5. **Checked.** Constructors validate their config with `ncsn_pipeline.checks`; sampling stops with a
    `FloatingPointError` naming the level when the sample becomes NaN or infinite.
-6. **Discoverable.** ``compatibles`` lists every score sampler the package exports (`score_schedulers`), and
+6. **Adaptive runs.** A sampler whose calls follow from a tolerance (``adaptive = True``) decides each level
+   from the step before: ``timesteps`` starts with the first call's level and each ``step`` appends the next,
+   so loops go over ``iter_timesteps()`` (for planned samplers, ``timesteps`` itself). ``max_model_calls``
+   bounds a run (for planned samplers it is ``num_model_calls``); after a run ``num_model_calls`` is its count.
+7. **Discoverable.** ``compatibles`` lists every score sampler the package exports (`score_schedulers`), and
    swaps between them are silent. `NCSNPipeline` refuses a scheduler without ``consumes_score = True``.
 
 ``tests/test_scheduler_contract.py`` checks all of this for every class `score_schedulers` finds.
@@ -33,7 +37,7 @@ Every sampler of the package is a diffusers scheduler (``SchedulerMixin, ConfigM
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 import torch
 from diffusers.utils import BaseOutput
@@ -66,6 +70,18 @@ SCORE_SDE_VE_KEYS = {
 }
 
 
+def _keep_training_levels(config: Dict[str, Any], own_keys) -> Dict[str, Any]:
+    """A sampler swap keeps the model's training levels: samplers on their training levels (annealed Langevin,
+    predictor-corrector) count them as ``num_noise_levels``, the samplers on any levels as
+    ``num_train_noise_levels``."""
+    has_training_key = "num_train_noise_levels" in config
+    if "num_train_noise_levels" in own_keys and not has_training_key and "num_noise_levels" in config:
+        return {**config, "num_train_noise_levels": config["num_noise_levels"]}
+    if "num_train_noise_levels" not in own_keys and has_training_key:
+        return {**config, "num_noise_levels": config["num_train_noise_levels"]}
+    return config
+
+
 def score_schedulers() -> Dict[str, type]:
     """The score samplers the package exports (its ``__all__``), by class name.
 
@@ -73,8 +89,8 @@ def score_schedulers() -> Dict[str, type]:
     and covered by the contract test.
 
     >>> sorted(score_schedulers())  # doctest: +NORMALIZE_WHITESPACE
-    ['DPMSolverPlusPlusScheduler', 'EDMStochasticScheduler', 'NCSNScheduler', 'ProbabilityFlowHeunScheduler',
-     'VEPredictorCorrectorScheduler']
+    ['AdaptiveSDEScheduler', 'DPMSolverPlusPlusScheduler', 'EDMStochasticScheduler', 'NCSNScheduler',
+     'ProbabilityFlowHeunScheduler', 'VEPredictorCorrectorScheduler']
     """
     import ncsn_pipeline
 
@@ -103,6 +119,7 @@ class ScoreSchedulerMixin:
     """
 
     consumes_score = True
+    adaptive = False
     sampler_name: str = ""
     langevin_steps_key: Optional[str] = None
     step_size_key: Optional[str] = None
@@ -132,6 +149,16 @@ class ScoreSchedulerMixin:
     def num_model_calls(self) -> int:
         """Model calls of the run planned by the last ``set_timesteps``."""
         return len(self.timesteps)
+
+    @property
+    def max_model_calls(self) -> int:
+        """The most model calls a run may take: for a planned run, exactly `num_model_calls`."""
+        return self.num_model_calls
+
+    def iter_timesteps(self) -> Iterable[torch.Tensor]:
+        """The noise level of each model call, in order, for a sampling loop: ``timesteps`` for a planned run (an
+        adaptive sampler yields each level once the step before has decided it)."""
+        return self.timesteps
 
     def can_begin_at(self, index: int) -> bool:
         """Whether a run may start at ``timesteps[index]``: any call of the schedule, unless the sampler keeps state
@@ -257,6 +284,8 @@ class ScoreSchedulerMixin:
             own = cls._get_init_keys(cls)
             renamed = {new: config[old] for old, new in SCORE_SDE_VE_KEYS.items() if old in config and new in own}
             config = {"_class_name": cls.__name__, **renamed}
+        if isinstance(config, dict):
+            config = _keep_training_levels(config, cls._get_init_keys(cls))
         return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     @classmethod
@@ -282,17 +311,18 @@ class ScoreSchedulerMixin:
         return cls.from_config(dict(config), **options)
 
 
-class KarrasLevelsMixin:
-    """What the samplers on Karras et al.'s levels share (probability-flow Heun, EDM, DPM-Solver++): they sample on
-    any levels in ``[sigma_min, sigma_max]``, while the model they drive is trained on ``num_train_noise_levels``
-    geometric ones."""
+class ContinuousLevelsMixin:
+    """What the samplers that call the model at any level in ``[sigma_min, sigma_max]`` share (probability-flow
+    Heun, EDM and DPM-Solver++ on Karras et al.'s levels, the adaptive SDE solver): the model they drive is trained
+    on ``num_train_noise_levels`` geometric levels."""
 
     @staticmethod
     def _check_levels(sigma_max, sigma_min, rho, num_noise_levels, num_train_noise_levels) -> None:
         """Refuse bad level settings (each error names the setting)."""
         sigma_max = check_positive("sigma_max", sigma_max)
         check_noise_range(check_positive("sigma_min", sigma_min), sigma_max)
-        check_positive("rho", rho)
+        if rho is not None:  # the spacing of Karras et al.'s levels
+            check_positive("rho", rho)
         check_noise_level_count("num_noise_levels", num_noise_levels)
         check_noise_level_count("num_train_noise_levels", num_train_noise_levels)
 

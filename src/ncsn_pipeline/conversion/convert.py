@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 
 from ..pipeline_ncsn import NCSNPipeline
+from ..scheduling_dpmpp import default_sampler
 from . import ermongroup, score_sde
 from .originals import ConversionError, config_value, load_original_checkpoint, load_original_config
 
@@ -132,6 +133,9 @@ def convert_checkpoint(
             "The config is neither an ermongroup NCSN / NCSNv2 config (model.sigma_begin, model.num_classes) nor a "
             "score_sde NCSN++ config (model.name 'ncsnpp')."
         )
+    original_sampler = scheduler
+    if not callable(getattr(model, "level_indices", None)):  # NCSN v1 samples on its training levels only
+        scheduler = default_sampler(original_sampler.config)  # keeps the original's settings in its config
     pipeline = NCSNPipeline(unet=model.eval(), scheduler=scheduler, data_range=data_range)
 
     record = {
@@ -143,6 +147,9 @@ def convert_checkpoint(
         "config": Path(config).name if not isinstance(config, dict) else "(given as a dict)",
         "dataset": str(original["data"].get("dataset", "unknown")),
         "weights": chosen,
+        # The sampler of the original code (the saved one, or restored by `<class>.from_config(pipe.scheduler.config)`).
+        "original_sampler": type(original_sampler).__name__,
+        "original_sampling": original_sampler.description,
     }
     record["command"] = (
         f"ncsn-convert {record['checkpoint']} --config {record['config']} --output_dir {output_dir.name} "

@@ -118,9 +118,11 @@ def generate_images(
 
     # 2. A per-request pipeline around the shared network, and the work it will do.
     entry = models.images[model]
-    scheduler = prepare_run(sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale)
-    calls = scheduler.num_model_calls
-    check_work(calls, batch_size, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
+    max_calls = min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch_size)  # an adaptive sampler's cap
+    scheduler = prepare_run(
+        sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale, max_calls
+    )
+    check_work(scheduler.max_model_calls, batch_size, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
     pipe = NCSNPipeline(unet=entry.pipeline.unet, scheduler=scheduler, data_range=entry.pipeline.config.data_range)
     pipe.set_progress_bar_config(disable=True)
 
@@ -128,13 +130,14 @@ def generate_images(
     frames: List[Tuple[str, List[PIL.Image.Image]]] = []
 
     def on_step_end(_pipe, index, sigma, callback_kwargs):
-        timesteps = _pipe.scheduler.timesteps
+        timesteps = _pipe.scheduler.timesteps  # an adaptive sampler's grows during the run
         level_ends = index == len(timesteps) - 1 or index + 1 in _pipe.scheduler.level_start_indices
+        total = f"{'at most ' if scheduler.adaptive else ''}{scheduler.max_model_calls}"
         if progress is not None:
-            desc = f"network call {index + 1}/{len(timesteps)}, sigma={float(sigma):.3g}"
-            progress((index + 1) / len(timesteps), desc=desc)
+            desc = f"network call {index + 1} of {total}, sigma={float(sigma):.3g}"
+            progress((index + 1) / scheduler.max_model_calls, desc=desc)
         if animate and level_ends:
-            caption = f"sigma={float(sigma):.3g}  call {index + 1}/{len(timesteps)}"
+            caption = f"sigma={float(sigma):.3g}  call {index + 1} of {total}"
             frames.append((caption, samples_to_pil(callback_kwargs["sample"], pipe.config.data_range)))
         return callback_kwargs
 
@@ -147,6 +150,7 @@ def generate_images(
         num_inference_steps=noise_levels,
     ).images
     seconds = time.perf_counter() - started
+    calls = scheduler.num_model_calls  # after the run: what it took (an adaptive sampler decides during the run)
 
     # 4. Results.
     animation_path = write_animation(frames) if animate and frames else None

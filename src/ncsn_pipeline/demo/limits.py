@@ -41,7 +41,7 @@ DEFAULT_PLAYGROUND_MODEL = "two-gaussians"
 DEFAULT_SEED = 0
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_POINTS = 1000
-DEFAULT_SAMPLER = "NCSNScheduler"
+DEFAULT_SAMPLER = "DPMSolverPlusPlusScheduler"  # the default of new pipelines (scheduling_dpmpp.default_sampler)
 
 
 def check_work(calls: int, samples: int, max_calls: int, limit: int, what: str) -> int:

@@ -162,21 +162,25 @@ def run_playground(
 
     # 2. Plan: the chosen sampler, and plain Langevin with the same number of calls.
     entry = models.points[model]
-    scheduler = prepare_run(sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale)
-    calls, label = scheduler.num_model_calls, scheduler.sampler_name
+    max_calls = min(MAX_PLAYGROUND_CALLS, MAX_PLAYGROUND_WORK // (2 * num_points))  # an adaptive sampler's cap
+    scheduler = prepare_run(
+        sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale, max_calls
+    )
+    calls, label = scheduler.max_model_calls, scheduler.sampler_name
     check_work(calls, 2 * num_points, MAX_PLAYGROUND_CALLS, MAX_PLAYGROUND_WORK, "2 x number of points")
     pipe = NCSNPipeline(unet=entry.pipeline.unet, scheduler=scheduler, data_range=None)
     pipe.set_progress_bar_config(disable=True)
-    sigma_min = float(scheduler.timesteps[-1])
 
     def on_step_end(_pipe, index, sigma, callback_kwargs):
         if progress is not None:
-            progress(0.5 * (index + 1) / calls, desc=f"{label}: call {index + 1}/{calls}")
+            total = f"{'at most ' if scheduler.adaptive else ''}{calls}"
+            progress(0.5 * (index + 1) / calls, desc=f"{label}: call {index + 1} of {total}")
         return callback_kwargs
 
     def on_plain_step(done):
-        if progress is not None:
-            progress(0.5 + 0.5 * done / calls, desc=f"plain Langevin: call {done}/{calls}")
+        if progress is not None:  # as many calls as the sampler's run took
+            done_calls = scheduler.num_model_calls
+            progress(0.5 + 0.5 * done / done_calls, desc=f"plain Langevin: call {done}/{done_calls}")
 
     # 3.-4. The sampler from N(0, sigma_max^2 I), then plain Langevin at sigma_min from the very same points.
     started = time.perf_counter()
@@ -189,6 +193,8 @@ def run_playground(
         callback_on_plain_step=on_plain_step,
     )
     seconds = time.perf_counter() - started
+    calls = scheduler.num_model_calls  # what the run took (an adaptive sampler decides during the run)
+    sigma_min = float(scheduler.timesteps[-1])  # plain Langevin's level (the run's last)
 
     # 5. Mode weights and figures.
     plain_title = f"plain Langevin at sigma={sigma_min:g}\n{calls} calls"

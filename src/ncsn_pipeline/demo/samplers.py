@@ -12,7 +12,7 @@ package's exports appears here without any change.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..checks import check_choice, check_integer, check_number
 from ..scheduling_utils import score_schedulers
@@ -43,12 +43,20 @@ def check_sampler_controls(
     )
 
 
-def prepare_run(sampler: str, base_config: Any, noise_levels: int, steps_per_level: int, step_scale: float):
+def prepare_run(
+    sampler: str,
+    base_config: Any,
+    noise_levels: int,
+    steps_per_level: int,
+    step_scale: float,
+    max_calls: Optional[int] = None,
+):
     """A fresh ``SAMPLERS[sampler]`` set up from a model's tuned config and the request's controls, timesteps set.
 
     Each request gets its own scheduler (schedulers keep per-run state), so concurrent runs never share one.
     ``steps_per_level`` sets the sampler's Langevin steps per level and ``step_scale`` multiplies its step-size
-    option, where the sampler has them.
+    option, where the sampler has them. An adaptive sampler's run is capped at ``max_calls`` network calls (its
+    ``max_model_calls``), where given.
     """
     sampler_class = SAMPLERS[sampler]
     tuned = sampler_class.from_scheduler_config(base_config).config  # the model's settings, the sampler's defaults
@@ -57,6 +65,8 @@ def prepare_run(sampler: str, base_config: Any, noise_levels: int, steps_per_lev
         options[sampler_class.step_size_key] = float(tuned[sampler_class.step_size_key]) * step_scale
     if sampler_class.langevin_steps_key:
         options[sampler_class.langevin_steps_key] = steps_per_level
+    if sampler_class.adaptive and max_calls is not None:
+        options["max_model_calls"] = min(int(tuned["max_model_calls"]), max_calls)
     scheduler = sampler_class.from_scheduler_config(base_config, **options)
     scheduler.set_timesteps(noise_levels)
     return scheduler
@@ -70,7 +80,7 @@ def suggested_controls(base_config: Any, sampler: str, max_calls: int) -> Dict[s
     steps = int(tuned.config[sampler_class.langevin_steps_key]) if sampler_class.langevin_steps_key else 1
     levels = min(max(tuned.num_inference_steps, NOISE_LEVELS_RANGE[0]), NOISE_LEVELS_RANGE[1])
     steps = min(max(steps, STEPS_PER_LEVEL_RANGE[0]), STEPS_PER_LEVEL_RANGE[1])
-    while prepare_run(sampler, base_config, levels, steps, 1.0).num_model_calls > max_calls:
+    while prepare_run(sampler, base_config, levels, steps, 1.0, max_calls).max_model_calls > max_calls:
         if steps > STEPS_PER_LEVEL_RANGE[0]:
             steps -= 1
         elif levels > NOISE_LEVELS_RANGE[0]:

@@ -82,6 +82,14 @@ def format_table(sample_metrics: Dict[str, object], floor: Dict[str, object]) ->
     return "\n".join(lines)
 
 
+def _adaptive_calls(payload: Dict[str, object]) -> str:
+    """What an adaptive sampler's runs took (its description gives only the cap); empty for planned runs."""
+    calls = payload.get("model_calls_per_batch") or []
+    if not calls or f"({calls[0]} model calls)" in str(payload["sampler"]):
+        return ""
+    return f"; {min(calls)} to {max(calls)} model calls per batch"
+
+
 def record_evaluation(folder: Path, payload: Dict[str, object], sampler: str) -> Path:
     """Write the card's ``evaluation.json`` for ``folder`` from a payload of `run`."""
     samples, floor, num_samples = payload["samples"], payload["floor"], payload["num_samples"]
@@ -90,7 +98,7 @@ def record_evaluation(folder: Path, payload: Dict[str, object], sampler: str) ->
         metrics=[{"name": name, "value": samples[key], "reference": floor[key]} for name, key in CARD_ROWS],
         reference_label=f"floor: real training digits (same N = {num_samples})",
         notes=(
-            f"{num_samples} samples (seed {payload['seed']}, {sampler}) against the "
+            f"{num_samples} samples (seed {payload['seed']}, {sampler}{_adaptive_calls(payload)}) against the "
             f"{samples['num_reference']} held-out "
             f"digits, which the model never saw; the classifier (held-out accuracy {samples['held_out_accuracy']:.3f}) "
             f"is trained on the training split only. Sampling took {payload['seconds']['sampling']:.1f} s on "
@@ -132,13 +140,14 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
 
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(args.seed)  # one generator across batches: batches differ
-    batches = []
+    batches, calls = [], []
     for start in range(0, args.num_samples, args.batch_size):
         batch_size = min(args.batch_size, args.num_samples - start)
         images = pipe(
             batch_size=batch_size, generator=generator, num_inference_steps=args.num_inference_steps, output_type="pt"
         ).images
         batches.append(images.float().cpu())
+        calls.append(pipe.scheduler.num_model_calls)  # an adaptive sampler's count differs from batch to batch
     samples = resize_to_digits(torch.cat(batches))
     sampling_seconds = time.perf_counter() - started
 
@@ -155,6 +164,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         "num_samples": args.num_samples,
         "sample_size": list(pipe.sample_shape[1:]),
         "device": str(args.device),
+        "model_calls_per_batch": calls,
         "samples": sample_metrics,
         "floor": floor,
         "seconds": {

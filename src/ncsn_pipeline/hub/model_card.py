@@ -191,9 +191,20 @@ def render_model_card(
         hardware=training.get("hardware", "unknown"),
         train_time=f"{training['train_seconds']:.0f} s" if "train_seconds" in training else "unknown",
         sampling=f"`{type(scheduler).__name__}`: {scheduler.description}",
+        langevin_sampling=_langevin_settings(scheduler) if conversion is None else None,
         evaluation=_evaluation_markdown(evaluation),
         conversion=conversion,
     )
+
+
+def _langevin_settings(scheduler) -> Optional[str]:
+    """The annealed Langevin run a saved sampler's config keeps (``step_lr`` and ``steps_per_level`` carried over from
+    the training schedule), or `None` where it keeps none or is annealed Langevin itself."""
+    from ..scheduling_ncsn import NCSNScheduler
+
+    if isinstance(scheduler, NCSNScheduler) or not {"step_lr", "steps_per_level"} <= set(scheduler.config):
+        return None
+    return NCSNScheduler.from_config(scheduler.config).description
 
 
 def _load_scheduler(folder: Path, index: Dict[str, Any]):

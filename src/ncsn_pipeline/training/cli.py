@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--hidden_size", type=positive_int, default=128, help="MLP width (2-D data)")
     model.add_argument("--num_layers", type=positive_int, default=3, help="MLP hidden layers (2-D data)")
 
-    noise = parser.add_argument_group("noise schedule (saved as the pipeline's NCSNScheduler)")
+    noise = parser.add_argument_group(
+        "noise schedule (the training levels and the annealed-Langevin settings saved in the scheduler config)"
+    )
     noise.add_argument("--sigma_max", type=positive_float, default=1.0, help="largest noise level")
     noise.add_argument("--sigma_min", type=positive_float, default=0.01, help="smallest noise level")
     noise.add_argument("--num_noise_levels", type=positive_int, default=10, help="number of geometric noise levels L")

@@ -8,7 +8,9 @@ Shaped like diffusers' ``examples/unconditional_image_generation/train_unconditi
 Differences from that script, on purpose:
 
 * the loss is denoising score matching with ``lambda(sigma) = sigma**2`` (or sliced score matching),
-  with noise levels drawn from exactly the levels of the scheduler that is saved;
+  with noise levels drawn from exactly the training levels the saved pipeline records (its sampler is the
+  package's default, DPM-Solver++ 3M-SDE at 50 calls, and keeps the tuned annealed-Langevin settings in its
+  config: ``NCSNScheduler.from_config(pipe.scheduler.config)`` restores them);
 * checkpoints are written to a temporary folder and renamed only once complete, old ones are
   removed only after that, and ``--resume_from_checkpoint latest`` picks the newest *complete* one;
 * resuming restores the model, optimizer, learning-rate schedule, EMA, data order and the training
@@ -85,7 +87,8 @@ def _stack_data(data, args, limit: int = 5000) -> torch.Tensor:
 
 
 def build_scheduler(args, data):
-    """The NCSNScheduler the run trains for (and saves)."""
+    """The NCSNScheduler the run trains for: its levels are the training levels; the saved pipeline samples with
+    `default_sampler` built from it."""
     from ..scheduling_ncsn import NCSNScheduler
 
     if args.auto_noise_schedule:
@@ -377,7 +380,7 @@ def _hardware(accelerator) -> Dict[str, Any]:
 def _pipeline(accelerator, model, ema_model, scheduler, data, args):
     """An NCSNPipeline around a copy of the trained (EMA) weights, on the CPU."""
     from ..pipeline_ncsn import NCSNPipeline
-    from ..scheduling_ncsn import NCSNScheduler
+    from ..scheduling_dpmpp import default_sampler
 
     unwrapped = accelerator.unwrap_model(model)
     copy = type(unwrapped).from_config(unwrapped.config)
@@ -387,7 +390,7 @@ def _pipeline(accelerator, model, ema_model, scheduler, data, args):
     copy = copy.to("cpu").eval()
     return NCSNPipeline(
         unet=copy,
-        scheduler=NCSNScheduler.from_config(scheduler.config),
+        scheduler=default_sampler(scheduler.config),  # keeps the training levels and the tuned Langevin settings
         data_range=args.data_range if data.is_image else None,
     )
 

@@ -31,11 +31,12 @@ def standard_normal(
     >>> standard_normal((2,), torch.Generator().manual_seed(0)).shape
     torch.Size([2])
     """
-    if generator is None or (
-        isinstance(generator, torch.Generator)
-        and torch.device(generator.device).type == torch.device(device or "cpu").type
-    ):
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    if generator is None:
+        return torch.randn(shape, device=device, dtype=dtype)
+    if isinstance(generator, torch.Generator):
+        target = device.type if isinstance(device, torch.device) else torch.device(device or "cpu").type
+        if generator.device.type == target:
+            return torch.randn(shape, generator=generator, device=device, dtype=dtype)
     return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
 
 
@@ -79,19 +80,23 @@ def denoise_step(sample: torch.Tensor, score: torch.Tensor, sigma: float) -> tor
     return sample + sigma**2 * score
 
 
-def raise_if_not_finite(sample: torch.Tensor, where: str, advice: str) -> None:
+def raise_if_not_finite(
+    sample: torch.Tensor, where: Union[str, Callable[[], str]], advice: Union[str, Callable[[], str]]
+) -> None:
     """Stop sampling with a clear message when ``sample`` holds NaN or infinite values.
 
     Args:
         sample (`torch.Tensor`): The sample to check.
-        where (`str`): Which step produced it (for example "noise level 3/10 (sigma=0.5)").
-        advice (`str`): What the user should change.
+        where (`str` or `Callable[[], str]`): Which step produced it (for example "noise level 3/10 (sigma=0.5)");
+            a function is called only when the check fails (formatting costs time at every step).
+        advice (`str` or `Callable[[], str]`): What the user should change (likewise).
 
     Raises:
         FloatingPointError: If any entry of ``sample`` is NaN or infinite.
     """
     # One reduction instead of an elementwise test: a NaN or an infinity anywhere makes the sum non-finite.
-    if not torch.isfinite(sample.sum()):
+    if not math.isfinite(sample.sum().item()):
+        where, advice = (text() if callable(text) else text for text in (where, advice))
         raise FloatingPointError(f"Sampling diverged: non-finite values after {where}. {advice}")
 
 

@@ -240,8 +240,8 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         if level_done:
             raise_if_not_finite(
                 prev_sample,
-                f"noise level {level + 1}/{self.num_inference_steps} (sigma={float(self.sigmas[level]):.4g})",
-                f"The Langevin steps are too long for this model: use a smaller step_lr "
+                lambda: f"noise level {level + 1}/{self.num_inference_steps} (sigma={float(self.sigmas[level]):.4g})",
+                lambda: f"The Langevin steps are too long for this model: use a smaller step_lr "
                 f"(now {self.config.step_lr:g}, try {self.config.step_lr / 2:g}).",
             )
         self._step_index += 1

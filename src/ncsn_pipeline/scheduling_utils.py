@@ -211,7 +211,7 @@ class ScoreSchedulerMixin:
             raise ValueError(f"model_output shape {tuple(model_output.shape)} != sample shape {tuple(sample.shape)}.")
         if self._step_index is None:
             self._init_step_index(timestep)
-        if self._step_index >= len(self.timesteps):
+        if self._step_index >= self.timesteps.shape[0]:  # shape, not len(): the cheaper lookup, once per call
             raise ValueError(
                 f"step was called after the last of the {len(self.timesteps)} timesteps; call `set_timesteps` "
                 "again to start a new run."

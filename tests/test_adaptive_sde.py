@@ -70,7 +70,7 @@ def test_the_run_never_exceeds_max_model_calls_and_says_so(caplog):
         diffusers_logging.disable_propagation()
     assert scheduler.num_model_calls <= 30 and scheduler.timesteps[-1] == pytest.approx(0.01)
     assert torch.isfinite(points).all()
-    assert any("reached max_model_calls=30" in record.getMessage() for record in caplog.records)
+    assert any("reached its budget of max_model_calls=30" in record.getMessage() for record in caplog.records)
 
 
 def test_same_seed_same_samples_and_the_noise_comes_from_the_generator():

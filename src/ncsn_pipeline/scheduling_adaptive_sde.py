@@ -24,6 +24,10 @@ from .scheduling_utils import ContinuousLevelsMixin, ScoreSchedulerMixin, ScoreS
 
 logger = logging.get_logger(__name__)
 
+# When no more than this many steps fit in what is left of ``max_model_calls`` and the controller's steps would not
+# reach sigma_min, the rest of the range is split evenly among them (see `AdaptiveSDEScheduler`).
+BUDGET_FALLBACK_STEPS = 4
+
 
 class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""Gotta Go Fast: error-controlled steps on the reverse SDE, so a tolerance (not a level count) sets the cost.
@@ -46,10 +50,11 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
     each ``step`` appends the level of the call that follows, so a loop over `iter_timesteps` (as `NCSNPipeline`
     runs) sees each level as it is decided and ``num_model_calls`` is the number of calls the last run made;
     ``level_start_indices`` grows by the calls at newly reached levels (after accepted steps). A run
-    never takes more than ``max_model_calls``: when the remaining budget only allows it, the last step goes to
-    ``sigma_min`` at once and is accepted whatever its error (with a warning: loosen the tolerance or raise the
-    budget). The batch is solved as one system (one step size): in a batched model call every sample waits for
-    the slowest anyway, and the cost stays the same for any batch size.
+    never takes more than ``max_model_calls``: when only `BUDGET_FALLBACK_STEPS` steps fit in what is left and
+    the controller's steps would not reach ``sigma_min``, each takes an equal share of the remaining range and is
+    accepted whatever its error, with a warning (loosen the tolerance or raise the budget). The batch is solved as
+    one system (one step size): in a batched model call every sample waits for the slowest anyway, and the cost
+    stays the same for any batch size.
 
     Args:
         sigma_max (`float`, defaults to 50.0): Largest noise level (also ``init_noise_sigma``).
@@ -128,6 +133,7 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
         self._last_euler: Optional[torch.Tensor] = None  # x' of the last accepted step
         self.accepted_steps = 0
         self.rejected_steps = 0
+        self._warned = False
 
     def can_begin_at(self, index: int) -> bool:
         """Only at ``sigma_max``: each later level is decided by the steps before it."""
@@ -172,10 +178,14 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
         self, sample: torch.Tensor, score: torch.Tensor, index: int, generator
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Step 1 from ``sample`` (whose score at ``sigma(u)`` is known); the budget may force the last step."""
+        # The budget: this trial's improved-Euler call, two calls per later step, the denoising call. When only a
+        # few steps are left in it and the controller's steps would not reach sigma_min, each takes an equal share
+        # of the rest and is accepted whatever its error (a retry would overrun the budget).
         calls_left = self.max_model_calls - (index + 1)  # after the current call
-        # An unforced trial must leave room for one more trial (2 calls) and the denoising call after its own.
-        forced = calls_left < 3 + int(self.config.final_denoise)
-        target = 0.0 if forced else max(self._position - self._step_length, 0.0)
+        steps_left = 1 + (calls_left - 1 - int(self.config.final_denoise)) // 2
+        least = self._position / max(steps_left, 1)
+        forced = steps_left <= 1 or (steps_left <= BUDGET_FALLBACK_STEPS and self._step_length < least)
+        target = max(self._position - (max(self._step_length, least) if forced else self._step_length), 0.0)
         sigma, next_sigma = self._sigma(self._position), self._sigma(target)
         delta = sigma**2 - next_sigma**2
         noise = standard_normal(sample.shape, generator, sample.device, sample.dtype)
@@ -197,11 +207,12 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
         scale = torch.clamp(self.config.rel_tol * reference, min=self.config.abs_tol)
         error = float(((euler - heun) / scale).square().mean().sqrt())
         accepted = error <= 1.0 or forced
-        if forced and error > 1.0:
+        if forced and error > 1.0 and not self._warned:
+            self._warned = True
             logger.warning(
-                f"AdaptiveSDEScheduler reached max_model_calls={self.max_model_calls}: the last step, to "
-                f"sigma_min={self.config.sigma_min:g}, was taken with error {error:.3g} x the tolerance. Raise "
-                "max_model_calls or loosen rel_tol / abs_tol."
+                f"AdaptiveSDEScheduler reached its budget of max_model_calls={self.max_model_calls}: steps from "
+                f"sigma={self._sigma(self._position):.4g} down are as long as the budget needs and accepted whatever "
+                f"their error ({error:.3g} x the tolerance here). Raise max_model_calls or loosen rel_tol / abs_tol."
             )
         if accepted:
             self.accepted_steps += 1

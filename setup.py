@@ -53,6 +53,7 @@ setup(
         "Pillow>=9.0",
         "matplotlib>=3.7",
         "PyYAML>=6.0",  # the original NCSN / NCSNv2 configs (ncsn-convert)
+        "torchdiffeq>=0.2.3",  # the adaptive ODE solver of the likelihood (ncsn_pipeline.likelihood)
     ],
     extras_require={
         "train": TRAIN_REQUIRES,

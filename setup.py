@@ -66,6 +66,7 @@ setup(
             "ncsn-sample=ncsn_pipeline.cli.sample:main",
             "ncsn-train=ncsn_pipeline.training.cli:main",
             "ncsn-digits-eval=ncsn_pipeline.evaluation.cli:main",
+            "ncsn-eval=ncsn_pipeline.evaluation.evaluate:main",
             "ncsn-push=ncsn_pipeline.cli.push:main",
             "ncsn-export=ncsn_pipeline.cli.export:main",
             "ncsn-convert=ncsn_pipeline.cli.convert:main",

@@ -1,8 +1,9 @@
 """Evaluate the bundled pretrained pipelines, write their ``evaluation.json`` and re-render their model cards.
 
-* ``ncsn-digits``: ``ncsn-digits-eval --record`` (classifier trained on real digits: confident-classification
-  rate, class coverage, class entropy, Fréchet distance in the classifier's feature space), next to the
-  floor (real training digits scored the same way, same N), and a new ``sample_grid.png`` from the saved sampler.
+* ``ncsn-digits``: ``ncsn-eval ncsn-digits --data digits --record`` (classifier trained on real digits:
+  confident-classification rate, class coverage, class entropy, Fréchet distance in the classifier's feature
+  space, next to the floor of real training digits scored the same way, same N; network calls and seconds per
+  sample; bits/dim of the held-out digits), and a new ``sample_grid.png`` from the saved sampler.
 * ``ncsn-two-gaussians``: recovered weight and spread of the (5, 5) mode, next to the same sampler
   driven by the exact score (``GaussianMixtureScore.ncsn_toy()``).
 
@@ -21,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline  # noqa: E402
-from ncsn_pipeline.evaluation import cli as digits_eval  # noqa: E402
+from ncsn_pipeline.evaluation import evaluate  # noqa: E402
 from ncsn_pipeline.evaluation.records import write_evaluation  # noqa: E402
 from ncsn_pipeline.hub import write_model_card  # noqa: E402
 from ncsn_pipeline.pretrained import pretrained_path  # noqa: E402
@@ -31,11 +32,12 @@ REPO_OWNER = "ncsn-pipeline"
 
 
 def evaluate_digits(num_samples: int) -> None:
-    """Judge the bundled digits model and record the result in its evaluation.json (written by the judge)."""
+    """Evaluate the bundled digits model with ``ncsn-eval`` (samples and held-out bits/dim) into its evaluation.json."""
     folder = pretrained_path("ncsn-digits")
-    output = folder / "digits_eval.json"
-    argv = ["--pipeline", str(folder), "--num_samples", str(num_samples), "--seed", "0", "--output", str(output)]
-    digits_eval.run(digits_eval.build_parser().parse_args([*argv, "--record"]))
+    output = folder / "evaluation-run.json"
+    argv = ["ncsn-digits", "--num_samples", str(num_samples), "--seed", "0", "--data", "digits"]
+    argv += ["--output", str(output)]
+    evaluate.run(evaluate.build_parser().parse_args([*argv, "--record"]))
     output.unlink()  # the card's evaluation.json keeps what matters
     # The card's picture: 64 samples of the saved sampler (as ncsn-train draws its preview).
     save_sample_preview(NCSNPipeline.from_pretrained(folder), folder / "sample_grid.png", num_samples=64, seed=0)
@@ -93,8 +95,9 @@ def main() -> None:
         write_model_card(folder, repo_id=f"{REPO_OWNER}/{name}")
         print(f"{name}:")
         for metric in evaluation["metrics"]:
-            reference = f"{evaluation['reference_label']}: {metric['reference']:.4g}"
-            print(f"  {metric['name']}: {metric['value']:.4g} ({reference})")
+            reference = metric.get("reference")
+            reference = f" ({evaluation['reference_label']}: {reference:.4g})" if reference is not None else ""
+            print(f"  {metric['name']}: {metric['value']:.4g}{reference}")
 
 
 if __name__ == "__main__":

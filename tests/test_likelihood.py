@@ -125,11 +125,15 @@ def test_more_probes_agree_with_the_exact_log_likelihood_on_average():
 
 def test_bits_per_dim_offsets_and_dequantization():
     nats = torch.tensor([-1000.0])
-    assert float(bits_per_dim(nats, 100)[0]) == pytest.approx(1000 / (100 * math.log(2)) + 8)
-    assert float(bits_per_dim(nats, 100, data_range=(-1, 1))[0]) == pytest.approx(1000 / (100 * math.log(2)) + 7)
-    levels = torch.arange(256).reshape(1, -1)
-    x = uniform_dequantize(levels, generator=torch.Generator().manual_seed(0))
-    assert ((x * 256).floor() == levels).all()
+    assert float(bits_per_dim(nats, 100)[0]) == pytest.approx(1000 / (100 * math.log(2)) + math.log2(255))
+    assert float(bits_per_dim(nats, 100, data_range=(-1, 1))[0]) == pytest.approx(
+        1000 / (100 * math.log(2)) + math.log2(127.5)
+    )
+    # Bins are centred on the values ncsn-train encodes levels as (k / (K - 1)), here the digits' 17 levels.
+    levels = torch.arange(17).repeat(100, 1)
+    x = uniform_dequantize(levels, 17, generator=torch.Generator().manual_seed(0))
+    assert ((x * 16).round() == levels).all() and ((x * 16 - levels).abs() <= 0.5).all()
+    assert (x * 16 - levels).std() == pytest.approx(1 / math.sqrt(12), rel=0.05)  # uniform over the bin
     with pytest.raises(ValueError, match=r"levels must lie in 0 .. 255, got values from 0 to 256"):
         uniform_dequantize(torch.tensor([[0, 256]]))
     with pytest.raises(ValueError, match="levels must hold integers"):
@@ -140,7 +144,7 @@ def test_the_pipeline_reports_nats_and_bits_per_dim_in_batches():
     model = NCSNScoreModel(in_channels=1, sample_size=8, ngf=8)
     pipe = NCSNPipeline(model, NCSNScheduler(sigma_max=2.0, sigma_min=0.05, num_noise_levels=4), data_range=(0, 1))
     pipe.set_progress_bar_config(disable=True)
-    levels = torch.randint(0, 17, (5, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    levels = torch.randint(0, 17, (5, 1, 8, 8), generator=torch.Generator().manual_seed(0))  # digits-like
     data = uniform_dequantize(levels, num_levels=17, generator=torch.Generator().manual_seed(1)).float()
     options = dict(num_levels=17, rtol=1e-3, atol=1e-3, generator=torch.Generator().manual_seed(2))
     whole = pipe.log_likelihood(data, batch_size=5, **options)

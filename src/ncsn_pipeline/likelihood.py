@@ -206,33 +206,41 @@ def log_likelihood(
     return LogLikelihoodResult(prior + delta, prior, delta, latent, calls)
 
 
+def bin_width(num_levels: int, data_range: Tuple[float, float] = (0, 1)) -> float:
+    """Width of a bin of discrete data with ``num_levels`` values encoded as ``low + (high - low) k / (num_levels -
+    1)`` (how ``ncsn-train`` maps images to ``data_range``): ``(high - low) / (num_levels - 1)``, bins centred on
+    the encoded values."""
+    check_integer("num_levels", num_levels, low=2)
+    low, high = data_range
+    return (high - low) / (num_levels - 1)
+
+
 def bits_per_dim(
     log_likelihood_nats: torch.Tensor, num_dims: int, num_levels: int = 256, data_range: Tuple[float, float] = (0, 1)
 ) -> torch.Tensor:
     """Bits per dimension of discrete data from the log-density of its dequantized version (nats per example).
 
-    Data with ``num_levels`` values per dimension is mapped to ``data_range`` with bins of width ``w = (high -
-    low) / num_levels`` (`uniform_dequantize`: ``x = low + w (k + u)``, ``u ~ U[0, 1)``). Since the bin's
-    probability is at least ``w**D`` times the mean density over it, ``-log2 P(k) / D <= -log p(x) / (D ln 2) -
-    log2 w``: the "offset" of score_sde's code is ``-log2 w`` (8 for 8-bit data on ``[0, 1]``, 7 on ``[-1, 1]``).
+    With `uniform_dequantize` each value is spread uniformly over its bin of width ``w`` (`bin_width`). The
+    probability of a bin is at least ``w**D`` times the mean density over it (Jensen), so ``-log2 P(k) / D <=
+    -log p(x) / (D ln 2) - log2 w``: the "offset" ``-log2 w``. It is ``log2 255 = 7.994`` for 8-bit data on ``[0,
+    1]`` (``log2 127.5 = 6.994`` on ``[-1, 1]``); score_sde_pytorch adds 8 (7), for bins ``[k / 256, (k + 1) /
+    256)``, which do not match training data encoded as ``k / 255``: 0.006 bits per dimension apart.
 
-    >>> round(float(bits_per_dim(torch.tensor([0.0]), num_dims=3072)[0]), 3)  # a flat density on [0, 1]
-    8.0
+    >>> round(float(bits_per_dim(torch.tensor([0.0]), num_dims=3072)[0]), 3)  # a flat density of volume 1
+    7.994
     """
-    check_integer("num_levels", num_levels, low=2)
-    low, high = data_range
-    width = (high - low) / num_levels
-    return -log_likelihood_nats.double() / (num_dims * math.log(2)) - math.log2(width)
+    return -log_likelihood_nats.double() / (num_dims * math.log(2)) - math.log2(bin_width(num_levels, data_range))
 
 
 def uniform_dequantize(
     levels: torch.Tensor, num_levels: int = 256, data_range: Tuple[float, float] = (0, 1), generator=None
 ) -> torch.Tensor:
-    """Integer data ``k`` in ``0 .. num_levels - 1`` -> ``low + w (k + u)``, ``u ~ U[0, 1)``, ``w = (high - low) /
-    num_levels``: continuous data whose density bounds the discrete probabilities (`bits_per_dim`).
+    """Integer data ``k`` in ``0 .. num_levels - 1`` -> ``low + w (k + u - 1/2)``, ``u ~ U[0, 1)``, ``w`` =
+    `bin_width`: uniform noise over the bin centred on the value ``ncsn-train`` encodes ``k`` as, whose density
+    bounds the discrete probabilities (`bits_per_dim`).
 
     >>> x = uniform_dequantize(torch.tensor([[0, 255]]), generator=torch.Generator().manual_seed(0))
-    >>> bool((x[0, 0] < 1 / 256) & (x[0, 1] >= 255 / 256))
+    >>> bool((x[0, 0].abs() <= 0.5 / 255) & ((x[0, 1] - 1).abs() <= 0.5 / 255))
     True
     """
     num_levels = check_integer("num_levels", num_levels, low=2)
@@ -242,6 +250,5 @@ def uniform_dequantize(
         raise ValueError(
             f"levels must lie in 0 .. {num_levels - 1}, got values from {int(levels.min())} to {int(levels.max())}."
         )
-    low, high = data_range
     noise = torch.rand(levels.shape, generator=generator, device=levels.device)
-    return low + (high - low) * (levels.double() + noise.double()) / num_levels
+    return data_range[0] + bin_width(num_levels, data_range) * (levels.double() + noise.double() - 0.5)

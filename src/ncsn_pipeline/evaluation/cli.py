@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -82,6 +82,26 @@ def format_table(sample_metrics: Dict[str, object], floor: Dict[str, object]) ->
     return "\n".join(lines)
 
 
+def sample_in_batches(
+    pipe, num_samples: int, batch_size: int, seed: int, num_inference_steps: Optional[int] = None
+) -> Tuple[torch.Tensor, List[int], float]:
+    """``num_samples`` images (``pt``, on the CPU) from one seeded generator across batches, the network calls of
+    each batch's run (an adaptive sampler's differ) and the sampling time in seconds."""
+    started = time.perf_counter()
+    generator = torch.Generator().manual_seed(seed)  # one generator across batches: batches differ
+    batches, calls = [], []
+    for start in range(0, num_samples, batch_size):
+        images = pipe(
+            batch_size=min(batch_size, num_samples - start),
+            generator=generator,
+            num_inference_steps=num_inference_steps,
+            output_type="pt",
+        ).images
+        batches.append(images.float().cpu())
+        calls.append(pipe.scheduler.num_model_calls)
+    return torch.cat(batches), calls, time.perf_counter() - started
+
+
 def _adaptive_calls(payload: Dict[str, object]) -> str:
     """What an adaptive sampler's runs took (its description gives only the cap); empty for planned runs."""
     calls = payload.get("model_calls_per_batch") or []
@@ -138,18 +158,10 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     )
     classifier_seconds = time.perf_counter() - started
 
-    started = time.perf_counter()
-    generator = torch.Generator().manual_seed(args.seed)  # one generator across batches: batches differ
-    batches, calls = [], []
-    for start in range(0, args.num_samples, args.batch_size):
-        batch_size = min(args.batch_size, args.num_samples - start)
-        images = pipe(
-            batch_size=batch_size, generator=generator, num_inference_steps=args.num_inference_steps, output_type="pt"
-        ).images
-        batches.append(images.float().cpu())
-        calls.append(pipe.scheduler.num_model_calls)  # an adaptive sampler's count differs from batch to batch
-    samples = resize_to_digits(torch.cat(batches))
-    sampling_seconds = time.perf_counter() - started
+    images, calls, sampling_seconds = sample_in_batches(
+        pipe, args.num_samples, args.batch_size, args.seed, args.num_inference_steps
+    )
+    samples = resize_to_digits(images)
 
     started = time.perf_counter()
     sample_metrics = evaluate_digit_samples(samples, classifier, confidence=args.confidence)

@@ -1,0 +1,361 @@
+"""``ncsn-eval``: one command for what a model card reports about a pipeline.
+
+    ncsn-eval ncsn-digits --data digits --record
+    ncsn-eval path/to/pipeline --sampler AdaptiveSDEScheduler --num_samples 500 --output run.json
+
+For the pipeline (a folder, a bundled name or a Hub repository id) and the chosen sampler:
+
+* sample quality: the digits evaluation (`digits_judge`) for 1-channel image pipelines, next to the floor of real
+  digits (other data: none yet, see ``--help``);
+* bits per dimension of held-out data (``--data``) through the probability-flow ODE (`ncsn_pipeline.likelihood`),
+  with the dequantization and the model calls of the likelihood;
+* network calls and seconds per sample of the sampler.
+
+It writes everything to ``--output`` and, with ``--record``, the rows a model card shows to the folder's
+``evaluation.json`` (through `records.write_evaluation`, that file's only writer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..cli.arguments import add_sampler_arguments, apply_sampler_arguments, positive_int, strict_parser
+from ..files import write_text_atomically
+from .records import write_evaluation
+
+DATA_SETS = ("digits",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``ncsn-eval``."""
+    parser = strict_parser(
+        prog="ncsn-eval",
+        description="Evaluate a pipeline: sample quality (the digits evaluation for 1-channel image models), bits "
+        "per dimension of held-out data through the probability-flow ODE, and network calls and time per sample of "
+        "its sampler. Writes a JSON report; --record writes the folder's evaluation.json, which its model card shows.",
+    )
+    parser.add_argument("pipeline", help="a pipeline folder, a bundled model name (e.g. ncsn-digits) or a repo id")
+    quality = parser.add_argument_group("sample quality and speed")
+    quality.add_argument(
+        "--num_samples", type=positive_int, default=1000, help="samples to draw and judge (default: 1000)"
+    )
+    quality.add_argument("--batch_size", type=positive_int, default=100, help="samples per batch (default: 100)")
+    quality.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default: 0)")
+    quality.add_argument(
+        "--skip_samples", action="store_true", help="do not sample (no quality, calls or time per sample)"
+    )
+    add_sampler_arguments(parser)
+    quality.add_argument(
+        "--feature_network",
+        default=None,
+        help="a TorchScript file mapping images (N, C, H, W) in [0, 1] to features (N, F): adds the Fréchet distance "
+        "of the samples to --reference in its features (e.g. an Inception network you saved; it runs the file's "
+        "code, so use your own files)",
+    )
+    quality.add_argument(
+        "--reference", default=None, help="a folder of real images for --feature_network (prepared as ncsn-train does)"
+    )
+    likelihood = parser.add_argument_group("bits per dimension (probability-flow ODE)")
+    likelihood.add_argument(
+        "--data",
+        default=None,
+        help="held-out data for bits/dim: 'digits' (the 359 held-out scikit-learn digits, 17 levels) or a folder of "
+        "8-bit images (resized to the model's size as ncsn-train does); default: none",
+    )
+    likelihood.add_argument(
+        "--center_crop", action="store_true", help="--data FOLDER: crop the centred square instead of squashing"
+    )
+    likelihood.add_argument(
+        "--likelihood_samples", type=positive_int, default=None, help="use only the first N examples (default: all)"
+    )
+    likelihood.add_argument(
+        "--divergence", default="hutchinson", choices=("hutchinson", "exact"), help="divergence (default: hutchinson)"
+    )
+    likelihood.add_argument("--num_probes", type=positive_int, default=1, help="Hutchinson probes (default: 1)")
+    likelihood.add_argument(
+        "--probe", default="rademacher", choices=("rademacher", "gaussian"), help="probe (default: rademacher)"
+    )
+    likelihood.add_argument("--tolerance", type=float, default=1e-5, help="rtol = atol of the ODE solver (1e-5)")
+    likelihood.add_argument(
+        "--likelihood_batch_size", type=positive_int, default=64, help="examples per ODE solve (default: 64)"
+    )
+    parser.add_argument("--device", default="cpu", help="device to run on (default: cpu)")
+    parser.add_argument(
+        "--output", default="evaluation-run.json", help="the JSON report (default: evaluation-run.json)"
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="also write the folder's evaluation.json (what its model card shows; a local folder or bundled model)",
+    )
+    return parser
+
+
+def resolve_pipeline(name: str):
+    """``(pipeline, folder)``: a local folder, a bundled model (its folder) or a built-in one (no folder), or a Hub
+    repository (downloaded; no local folder to record into)."""
+    from ..pipeline_ncsn import NCSNPipeline
+    from ..pretrained import load_pretrained, model_names, pretrained_names, pretrained_path
+
+    if Path(name).is_dir():
+        return NCSNPipeline.from_pretrained(name), Path(name)
+    if name in pretrained_names():
+        return NCSNPipeline.from_pretrained(pretrained_path(name)), pretrained_path(name)
+    if name in model_names():
+        return load_pretrained(name), None
+    if name.count("/") == 1 and not Path(name).exists():
+        return NCSNPipeline.from_pretrained(name), None
+    raise ValueError(
+        f"{name!r} is not a pipeline folder, a named model ({', '.join(model_names())}) or a repo id 'user/name'."
+    )
+
+
+def held_out_data(
+    name: str, pipe, count: Optional[int], seed: int, center_crop: bool = False
+) -> Tuple[torch.Tensor, int, str]:
+    """``(dequantized data, levels per dimension, description)`` of a held-out set in the pipeline's data space:
+    the held-out digits, or the 8-bit images of a folder (prepared as ``ncsn-train`` prepares training images)."""
+    from ..likelihood import uniform_dequantize
+    from .digits_data import load_digits_split
+
+    if pipe.config.data_range is None or len(pipe.sample_shape) != 3:
+        raise ValueError(f"--data needs an image pipeline (this one makes raw samples of shape {pipe.sample_shape}).")
+    data_range = tuple(pipe.config.data_range)
+    if Path(name).is_dir():
+        levels = load_image_folder(name, pipe.sample_shape, count, center_crop)
+        channels, height, width = pipe.sample_shape
+        data = uniform_dequantize(levels, 256, data_range, torch.Generator().manual_seed(seed))
+        geometry = "centre-cropped" if center_crop else "resized"
+        description = f"{len(levels)} images of {Path(name).name}, {geometry} to {height} x {width}, 8-bit"
+        return data.float(), 256, f"{description}, uniform dequantization"
+    if name not in DATA_SETS:
+        raise ValueError(f"Unknown --data {name!r}; choose one of {list(DATA_SETS)} or an image folder.")
+    if tuple(pipe.sample_shape) != (1, 8, 8):
+        raise ValueError(
+            f"--data digits needs a pipeline of 1 x 8 x 8 images (this one makes {pipe.sample_shape}, data_range "
+            f"{pipe.config.data_range})."
+        )
+    levels = load_digits_split("held_out")[0].long()[:count]
+    data = uniform_dequantize(levels, 17, tuple(pipe.config.data_range), torch.Generator().manual_seed(seed))
+    return data.float(), 17, f"{len(levels)} held-out digits, 17 levels, uniform dequantization over centred bins"
+
+
+def load_image_folder(
+    folder: str, sample_shape, count: Optional[int] = None, center_crop: bool = False
+) -> torch.Tensor:
+    """The 8-bit images of ``folder`` as ``torch.uint8`` ``(N, C, H, W)`` of the pipeline's sample shape, prepared as
+    ``ncsn-train`` prepares training images."""
+    from PIL import Image
+
+    from ..training.image_files import find_image_files, prepare_image, verify_image_files
+
+    channels, height, width = sample_shape
+    if height != width or channels not in (1, 3):
+        raise ValueError(f"Image folders need square 1- or 3-channel images; the pipeline makes {tuple(sample_shape)}.")
+    paths = find_image_files(folder)[:count]
+    if not paths:
+        raise ValueError(f"{folder!r} holds no image files.")
+    verify_image_files(paths)
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(prepare_image(image, resolution=height, channels=channels, center_crop=center_crop))
+    return torch.stack(images)
+
+
+def feature_frechet_distance(network, images_a: torch.Tensor, images_b: torch.Tensor, batch_size: int = 100) -> float:
+    """Fréchet distance between Gaussian fits of ``network``'s features of two image sets (floats in [0, 1]).
+
+    >>> network = torch.nn.Flatten()
+    >>> images = torch.rand(50, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    >>> feature_frechet_distance(network, images, images)
+    0.0
+    """
+    from .digits_judge import frechet_distance
+
+    def features(images):
+        with torch.no_grad():
+            parts = [network(images[start : start + batch_size]) for start in range(0, len(images), batch_size)]
+        return torch.cat(parts).reshape(len(images), -1)
+
+    return frechet_distance(features(images_a.float()), features(images_b.float()))
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    """Evaluate as ``args`` says; return the report (also written to ``--output``)."""
+    from .cli import CARD_ROWS, sample_in_batches
+    from .digits_judge import default_digit_classifier, evaluate_digit_samples, floor_metrics, resize_to_digits
+
+    output = Path(args.output)
+    if output.suffix.lower() != ".json":
+        raise ValueError(f"--output must name a .json file, got {args.output!r}.")
+    if args.data is not None and args.data not in DATA_SETS and not Path(args.data).is_dir():  # before sampling
+        raise ValueError(f"Unknown --data {args.data!r}; choose one of {list(DATA_SETS)} or an image folder.")
+    if args.tolerance <= 0 or not math.isfinite(args.tolerance):
+        raise ValueError(f"--tolerance must be a positive number, got {args.tolerance!r}.")
+    pipe, folder = resolve_pipeline(args.pipeline)
+    if args.record and folder is None:
+        raise ValueError(f"--record writes a local folder's evaluation.json; {args.pipeline!r} has no local folder.")
+    if (args.feature_network is None) != (args.reference is None):
+        raise ValueError("--feature_network and --reference go together: features of samples and of real images.")
+    if args.reference is not None and not Path(args.reference).is_dir():
+        raise ValueError(f"--reference {args.reference!r} is not a folder of images.")
+    network = None
+    if args.feature_network is not None:
+        if not Path(args.feature_network).is_file():
+            raise ValueError(f"--feature_network {args.feature_network!r} is not a file.")
+        network = torch.jit.load(args.feature_network, map_location="cpu").eval()
+    if args.skip_samples and args.data is None:
+        raise ValueError("Nothing to evaluate: --skip_samples without --data.")
+    pipe = pipe.to(args.device)
+    apply_sampler_arguments(pipe, args)
+    pipe.set_progress_bar_config(disable=True)
+    report: Dict[str, Any] = {"pipeline": args.pipeline, "sampler": pipe.scheduler.description, "device": args.device}
+    rows: List[Dict[str, Any]] = []
+    notes: List[str] = []
+
+    if not args.skip_samples:
+        images, calls, seconds = sample_in_batches(
+            pipe, args.num_samples, args.batch_size, args.seed, args.num_inference_steps
+        )
+        report["sampling"] = {
+            "num_samples": args.num_samples,
+            "seed": args.seed,
+            "model_calls_per_batch": calls,
+            "network_calls_per_sample": sum(calls) / len(calls),
+            "seconds_per_sample": seconds / args.num_samples,
+        }
+        is_digits = pipe.config.data_range is not None and pipe.sample_shape[0] == 1 and len(pipe.sample_shape) == 3
+        if is_digits:
+            classifier = default_digit_classifier()
+            samples = evaluate_digit_samples(resize_to_digits(images), classifier)
+            floor = floor_metrics(classifier, num_samples=args.num_samples)
+            report["digits"] = {"samples": samples, "floor": floor}
+            rows += [{"name": name, "value": samples[key], "reference": floor[key]} for name, key in CARD_ROWS]
+            notes.append(
+                f"Samples: {args.num_samples} (seed {args.seed}) against the {samples['num_reference']} held-out "
+                f"digits, which the model never saw; the classifier (held-out accuracy "
+                f"{samples['held_out_accuracy']:.3f}) is trained on the training split only; Fréchet distances "
+                "depend on N, compare only at the same N."
+            )
+        if network is not None:
+            if pipe.config.data_range is None or len(pipe.sample_shape) != 3:
+                raise ValueError("--feature_network needs an image pipeline.")
+            reference = load_image_folder(args.reference, pipe.sample_shape).float() / 255
+            distance = feature_frechet_distance(network, images, reference, args.batch_size)
+            label = (
+                f"{Path(args.feature_network).name} features to {len(reference)} images of {Path(args.reference).name}"
+            )
+            report["feature_frechet_distance"] = {"value": distance, "features": label}
+            rows.append(
+                {"name": f"Fréchet distance in {label} (N = {args.num_samples}; lower is better)", "value": distance}
+            )
+        rows.append({"name": "network calls per sample", "value": report["sampling"]["network_calls_per_sample"]})
+        rows.append(
+            {
+                "name": f"seconds per sample (batch {args.batch_size}, {args.device})",
+                "value": report["sampling"]["seconds_per_sample"],
+            }
+        )
+
+    if args.data is not None:
+        data, num_levels, description = held_out_data(
+            args.data, pipe, args.likelihood_samples, args.seed, args.center_crop
+        )
+        started = time.perf_counter()
+        result = pipe.log_likelihood(
+            data,
+            batch_size=args.likelihood_batch_size,
+            num_levels=num_levels,
+            divergence=args.divergence,
+            num_probes=args.num_probes,
+            probe=args.probe,
+            rtol=args.tolerance,
+            atol=args.tolerance,
+            generator=torch.Generator().manual_seed(args.seed),
+        )
+        seconds = time.perf_counter() - started
+        bpd = result.bits_per_dim
+        config = pipe.scheduler.config
+        report["likelihood"] = {
+            "data": description,
+            "num_examples": len(data),
+            "bits_per_dim": float(bpd.mean()),
+            "bits_per_dim_standard_error": float(bpd.std() / math.sqrt(len(bpd))) if len(bpd) > 1 else None,
+            "nats_per_example": float(result.log_likelihood.mean()),
+            "sigma_min": float(config.sigma_min),
+            "sigma_max": float(config.sigma_max),
+            "divergence": args.divergence if args.divergence == "exact" else f"{args.probe} x {args.num_probes}",
+            "tolerance": args.tolerance,
+            "model_calls": result.num_model_calls,
+            "seconds": seconds,
+        }
+        name = f"bits per dimension ({Path(args.data).name or args.data}, held out; lower is better)"
+        rows.append({"name": name, "value": float(bpd.mean())})
+        notes.append(
+            f"Bits/dim: {description}, of the data perturbed to sigma_min = {float(config.sigma_min):g} with the prior "
+            f"N(0, {float(config.sigma_max):.4g}^2 I) (probability-flow ODE, rtol = atol = {args.tolerance:g}, "
+            f"{report['likelihood']['divergence']} divergence; standard error "
+            f"{report['likelihood']['bits_per_dim_standard_error']:.3f})."
+        )
+
+    report["card"] = {"metrics": rows, "notes": " ".join([f"Sampler: {pipe.scheduler.description}.", *notes])}
+    write_text_atomically(output, json.dumps(report, indent=2) + "\n")
+    for row in rows:
+        reference = f" (floor {row['reference']:.4g})" if row.get("reference") is not None else ""
+        print(f"{row['name']}: {row['value']:.4g}{reference}")
+    print(f"Wrote {output}.")
+    if args.record:
+        command = " ".join(["ncsn-eval", "<this folder>", *_recorded_arguments(args)])
+        path = write_evaluation(
+            folder,
+            metrics=rows,
+            reference_label=(
+                f"floor: real training digits (same N = {args.num_samples})" if "digits" in report else "reference"
+            ),
+            notes=report["card"]["notes"],
+            command=command,
+        )
+        print(f"Wrote {path}.")
+    return report
+
+
+def _recorded_arguments(args: argparse.Namespace) -> List[str]:
+    """The options of this run that change its result, for the card's command line."""
+    parts = [f"--num_samples {args.num_samples}", f"--seed {args.seed}"]
+    if args.skip_samples:
+        parts = ["--skip_samples"]
+    if args.sampler:
+        parts.append(f"--sampler {args.sampler}")
+    parts += [f"--sampler_option {key}={value}" for key, value in args.sampler_option or []]
+    if args.num_inference_steps:
+        parts.append(f"--num_inference_steps {args.num_inference_steps}")
+    if args.data:
+        # A folder by its name only: a local path says nothing to the card's readers and may name the user's folders.
+        parts.append(f"--data {args.data if args.data in DATA_SETS else Path(args.data).name}")
+        if args.divergence != "hutchinson" or args.num_probes != 1:
+            parts.append(f"--divergence {args.divergence} --num_probes {args.num_probes}")
+    return parts
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``ncsn-eval``; errors exit with status 2 and a message."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, OSError, RuntimeError, FloatingPointError) as error:
+        parser.exit(2, f"ncsn-eval: error: {error}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""``ncsn-eval``: samples, bits/dim and speed in one report, and the card rows it records."""
+
+import json
+import shutil
+
+import pytest
+
+from ncsn_pipeline.evaluation import evaluate
+from ncsn_pipeline.evaluation.records import read_evaluation
+from ncsn_pipeline.hub import render_model_card
+from ncsn_pipeline.pretrained import pretrained_path
+
+SMALL = ["--num_samples", "20", "--batch_size", "10", "--data", "digits", "--likelihood_samples", "4"]
+FAST_ODE = ["--tolerance", "1e-3"]
+
+
+def test_every_option_is_explained_in_help(capsys):
+    with pytest.raises(SystemExit):
+        evaluate.main(["--help"])
+    text = capsys.readouterr().out
+    for action in evaluate.build_parser()._actions:
+        assert action.help, action.dest
+        for option in action.option_strings:
+            assert option in text
+
+
+def test_a_run_records_what_the_card_shows(tmp_path):
+    folder = shutil.copytree(pretrained_path("ncsn-digits"), tmp_path / "digits")
+    (folder / "evaluation.json").unlink()
+    output = tmp_path / "run.json"
+    assert evaluate.main([str(folder), *SMALL, *FAST_ODE, "--output", str(output), "--record"]) == 0
+    report = json.loads(output.read_text())
+    recorded = read_evaluation(folder)
+    assert recorded["metrics"] == report["card"]["metrics"]  # the JSON it writes is what the card shows
+    names = [metric["name"] for metric in recorded["metrics"]]
+    assert names[0].startswith("confident-classification rate") and "network calls per sample" in names
+    assert any(name.startswith("bits per dimension (digits, held out") for name in names)
+    assert report["sampling"]["network_calls_per_sample"] == 50  # the bundled model's default sampler
+    likelihood = report["likelihood"]
+    assert likelihood["num_examples"] == 4 and 0.5 < likelihood["bits_per_dim"] < 4.1  # below log2(17) = 4.09
+    assert recorded["command"].startswith("ncsn-eval <this folder> --num_samples 20 --seed 0")
+    card = render_model_card(folder, repo_id="user/digits").text
+    assert "bits per dimension (digits, held out" in card and f"{likelihood['bits_per_dim']:.3g}" in card
+
+
+def test_a_sampler_can_be_chosen_and_its_calls_are_reported(tmp_path):
+    output = tmp_path / "run.json"
+    arguments = ["ncsn-digits", "--num_samples", "10", "--sampler", "AdaptiveSDEScheduler", "--output", str(output)]
+    assert evaluate.main(arguments) == 0
+    report = json.loads(output.read_text())
+    assert "adaptive-step SDE solver" in report["sampler"] and "likelihood" not in report
+    assert report["sampling"]["network_calls_per_sample"] == report["sampling"]["model_calls_per_batch"][0] > 10
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["no-such-model"], "'no-such-model' is not a pipeline folder, a named model"),
+        (["ncsn-digits", "--data", "cifar10"], "Unknown --data 'cifar10'; choose one of"),
+        (["ncsn-toy", "--record"], "--record writes a local folder's evaluation.json; 'ncsn-toy' has no local"),
+        (["ncsn-digits", "--skip_samples"], "Nothing to evaluate: --skip_samples without --data"),
+        (["ncsn-toy", "--skip_samples", "--data", "digits"], "--data needs an image pipeline (this one makes raw"),
+        (["ncsn-digits", "--output", "report.txt"], "--output must name a .json file"),
+        (["ncsn-digits", "--tolerance", "0"], "--tolerance must be a positive number, got 0.0"),
+    ],
+)
+def test_bad_arguments_exit_with_a_message(arguments, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(arguments)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "evaluation-run.json").exists()
+
+
+def test_bits_per_dim_of_an_image_folder(tmp_path):
+    """8-bit images of any size are prepared as ncsn-train prepares them and dequantized over 256 levels."""
+    import numpy as np
+    from PIL import Image
+
+    from ncsn_pipeline.evaluation.digits_data import load_digits_split
+
+    folder = tmp_path / "held-out images"
+    folder.mkdir()
+    for index, digit in enumerate(load_digits_split("held_out")[0][:3]):
+        pixels = (digit[0].numpy().astype(np.float64) * 255 / 16).round().astype(np.uint8)
+        Image.fromarray(pixels).resize((16, 16)).save(folder / f"{index}.png")  # resized back to 8 x 8
+    output = tmp_path / "run.json"
+    arguments = ["ncsn-digits", "--skip_samples", "--data", str(folder), *FAST_ODE, "--output", str(output)]
+    assert evaluate.main(arguments) == 0
+    likelihood = json.loads(output.read_text())["likelihood"]
+    assert likelihood["num_examples"] == 3 and "8-bit" in likelihood["data"]
+    assert str(tmp_path) not in likelihood["data"]  # no local path in what a card may show
+    assert 0 < likelihood["bits_per_dim"] < 8  # 8 bits/dim is a flat density
+    with pytest.raises(SystemExit):
+        evaluate.main(["ncsn-digits", "--skip_samples", "--data", str(tmp_path / "run.json")])
+
+
+def test_frechet_distance_in_a_user_given_feature_network(tmp_path):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ncsn_pipeline.evaluation.digits_data import load_digits_split
+
+    network_file = tmp_path / "features.pt"
+    torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 8))).save(str(network_file))
+    reference = tmp_path / "real digits"
+    reference.mkdir()
+    for index, digit in enumerate(load_digits_split("held_out")[0][:40]):
+        Image.fromarray((digit[0].numpy() * 255 / 16).round().astype(np.uint8)).save(reference / f"{index}.png")
+    output = tmp_path / "run.json"
+    arguments = ["ncsn-digits", "--num_samples", "30", "--feature_network", str(network_file)]
+    assert evaluate.main([*arguments, "--reference", str(reference), "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["feature_frechet_distance"]["value"] > 0
+    assert report["feature_frechet_distance"]["features"] == "features.pt features to 40 images of real digits"
+    rows = [row["name"] for row in report["card"]["metrics"]]
+    assert any(name.startswith("Fréchet distance in features.pt features") for name in rows)
+    with pytest.raises(SystemExit):  # one without the other
+        evaluate.main(["ncsn-digits", "--feature_network", str(network_file), "--output", str(output)])

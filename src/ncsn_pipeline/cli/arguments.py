@@ -19,6 +19,19 @@ from ..checks import check_data_range, check_integer, check_positive
 from ..scheduling_utils import score_schedulers
 
 
+def run_command(
+    parser: argparse.ArgumentParser, run, argv=None, errors=(ValueError, OSError, RuntimeError, FloatingPointError)
+) -> int:
+    """Parse ``argv`` and call ``run(args)``; an expected error exits with status 2 and ``<prog>: error: <message>``
+    (no traceback), the convention of every command of the package."""
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except errors as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    return 0
+
+
 def strict_parser(**kwargs: Any) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` that refuses abbreviated flags (``allow_abbrev=False``)."""
     return argparse.ArgumentParser(allow_abbrev=False, **kwargs)

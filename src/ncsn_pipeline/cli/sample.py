@@ -27,7 +27,7 @@ from ..images import save_image_grid, save_scatter_plot
 from ..modeling_toy import GaussianMixtureScore
 from ..pretrained import load_pipeline, model_names
 from ..sampling import plain_and_annealed
-from .arguments import add_sampler_arguments, apply_sampler_arguments, positive_int, strict_parser
+from .arguments import add_sampler_arguments, apply_sampler_arguments, positive_int, run_command, strict_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,13 +103,8 @@ def run(args: argparse.Namespace) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``ncsn-sample`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        print(run(args))
-    except (ValueError, FloatingPointError, OSError, HubError) as error:
-        parser.exit(2, f"ncsn-sample: error: {error}\n")
-    return 0
+    errors = (ValueError, FloatingPointError, OSError, HubError)
+    return run_command(build_parser(), lambda args: print(run(args)), argv, errors)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..cli.arguments import add_sampler_arguments, apply_sampler_arguments, positive_int, strict_parser
+from ..cli.arguments import add_sampler_arguments, apply_sampler_arguments, positive_int, run_command, strict_parser
 from ..files import write_text_atomically
 from .digits_data import load_digits_split
 from .digits_judge import (
@@ -195,13 +195,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-digits-eval``; errors exit with status 2 and a message."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, OSError, RuntimeError, FloatingPointError) as error:
-        parser.exit(2, f"ncsn-digits-eval: error: {error}\n")
-    return 0
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

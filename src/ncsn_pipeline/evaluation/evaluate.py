@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..cli.arguments import add_sampler_arguments, apply_sampler_arguments, positive_int, strict_parser
+from ..cli.arguments import add_sampler_arguments, apply_sampler_arguments, positive_int, run_command, strict_parser
 from ..files import write_text_atomically
 from .records import write_evaluation
 
@@ -100,22 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_pipeline(name: str):
-    """``(pipeline, folder)``: a local folder, a bundled model (its folder) or a built-in one (no folder), or a Hub
-    repository (downloaded; no local folder to record into)."""
-    from ..pipeline_ncsn import NCSNPipeline
-    from ..pretrained import load_pretrained, model_names, pretrained_names, pretrained_path
+    """``(pipeline, folder)``: `load_pipeline`'s pipeline (a named model, a folder or a Hub repository) and the local
+    folder ``--record`` writes to (a bundled model's or the given folder; `None` for built-in models and
+    repositories)."""
+    from ..pretrained import BUILTIN_PIPELINES, load_pipeline, pretrained_names, pretrained_path
 
-    if Path(name).is_dir():
-        return NCSNPipeline.from_pretrained(name), Path(name)
+    pipe = load_pipeline(name)
     if name in pretrained_names():
-        return NCSNPipeline.from_pretrained(pretrained_path(name)), pretrained_path(name)
-    if name in model_names():
-        return load_pretrained(name), None
-    if name.count("/") == 1 and not Path(name).exists():
-        return NCSNPipeline.from_pretrained(name), None
-    raise ValueError(
-        f"{name!r} is not a pipeline folder, a named model ({', '.join(model_names())}) or a repo id 'user/name'."
-    )
+        return pipe, pretrained_path(name)
+    return pipe, (Path(name) if name not in BUILTIN_PIPELINES and Path(name).is_dir() else None)
 
 
 def held_out_data(
@@ -348,13 +341,7 @@ def _recorded_arguments(args: argparse.Namespace) -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-eval``; errors exit with status 2 and a message."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, OSError, RuntimeError, FloatingPointError) as error:
-        parser.exit(2, f"ncsn-eval: error: {error}\n")
-    return 0
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def test_a_sampler_can_be_chosen_and_its_calls_are_reported(tmp_path):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["no-such-model"], "'no-such-model' is not a pipeline folder, a named model"),
+        (["no-such-model"], "'no-such-model' is neither a named model ("),
         (["ncsn-digits", "--data", "cifar10"], "Unknown --data 'cifar10'; choose one of"),
         (["ncsn-toy", "--record"], "--record writes a local folder's evaluation.json; 'ncsn-toy' has no local"),
         (["ncsn-digits", "--skip_samples"], "Nothing to evaluate: --skip_samples without --data"),

@@ -1,0 +1,211 @@
+"""`NCSNInpaintPipeline`: fill in the masked part of images with any score model and any stochastic sampler.
+
+The replacement method of NCSN (Song & Ermon 2019, annealed Langevin inpainting) and of score-SDE's
+predictor-corrector inpainter (Song et al. 2021, Appendix I.2): sample the whole image as usual, and after every
+step overwrite the known part with the known data perturbed to the noise level the sample has reached, so that
+the unknown part follows the score of the model *given* the (noisy) known part.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple, Union
+
+import numpy as np
+import PIL.Image
+import torch
+
+from ..checks import check_choice, check_integer
+from ..pipeline_ncsn import OUTPUT_TYPES, NCSNPipeline, NCSNPipelineOutput, check_score_scheduler
+from ..sampling import standard_normal
+
+ImageInput = Union[PIL.Image.Image, np.ndarray, torch.Tensor, List[PIL.Image.Image], List[np.ndarray]]
+
+
+def _as_batch(value: Any, name: str, channels: Optional[int]) -> torch.Tensor:
+    """PIL image(s) (0-255), numpy ``HW``/``HWC``/``NHWC`` or tensors ``CHW``/``NCHW`` in [0, 1] -> float ``NCHW``."""
+    if isinstance(value, list):
+        if not value:
+            raise ValueError(f"{name} is an empty list.")
+        return torch.cat([_as_batch(item, name, channels) for item in value])
+    if isinstance(value, PIL.Image.Image):
+        mode = {1: "L", 3: "RGB"}.get(channels or 1, "L") if name == "image" else "L"
+        array = np.asarray(value.convert(mode), dtype=np.float64) / 255.0
+        value = array
+    if isinstance(value, np.ndarray):
+        tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64))
+        if tensor.ndim == 2:
+            tensor = tensor[None, None]
+        elif tensor.ndim == 3:
+            tensor = tensor.permute(2, 0, 1)[None]
+        elif tensor.ndim == 4:
+            tensor = tensor.permute(0, 3, 1, 2)
+        else:
+            raise ValueError(f"{name} as a numpy array must be HW, HWC or NHWC, got shape {value.shape}.")
+        return tensor
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().to(torch.float64).cpu()
+        if tensor.ndim == 2:
+            tensor = tensor[None, None]
+        elif tensor.ndim == 3:
+            tensor = tensor[None]
+        elif tensor.ndim != 4:
+            raise ValueError(f"{name} as a tensor must be HW, CHW or NCHW, got shape {tuple(value.shape)}.")
+        return tensor
+    raise ValueError(
+        f"{name} must be a PIL image, a numpy array, a tensor or a list of them, got {type(value).__name__}."
+    )
+
+
+class NCSNInpaintPipeline(NCSNPipeline):
+    r"""Inpainting with a score model: keep the known pixels, sample the masked ones (NCSN / score-SDE replacement).
+
+    With the known data ``y``, the mask ``m`` (1 = repaint, 0 = keep; diffusers' convention: white repaints) and the
+    sampler's steps (any sampler of the package, through the sampler contract):
+
+    1. Start from the prior ``x ~ N(0, sigma_max**2 I)``.
+    2. After each step (whose result is at the noise level of the next model call, ``sigma'``; 0 after the last),
+       replace the known part: ``x <- m * x + (1 - m) * (y + sigma' z)``, ``z ~ N(0, I)``.
+    The known pixels of the output equal the input exactly (the last replacement is at ``sigma' = 0``).
+
+    Args: as `NCSNPipeline`.
+
+    Example:
+        >>> import torch
+        >>> from ncsn_pipeline import NCSNScheduler
+        >>> from ncsn_pipeline.pretrained import load_pretrained
+        >>> digits = load_pretrained("ncsn-digits")
+        >>> pipe = NCSNInpaintPipeline(digits.unet, digits.scheduler, data_range=(0, 1))
+        >>> pipe.set_progress_bar_config(disable=True)
+        >>> image = torch.zeros(1, 8, 8); mask = torch.zeros(1, 8, 8); mask[:, :, 4:] = 1  # repaint the right half
+        >>> filled = pipe(image, mask, generator=torch.Generator().manual_seed(0), output_type="pt").images
+        >>> filled.shape, bool((filled[..., :4] == 0).all())  # the known half is returned unchanged
+        (torch.Size([1, 1, 8, 8]), True)
+    """
+
+    def _prepare(self, image: ImageInput, mask_image: ImageInput, batch_size: Optional[int]):
+        """Known data (in the data space), the repaint mask and, for images, the known pixels in [0, 1]; each
+        ``(batch, *sample_shape)`` float64."""
+        shape = tuple(self.sample_shape)
+        data_range = self.config.data_range
+        pixels = None
+        if data_range is None:  # raw (non-image) data: tensors in the data space itself
+            if not isinstance(image, torch.Tensor) or not isinstance(mask_image, torch.Tensor):
+                raise ValueError("For non-image data (data_range=None), image and mask_image must be tensors.")
+            known = image.detach().to(torch.float64).cpu().reshape(-1, *shape)
+            mask = mask_image.detach().to(torch.float64).cpu()
+            mask = mask.reshape(-1, *shape) if mask.numel() % int(np.prod(shape)) == 0 else mask
+        else:
+            channels = shape[0]
+            known = _as_batch(image, "image", channels)
+            mask = _as_batch(mask_image, "mask_image", None)
+            if known.shape[1] == 1 and channels == 3:
+                known = known.expand(-1, 3, -1, -1)
+            if tuple(known.shape[1:]) != shape:
+                raise ValueError(
+                    f"image must be {shape[1]} x {shape[2]} with {channels} channel(s) for this model, got "
+                    f"{tuple(known.shape[1:])} (channels, height, width)."
+                )
+            if (known.min() < -1e-6) or (known.max() > 1 + 1e-6):
+                raise ValueError(
+                    f"image values must lie in [0, 1] (PIL images: 0-255), got {float(known.min()):.3g} to "
+                    f"{float(known.max()):.3g}."
+                )
+            pixels = known  # [0, 1]: the output's known pixels are these values exactly
+            low, high = data_range
+            known = low + (high - low) * known
+            if mask.shape[1] not in (1, channels) or tuple(mask.shape[2:]) != shape[1:]:
+                raise ValueError(
+                    f"mask_image must be {shape[1]} x {shape[2]} (one channel or {channels}), got "
+                    f"{tuple(mask.shape[1:])}."
+                )
+            mask = mask.expand(-1, channels, -1, -1)
+        if not torch.isfinite(known).all() or not torch.isfinite(mask).all():
+            raise ValueError("image and mask_image must be finite.")
+        mask = (mask > 0.5).to(torch.float64)  # white / 1 = repaint
+        count = max(len(known), len(mask)) if batch_size is None else check_integer("batch_size", batch_size)
+        for name, tensor in (("image", known), ("mask_image", mask)):
+            if len(tensor) not in (1, count):
+                raise ValueError(f"{name} holds {len(tensor)} items for a batch of {count}; give 1 or {count}.")
+        if pixels is not None:
+            pixels = pixels.expand(count, *shape)
+        return known.expand(count, *shape), mask.expand(count, *shape), pixels
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: ImageInput,
+        mask_image: ImageInput,
+        batch_size: Optional[int] = None,
+        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
+        num_inference_steps: Optional[int] = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> Union[NCSNPipelineOutput, Tuple]:
+        r"""Fill in the masked part of ``image``.
+
+        Args:
+            image (PIL image, numpy array, tensor or a list of them): The known data: PIL (0-255), numpy ``HW``,
+                ``HWC`` or ``NHWC`` and tensors ``HW``, ``CHW`` or ``NCHW`` in [0, 1]; for non-image pipelines
+                (``data_range=None``) a tensor of raw samples.
+            mask_image (same forms): 1 / white = repaint, 0 / black = keep (thresholded at 0.5); one channel or
+                one per image channel; one mask for the batch or one per image.
+            batch_size (`int`, *optional*): Samples; defaults to the number of images (or masks).
+            generator (`torch.Generator` or list, *optional*): For the prior, the sampler and the re-noising.
+            num_inference_steps (`int`, *optional*): Noise levels (as in `NCSNPipeline`).
+            output_type (`str`, defaults to ``"pil"``): ``"pil"``, ``"np"`` or ``"pt"``.
+            return_dict (`bool`, defaults to `True`): Return an `NCSNPipelineOutput` instead of a tuple.
+
+        Returns:
+            `NCSNPipelineOutput` or `tuple`: the filled images.
+        """
+        check_score_scheduler(self.scheduler)
+        check_choice("output_type", output_type, OUTPUT_TYPES)
+        known, mask, known_pixels = self._prepare(image, mask_image, batch_size)
+        count = known.shape[0]
+        if output_type == "pil" and self.config.data_range is None:
+            self._postprocess(torch.empty(0), output_type)  # raises the explanatory error
+        scheduler = self.scheduler
+
+        # 1. Noise levels and the prior.
+        scheduler.set_timesteps(num_inference_steps, device=self.device)
+        if callable(getattr(self.unet, "level_indices", None)):
+            self.unet.level_indices(torch.unique(scheduler.timesteps))
+        dtype, device = self.unet.dtype, self.device
+        known, mask = known.to(device=device, dtype=dtype), mask.to(device=device, dtype=dtype)
+        sample = standard_normal(known.shape, generator, device, dtype) * scheduler.init_noise_sigma
+        sample = self._replace(sample, known, mask, scheduler.init_noise_sigma, generator)
+
+        # 2. The sampler's steps, each followed by the replacement at the level the sample has reached.
+        index = 0
+        progress = self.progress_bar(total=scheduler.max_model_calls)  # an adaptive run may end earlier
+        while index < len(scheduler.timesteps):
+            sigma = scheduler.timesteps[index]
+            score = self.unet(sample, sigma.expand(count)).sample
+            sample = scheduler.step(score, sigma, sample, generator=generator, return_dict=False)[0]
+            # The sample is now at the level of the next call (an adaptive sampler has just appended it).
+            next_sigma = float(scheduler.timesteps[index + 1]) if index + 1 < len(scheduler.timesteps) else 0.0
+            sample = self._replace(sample, known, mask, next_sigma, generator)
+            index += 1
+            progress.update()
+        progress.close()
+
+        # 3. Images: the known pixels are the input's values exactly (no round trip through the data range).
+        if self.config.data_range is None:
+            output = self._postprocess(sample, output_type)
+        else:
+            pixels = self._postprocess(sample, "pt")
+            known_pixels = known_pixels.to(pixels.device, pixels.dtype)
+            pixels = torch.where(mask.to(pixels.device) > 0.5, pixels, known_pixels)
+            output = pixels if output_type == "pt" else pixels.cpu().permute(0, 2, 3, 1).numpy()
+            output = self.numpy_to_pil(output) if output_type == "pil" else output
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (output,)
+        return NCSNPipelineOutput(images=output)
+
+    def _replace(self, sample, known, mask, sigma: float, generator):
+        """Step 2: the known part becomes the known data perturbed to ``sigma``."""
+        noisy_known = (
+            known if sigma == 0 else known + sigma * standard_normal(known.shape, generator, known.device, known.dtype)
+        )
+        return mask * sample + (1 - mask) * noisy_known

@@ -111,12 +111,12 @@ def test_generate_in_the_browser(page, demo_url, tmp_path):
     batch.press("Enter")
     page.locator("#generate").click()
     # Live progress: the callback reports every network call.
-    page.get_by_text(re.compile(r"network call \d+/111")).first.wait_for(timeout=RESULT_TIMEOUT_MS)
+    page.get_by_text(re.compile(r"network call \d+ of 50")).first.wait_for(timeout=RESULT_TIMEOUT_MS)
     grid = page.locator('#result-grid img[src*="/gradio_api/file="]')
     grid.wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
     page.locator('#trajectory img[src*=".gif"]').wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
     summary = page.locator("#run-info textarea").input_value()
-    assert "64 samples" in summary and "(111 model calls)" in summary  # the digits model's schedule: 22 x 5 + 1
+    assert "64 samples" in summary and "(50 model calls)" in summary  # the default: DPM-Solver++ 3M-SDE, 50 levels
     cell = demo_module.TILE_SIZE + 2 * demo_module.GRID_BORDER
     assert grid.evaluate("image => image.naturalWidth") == 8 * cell  # 64 samples: 8 x 8 tiles
     _save(page, tmp_path, "image_tab.png")
@@ -140,18 +140,18 @@ def test_choosing_a_sampler_updates_the_controls_in_the_page_and_generates_with_
     """The suggestions run as JavaScript in the page: the server only runs /generate and /playground."""
     page.goto(demo_url)
     steps = page.locator("#image-steps input[type=number]")
-    assert steps.input_value() == "5"  # the digits model's own Langevin steps per level
+    assert steps.input_value() == "1"  # the default sampler (DPM-Solver++) takes no Langevin steps
     page.locator("#image-sampler input").click()
-    page.get_by_role("option", name=re.compile("predictor-corrector")).click()
+    page.get_by_role("option", name=re.compile("annealed Langevin")).click()
     for _ in range(100):
-        if steps.input_value() == "1":  # the corrector's default: one Langevin step per level
+        if steps.input_value() == "5":  # the digits model's own Langevin steps per level, kept in its config
             break
         page.wait_for_timeout(100)
-    assert steps.input_value() == "1"
+    assert steps.input_value() == "5"
     page.locator("#generate").click()
     info = page.locator("#run-info textarea")
     for _ in range(int(RESULT_TIMEOUT_MS / 200)):
-        if "predictor-corrector" in info.input_value():
+        if "annealed Langevin" in info.input_value():
             break
         page.wait_for_timeout(200)
-    assert "predictor-corrector sampling of the VE SDE, 22 noise levels" in info.input_value()
+    assert "annealed Langevin dynamics, 22 noise levels" in info.input_value()

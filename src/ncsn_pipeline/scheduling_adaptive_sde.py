@@ -118,9 +118,7 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
         config's ``num_noise_levels``); ``timesteps`` then holds the first call's level, ``sigma_max``."""
         levels = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
         self.num_inference_steps = check_noise_level_count("num_inference_steps", levels)
-        self._device = device
-        self._levels: List[float] = [float(self.config.sigma_max)]
-        self.timesteps = torch.tensor(self._levels, device=device, dtype=torch.float32)
+        self.timesteps = torch.tensor([float(self.config.sigma_max)], device=device, dtype=torch.float32)
         self._level_start_indices = [0]
         self._reset_run()
 
@@ -159,7 +157,7 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
     def iter_timesteps(self) -> Iterator[torch.Tensor]:
         """The level of each call as it is decided: loop over this (not ``timesteps``) and call ``step`` each time."""
         index = 0
-        while index < len(self._levels):
+        while index < self.timesteps.shape[0]:
             yield self.timesteps[index]
             index += 1
 
@@ -169,8 +167,7 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
 
     def _append_level(self, sigma: float, starts_level: bool) -> None:
         if starts_level:  # a call at a newly reached level (not a trial point)
-            self._level_start_indices.append(len(self._levels))
-        self._levels.append(sigma)
+            self._level_start_indices.append(self.timesteps.shape[0])
         level = torch.tensor([sigma], device=self.timesteps.device, dtype=self.timesteps.dtype)
         self.timesteps = torch.cat([self.timesteps, level])
 

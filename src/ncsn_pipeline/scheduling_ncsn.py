@@ -8,7 +8,7 @@ Generative Models" (NCSNv2, https://arxiv.org/abs/2006.09011).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -115,6 +115,8 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     sampler_name = "annealed Langevin dynamics (NCSN)"
     langevin_steps_key = "steps_per_level"
     step_size_key = "step_lr"
+    # Another sampler's config has no step_lr: choose it by NCSNv2's technique 4 for its levels and steps.
+    chosen_when_missing = {"step_lr": None}
 
     @register_to_config
     def __init__(
@@ -248,17 +250,6 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         if not return_dict:
             return prev_sample, prev_sample_mean
         return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
-
-    @classmethod
-    def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any):
-        """The mixin's ``from_config``; the config of another sampler (no ``step_lr``) gets NCSNv2's technique 4 for
-        its levels and steps, so that a swap to annealed Langevin dynamics samples well from the start."""
-        source = config
-        if config is not None and hasattr(config, "config") and not isinstance(config, dict):
-            source = config.config  # a scheduler object, as diffusers still accepts
-        if isinstance(source, dict) and "step_lr" not in source and "step_lr" not in kwargs:
-            kwargs["step_lr"] = None
-        return super().from_config(source, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> NCSNScheduler:

@@ -121,6 +121,9 @@ class ScoreSchedulerMixin:
     consumes_score = True
     adaptive = False
     sampler_name: str = ""
+    # Options ``from_config`` sets to these values when the source config lacks them (the constructor resolves them,
+    # e.g. NCSNScheduler's step_lr=None: NCSNv2's technique 4), rather than to the constructor's defaults.
+    chosen_when_missing: Dict[str, Any] = {}
     langevin_steps_key: Optional[str] = None
     step_size_key: Optional[str] = None
 
@@ -286,6 +289,8 @@ class ScoreSchedulerMixin:
             config = {"_class_name": cls.__name__, **renamed}
         if isinstance(config, dict):
             config = _keep_training_levels(config, cls._get_init_keys(cls))
+            missing = {key: value for key, value in cls.chosen_when_missing.items() if key not in config}
+            kwargs = {**missing, **kwargs}
         return super().from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
 
     @classmethod

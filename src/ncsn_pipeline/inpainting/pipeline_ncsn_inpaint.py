@@ -28,9 +28,8 @@ def _as_batch(value: Any, name: str, channels: Optional[int]) -> torch.Tensor:
             raise ValueError(f"{name} is an empty list.")
         return torch.cat([_as_batch(item, name, channels) for item in value])
     if isinstance(value, PIL.Image.Image):
-        mode = {1: "L", 3: "RGB"}.get(channels or 1, "L") if name == "image" else "L"
-        array = np.asarray(value.convert(mode), dtype=np.float64) / 255.0
-        value = array
+        mode = "RGB" if name == "image" and channels == 3 else "L"  # masks are single-channel
+        value = np.asarray(value.convert(mode), dtype=np.float64) / 255.0
     if isinstance(value, np.ndarray):
         tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64))
         if tensor.ndim == 2:

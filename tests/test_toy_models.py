@@ -103,3 +103,39 @@ def test_toy_model_errors():
         model(torch.zeros(4, 2), float("nan"))
     with pytest.raises(ValueError, match="hidden_size must be a whole number from 1 to 65536, got 0"):
         ToyScoreModel(hidden_size=0)
+
+
+def test_gaussian_score_is_the_exact_score_of_the_perturbed_gaussian():
+    from ncsn_pipeline import GaussianScore
+
+    covariance = torch.tensor([[2.0, 0.6, 0.0], [0.6, 1.0, 0.3], [0.0, 0.3, 0.5]], dtype=torch.float64)
+    mean = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    model = GaussianScore(mean.tolist(), covariance.tolist(), shape=(3, 1, 1))
+    points = torch.randn(4, 3, 1, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sigma = torch.tensor([0.1, 0.5, 1.0, 3.0], dtype=torch.float64)
+    expected = torch.stack(
+        [-torch.linalg.solve(covariance + s**2 * torch.eye(3, dtype=torch.float64), p.flatten() - mean)
+         for p, s in zip(points, sigma)]
+    )
+    torch.testing.assert_close(model(points, sigma).sample.flatten(1), expected)
+    unknown, conditional_mean, conditional_covariance = model.conditional([1], [0.0])
+    assert unknown.tolist() == [0, 2]
+    torch.testing.assert_close(conditional_mean, torch.tensor([1.0 + 0.6 * 2.0, 0.5 + 0.3 * 2.0], dtype=torch.float64))
+    torch.testing.assert_close(conditional_covariance[0, 0], torch.tensor(2.0 - 0.36, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(mean=[0.0, 0.0], covariance=[[1.0, 0.0]]), r"covariance must be a finite 2 x 2 matrix"),
+        (dict(mean=[0.0, 0.0], covariance=[[1.0, 0.5], [0.4, 1.0]]), "covariance must be symmetric"),
+        (dict(mean=[0.0, 0.0], covariance=[[1.0, 2.0], [2.0, 1.0]]), "positive definite; its smallest eigenvalue"),
+        (dict(mean=[0.0, float("nan")], covariance=[[1.0, 0.0], [0.0, 1.0]]), "mean must be a non-empty list"),
+        (dict(mean=[0.0, 0.0], covariance=[[1.0, 0.0], [0.0, 1.0]], shape=(3,)), r"shape \(3,\) holds 3 values"),
+    ],
+)
+def test_gaussian_score_refuses_bad_definitions(kwargs, message):
+    from ncsn_pipeline import GaussianScore
+
+    with pytest.raises(ValueError, match=message):
+        GaussianScore(**kwargs)

@@ -1,4 +1,5 @@
-"""Small score models: an exact Gaussian-mixture score and an MLP for low-dimensional data.
+"""Small score models: exact scores of a Gaussian mixture and of a correlated Gaussian, and an MLP for
+low-dimensional data.
 
 Both follow the package's score contract, ``model(sample, timestep).sample = s(x, sigma)`` with the
 noise level ``sigma`` passed as ``timestep``, so every scheduler and `NCSNPipeline` can drive them.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -173,6 +174,105 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
         # 2. Score = sum_k r_k (mu_k - x) / v_k, i.e. (sum_k (r_k / v_k) mu_k) - (sum_k r_k / v_k) x.
         weighted = responsibilities / variances
         score = weighted @ self.mode_means - weighted.sum(dim=1, keepdim=True) * flat
+        score = score.reshape(sample.shape).to(sample.dtype)
+        if not return_dict:
+            return (score,)
+        return UNet2DOutput(sample=score)
+
+
+class GaussianScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
+    r"""Exact score of a Gaussian with a full covariance, for checking samplers on data whose pixels inform each other.
+
+    Perturbed by ``N(0, sigma**2 I)``, ``N(mu, S)`` becomes ``N(mu, S + sigma**2 I)``, whose score is
+
+        s(x, sigma) = -(S + sigma**2 I)^-1 (x - mu),
+
+    computed in the eigenbasis of ``S`` (float64). Conditionals of a Gaussian are Gaussian in closed form, so
+    inpainting and colorization can be checked exactly against it (``tests/test_inpainting.py``,
+    ``benchmarks/inpainting_bias.py``).
+
+    Args:
+        mean (`Sequence[float]`): ``mu``, one entry per dimension of the flattened sample.
+        covariance (`Sequence[Sequence[float]]`): ``S``, symmetric positive definite, ``D x D``.
+        shape (`Sequence[int]`, *optional*): The sample shape (default ``(D,)``), e.g. ``(3, 1, 2)`` for an RGB
+            image of 1 x 2 pixels; the covariance is over the flattened (C, H, W) order.
+
+    Example:
+        >>> import torch
+        >>> model = GaussianScore(mean=[0.0, 0.0], covariance=[[1.0, 0.5], [0.5, 1.0]])
+        >>> model(torch.tensor([[1.0, 0.0]]), 1.0).sample  # -(S + I)^-1 x
+        tensor([[-0.5333,  0.1333]])
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        mean: Sequence[float] = (0.0, 0.0),
+        covariance: Sequence[Sequence[float]] = ((1.0, 0.0), (0.0, 1.0)),
+        shape: Optional[Sequence[int]] = None,
+    ):
+        super().__init__()
+        mean_t = torch.as_tensor(mean, dtype=torch.float64)
+        covariance_t = torch.as_tensor(covariance, dtype=torch.float64)
+        if mean_t.ndim != 1 or len(mean_t) < 1 or not torch.isfinite(mean_t).all():
+            raise ValueError(f"mean must be a non-empty list of finite numbers, got {mean!r}.")
+        dimension = len(mean_t)
+        if covariance_t.shape != (dimension, dimension) or not torch.isfinite(covariance_t).all():
+            raise ValueError(
+                f"covariance must be a finite {dimension} x {dimension} matrix (one row per mean entry), got shape "
+                f"{tuple(covariance_t.shape)}."
+            )
+        if not torch.allclose(covariance_t, covariance_t.T, rtol=1e-6, atol=1e-9):
+            raise ValueError("covariance must be symmetric.")
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance_t)
+        if eigenvalues.min() <= 0:
+            smallest = float(eigenvalues.min())
+            raise ValueError(f"covariance must be positive definite; its smallest eigenvalue is {smallest:.3g}.")
+        shape = (dimension,) if shape is None else tuple(check_integer("shape entry", side) for side in shape)
+        if math.prod(shape) != dimension:
+            raise ValueError(f"shape {shape} holds {math.prod(shape)} values, but mean has {dimension}.")
+        self.register_to_config(mean=mean_t.tolist(), covariance=covariance_t.tolist(), shape=list(shape))
+        self.register_buffer("center", mean_t)
+        self.register_buffer("eigenvalues", eigenvalues)
+        self.register_buffer("eigenvectors", eigenvectors)
+
+    @property
+    def sample_shape(self) -> Tuple[int, ...]:
+        """Shape of one sample (``shape``)."""
+        return tuple(self.config.shape)
+
+    def conditional(
+        self, known_index: Sequence[int], known_values: Sequence[float]
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The distribution of the other (flattened) coordinates given the ``known_index`` ones, in closed form.
+
+        ``mu_u + S_uk S_kk^-1 (y - mu_k)`` and ``S_uu - S_uk S_kk^-1 S_ku`` (the Schur complement).
+
+        Returns:
+            `tuple`: the unknown coordinates' indices, their conditional mean and covariance (float64).
+
+        >>> GaussianScore(mean=[0.0, 1.0], covariance=[[1.0, 0.5], [0.5, 1.0]]).conditional([0], [2.0])
+        (tensor([1]), tensor([2.], dtype=torch.float64), tensor([[0.7500]], dtype=torch.float64))
+        """
+        covariance = self.eigenvectors @ torch.diag(self.eigenvalues) @ self.eigenvectors.T
+        known = torch.as_tensor(list(known_index), dtype=torch.long)
+        unknown = torch.tensor([i for i in range(len(self.center)) if i not in set(known.tolist())], dtype=torch.long)
+        gain = covariance[unknown][:, known] @ torch.linalg.inv(covariance[known][:, known])
+        values = torch.as_tensor(known_values, dtype=torch.float64).reshape(-1)
+        mean = self.center[unknown] + gain @ (values - self.center[known])
+        return unknown, mean, covariance[unknown][:, unknown] - gain @ covariance[known][:, unknown]
+
+    def forward(
+        self, sample: torch.Tensor, timestep: Union[float, torch.Tensor], return_dict: bool = True
+    ) -> Union[UNet2DOutput, Tuple[torch.Tensor]]:
+        """Exact score ``grad_x log p_sigma(x)`` of the perturbed Gaussian (arguments as `GaussianMixtureScore`)."""
+        if tuple(sample.shape[1:]) != self.sample_shape:
+            raise ValueError(
+                f"sample must have shape (batch, {', '.join(map(str, self.sample_shape))}), got {tuple(sample.shape)}."
+            )
+        sigma = _sigma_per_example(timestep, sample).to(torch.float64)[:, None]
+        rotated = (sample.reshape(sample.shape[0], -1).to(torch.float64) - self.center) @ self.eigenvectors
+        score = -(rotated / (self.eigenvalues + sigma**2)) @ self.eigenvectors.T
         score = score.reshape(sample.shape).to(sample.dtype)
         if not return_dict:
             return (score,)

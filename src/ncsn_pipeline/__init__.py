@@ -16,7 +16,7 @@ Example:
 from .modeling_ncsn import NCSNScoreModel
 from .modeling_ncsn_v1 import NCSNv1ScoreModel
 from .modeling_ncsnpp import NCSNppScoreModel
-from .modeling_toy import GaussianMixtureScore, GaussianScore, ToyScoreModel
+from .modeling_toy import GaussianMixtureClassifier, GaussianMixtureScore, GaussianScore, ToyScoreModel
 from .noise_schedules import NoiseSchedule, ncsnv2_noise_schedule
 from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
 from .scheduling_adaptive_sde import AdaptiveSDEScheduler
@@ -33,6 +33,7 @@ __all__ = [
     "AdaptiveSDEScheduler",
     "DPMSolverPlusPlusScheduler",
     "EDMStochasticScheduler",
+    "GaussianMixtureClassifier",
     "GaussianMixtureScore",
     "GaussianScore",
     "NCSNPipeline",

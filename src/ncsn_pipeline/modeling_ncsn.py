@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
 from .checks import check_bool, check_choice, check_integer
-from .modeling_utils import StrictLoadingMixin
+from .modeling_utils import StrictLoadingMixin, class_labels_per_example
 
 __all__ = ["NCSNScoreModel"]
 
@@ -49,6 +50,7 @@ __all__ = ["NCSNScoreModel"]
 MAX_NGF = 256
 MAX_SAMPLE_SIDE = 1024
 MAX_IN_CHANNELS = 16
+MAX_CLASS_EMBEDS = 100_000
 
 # The encoder of each published NCSNv2 variant, shallowest stage first: (stage, refine block that fuses it,
 # input channels and output channels as multiples of ngf, whether the stage's first block is a "down" block,
@@ -94,21 +96,29 @@ class _InstanceNormPlusPlus(nn.Module):
     of the picture. InstanceNorm++ re-injects it: the per-channel means are standardised across channels and
     added back with a learned weight `alpha`, before the usual affine `gamma`, `beta`.
 
+    With ``num_classes``, a class-conditional scale and shift follow (``x -> x (1 + scale_y) + shift_y``, learned
+    per class ``y``, zero at initialisation): the conditional instance normalisation NCSN (v1) uses for its noise
+    levels, here for classes, added without changing the unconditional parameters.
+
     Args:
         num_channels (`int`): Number of feature channels (must be >= 2, the means are standardised across them).
         eps (`float`, *optional*, defaults to 1e-5): Added to variances before taking square roots.
+        num_classes (`int`, *optional*): Number of classes for the class-conditional scale and shift.
     """
 
-    def __init__(self, num_channels: int, eps: float = 1e-5):
+    def __init__(self, num_channels: int, eps: float = 1e-5, num_classes: Optional[int] = None):
         super().__init__()
         self.eps = eps
+        if num_classes is not None:
+            self.class_scale_shift = nn.Embedding(num_classes, 2 * num_channels)
+            nn.init.zeros_(self.class_scale_shift.weight)
         # N(1, 0.02) for the multiplicative terms matches the reference initialisation.
         self.alpha = nn.Parameter(torch.empty(num_channels).normal_(1.0, 0.02))
         self.gamma = nn.Parameter(torch.empty(num_channels).normal_(1.0, 0.02))
         self.beta = nn.Parameter(torch.zeros(num_channels))
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Normalise `hidden` of shape (B, C, H, W); returns a tensor of the same shape."""
+    def forward(self, hidden: torch.Tensor, class_labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Normalise `hidden` of shape (B, C, H, W) (for the classes ``class_labels``, shape (B,), if conditional)."""
         channel_means = hidden.mean(dim=(2, 3))
         # Unbiased variance across channels, as in the reference implementation.
         means_mean = channel_means.mean(dim=1, keepdim=True)
@@ -117,7 +127,11 @@ class _InstanceNormPlusPlus(nn.Module):
 
         normalized = F.instance_norm(hidden, eps=self.eps)
         normalized = normalized + standardized_means[:, :, None, None] * self.alpha[:, None, None]
-        return self.gamma[:, None, None] * normalized + self.beta[:, None, None]
+        normalized = self.gamma[:, None, None] * normalized + self.beta[:, None, None]
+        if class_labels is None:
+            return normalized
+        scale, shift = self.class_scale_shift(class_labels).to(normalized.dtype).chunk(2, dim=1)
+        return normalized * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
 
 
 class _ConvMeanPool(nn.Module):
@@ -166,15 +180,18 @@ class _ResidualBlock(nn.Module):
         out_channels (`int`): Output channels.
         down (`bool`, *optional*, defaults to `False`): Whether this is a "down" block (see above).
         dilation (`int`, *optional*, defaults to 1): Dilation of both 3x3 convolutions.
+        num_classes (`int`, *optional*): Classes of the class-conditional normalisation, if any.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, down: bool = False, dilation: int = 1):
+    def __init__(
+        self, in_channels: int, out_channels: int, down: bool = False, dilation: int = 1, num_classes=None
+    ):
         super().__init__()
-        self.normalize1 = _InstanceNormPlusPlus(in_channels)
+        self.normalize1 = _InstanceNormPlusPlus(in_channels, num_classes=num_classes)
         if down:
             # The channel change happens in the second conv for "down" blocks, in the first otherwise.
             self.conv1 = _conv3x3(in_channels, in_channels, dilation)
-            self.normalize2 = _InstanceNormPlusPlus(in_channels)
+            self.normalize2 = _InstanceNormPlusPlus(in_channels, num_classes=num_classes)
             if dilation == 1:
                 self.conv2 = _ConvMeanPool(in_channels, out_channels, kernel_size=3)
                 self.shortcut = _ConvMeanPool(in_channels, out_channels, kernel_size=1)
@@ -183,7 +200,7 @@ class _ResidualBlock(nn.Module):
                 self.shortcut = _conv3x3(in_channels, out_channels, dilation)
         else:
             self.conv1 = _conv3x3(in_channels, out_channels, dilation)
-            self.normalize2 = _InstanceNormPlusPlus(out_channels)
+            self.normalize2 = _InstanceNormPlusPlus(out_channels, num_classes=num_classes)
             self.conv2 = _conv3x3(out_channels, out_channels, dilation)
             if in_channels == out_channels:
                 self.shortcut = nn.Identity()
@@ -192,10 +209,10 @@ class _ResidualBlock(nn.Module):
             else:
                 self.shortcut = _conv3x3(in_channels, out_channels, dilation)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, class_labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Apply the block to `hidden` (B, C_in, H, W); returns (B, C_out, H', W')."""
-        residual = self.conv1(F.elu(self.normalize1(hidden)))
-        residual = self.conv2(F.elu(self.normalize2(residual)))
+        residual = self.conv1(F.elu(self.normalize1(hidden, class_labels)))
+        residual = self.conv2(F.elu(self.normalize2(residual, class_labels)))
         return self.shortcut(hidden) + residual
 
 
@@ -396,6 +413,11 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
             2, 4 or 8 respectively (one per halving).
         center_input (`bool`, *optional*, defaults to `False`):
             Map the input ``x -> 2x - 1`` first, as the released models do (they are fed data in ``[0, 1]``).
+        num_class_embeds (`int`, *optional*):
+            Make the model class-conditional, ``s(x, sigma, y)`` for ``num_class_embeds`` classes (diffusers'
+            ``UNet2DModel`` name): every InstanceNorm++ gets a learned per-class scale and shift (NCSN's
+            conditional instance normalisation, with classes instead of noise levels), and ``forward`` then needs
+            ``class_labels``. `None` (the default, and the published models): unconditional.
 
     Example:
 
@@ -422,9 +444,12 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
         ngf: int = 128,
         architecture: str = "ncsnv2",
         center_input: bool = False,
+        num_class_embeds: Optional[int] = None,
     ):
         super().__init__()
         in_channels = check_integer("in_channels", in_channels, high=MAX_IN_CHANNELS)
+        if num_class_embeds is not None:
+            num_class_embeds = check_integer("num_class_embeds", num_class_embeds, high=MAX_CLASS_EMBEDS)
         architecture = check_choice("architecture", architecture, list(ARCHITECTURES))
         check_bool("center_input", center_input)
         self.side_multiple = 2 ** _halvings(architecture)
@@ -443,18 +468,24 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
         self.stages = ARCHITECTURES[architecture]
         self.begin_conv = nn.Conv2d(in_channels, ngf, 3, padding=1)
         for name, _, in_mult, out_mult, down, dilation in self.stages:
-            first = _ResidualBlock(in_mult * ngf, out_mult * ngf, down=down, dilation=dilation)
-            setattr(
-                self, name, nn.ModuleList([first, _ResidualBlock(out_mult * ngf, out_mult * ngf, dilation=dilation)])
+            first = _ResidualBlock(
+                in_mult * ngf, out_mult * ngf, down=down, dilation=dilation, num_classes=num_class_embeds
             )
+            second = _ResidualBlock(out_mult * ngf, out_mult * ngf, dilation=dilation, num_classes=num_class_embeds)
+            setattr(self, name, nn.ModuleList([first, second]))
         # Decoder, deepest stage first: it fuses its stage's features with the previous refine block's output.
         for index in range(len(self.stages) - 1, -1, -1):
             name, refine, _, out_mult, _, _ = self.stages[index]
             branches = [out_mult * ngf] if index == len(self.stages) - 1 else [out_mult * ngf] * 2
             refined_mult = self.stages[index - 1][3] if index > 0 else 1
             setattr(self, refine, _RefineBlock(branches, refined_mult * ngf, end=index == 0))
-        self.normalizer = _InstanceNormPlusPlus(ngf)
+        self.normalizer = _InstanceNormPlusPlus(ngf, num_classes=num_class_embeds)
         self.end_conv = nn.Conv2d(ngf, in_channels, 3, padding=1)
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        """Classes the model is conditioned on (``num_class_embeds``); `None` for an unconditional model."""
+        return self.config.num_class_embeds
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
@@ -465,6 +496,7 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
         self,
         sample: torch.Tensor,
         timestep: torch.Tensor | float,
+        class_labels: Optional[torch.Tensor] = None,
         return_dict: bool = True,
     ) -> UNet2DOutput | tuple[torch.Tensor]:
         r"""Estimate the score ``grad_x log p_sigma(x)`` of the data perturbed with Gaussian noise of std ``sigma``.
@@ -476,6 +508,9 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
                 The noise level ``sigma`` itself (not an index): a Python number, a 0-d tensor shared by the
                 batch, or a tensor of shape ``(B,)`` with one value per example. Every value must be finite and
                 > 0.
+            class_labels (`torch.Tensor` or `int`, *optional*):
+                For a class-conditional model (``num_class_embeds``), the class of each example, shape ``(B,)``
+                (or one int for the batch); refused by an unconditional model.
             return_dict (`bool`, *optional*, defaults to `True`):
                 Whether to return a [`~models.unets.unet_2d.UNet2DOutput`] instead of a plain tuple.
 
@@ -492,6 +527,7 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
         # Computing in the model's dtype lets a float32 model score float16/float64 inputs and vice versa.
         compute_dtype = self.dtype
         sigma = sigma_per_example(timestep, sample.shape[0], sample.device, compute_dtype)
+        labels = class_labels_per_example(class_labels, sample.shape[0], self.config.num_class_embeds, sample.device)
 
         hidden = sample.to(compute_dtype)
         if self.config.center_input:
@@ -500,7 +536,7 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
         features = []
         for name, *_ in self.stages:
             for block in getattr(self, name):
-                hidden = block(hidden)
+                hidden = block(hidden, labels)
             features.append(hidden)
 
         refined = None
@@ -508,7 +544,7 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
             inputs = [stage_features] if refined is None else [stage_features, refined]
             refined = getattr(self, refine)(inputs, stage_features.shape[2:])
 
-        score = self.end_conv(F.elu(self.normalizer(refined)))
+        score = self.end_conv(F.elu(self.normalizer(refined, labels)))
         score = (score / sigma[:, None, None, None]).to(sample.dtype)
 
         if not return_dict:

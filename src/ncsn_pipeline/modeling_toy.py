@@ -17,8 +17,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
-from .checks import check_integer
-from .modeling_utils import StrictLoadingMixin
+from .checks import check_bool, check_integer
+from .modeling_utils import StrictLoadingMixin, class_labels_per_example
 
 # Limits of `ToyScoreModel` (a config file is untrusted input): widths, depth and 50M parameters (200 MB).
 MAX_TOY_WIDTH = 65_536
@@ -64,6 +64,9 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
             for images. The data shape (``sample_shape``) is the shape of one mean.
         stds (`Sequence[float]` or `float`): Per-mode standard deviations ``s_k > 0`` (a single
             number is used for every mode).
+        class_conditional (`bool`, defaults to `False`): Each mode is a class: ``forward`` then takes
+            ``class_labels`` and returns the score of the chosen mode alone, ``(mu_y - x) / (s_y**2 + sigma**2)``
+            (the exact class-conditional score; `GaussianMixtureClassifier` is the matching exact classifier).
 
     Example:
         >>> import torch
@@ -78,8 +81,10 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
         weights: Sequence[float] = (0.2, 0.8),
         means: Sequence = ((-5.0, -5.0), (5.0, 5.0)),
         stds: Union[Sequence[float], float] = (1.0, 1.0),
+        class_conditional: bool = False,
     ):
         super().__init__()
+        check_bool("class_conditional", class_conditional)
         weights_t = torch.as_tensor(weights, dtype=torch.float64)
         means_t = torch.as_tensor(means, dtype=torch.float64)
         if weights_t.ndim != 1 or len(weights_t) < 1:
@@ -102,6 +107,11 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
         self.register_buffer("mode_log_weights", weights_t.log())
         self.register_buffer("mode_means", means_t.reshape(len(weights_t), -1))
         self.register_buffer("mode_variances", stds_t**2)
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        """The number of modes if the model is class-conditional, else `None`."""
+        return len(self.config.weights) if self.config.class_conditional else None
 
     @property
     def sample_shape(self) -> Tuple[int, ...]:
@@ -156,21 +166,31 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
         )
 
     def forward(
-        self, sample: torch.Tensor, timestep: Union[float, torch.Tensor], return_dict: bool = True
+        self,
+        sample: torch.Tensor,
+        timestep: Union[float, torch.Tensor],
+        class_labels: Optional[torch.Tensor] = None,
+        return_dict: bool = True,
     ) -> Union[UNet2DOutput, Tuple[torch.Tensor]]:
-        """Exact score ``grad_x log p_sigma(x)`` of the perturbed mixture.
+        """Exact score ``grad_x log p_sigma(x)`` of the perturbed mixture (or ``grad_x log p_sigma(x | y)``).
 
         Args:
             sample (`torch.Tensor`): Points of shape ``(batch, *sample_shape)``.
             timestep (`float` or `torch.Tensor`): The noise level ``sigma``, scalar or ``(batch,)``.
+            class_labels (`torch.Tensor`, *optional*): The mode ``y`` of each example (class-conditional models
+                only; required there).
             return_dict (`bool`, defaults to `True`): Return a `UNet2DOutput` instead of a tuple.
 
         Returns:
             `UNet2DOutput` or `tuple`: ``.sample`` is the score, same shape and dtype as ``sample``.
         """
         flat, variances = self._flatten(sample, timestep)
-        # 1. Responsibilities r_k(x) of each mode under the perturbed mixture.
-        responsibilities = torch.softmax(self._log_joint(flat, variances), dim=1)
+        labels = class_labels_per_example(class_labels, sample.shape[0], self.num_classes, flat.device)
+        # 1. Responsibilities r_k(x) of each mode under the perturbed mixture (one-hot at y given a class).
+        if labels is None:
+            responsibilities = torch.softmax(self._log_joint(flat, variances), dim=1)
+        else:
+            responsibilities = torch.nn.functional.one_hot(labels, len(self.mode_variances)).to(flat.dtype)
         # 2. Score = sum_k r_k (mu_k - x) / v_k, i.e. (sum_k (r_k / v_k) mu_k) - (sum_k r_k / v_k) x.
         weighted = responsibilities / variances
         score = weighted @ self.mode_means - weighted.sum(dim=1, keepdim=True) * flat
@@ -178,6 +198,34 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
         if not return_dict:
             return (score,)
         return UNet2DOutput(sample=score)
+
+
+class GaussianMixtureClassifier(GaussianMixtureScore):
+    r"""The exact noise-conditional classifier of a Gaussian mixture's modes, for testing classifier guidance.
+
+    ``log p_sigma(y = k | x) = log w_k N(x; mu_k, (s_k**2 + sigma**2) I) - log p_sigma(x)``: the logits are the
+    log joint densities (softmax gives the posterior responsibilities). Guiding `GaussianMixtureScore` with it at
+    ``guidance_scale=1`` follows the exact class-conditional score.
+
+    Example:
+        >>> import torch
+        >>> classifier = GaussianMixtureClassifier.ncsn_toy()
+        >>> classifier(torch.tensor([[4.0, 4.0]]), 1.0).logits.softmax(dim=1)[0, 1].item() > 0.999
+        True
+    """
+
+    @property
+    def num_classes(self) -> int:
+        """The number of modes (classes)."""
+        return len(self.config.weights)
+
+    def forward(self, sample: torch.Tensor, timestep: Union[float, torch.Tensor], return_dict: bool = True):
+        """Logits ``log w_k N(x; mu_k, (s_k**2 + sigma**2) I)``, shape ``(batch, K)``, in `ClassifierOutput`."""
+        from .guidance import ClassifierOutput
+
+        flat, variances = self._flatten(sample, timestep)
+        logits = self._log_joint(flat, variances).to(sample.dtype)
+        return ClassifierOutput(logits=logits) if return_dict else (logits,)
 
 
 class GaussianScore(StrictLoadingMixin, ModelMixin, ConfigMixin):

@@ -1,4 +1,6 @@
-"""Strict loading for the package's score models: a weight file must match the model exactly.
+"""What the package's score models share: strict loading, and the check of class labels.
+
+Strict loading: a weight file must match the model exactly.
 
 diffusers' ``ModelMixin.from_pretrained`` only logs missing or unexpected keys; a missing key then stays
 uninitialised (random values, or meta tensors that fail later with an unrelated message). A weight file that
@@ -8,7 +10,9 @@ does not match its config is a broken or foreign checkpoint, so loading stops wi
 from __future__ import annotations
 
 import os
-from typing import Union
+from typing import Optional, Union
+
+import torch
 
 
 class StrictLoadingMixin:
@@ -43,3 +47,38 @@ class StrictLoadingMixin:
                 "again."
             )
         return (model, info) if wants_info else model
+
+
+def class_labels_per_example(
+    class_labels, batch_size: int, num_classes: Optional[int], device: torch.device
+) -> Optional[torch.Tensor]:
+    """Check a score model's ``class_labels`` and return them as a ``(batch,)`` long tensor (or `None`).
+
+    A class-conditional model (``num_classes`` set) needs one label in ``[0, num_classes)`` per example (a Python
+    int or a 0-d tensor is shared by the batch); an unconditional model (``num_classes=None``) takes none.
+    """
+    if num_classes is None:
+        if class_labels is not None:
+            raise ValueError(
+                "This model is not class-conditional, so it takes no class_labels; train one with "
+                "`ncsn-train --class_conditional`, or guide this one with a classifier (guidance_scale=)."
+            )
+        return None
+    if class_labels is None:
+        raise ValueError(
+            f"This model is class-conditional ({num_classes} classes): pass class_labels, one class index in "
+            f"[0, {num_classes - 1}] per sample."
+        )
+    labels = torch.as_tensor(class_labels)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"class_labels must be integer class indices, got dtype {labels.dtype}.")
+    if labels.ndim == 0:
+        labels = labels.expand(batch_size)
+    if labels.shape != (batch_size,):
+        raise ValueError(
+            f"class_labels must hold one class index per sample ({batch_size}), got shape {tuple(labels.shape)}."
+        )
+    if bool(((labels < 0) | (labels >= num_classes)).any()):
+        bad = labels[(labels < 0) | (labels >= num_classes)][0].item()
+        raise ValueError(f"class_labels must lie in [0, {num_classes - 1}] for this model, got {bad}.")
+    return labels.to(device=device, dtype=torch.long)

@@ -42,6 +42,14 @@ def check_score_scheduler(scheduler) -> None:
         )
 
 
+class _Unconditional:
+    """The score of an unconditional run (for the exported pipeline copy, which lacks `ncsn_pipeline.guidance`)."""
+
+    @staticmethod
+    def score(unet, sample, sigma):
+        return unet(sample, sigma).sample
+
+
 def _resolve_folder(name_or_path: Union[str, os.PathLike], kwargs: Dict[str, Any]) -> Path:
     """A local pipeline folder: ``name_or_path`` itself, or a Hub repository's files downloaded into the cache."""
     path = Path(name_or_path)
@@ -373,6 +381,17 @@ class NCSNPipeline(DiffusionPipeline):
             result.bits_per_dim = bits_per_dim(result.log_likelihood, dims, num_levels, tuple(self.config.data_range))
         return result
 
+    def _conditioning(self, batch_size: int, class_labels, classifier, guidance_scale):
+        """Check the class arguments of a call (`ncsn_pipeline.guidance.prepare_conditioning`)."""
+        try:
+            from ncsn_pipeline.guidance import prepare_conditioning
+        except ImportError as error:  # the exported, self-contained copy: unconditional models only
+            if class_labels is not None or classifier is not None or guidance_scale is not None:
+                message = "class_labels, classifier and guidance_scale need the ncsn-pipeline package."
+                raise ValueError(message) from error
+            return _Unconditional()
+        return prepare_conditioning(self.unet, batch_size, self.device, class_labels, classifier, guidance_scale)
+
     def _postprocess(self, sample: torch.Tensor, output_type: str):
         data_range = self.config.data_range
         if data_range is None:
@@ -399,6 +418,9 @@ class NCSNPipeline(DiffusionPipeline):
         return_dict: bool = True,
         callback_on_step_end: Optional[Callable[[NCSNPipeline, int, torch.Tensor, Dict[str, Any]], Dict]] = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
+        class_labels: Optional[Union[int, Sequence[int], torch.Tensor]] = None,
+        classifier: Optional[Any] = None,
+        guidance_scale: Optional[float] = None,
     ) -> Union[NCSNPipelineOutput, Tuple]:
         r"""Generate samples.
 
@@ -417,6 +439,14 @@ class NCSNPipeline(DiffusionPipeline):
                 may replace them (e.g. ``{"sample": ...}``).
             callback_on_step_end_tensor_inputs (`Sequence[str]`, defaults to ``("sample",)``): Tensors passed
                 to the callback.
+            class_labels (`int`, sequence or tensor, *optional*): The class of each sample (one int for all):
+                required by a class-conditional model (``unet.num_classes``), and the classes a ``classifier``
+                guides toward.
+            classifier (*optional*): A noise-conditional classifier (``classifier(x, sigma).logits``, such as
+                `NoiseConditionalClassifier`) for classifier guidance: the score becomes ``s(x, sigma) +
+                guidance_scale * grad_x log p_sigma(y | x)`` (`ncsn_pipeline.guidance`).
+            guidance_scale (`float`, *optional*): Weight of the classifier's gradient (default 1 with a
+                classifier: the exact conditional score; 0 to 1000).
 
         Returns:
             `NCSNPipelineOutput` or `tuple`: the samples (see `NCSNPipelineOutput`); a 1-tuple if
@@ -450,6 +480,7 @@ class NCSNPipeline(DiffusionPipeline):
             )
         if output_type == "pil" and self.config.data_range is None:
             self._postprocess(torch.empty(0), output_type)  # raises the explanatory error now, not after sampling
+        conditioning = self._conditioning(batch_size, class_labels, classifier, guidance_scale)
 
         # 1. Noise levels of this run; a model that knows only its training levels (NCSN v1) checks them now,
         #    before any sampling, and names its own levels if the sampler asks for others.
@@ -471,7 +502,7 @@ class NCSNPipeline(DiffusionPipeline):
         # 3. Follow the score through the noise levels (an adaptive sampler decides each after the step before).
         for index, sigma in enumerate(self.progress_bar(self.scheduler.iter_timesteps())):
             model_input = self.scheduler.scale_model_input(sample, sigma)
-            score = self.unet(model_input, sigma.expand(batch_size)).sample
+            score = conditioning.score(self.unet, model_input, sigma.expand(batch_size))
             # return_dict=False: the output dataclass costs more per call than the cheapest score models.
             sample = self.scheduler.step(score, sigma, sample, generator=generator, return_dict=False)[0]
             if callback_on_step_end is not None:

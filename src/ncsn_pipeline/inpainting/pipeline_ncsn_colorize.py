@@ -9,7 +9,7 @@ still independent standard noise in it, so the known coordinate is re-noised exa
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import PIL.Image
@@ -145,6 +145,9 @@ class NCSNColorizePipeline(NCSNInpaintPipeline):
         jump_n_sample: int = 1,
         output_type: str = "pil",
         return_dict: bool = True,
+        class_labels: Optional[Union[int, Sequence[int], torch.Tensor]] = None,
+        classifier: Optional[Any] = None,
+        guidance_scale: Optional[float] = None,
     ) -> Union[NCSNPipelineOutput, Tuple]:
         r"""Colour samples for the grey ``image``.
 
@@ -159,6 +162,8 @@ class NCSNColorizePipeline(NCSNInpaintPipeline):
                 `NCSNInpaintPipeline`.
             output_type (`str`, defaults to ``"pil"``): ``"pil"``, ``"np"`` or ``"pt"``.
             return_dict (`bool`, defaults to `True`): Return an `NCSNPipelineOutput` instead of a tuple.
+            class_labels, classifier, guidance_scale: Class conditioning and classifier guidance, as in
+                `NCSNPipeline`.
 
         Returns:
             `NCSNPipelineOutput` or `tuple`: the colour images.
@@ -168,9 +173,12 @@ class NCSNColorizePipeline(NCSNInpaintPipeline):
         jump_length = check_integer("jump_length", jump_length)
         jump_n_sample = check_integer("jump_n_sample", jump_n_sample)
         known, mask = self._prepare_grey(image, batch_size)
+        conditioning = self._conditioning(known.shape[0], class_labels, classifier, guidance_scale)
         if output_type == "pil" and self.config.data_range is None:
             self._postprocess(torch.empty(0), output_type)  # raises the explanatory error
-        sample = self._sample_with_replacement(known, mask, generator, num_inference_steps, jump_length, jump_n_sample)
+        sample = self._sample_with_replacement(
+            known, mask, generator, num_inference_steps, jump_length, jump_n_sample, conditioning
+        )
         output = self._postprocess(sample, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:

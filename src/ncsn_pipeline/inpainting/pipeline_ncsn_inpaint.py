@@ -16,7 +16,7 @@ covariance error 0.018, against 0.18 and 0.03 without).
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import PIL.Image
@@ -153,6 +153,9 @@ class NCSNInpaintPipeline(NCSNPipeline):
         jump_n_sample: int = 1,
         output_type: str = "pil",
         return_dict: bool = True,
+        class_labels: Optional[Union[int, Sequence[int], torch.Tensor]] = None,
+        classifier: Optional[Any] = None,
+        guidance_scale: Optional[float] = None,
     ) -> Union[NCSNPipelineOutput, Tuple]:
         r"""Fill in the masked part of ``image``.
 
@@ -175,6 +178,8 @@ class NCSNInpaintPipeline(NCSNPipeline):
                 Langevin, predictor-corrector, EDM, probability-flow Heun).
             output_type (`str`, defaults to ``"pil"``): ``"pil"``, ``"np"`` or ``"pt"``.
             return_dict (`bool`, defaults to `True`): Return an `NCSNPipelineOutput` instead of a tuple.
+            class_labels, classifier, guidance_scale: Class conditioning and classifier guidance, as in
+                `NCSNPipeline`.
 
         Returns:
             `NCSNPipelineOutput` or `tuple`: the filled images.
@@ -184,9 +189,12 @@ class NCSNInpaintPipeline(NCSNPipeline):
         jump_length = check_integer("jump_length", jump_length)
         jump_n_sample = check_integer("jump_n_sample", jump_n_sample)
         known, mask, known_pixels = self._prepare(image, mask_image, batch_size)
+        conditioning = self._conditioning(known.shape[0], class_labels, classifier, guidance_scale)
         if output_type == "pil" and self.config.data_range is None:
             self._postprocess(torch.empty(0), output_type)  # raises the explanatory error
-        sample = self._sample_with_replacement(known, mask, generator, num_inference_steps, jump_length, jump_n_sample)
+        sample = self._sample_with_replacement(
+            known, mask, generator, num_inference_steps, jump_length, jump_n_sample, conditioning
+        )
 
         # 3. Images: the known pixels are the input's values exactly (no round trip through the data range).
         if self.config.data_range is None:
@@ -203,7 +211,7 @@ class NCSNInpaintPipeline(NCSNPipeline):
         return NCSNPipelineOutput(images=output)
 
     def _sample_with_replacement(
-        self, known, mask, generator, num_inference_steps, jump_length: int, jump_n_sample: int
+        self, known, mask, generator, num_inference_steps, jump_length: int, jump_n_sample: int, conditioning
     ) -> torch.Tensor:
         """Steps 1 and 2 (shared with colorization, which replaces in another basis through `_replace`)."""
         scheduler = self.scheduler
@@ -229,7 +237,7 @@ class NCSNInpaintPipeline(NCSNPipeline):
                 index = start
                 while index < (len(scheduler.timesteps) if end is None else end):
                     sigma = scheduler.timesteps[index]
-                    score = self.unet(sample, sigma.expand(count)).sample
+                    score = conditioning.score(self.unet, sample, sigma.expand(count))
                     sample = scheduler.step(score, sigma, sample, generator=generator, return_dict=False)[0]
                     # The sample is now at the level of the next call (an adaptive sampler has just appended it).
                     sample = self._replace(sample, known, mask, self._level_after(index), generator)

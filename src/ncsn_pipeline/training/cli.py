@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset_config_name", default=None, help="the datasets configuration name, if any")
     data.add_argument("--train_data_dir", default=None, help="a folder of images (searched recursively)")
     data.add_argument("--image_column", default="image", help="the column holding images in a datasets data set")
+    data.add_argument(
+        "--class_conditional",
+        action="store_true",
+        help="train a class-conditional model s(x, sigma, y) on labelled data: the digits' labels, one subfolder "
+        "per class under --train_data_dir, or --label_column of a datasets data set",
+    )
+    data.add_argument("--label_column", default="label", help="the class column of a datasets data set")
     data.add_argument("--cache_dir", default=None, help="where datasets caches downloads")
     data.add_argument("--resolution", type=positive_int, default=32, help="images are resized to this square size")
     data.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 (grey) or 3 (RGB); default: infer")

@@ -38,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import operator
 import os
@@ -48,7 +49,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import torch
 from PIL import Image
 
-from ..checks import check_integer
+from ..checks import check_bool, check_integer
 from ..evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split
 from .image_files import (
     IMAGE_EXTENSIONS,
@@ -85,6 +86,8 @@ class TrainingData:
         is_image (`bool`): Whether the items are images.
         description (`str`): One line for logs and model cards, e.g.
             ``"scikit-learn digits (train split, 1,438 images), 1x16x16"``.
+        class_names (`List[str]`, *optional*): For labelled (class-conditional) data, the name of each class;
+            ``dataset[i]`` is then ``(image, label)`` with ``label`` an int in ``[0, len(class_names))``.
     """
 
     dataset: torch.utils.data.Dataset
@@ -92,6 +95,48 @@ class TrainingData:
     num_levels: Optional[int]
     is_image: bool
     description: str
+    class_names: Optional[List[str]] = None
+
+
+class _Labelled(torch.utils.data.Dataset):
+    """Items of ``dataset`` paired with their class labels: ``(item, label)``."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, labels: Sequence[int]):
+        self.dataset = dataset
+        self.labels = torch.as_tensor(list(labels), dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index], self.labels[_check_index(index, len(self))]
+
+
+def _with_labels(data: TrainingData, labels: Sequence[int], class_names: List[str]) -> TrainingData:
+    if len(class_names) < 2:
+        raise ValueError(f"Class-conditional training needs at least 2 classes, found {class_names}.")
+    return dataclasses.replace(
+        data,
+        dataset=_Labelled(data.dataset, labels),
+        class_names=class_names,
+        description=f"{data.description}, {len(class_names)} classes",
+    )
+
+
+def _folder_labels(root: str, paths: Sequence[str]) -> Tuple[List[int], List[str]]:
+    """Labels from the first-level subfolder of each image (``root/<class>/...``), classes sorted by name."""
+    classes = []
+    for path in paths:
+        parts = os.path.relpath(path, root).split(os.sep)
+        if len(parts) < 2:
+            raise ValueError(
+                f"Class-conditional training on a folder needs one subfolder per class (root/<class>/image.png), "
+                f"but {path!r} lies directly in {root!r}."
+            )
+        classes.append(parts[0])
+    names = sorted(set(classes))
+    index = {name: i for i, name in enumerate(names)}
+    return [index[name] for name in classes], names
 
 
 # --------------------------------------------------------------------------------------------------
@@ -141,24 +186,27 @@ class _UpsampledImages(torch.utils.data.Dataset):
         return image.expand(self.channels, -1, -1).contiguous()
 
 
-def _load_digits(resolution: int, channels: Optional[int], max_train_samples: Optional[int]) -> TrainingData:
+def _load_digits(
+    resolution: int, channels: Optional[int], max_train_samples: Optional[int], class_conditional: bool = False
+) -> TrainingData:
     if resolution % 8:
         raise ValueError(
             f"The digits are 8x8 and are enlarged by whole pixel blocks to keep their {DIGITS_NUM_LEVELS} grey "
             f"levels, so resolution must be a multiple of 8 (8, 16, 32, 64, ...), got {resolution}."
         )
     channels = 1 if channels is None else channels
-    images, _ = load_digits_split("train")
+    images, labels = load_digits_split("train")
     if max_train_samples is not None:
-        images = images[:max_train_samples]
+        images, labels = images[:max_train_samples], labels[:max_train_samples]
     dataset = _UpsampledImages(images, resolution // 8, channels)
-    return TrainingData(
+    data = TrainingData(
         dataset=dataset,
         sample_shape=(channels, resolution, resolution),
         num_levels=DIGITS_NUM_LEVELS,
         is_image=True,
         description=f"scikit-learn digits (train split, {len(dataset):,} images), {channels}x{resolution}x{resolution}",
     )
+    return _with_labels(data, labels.tolist(), [str(digit) for digit in range(10)]) if class_conditional else data
 
 
 def _infer_channels(images: Any) -> int:
@@ -201,6 +249,7 @@ def _load_image_folder(
     channels: Optional[int],
     center_crop: bool,
     max_train_samples: Optional[int],
+    class_conditional: bool = False,
 ) -> TrainingData:
     root = os.path.expanduser(str(train_data_dir))
     if not os.path.isdir(root):
@@ -213,12 +262,13 @@ def _load_image_folder(
         )
     if max_train_samples is not None:
         paths = paths[:max_train_samples]
+    labelled = _folder_labels(root, paths) if class_conditional else None  # before the slow checks
     # Check every file now: a damaged file should stop the run before training, not hours into it.
     verify_image_files(paths)
     if channels is None:
         channels = _infer_channels(_open_first_images(paths))
     dataset = _ImageFolderDataset(paths, resolution, channels, center_crop)
-    return TrainingData(
+    data = TrainingData(
         dataset=dataset,
         sample_shape=(channels, resolution, resolution),
         num_levels=256,
@@ -226,6 +276,7 @@ def _load_image_folder(
         description=f"image folder {train_data_dir} ({len(paths):,} images), "
         + describe_geometry(channels, resolution, center_crop),
     )
+    return data if labelled is None else _with_labels(data, *labelled)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -309,6 +360,7 @@ def _load_hf_images(
     channels: Optional[int],
     center_crop: bool,
     max_train_samples: Optional[int],
+    label_column: Optional[str] = None,
 ) -> TrainingData:
     hf_dataset = _load_hf_dataset(dataset_name, dataset_config_name, cache_dir)
     if image_column not in hf_dataset.column_names:
@@ -316,9 +368,15 @@ def _load_hf_images(
             f"image_column {image_column!r} is not a column of {dataset_name!r}; its columns are "
             f"{hf_dataset.column_names}."
         )
-    hf_dataset = hf_dataset.select_columns([image_column])  # decode only the images, not labels or captions
+    if label_column is not None and label_column not in hf_dataset.column_names:
+        raise ValueError(
+            f"label_column {label_column!r} is not a column of {dataset_name!r}; its columns are "
+            f"{hf_dataset.column_names}. Pass the class column as --label_column."
+        )
     if max_train_samples is not None and max_train_samples < len(hf_dataset):
         hf_dataset = hf_dataset.select(range(max_train_samples))
+    labelled = None if label_column is None else _column_labels(hf_dataset, label_column, dataset_name)
+    hf_dataset = hf_dataset.select_columns([image_column])  # decode only the images, not labels or captions
     if len(hf_dataset) == 0:
         raise ValueError(f"The 'train' split of {dataset_name!r} is empty.")
     first = hf_dataset[0][image_column]
@@ -332,7 +390,7 @@ def _load_hf_images(
         channels = _infer_channels(hf_dataset[i][image_column] for i in range(count))
     dataset = _HFImageDataset(hf_dataset, image_column, resolution, channels, center_crop)
     config = f", config {dataset_config_name!r}" if dataset_config_name else ""
-    return TrainingData(
+    data = TrainingData(
         dataset=dataset,
         sample_shape=(channels, resolution, resolution),
         num_levels=256,
@@ -340,6 +398,26 @@ def _load_hf_images(
         description=f"Hugging Face data set {dataset_name}{config} (train split, column {image_column!r}, "
         f"{len(dataset):,} images), " + describe_geometry(channels, resolution, center_crop),
     )
+    return data if labelled is None else _with_labels(data, *labelled)
+
+
+def _column_labels(hf_dataset: Any, label_column: str, dataset_name: str) -> Tuple[List[int], List[str]]:
+    """Labels from a ``datasets`` column: a ``ClassLabel`` (its names) or integers ``0 .. K-1``."""
+    values = list(hf_dataset[label_column])
+    feature = hf_dataset.features[label_column]
+    names = list(getattr(feature, "names", None) or [])
+    if not all(isinstance(value, int) and not isinstance(value, bool) for value in values):
+        bad = next(value for value in values if not isinstance(value, int) or isinstance(value, bool))
+        raise ValueError(
+            f"Column {label_column!r} of {dataset_name!r} must hold integer class labels, got {bad!r} "
+            f"({type(bad).__name__})."
+        )
+    count = len(names) or (max(values) + 1 if values else 0)
+    if values and (min(values) < 0 or max(values) >= count):
+        raise ValueError(
+            f"Column {label_column!r} holds labels outside 0 .. {count - 1}: {min(values)} to {max(values)}."
+        )
+    return list(values), names or [str(label) for label in range(count)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -359,6 +437,8 @@ def load_training_data(
     max_train_samples: Optional[int] = None,
     num_toy_samples: int = 20000,
     seed: int = 0,
+    class_conditional: bool = False,
+    label_column: str = "label",
 ) -> TrainingData:
     """Load the training data of exactly one source (see the module docstring).
 
@@ -392,6 +472,10 @@ def load_training_data(
             shuffle: the order of the split, of the sorted file paths, or of the toy draws).
         num_toy_samples (`int`, defaults to 20000): Number of toy points (>= 2).
         seed (`int`, defaults to 0): Seed of the toy points.
+        class_conditional (`bool`, defaults to `False`): Also load class labels (``TrainingData.class_names``):
+            the digit of each built-in digit, the first-level subfolder of each image file (one subfolder per
+            class), or ``label_column`` of a Hugging Face data set. Not for the 2-D toys.
+        label_column (`str`, defaults to ``"label"``): The class column of a Hugging Face data set.
 
     Returns:
         `TrainingData`: The data set with its shape, number of grey levels and description.
@@ -421,6 +505,12 @@ def load_training_data(
             f"dataset_config_name={dataset_config_name!r} only applies to Hugging Face data sets, not to {source!r}."
         )
 
+    check_bool("class_conditional", class_conditional)
+    if class_conditional and dataset_name in TOY_DATASETS:
+        raise ValueError(
+            f"class_conditional needs labelled images (digits, a folder with one subfolder per class, or a data "
+            f"set with a label column); the toy {dataset_name!r} has no classes."
+        )
     if dataset_name in TOY_DATASETS:
         num_toy_samples = check_integer("num_toy_samples", num_toy_samples, low=2)
         if max_train_samples is not None:
@@ -438,9 +528,11 @@ def load_training_data(
     resolution = check_resolution(resolution)
     channels = check_channels(channels)
     if dataset_name == "digits":
-        return _load_digits(resolution, channels, max_train_samples)
+        return _load_digits(resolution, channels, max_train_samples, class_conditional)
     if train_data_dir is not None:
-        return _load_image_folder(train_data_dir, resolution, channels, center_crop, max_train_samples)
+        return _load_image_folder(
+            train_data_dir, resolution, channels, center_crop, max_train_samples, class_conditional
+        )
     if not isinstance(image_column, str) or not image_column:
         raise ValueError(f"image_column must be a non-empty column name, got {image_column!r}.")
     return _load_hf_images(
@@ -452,4 +544,5 @@ def load_training_data(
         channels,
         center_crop,
         max_train_samples,
+        label_column if class_conditional else None,
     )

@@ -23,6 +23,7 @@ Differences from that script, on purpose:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -79,7 +80,10 @@ def to_model_input(
 def _stack_data(data, args, limit: int = 5000) -> torch.Tensor:
     """Up to ``limit`` examples as one tensor in the model's data range (for the noise-schedule techniques)."""
     count = min(len(data.dataset), limit)
-    items = torch.stack([data.dataset[index] for index in range(count)]).float()
+    items = [data.dataset[index] for index in range(count)]
+    if data.class_names is not None:
+        items = [image for image, _ in items]  # the schedule techniques look at the images only
+    items = torch.stack(items).float()
     if not data.is_image:
         return items
     low, high = args.data_range
@@ -115,15 +119,24 @@ def build_model(args, data):
         if not data.is_image:
             raise ValueError(f"--model ncsnv2 needs image data, but {data.description} is not.")
         channels, height, _ = data.sample_shape
-        return NCSNScoreModel(in_channels=channels, sample_size=height, ngf=args.ngf)
+        num_classes = None if data.class_names is None else len(data.class_names)
+        return NCSNScoreModel(in_channels=channels, sample_size=height, ngf=args.ngf, num_class_embeds=num_classes)
+    if data.class_names is not None:
+        raise ValueError("Class-conditional training needs the NCSNv2 image model (--model ncsnv2 or auto).")
     if len(data.sample_shape) != 1:
         raise ValueError(f"--model mlp needs vector data, but {data.description} has shape {data.sample_shape}.")
     return ToyScoreModel(data_dim=data.sample_shape[0], hidden_size=args.hidden_size, num_layers=args.num_layers)
 
 
-def compute_loss(model, clean: torch.Tensor, noise_levels: torch.Tensor, randomness, loss: str = "dsm") -> torch.Tensor:
-    """Draw one noise level per example (uniformly among the scheduler's levels) and evaluate ``loss`` (dsm, ssm)."""
+def compute_loss(
+    model, clean: torch.Tensor, noise_levels: torch.Tensor, randomness, loss: str = "dsm", class_labels=None
+) -> torch.Tensor:
+    """Draw one noise level per example (uniformly among the scheduler's levels) and evaluate ``loss`` (dsm, ssm);
+    a class-conditional model gets each example's ``class_labels``."""
     from ..losses import denoising_score_matching_loss, sliced_score_matching_loss
+
+    if class_labels is not None:
+        model = functools.partial(model, class_labels=class_labels)
 
     generator = randomness.generator
     indices = torch.randint(len(noise_levels), (clean.shape[0],), generator=generator)
@@ -141,8 +154,12 @@ def save_sample_preview(pipeline, path: Path, num_samples: int, seed: int) -> No
 
     pipeline.set_progress_bar_config(disable=True)
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    num_classes = getattr(pipeline.unet, "num_classes", None)
+    # A class-conditional model shows the classes in turn (row by row in a grid of num_classes columns).
+    labels = None if num_classes is None else torch.arange(num_samples) % num_classes
     if pipeline.config.data_range is not None:
-        save_image_grid(pipeline(batch_size=num_samples, generator=generator, output_type="pil").images, path)
+        images = pipeline(batch_size=num_samples, generator=generator, output_type="pil", class_labels=labels).images
+        save_image_grid(images, path)
     else:
         points = pipeline(batch_size=max(num_samples, 1000), generator=generator, output_type="pt").images
         save_scatter_plot(path, [("samples", points)], title=path.stem)
@@ -191,6 +208,8 @@ def train(args: argparse.Namespace) -> Path:
         max_train_samples=args.max_train_samples,
         num_toy_samples=args.num_toy_samples,
         seed=args.seed,
+        class_conditional=getattr(args, "class_conditional", False),
+        label_column=getattr(args, "label_column", "label"),
     )
     if len(data.dataset) < args.train_batch_size:
         raise ValueError(
@@ -293,6 +312,10 @@ def train(args: argparse.Namespace) -> Path:
         batches_to_skip = 0
         model.train()
         for batch in batches:
+            labels = None
+            if data.class_names is not None:
+                batch, labels = batch
+                labels = labels.to(accelerator.device)
             clean = to_model_input(
                 batch,
                 data,
@@ -302,7 +325,7 @@ def train(args: argparse.Namespace) -> Path:
                 data_range=args.data_range,
             ).to(accelerator.device)
             with accelerator.accumulate(model):
-                loss = compute_loss(model, clean, noise_levels, randomness, loss=args.loss)
+                loss = compute_loss(model, clean, noise_levels, randomness, loss=args.loss, class_labels=labels)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)

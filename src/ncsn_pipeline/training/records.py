@@ -70,6 +70,7 @@ def training_record(args, data, global_step: int, train_seconds: float, hardware
         "args": recorded_args(args),
         "data": data.description,
         "num_examples": len(data.dataset),
+        **({"class_names": list(data.class_names)} if data.class_names is not None else {}),
         "global_step": global_step,
         "train_seconds": round(train_seconds, 1),
         "num_processes": hardware["num_processes"],

@@ -154,10 +154,11 @@ def test_unconditional_models_refuse_class_labels_and_guidance_needs_labels():
         pipe(batch_size=2, class_labels=[0, 1], output_type="pt")
     with pytest.raises(ValueError, match=r"Classifier guidance needs class_labels: .* in \[0, 2\]"):
         pipe(batch_size=2, classifier=GaussianMixtureClassifier(**MIXTURE), output_type="pt")
+    classifier = GaussianMixtureClassifier(**MIXTURE)
     with pytest.raises(ValueError, match="guidance_scale must be a finite number from 0 to 1000, got -1"):
-        pipe(batch_size=2, class_labels=0, classifier=GaussianMixtureClassifier(**MIXTURE), guidance_scale=-1, output_type="pt")
+        pipe(batch_size=2, class_labels=0, classifier=classifier, guidance_scale=-1, output_type="pt")
     with pytest.raises(ValueError, match=r"class_labels must lie in \[0, 2\] for this model, got 3"):
-        pipe(batch_size=2, class_labels=3, classifier=GaussianMixtureClassifier(**MIXTURE), output_type="pt")
+        pipe(batch_size=2, class_labels=3, classifier=classifier, output_type="pt")
 
 
 # ------------------------------------------------------------------------------------------------ labelled data

@@ -41,6 +41,7 @@ setup(
             "pretrained/*/*.md",
             "pretrained/*/*.png",
             "pretrained/*/*/*.json",
+            "pretrained/*/*.safetensors",
             "pretrained/*/*/*.safetensors",
         ]
     },
@@ -65,6 +66,7 @@ setup(
         "console_scripts": [
             "ncsn-sample=ncsn_pipeline.cli.sample:main",
             "ncsn-train=ncsn_pipeline.training.cli:main",
+            "ncsn-train-classifier=ncsn_pipeline.training.classifier:main",
             "ncsn-digits-eval=ncsn_pipeline.evaluation.cli:main",
             "ncsn-eval=ncsn_pipeline.evaluation.evaluate:main",
             "ncsn-push=ncsn_pipeline.cli.push:main",

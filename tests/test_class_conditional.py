@@ -231,3 +231,78 @@ def test_class_conditional_training_writes_a_conditional_pipeline(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     images = pipe(batch_size=2, class_labels=[3, 7], num_inference_steps=3, output_type="np").images
     assert images.shape == (2, 8, 8, 1) and np.isfinite(images).all()
+
+
+# ------------------------------------------------------------------------------------------------ the classifier
+
+
+def test_noise_conditional_classifier_round_trips_and_guides_a_pipeline(tmp_path):
+    from ncsn_pipeline import NoiseConditionalClassifier
+
+    classifier = NoiseConditionalClassifier(in_channels=1, sample_size=8, num_classes=10, block_out_channels=(8, 16))
+    noisy = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    logits = classifier(noisy, torch.tensor([0.1, 1.0, 4.0])).logits
+    assert logits.shape == (3, 10) and classifier.num_classes == 10
+    assert not torch.allclose(classifier(noisy, 0.1).logits, classifier(noisy, 4.0).logits)  # it sees the level
+    classifier.save_pretrained(tmp_path / "classifier")
+    loaded = NoiseConditionalClassifier.from_pretrained(tmp_path / "classifier")
+    torch.testing.assert_close(loaded(noisy, torch.tensor([0.1, 1.0, 4.0])).logits, logits)
+    pipe = NCSNPipeline(NCSNScoreModel(in_channels=1, sample_size=8, ngf=8), _sampler("DPMSolverPlusPlusScheduler"),
+                        data_range=(0, 1))  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(batch_size=2, class_labels=[1, 2], classifier=loaded, guidance_scale=3.0, num_inference_steps=4,
+                  generator=torch.Generator().manual_seed(0), output_type="pt").images  # fmt: skip
+    unguided = pipe(batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(0),
+                    output_type="pt").images  # fmt: skip
+    assert images.shape == (2, 1, 8, 8) and not torch.equal(images, unguided)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_classes": 1}, "num_classes must be a whole number from 2 to 100000, got 1"),
+        ({"block_out_channels": []}, r"block_out_channels must list 1 to 8 stages, got \[\]"),
+        ({"block_out_channels": "32"}, "block_out_channels must be a list of channel counts"),
+        ({"sample_size": 6, "block_out_channels": (8, 8, 8)}, "sample_size must be a multiple of 4 for 3 stages"),
+        ({"sigma_data": 0}, "sigma_data"),
+    ],
+)
+def test_bad_classifier_configs_are_refused(kwargs, message):
+    from ncsn_pipeline import NoiseConditionalClassifier
+
+    with pytest.raises(ValueError, match=message):
+        NoiseConditionalClassifier(**{"in_channels": 1, "sample_size": 8, **kwargs})
+
+
+def test_train_classifier_command_writes_a_classifier_and_its_record(tmp_path, capsys):
+    import json
+
+    from ncsn_pipeline import NoiseConditionalClassifier
+    from ncsn_pipeline.pretrained import pretrained_path
+    from ncsn_pipeline.training.classifier import main
+
+    output = tmp_path / "classifier"
+    args = ["--dataset_name", "digits", "--pipeline", str(pretrained_path("ncsn-digits")), "--output_dir", str(output),
+            "--max_train_steps", "5", "--train_batch_size", "32", "--block_out_channels", "8", "16"]  # fmt: skip
+    try:
+        assert main(args) == 0
+    finally:
+        reset_accelerate_state()
+    classifier = NoiseConditionalClassifier.from_pretrained(output)
+    assert classifier.num_classes == 10 and classifier.config.block_out_channels == [8, 16]
+    record = json.loads((output / "classifier_record.json").read_text())
+    assert record["noise_levels"]["sigma_max"] == pytest.approx(4.736, abs=1e-3) and record["steps"] == 5
+    assert len(record["evaluation"]["accuracy"]) == 5 and record["evaluation"]["images"] == "held-out digits (359)"
+    assert sorted(path.name for path in output.iterdir()) == [
+        "classifier_record.json", "config.json", "diffusion_pytorch_model.safetensors",
+    ]  # fmt: skip  (no staging folder left)
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "already holds a classifier; pass --overwrite_output_dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--dataset_name", "digits", "--resolution", "8", "--output_dir", str(tmp_path / "other")])
+    assert "Give the noise range: --pipeline" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--dataset_name", "digits", "--pipeline", str(tmp_path), "--output_dir", str(tmp_path / "other")])
+    assert "is not a readable score pipeline folder" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

@@ -13,6 +13,7 @@ Example:
 
 """
 
+from .modeling_classifier import NoiseConditionalClassifier
 from .modeling_ncsn import NCSNScoreModel
 from .modeling_ncsn_v1 import NCSNv1ScoreModel
 from .modeling_ncsnpp import NCSNppScoreModel
@@ -41,6 +42,7 @@ __all__ = [
     "NCSNScheduler",
     "NCSNSchedulerOutput",
     "NCSNScoreModel",
+    "NoiseConditionalClassifier",
     "NCSNv1ScoreModel",
     "NCSNppScoreModel",
     "NCSN_PRESETS",

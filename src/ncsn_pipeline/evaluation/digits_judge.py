@@ -369,6 +369,43 @@ def evaluate_digit_samples(
     }
 
 
+def requested_class_rate(
+    samples, class_labels: torch.Tensor, classifier: Optional[DigitClassifier] = None, confidence: float = 0.9
+) -> Dict[str, object]:
+    """How often class-conditional samples are classified as the class they were asked for.
+
+    Args:
+        samples (`torch.Tensor`): Images as for `evaluate_digit_samples`, ``(N, 1, 16, 16)`` in ``[0, 1]``.
+        class_labels (`torch.Tensor`): The requested digit of each sample, ``(N,)``.
+        classifier (`DigitClassifier`, *optional*): Defaults to `default_digit_classifier()`.
+        confidence (`float`, defaults to 0.9): The max softmax probability that makes a prediction confident.
+
+    Returns:
+        `Dict[str, object]`: ``match_rate`` (predicted class = requested), ``confident_match_rate`` (and with
+        probability >= ``confidence``), ``per_class_match_rate`` (one per requested digit, `None` if not asked
+        for) and ``num_samples``.
+    """
+    samples = _check_images(samples, "samples")
+    labels = torch.as_tensor(class_labels).long().cpu()
+    if labels.shape != (samples.shape[0],):
+        count = samples.shape[0]
+        raise ValueError(f"class_labels must hold one digit per sample ({count}), got shape {tuple(labels.shape)}.")
+    classifier = default_digit_classifier() if classifier is None else classifier
+    _, probabilities = _classify(classifier, samples)
+    max_probability, predicted = probabilities.max(dim=1)
+    match = predicted == labels
+    per_class = [
+        float(match[labels == digit].double().mean()) if (labels == digit).any() else None
+        for digit in range(NUM_CLASSES)
+    ]
+    return {
+        "num_samples": int(samples.shape[0]),
+        "match_rate": float(match.double().mean()),
+        "confident_match_rate": float((match & (max_probability >= confidence)).double().mean()),
+        "per_class_match_rate": per_class,
+    }
+
+
 def floor_metrics(
     classifier: Optional[DigitClassifier] = None, num_samples: Optional[int] = None, confidence: float = 0.9
 ) -> Dict[str, object]:

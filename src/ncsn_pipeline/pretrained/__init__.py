@@ -3,6 +3,8 @@
 * Bundled pipelines, trained with ``ncsn-train`` and shipped in this folder (commands in their cards):
   ``"ncsn-digits"`` (NCSNv2 RefineNet on scikit-learn's 8x8 digits) and ``"ncsn-two-gaussians"`` (an MLP
   score model of NCSN's 2-D toy).
+* Bundled noise-conditional classifiers for classifier guidance (`load_pretrained_classifier`):
+  ``"ncsn-digits-classifier"`` (trained with ``ncsn-train-classifier`` on the digits, for ``ncsn-digits``).
 * Built-in exact-score pipelines (`ncsn_pipeline.pretrained.builtin`), which need no weights:
   ``"ncsn-toy"`` and ``"glyph-mixture"``.
 
@@ -53,6 +55,20 @@ def load_pretrained(name: str):
     if name in pretrained_names():
         return NCSNPipeline.from_pretrained(pretrained_path(name))
     raise ValueError(f"Unknown model {name!r}; the named models are {model_names()}.")
+
+
+def classifier_names() -> List[str]:
+    """Names of the bundled noise-conditional classifiers."""
+    return sorted(path.name for path in PRETRAINED_DIR.iterdir() if (path / "config.json").is_file())
+
+
+def load_pretrained_classifier(name: str):
+    """Load a bundled `NoiseConditionalClassifier` (``classifier=`` of the pipelines), without network access."""
+    from ..modeling_classifier import NoiseConditionalClassifier
+
+    if name not in classifier_names():
+        raise ValueError(f"Unknown classifier {name!r}; the package ships {classifier_names()}.")
+    return NoiseConditionalClassifier.from_pretrained(PRETRAINED_DIR / name).eval()
 
 
 def load_pipeline(name_or_path: Union[str, os.PathLike]):

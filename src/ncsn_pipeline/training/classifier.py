@@ -1,0 +1,259 @@
+"""``ncsn-train-classifier``: train a `NoiseConditionalClassifier` on labelled images for classifier guidance.
+
+    ncsn-train-classifier --dataset_name digits --resolution 8 --pipeline ./ncsn-digits --output_dir ./digits-classifier
+
+For every batch (Song et al. 2021, Appendix I.1):
+
+1. Map the images to the score model's data range (dequantised, as ``ncsn-train`` does).
+2. Draw one noise level per image, log-uniform in ``[sigma_min, sigma_max]`` (the levels a sampler visits), and
+   perturb: ``x + sigma z``.
+3. Minimise the cross-entropy of ``classifier(x + sigma z, sigma)`` against the labels (Adam, accelerate).
+
+``--pipeline`` takes the noise range, data range and image size from a score pipeline folder, so that the classifier
+covers exactly the levels that pipeline samples at. The run ends with the accuracy at several noise levels on the
+held-out digits (built-in digits) or on the training images, saved with the weights in ``classifier_record.json``.
+The output folder is written in a staging folder and moved into place at the end: an interrupted run leaves nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..cli.arguments import data_range, positive_float, positive_int, run_command, strict_parser
+from ..files import write_text_atomically
+from ..modeling_classifier import NoiseConditionalClassifier
+from .checkpoints import TrainingRandomness
+from .data import BUILTIN_DATASETS, load_training_data
+from .loop import to_model_input
+
+RECORD_FILE = "classifier_record.json"
+EVALUATION_SIGMAS = 5  # accuracy reported at this many levels, geometric from sigma_max to sigma_min
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``ncsn-train-classifier``."""
+    parser = strict_parser(
+        prog="ncsn-train-classifier",
+        description="Train a noise-conditional classifier p_sigma(y | x) for classifier guidance (guidance_scale=).",
+    )
+    data = parser.add_argument_group("data (labelled images, as ncsn-train --class_conditional reads them)")
+    data.add_argument("--dataset_name", default=None, help=f"built-in ({BUILTIN_DATASETS[0]}), a datasets name or path")
+    data.add_argument("--train_data_dir", default=None, help="a folder with one subfolder of images per class")
+    data.add_argument("--image_column", default="image", help="the image column of a datasets data set")
+    data.add_argument("--label_column", default="label", help="the class column of a datasets data set")
+    data.add_argument("--cache_dir", default=None, help="where datasets caches downloads")
+    data.add_argument("--resolution", type=positive_int, default=None, help="image size (default: the pipeline's)")
+    data.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 or 3 (default: infer)")
+    data.add_argument("--center_crop", action="store_true", help="centre-crop instead of squashing")
+    data.add_argument("--max_train_samples", type=positive_int, default=None, help="use only the first N images")
+    noise = parser.add_argument_group("noise levels (from --pipeline, or given)")
+    noise.add_argument("--pipeline", default=None, help="a score pipeline folder: its noise range, data range, size")
+    noise.add_argument("--sigma_max", type=positive_float, default=None, help="largest noise level")
+    noise.add_argument("--sigma_min", type=positive_float, default=None, help="smallest noise level")
+    noise.add_argument("--data_range", type=data_range, default=None, help="'low,high' (default: the pipeline's, 0,1)")
+    model = parser.add_argument_group("model and optimisation")
+    model.add_argument(
+        "--block_out_channels", type=positive_int, nargs="+", default=[32, 64], help="channels of each stage"
+    )
+    model.add_argument("--max_train_steps", type=positive_int, default=3000, help="optimisation steps")
+    model.add_argument("--train_batch_size", type=positive_int, default=128, help="images per step")
+    model.add_argument("--learning_rate", type=positive_float, default=1e-3, help="Adam learning rate")
+    model.add_argument("--seed", type=int, default=0, help="seed of the noise and the initialisation")
+    model.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="accelerate's setting")
+    out = parser.add_argument_group("output")
+    out.add_argument("--output_dir", required=True, help="where to save the classifier (save_pretrained layout)")
+    out.add_argument("--overwrite_output_dir", action="store_true", help="replace an existing classifier there")
+    return parser
+
+
+def _noise_settings(args: argparse.Namespace) -> Dict[str, Any]:
+    """sigma_max, sigma_min, data_range and resolution from ``--pipeline`` and the flags (flags win)."""
+    settings: Dict[str, Any] = {"sigma_max": None, "sigma_min": None, "data_range": [0.0, 1.0], "resolution": None}
+    if args.pipeline is not None:
+        folder = Path(args.pipeline)
+        try:
+            scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+            index = json.loads((folder / "model_index.json").read_text())
+            unet = json.loads((folder / "unet" / "config.json").read_text())
+        except (OSError, ValueError) as error:
+            message = f"--pipeline {args.pipeline!r} is not a readable score pipeline folder: {error}"
+            raise ValueError(message) from error
+        settings.update(sigma_max=scheduler.get("sigma_max"), sigma_min=scheduler.get("sigma_min"))
+        settings["data_range"] = index.get("data_range") or [0.0, 1.0]
+        settings["resolution"] = unet.get("sample_size")
+    for key in ("sigma_max", "sigma_min", "data_range", "resolution"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    if settings["sigma_max"] is None or settings["sigma_min"] is None:
+        raise ValueError("Give the noise range: --pipeline (a score pipeline folder) or --sigma_max and --sigma_min.")
+    if not settings["sigma_min"] < settings["sigma_max"]:
+        raise ValueError(f"--sigma_min {settings['sigma_min']} must be below --sigma_max {settings['sigma_max']}.")
+    if settings["resolution"] is None:
+        raise ValueError("Give the image size: --resolution, or --pipeline to take the score model's.")
+    return settings
+
+
+def log_uniform_sigmas(count: int, sigma_min: float, sigma_max: float, generator: torch.Generator) -> torch.Tensor:
+    """``count`` noise levels, log-uniform in ``[sigma_min, sigma_max]`` (step 2)."""
+    unit = torch.rand(count, generator=generator, dtype=torch.float64)
+    return torch.exp(math.log(sigma_min) + unit * (math.log(sigma_max) - math.log(sigma_min))).float()
+
+
+@torch.no_grad()
+def accuracy_by_noise_level(
+    classifier, images: torch.Tensor, labels: torch.Tensor, sigmas: Sequence[float], seed: int = 0
+) -> List[Dict[str, float]]:
+    """Accuracy of ``classifier`` on ``images + sigma z`` at each of ``sigmas`` (images in the data range)."""
+    classifier.eval()
+    generator = torch.Generator().manual_seed(seed)
+    results = []
+    for sigma in sigmas:
+        noisy = images + sigma * torch.randn(images.shape, generator=generator)
+        predictions = torch.cat([
+            classifier(batch, torch.full((len(batch),), float(sigma))).logits.argmax(dim=1)
+            for batch in noisy.split(512)
+        ])  # fmt: skip
+        results.append({"sigma": float(sigma), "accuracy": float((predictions == labels).float().mean())})
+    return results
+
+
+def _evaluation_images(args, data, settings) -> tuple:
+    """Held-out digits for the built-in digits; otherwise (up to 2,000 of) the training images."""
+    if args.dataset_name == "digits":
+        from ..evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split
+
+        images, labels = load_digits_split("held_out")
+        factor = settings["resolution"] // 8
+        images = images.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
+        images = images.expand(-1, data.sample_shape[0], -1, -1)
+        unit = (images.float() + 0.5) / DIGITS_NUM_LEVELS
+        source = "held-out digits (359)"
+    else:
+        count = min(len(data.dataset), 2000)
+        pairs = [data.dataset[index] for index in range(count)]
+        images = torch.stack([image for image, _ in pairs]).float()
+        labels = torch.stack([torch.as_tensor(label) for _, label in pairs])
+        unit = (images + 0.5) / data.num_levels
+        source = f"training images ({count})"
+    low, high = settings["data_range"]
+    return low + (high - low) * unit, labels, source
+
+
+def train_classifier(args: argparse.Namespace) -> Path:
+    """Train and save the classifier (module docstring); returns the output folder."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    output_dir = Path(args.output_dir)
+    if (output_dir / "config.json").exists() and not args.overwrite_output_dir:
+        raise ValueError(f"{output_dir} already holds a classifier; pass --overwrite_output_dir to replace it.")
+    settings = _noise_settings(args)
+    data = load_training_data(
+        dataset_name=args.dataset_name,
+        train_data_dir=args.train_data_dir,
+        image_column=args.image_column,
+        cache_dir=args.cache_dir,
+        resolution=settings["resolution"],
+        channels=args.channels,
+        center_crop=args.center_crop,
+        max_train_samples=args.max_train_samples,
+        class_conditional=True,
+        label_column=args.label_column,
+    )
+    accelerator = Accelerator(mixed_precision=args.mixed_precision)
+    set_seed(args.seed)
+    classifier = NoiseConditionalClassifier(
+        in_channels=data.sample_shape[0],
+        sample_size=data.sample_shape[1],
+        num_classes=len(data.class_names),
+        block_out_channels=list(args.block_out_channels),
+    )
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=args.learning_rate)
+    loader = torch.utils.data.DataLoader(
+        data.dataset,
+        batch_size=min(args.train_batch_size, len(data.dataset)),
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    classifier, optimizer, loader = accelerator.prepare(classifier, optimizer, loader)
+    randomness = TrainingRandomness(args.seed + accelerator.process_index)
+    sigma_min, sigma_max = settings["sigma_min"], settings["sigma_max"]
+
+    started, step, losses = time.perf_counter(), 0, []
+    classifier.train()
+    while step < args.max_train_steps:
+        for images, labels in loader:
+            # 1. Data range; 2. noise; 3. cross-entropy.
+            clean = to_model_input(
+                images, data, randomness, random_flip=False, dequantize=True, data_range=settings["data_range"]
+            ).to(accelerator.device)
+            sigma = log_uniform_sigmas(len(clean), sigma_min, sigma_max, randomness.generator).to(clean.device)
+            noise = torch.randn(clean.shape, generator=randomness.generator).to(clean.device)
+            logits = classifier(clean + sigma[:, None, None, None] * noise, sigma).logits
+            loss = F.cross_entropy(logits.float(), labels.to(logits.device))
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            step += 1
+            losses.append(float(loss.detach()))
+            if not math.isfinite(losses[-1]):
+                raise FloatingPointError(f"The loss became {losses[-1]} at step {step}: lower --learning_rate.")
+            if step >= args.max_train_steps:
+                break
+    train_seconds = time.perf_counter() - started
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(classifier).to("cpu").eval()
+        images, labels, source = _evaluation_images(args, data, settings)
+        levels = torch.logspace(math.log10(sigma_max), math.log10(sigma_min), EVALUATION_SIGMAS).tolist()
+        record = {
+            "data": data.description,
+            "class_names": list(data.class_names),
+            "noise_levels": {"sigma_max": sigma_max, "sigma_min": sigma_min, "data_range": settings["data_range"]},
+            "steps": step,
+            "final_loss (mean of the last 100 steps)": sum(losses[-100:]) / len(losses[-100:]),
+            "train_seconds": round(train_seconds, 1),
+            "evaluation": {"images": source, "accuracy": accuracy_by_noise_level(model, images, labels, levels)},
+            "args": {key: value for key, value in vars(args).items() if key != "overwrite_output_dir"},
+        }
+        _save(model, record, output_dir)
+        for entry in record["evaluation"]["accuracy"]:
+            print(f"sigma {entry['sigma']:8.4g}: accuracy {entry['accuracy']:.3f} on {source}")
+        print(f"Saved the classifier to {output_dir} ({step} steps, {train_seconds:.0f} s).")
+    return output_dir
+
+
+def _save(model, record: Dict[str, Any], output_dir: Path) -> None:
+    """Write the classifier into a staging folder, then move it into place (nothing half-written is left)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = output_dir / ".classifier.tmp"
+    if staging.exists():
+        shutil.rmtree(staging)
+    try:
+        model.save_pretrained(staging)
+        write_text_atomically(staging / RECORD_FILE, json.dumps(record, indent=2))
+        for item in sorted(staging.iterdir(), key=lambda path: path.name == "config.json"):  # config.json last
+            os.replace(item, output_dir / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``ncsn-train-classifier``."""
+    return run_command(build_parser(), train_classifier, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

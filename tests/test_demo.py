@@ -47,8 +47,10 @@ demo_module = SimpleNamespace(
     run_playground=playground.run_playground,
 )
 
-# model, sampler, noise levels, steps per level, step size scale, seed, batch size, animate
-SMALL_GENERATE = ["ncsn-digits", "NCSNScheduler", 4, 2, 1.0, 0, 4, False]
+# model, sampler, noise levels, steps per level, step size scale, seed, batch size, animate, class, guidance scale
+SMALL_GENERATE = ["ncsn-digits", "NCSNScheduler", 4, 2, 1.0, 0, 4, False, "any", 2.0]
+# model, digit, mask, sampler, noise levels, steps per level, step size scale, seed, fills, resampling, class, guidance
+SMALL_INPAINT = ["ncsn-digits", 5, "right half", "VEPredictorCorrectorScheduler", 6, 1, 1.0, 0, 3, 1, "any", 2.0]
 # distribution, sampler, noise levels, steps per level, step size scale, field sigma, seed, points
 SMALL_PLAYGROUND = ["two-gaussians", "NCSNScheduler", 10, 30, 1.0, 1.0, 0, 500]
 QUICK_S = 5.0  # a rejection must come back this fast (no sampling happens)
@@ -167,7 +169,7 @@ def test_glyph_mixture_with_every_sampler(client, sampler):
 
 
 BAD_GENERATE_INPUTS = [
-    (0, "no-such-model", "Unknown model 'no-such-model'; choose one of ['ncsn-digits', 'glyph-mixture']"),
+    (0, "no-such-model", "Unknown model 'no-such-model'; choose one of ['ncsn-digits', "),
     (1, "DDPMScheduler", f"Unknown sampler 'DDPMScheduler'; choose one of {list(demo_module.SAMPLERS)}"),
     (2, 1, "noise levels must be a whole number from 2 to 100, got 1."),
     (2, 101, "noise levels must be a whole number from 2 to 100, got 101."),
@@ -182,6 +184,8 @@ BAD_GENERATE_INPUTS = [
     (6, True, "batch size must be a whole number from 1 to 64, got True."),
     (6, None, "batch size must be a whole number from 1 to 64, got None."),
     (7, "yes", "animation must be True or False, got 'yes'."),
+    (8, "cat", "class 'cat' is not a class of digits (bundled NCSNv2, trained); choose one of ['any', '0', "),
+    (9, -1, "guidance scale must be a finite number from 0 to 20, got -1."),
 ]
 
 
@@ -203,11 +207,74 @@ def test_generate_rejects_bad_input_quickly_with_a_readable_message(client, inde
     ],
 )
 def test_generate_refuses_too_much_work(client, levels, steps, batch, message):
-    too_much = ["ncsn-digits", "NCSNScheduler", levels, steps, 1.0, 0, batch, False]
+    too_much = ["ncsn-digits", "NCSNScheduler", levels, steps, 1.0, 0, batch, False, "any", 2.0]
     started = time.perf_counter()
     with pytest.raises(AppError, match=message):
         client.predict(*too_much, api_name="/generate")
     assert time.perf_counter() - started < QUICK_S
+
+
+def test_a_class_guides_the_digits_model_and_models_without_classes_refuse_one(client):
+    guided = client.predict(*_with(SMALL_GENERATE, 8, "3"), api_name="/generate")[2]
+    assert "guided toward class 3 (classifier guidance, scale 2)" in guided
+    with pytest.raises(AppError, match=r"class '3' is not a class of glyph-mixture .*choose one of \['any'\]"):
+        client.predict(*_with(_with(SMALL_GENERATE, 0, "glyph-mixture"), 8, "3"), api_name="/generate")
+
+
+def test_the_class_conditional_digits_model_takes_the_class(server, client):
+    if "ncsn-digits-classes" not in server.ncsn_models.images:
+        pytest.skip("the class-conditional digits model is not bundled in this checkout")
+    chosen = _with(_with(SMALL_GENERATE, 0, "ncsn-digits-classes"), 8, "7")
+    assert " of class 7 with " in client.predict(*chosen, api_name="/generate")[2]
+    every = client.predict(*_with(SMALL_GENERATE, 0, "ncsn-digits-classes"), api_name="/generate")[2]
+    assert "of each class in turn" in every
+
+
+def _tiles(path, count):
+    """The ``count`` tiles of a result grid (left to right, top to bottom), as RGB arrays."""
+    grid = _pixels(path)
+    cell = demo_module.TILE_SIZE + 2 * demo_module.GRID_BORDER
+    columns = grid.shape[1] // cell
+    border, tile = demo_module.GRID_BORDER, demo_module.TILE_SIZE
+    return [
+        grid[row * cell + border : row * cell + border + tile, column * cell + border : column * cell + border + tile]
+        for row, column in (divmod(index, columns) for index in range(count))
+    ]
+
+
+def test_inpaint_fills_the_masked_half_and_keeps_the_rest(client):
+    grid, summary = client.predict(*SMALL_INPAINT, api_name="/inpaint")
+    original, masked, *fills = _tiles(grid, 5)
+    half = demo_module.TILE_SIZE // 2
+    assert np.array_equal(masked[:, :half], original[:, :half])  # the kept half is shown as it is
+    assert (masked[:, half:] == 128).all()  # the repainted half is shown grey
+    for fill in fills:
+        assert np.array_equal(fill[:, :half], original[:, :half])  # known pixels returned unchanged
+    assert not np.array_equal(fills[0][:, half:], fills[1][:, half:])  # the fills differ
+    assert "Held-out digit 5, right half repainted" in summary and "network calls" in summary
+    resampled = client.predict(*_with(SMALL_INPAINT, 9, 3), api_name="/inpaint")[1]
+    assert "RePaint resampling x3" in resampled
+
+
+@pytest.mark.parametrize(
+    "index, value, message",
+    [
+        (1, 359, "digit must be a whole number from 0 to 358, got 359."),
+        (2, "diagonal", "Unknown mask 'diagonal'; choose one of ['right half', "),
+        (9, 11, "resampling must be a whole number from 1 to 10, got 11."),
+        (3, "DPMSolverPlusPlusScheduler", "needs a sampler that can restart"),  # with resampling 2, below
+        (4, 100, "Too many network calls: 41000, the limit is 400"),  # 100 levels x 41 calls x 10 runs
+    ],
+)
+def test_inpaint_rejects_bad_input_with_a_readable_message(client, index, value, message):
+    arguments = _with(SMALL_INPAINT, index, value)
+    if index == 3:
+        arguments = _with(arguments, 9, 2)
+    if index == 4:
+        arguments = _with(_with(_with(arguments, 5, 40), 8, 64), 9, 10)
+    with pytest.raises(AppError) as error:
+        client.predict(*arguments, api_name="/inpaint")
+    assert message in str(error.value)
 
 
 def _call_raw(url: str, api_name: str, body: str) -> str:
@@ -224,13 +291,16 @@ def _call_raw(url: str, api_name: str, body: str) -> str:
     "raw, message",
     [
         (
-            '"ncsn-digits", "NCSNScheduler", NaN, 2, 1.0, 0, 4, false',
+            '"ncsn-digits", "NCSNScheduler", NaN, 2, 1.0, 0, 4, false, "any", 2.0',
             "noise levels must be a whole number from 2 to 100",
         ),
-        ('"ncsn-digits", "NCSNScheduler", 4, 2, Infinity, 0, 4, false', "step size scale must be a finite number"),
-        ('"ncsn-digits", "NCSNScheduler", 4, 2, NaN, 0, 4, false', "from 0.05 to 2, got nan."),
         (
-            '"ncsn-digits", "NCSNScheduler", 4, 2, 1.0, NaN, 4, false',
+            '"ncsn-digits", "NCSNScheduler", 4, 2, Infinity, 0, 4, false, "any", 2.0',
+            "step size scale must be a finite number",
+        ),
+        ('"ncsn-digits", "NCSNScheduler", 4, 2, NaN, 0, 4, false, "any", 2.0', "from 0.05 to 2, got nan."),
+        (
+            '"ncsn-digits", "NCSNScheduler", 4, 2, 1.0, NaN, 4, false, "any", 2.0',
             "seed must be a whole number from 0 to 2147483647",
         ),
     ],
@@ -301,9 +371,9 @@ def test_every_event_is_queued_and_no_direct_route_runs_it(server):
     # api_open=False refuses queued events on the direct routes, so every event with a server function must be
     # queued; the others run only in the browser (JavaScript) and have no server function.
     assert all(fn.queue or fn.fn is None for fn in server.fns.values())
-    assert [fn.api_name for fn in server.fns.values() if fn.fn is not None] == ["generate", "playground"]
-    sampling = [fn for fn in server.fns.values() if fn.api_name in ("generate", "playground")]
-    assert len(sampling) == 2
+    assert [fn.api_name for fn in server.fns.values() if fn.fn is not None] == ["generate", "inpaint", "playground"]
+    sampling = [fn for fn in server.fns.values() if fn.api_name in ("generate", "playground", "inpaint")]
+    assert len(sampling) == 3
     assert all(fn.concurrency_id == demo_module.SAMPLING_CONCURRENCY_ID for fn in sampling)
     assert all(fn.concurrency_limit == demo_module.CONCURRENCY_LIMIT for fn in sampling)
 
@@ -319,12 +389,12 @@ def test_every_event_is_queued_and_no_direct_route_runs_it(server):
 
 
 def test_only_the_documented_endpoints_run_and_requests_stay_small(server):
-    public = {fn._id for fn in server.fns.values() if fn.api_name in ("generate", "playground")}
+    public = {fn._id for fn in server.fns.values() if fn.api_name in ("generate", "playground", "inpaint")}
     join = f"{server.test_url}gradio_api/queue/join"
     for fn_index in [*(set(range(len(server.fns) + 2)) - public), 99]:
         body = {"data": [], "fn_index": fn_index, "session_hash": "probe", "event_data": None, "trigger_id": None}
         response = httpx.post(join, json=body, timeout=30)
-        assert response.status_code == 404 and "call /generate or /playground" in response.text, fn_index
+        assert response.status_code == 404 and "call /generate, /playground or /inpaint" in response.text, fn_index
     huge = httpx.post(join, content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"}, timeout=30)
     assert huge.status_code == 413 and "x" * 100 not in huge.text  # refused, and not echoed back
     for name in ("js_fn", "update", "nothing"):
@@ -332,7 +402,8 @@ def test_only_the_documented_endpoints_run_and_requests_stay_small(server):
     upload = httpx.post(f"{server.test_url}gradio_api/upload", files={"files": ("a.txt", b"x" * 1000)}, timeout=30)
     assert upload.status_code == 404
     info = httpx.get(f"{server.test_url}gradio_api/info", timeout=30).json()
-    assert set(info["named_endpoints"]) == {"/generate", "/playground"} and not info.get("unnamed_endpoints")
+    assert set(info["named_endpoints"]) == {"/generate", "/playground", "/inpaint"}
+    assert not info.get("unnamed_endpoints")
     labels = [item["label"] for endpoint in info["named_endpoints"].values() for item in endpoint["returns"]]
     assert all(label and not label.startswith("value_") for label in labels), labels
 
@@ -354,7 +425,7 @@ def test_a_run_stops_when_its_client_disconnects(server, api_name):
     the only worker: 400 calls here, ~15 s)."""
     if api_name == "generate":
         entry = server.ncsn_models.images["ncsn-digits"]
-        long_run = ["ncsn-digits", "NCSNScheduler", 99, 4, 1.0, 0, 20, False]
+        long_run = ["ncsn-digits", "NCSNScheduler", 99, 4, 1.0, 0, 20, False, "any", 2.0]
     else:
         entry = server.ncsn_models.points["ncsn-two-gaussians"]  # a learned (module) score: its calls can be counted
         long_run = ["ncsn-two-gaussians", "NCSNScheduler", 100, 10, 1.0, 1.0, 0, 2000]
@@ -402,7 +473,7 @@ def test_memory_stays_bounded_over_hundreds_of_requests(server):
 
     Bound: 300 requests after a warm-up may add at most 30 MB (allocator noise is a few MB; before the fix this
     run added ~70 MB)."""
-    generate = '{"data": ["ncsn-digits", "NCSNScheduler", 2, 1, 1.0, 0, 2, true]}'
+    generate = '{"data": ["ncsn-digits", "NCSNScheduler", 2, 1, 1.0, 0, 2, true, "any", 2.0]}'
     playground = '{"data": ["two-gaussians", "NCSNScheduler", 2, 1, 1.0, 1.0, 0, 50]}'
 
     def requests(count):

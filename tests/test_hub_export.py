@@ -158,3 +158,31 @@ def test_push_without_a_token_fails_before_touching_anything(tmp_path, monkeypat
     monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
     assert push_main([str(folder), "user/repo", "--private"]) == 2
     assert "No Hugging Face token" in capsys.readouterr().err
+
+
+PLAIN_DIFFUSERS_CLASSES = PLAIN_DIFFUSERS.replace('output_type="np")', 'output_type="np", class_labels=[0, 3, 7])')
+
+
+def test_a_class_conditional_model_exports_with_classes_in_its_card_and_code(tmp_path):
+    torch.manual_seed(0)
+    scheduler = NCSNScheduler(sigma_max=3.0, sigma_min=0.01, num_noise_levels=6, steps_per_level=2, step_lr=1e-5)
+    model = NCSNScoreModel(in_channels=1, sample_size=8, ngf=4, num_class_embeds=10)
+    for name, parameter in model.named_parameters():
+        if "class_scale_shift" in name:
+            torch.nn.init.normal_(parameter, std=0.5)
+    pipe = NCSNPipeline(model, scheduler, data_range=(0, 1))
+    pipe.save_pretrained(tmp_path / "saved")
+    export = export_for_hub(tmp_path / "saved", tmp_path / "export", repo_id="someone/classes")
+    card = (export / "README.md").read_text()
+    assert "class-conditional" in card and "class_labels=0" in card and "| Classes | 0 to 9 |" in card
+    assert "NCSNInpaintPipeline.from_pretrained(\"someone/classes\")" in card
+    result = subprocess.run(
+        [sys.executable, "-c", PLAIN_DIFFUSERS_CLASSES, str(export), str(tmp_path / "plain.npy")],
+        capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
+                                                          "HF_HOME": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(batch_size=3, num_inference_steps=3, output_type="np", class_labels=[0, 3, 7],
+                    generator=torch.Generator().manual_seed(5)).images  # fmt: skip
+    np.testing.assert_array_equal(np.load(tmp_path / "plain.npy"), expected)

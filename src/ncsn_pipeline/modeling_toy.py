@@ -18,6 +18,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
 from .checks import check_bool, check_integer
+from .guidance import ClassifierOutput
 from .modeling_utils import StrictLoadingMixin, class_labels_per_example
 
 # Limits of `ToyScoreModel` (a config file is untrusted input): widths, depth and 50M parameters (200 MB).
@@ -221,8 +222,6 @@ class GaussianMixtureClassifier(GaussianMixtureScore):
 
     def forward(self, sample: torch.Tensor, timestep: Union[float, torch.Tensor], return_dict: bool = True):
         """Logits ``log w_k N(x; mu_k, (s_k**2 + sigma**2) I)``, shape ``(batch, K)``, in `ClassifierOutput`."""
-        from .guidance import ClassifierOutput
-
         flat, variances = self._flatten(sample, timestep)
         logits = self._log_joint(flat, variances).to(sample.dtype)
         return ClassifierOutput(logits=logits) if return_dict else (logits,)

@@ -18,6 +18,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from safetensors import SafetensorError
 
 from .checks import check_choice, check_data_range, check_integer
+from .guidance import prepare_conditioning
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 
@@ -40,14 +41,6 @@ def check_score_scheduler(scheduler) -> None:
             f"(diffusers' own schedulers expect other model outputs, such as predicted noise). Use {accepted}, "
             "e.g. `NCSNScheduler.from_config(pipe.scheduler.config)`."
         )
-
-
-class _Unconditional:
-    """The score of an unconditional run (for the exported pipeline copy, which lacks `ncsn_pipeline.guidance`)."""
-
-    @staticmethod
-    def score(unet, sample, sigma):
-        return unet(sample, sigma).sample
 
 
 def _resolve_folder(name_or_path: Union[str, os.PathLike], kwargs: Dict[str, Any]) -> Path:
@@ -383,13 +376,6 @@ class NCSNPipeline(DiffusionPipeline):
 
     def _conditioning(self, batch_size: int, class_labels, classifier, guidance_scale):
         """Check the class arguments of a call (`ncsn_pipeline.guidance.prepare_conditioning`)."""
-        try:
-            from ncsn_pipeline.guidance import prepare_conditioning
-        except ImportError as error:  # the exported, self-contained copy: unconditional models only
-            if class_labels is not None or classifier is not None or guidance_scale is not None:
-                message = "class_labels, classifier and guidance_scale need the ncsn-pipeline package."
-                raise ValueError(message) from error
-            return _Unconditional()
         return prepare_conditioning(self.unet, batch_size, self.device, class_labels, classifier, guidance_scale)
 
     def _postprocess(self, sample: torch.Tensor, output_type: str):

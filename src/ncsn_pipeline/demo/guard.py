@@ -31,12 +31,14 @@ class RequestGuard:
         self,
         app,
         allowed_fn_indices: Collection[int],
-        allowed_api_names: Collection[str] = ("generate", "playground"),
+        allowed_api_names: Collection[str] = ("generate", "playground", "inpaint"),
         max_body_bytes: int = MAX_REQUEST_BYTES,
     ):
         self.app = app
         self.allowed_fn_indices = set(allowed_fn_indices)
         self.allowed_api_names = set(allowed_api_names)
+        names = [f"/{name}" for name in allowed_api_names]
+        self.endpoints_text = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Dict, receive: Receive, send: Send) -> None:
@@ -48,9 +50,9 @@ class RequestGuard:
         if scope.get("method") not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         if "/gradio_api/run/" in path or "/gradio_api/api/" in path:  # direct calls would bypass the queue
-            return await _answer(send, 404, "Unknown endpoint: call /generate or /playground through the queue.")
+            return await _answer(send, 404, f"Unknown endpoint: call {self.endpoints_text} through the queue.")
         if "/gradio_api/call/" in path and path.rstrip("/").rsplit("/", 1)[-1] not in self.allowed_api_names:
-            return await _answer(send, 404, "Unknown endpoint: call /generate or /playground.")
+            return await _answer(send, 404, f"Unknown endpoint: call {self.endpoints_text}.")
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return await _answer(send, 413, f"Request body over {self.max_body_bytes} bytes.")
@@ -69,7 +71,7 @@ class RequestGuard:
             except (ValueError, AttributeError):
                 return await _answer(send, 400, "The request body is not a JSON object.")
             if fn_index not in self.allowed_fn_indices:
-                return await _answer(send, 404, "Unknown endpoint: call /generate or /playground.")
+                return await _answer(send, 404, f"Unknown endpoint: call {self.endpoints_text}.")
         replayed = False
 
         async def replay() -> Dict:

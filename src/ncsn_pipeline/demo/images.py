@@ -19,6 +19,8 @@ from ..images import image_grid, samples_to_pil
 from ..pipeline_ncsn import NCSNPipeline
 from .limits import (
     ANIMATION_MAX_AGE_S,
+    ANY_CLASS,
+    DEFAULT_GUIDANCE_SCALE,
     FRAME_DURATION_MS,
     FRAME_TILE_SIZE,
     GRID_BORDER,
@@ -97,6 +99,8 @@ def generate_images(
     seed: Any,
     batch_size: Any,
     animate: Any,
+    class_name: Any = ANY_CLASS,
+    guidance_scale: Any = DEFAULT_GUIDANCE_SCALE,
     progress: ProgressFn = None,
 ) -> GenerationResult:
     """Check the inputs, sample a batch of images and return the grid, the optional GIF and a summary.
@@ -118,6 +122,7 @@ def generate_images(
 
     # 2. A per-request pipeline around the shared network, and the work it will do.
     entry = models.images[model]
+    class_arguments = entry.class_arguments(class_name, guidance_scale, batch_size)
     max_calls = min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch_size)  # an adaptive sampler's cap
     scheduler = prepare_run(
         sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale, max_calls
@@ -148,15 +153,21 @@ def generate_images(
         output_type="pil",
         callback_on_step_end=on_step_end,
         num_inference_steps=noise_levels,
+        **class_arguments,
     ).images
     seconds = time.perf_counter() - started
     calls = scheduler.num_model_calls  # after the run: what it took (an adaptive sampler decides during the run)
 
     # 4. Results.
     animation_path = write_animation(frames) if animate and frames else None
+    conditioning = ""
+    if "classifier" in class_arguments:
+        conditioning = f" guided toward class {class_name} (classifier guidance, scale {float(guidance_scale):g})"
+    elif "class_labels" in class_arguments:
+        conditioning = f" of class {class_name}" if class_name != ANY_CLASS else " of each class in turn"
     summary = (
-        f"{batch_size} samples of {entry.label} with {pipe.scheduler.description}: each network call on the whole "
-        f"batch, {seconds:.2f} s; seed {seed}."
+        f"{batch_size} samples of {entry.label}{conditioning} with {pipe.scheduler.description}: each network call "
+        f"on the whole batch, {seconds:.2f} s; seed {seed}."
     )
     grid = image_grid(images, tile=TILE_SIZE, border=GRID_BORDER)
     return GenerationResult(grid, animation_path, summary, calls, seconds)

@@ -5,6 +5,8 @@ NOISE_LEVELS_RANGE = (2, 100)  # number of noise levels L of a run
 STEPS_PER_LEVEL_RANGE = (1, 200)  # Langevin (corrector) steps per noise level, for samplers that take them
 STEP_SCALE_RANGE = (0.05, 2.0)  # multiplies the sampler's step-size option (step_lr, snr)
 SEED_RANGE = (0, 2**31 - 1)
+GUIDANCE_SCALE_RANGE = (0.0, 20.0)  # classifier guidance (models guided toward a class by a classifier)
+RESAMPLING_RANGE = (1, 10)  # RePaint's jump_n_sample on the Inpainting tab (1: plain replacement)
 POINTS_RANGE = (10, 2000)  # 2-D points per sampler in the playground
 FIELD_SIGMA_RANGE = (0.01, 50.0)  # noise level of the plotted score field
 # Caps on one request: a call costs a fixed ~16 ms for the bundled digits RefineNet on 2 CPU cores plus ~1 ms
@@ -41,6 +43,9 @@ DEFAULT_PLAYGROUND_MODEL = "two-gaussians"
 DEFAULT_SEED = 0
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_POINTS = 1000
+ANY_CLASS = "any"  # the class choice of models without classes, and of class-aware ones left free
+DEFAULT_GUIDANCE_SCALE = 2.0
+RESAMPLING_JUMP_LENGTH = 5  # noise levels per RePaint window on the Inpainting tab
 DEFAULT_SAMPLER = "DPMSolverPlusPlusScheduler"  # the default of new pipelines (scheduling_dpmpp.default_sampler)
 
 

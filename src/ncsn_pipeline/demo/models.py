@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
+from ..checks import check_number
 from ..modeling_toy import GaussianMixtureScore
 from ..pipeline_ncsn import NCSNPipeline
-from ..pretrained import load_pipeline, load_pretrained, model_names
-from .limits import DEFAULT_SAMPLER, MAX_IMAGE_CALLS, MAX_PLAYGROUND_CALLS
+from ..pretrained import (
+    classifier_names,
+    load_pipeline,
+    load_pretrained,
+    load_pretrained_classifier,
+    model_names,
+    pretrained_names,
+    pretrained_path,
+)
+from .limits import ANY_CLASS, DEFAULT_SAMPLER, GUIDANCE_SCALE_RANGE, MAX_IMAGE_CALLS, MAX_PLAYGROUND_CALLS
 from .samplers import suggested_controls
 
 
@@ -27,12 +38,56 @@ class DemoModel:
         reference: For 2-D models, a Gaussian mixture whose modes define the recovered mode weights
             (the exact model itself, or the training distribution of a learned one).
         exact: Whether the score is exact (then the perturbed density can be drawn).
+        class_names: For class-aware image models, the name of each class (a class-conditional model's, or the
+            classes of ``classifier``).
+        classifier: A noise-conditional classifier that guides this (unconditional) model toward a class.
     """
 
     label: str
     pipeline: NCSNPipeline
     reference: Optional[GaussianMixtureScore] = None
     exact: bool = False
+    class_names: Optional[List[str]] = None
+    classifier: Any = None
+
+    @property
+    def class_conditional(self) -> bool:
+        """Whether the score model itself takes class labels."""
+        return getattr(self.pipeline.unet, "num_classes", None) is not None
+
+    def class_arguments(self, class_name: Any, guidance_scale: Any, batch_size: int) -> Dict[str, Any]:
+        """The pipeline arguments for the UI's class choice (checked; errors name the value and the choices).
+
+        A class-conditional model gets ``class_labels`` (``"any"``: the classes in turn), a model with a classifier
+        is guided toward the chosen class at ``guidance_scale``; ``"any"`` leaves other models unconditional.
+        """
+        scale = check_number("guidance scale", guidance_scale, *GUIDANCE_SCALE_RANGE)
+        names = self.class_names or []
+        if class_name != ANY_CLASS and class_name not in names:
+            accepted = [ANY_CLASS, *names]
+            raise ValueError(f"class {class_name!r} is not a class of {self.label}; choose one of {accepted}.")
+        if self.class_conditional:
+            labels = [names.index(class_name)] * batch_size if class_name != ANY_CLASS else None
+            return {"class_labels": labels or [index % len(names) for index in range(batch_size)]}
+        if class_name == ANY_CLASS or self.classifier is None:
+            return {}
+        return {"class_labels": names.index(class_name), "classifier": self.classifier, "guidance_scale": scale}
+
+
+def class_names_of(pipe: NCSNPipeline, folder: Optional[Path] = None) -> Optional[List[str]]:
+    """A class-conditional pipeline's class names: from its training record if there is one, else "0", "1", ..."""
+    count = getattr(pipe.unet, "num_classes", None)
+    if count is None:
+        return None
+    record = None if folder is None else Path(folder) / "training_args.json"
+    if record is not None and record.is_file():
+        try:
+            names = json.loads(record.read_text()).get("class_names")
+        except ValueError:
+            names = None
+        if isinstance(names, list) and len(names) == count and all(isinstance(name, str) for name in names):
+            return names
+    return [str(index) for index in range(count)]
 
 
 def three_gaussians() -> GaussianMixtureScore:
@@ -75,7 +130,18 @@ class DemoModels:
     def load(cls, extra_model: Optional[str] = None) -> DemoModels:
         """Bundled and built-in models, plus ``extra_model`` (``--model``) in the tab that fits its data."""
         models = cls()
-        models.images["ncsn-digits"] = DemoModel("digits (bundled NCSNv2, trained)", load_pretrained("ncsn-digits"))
+        digits = DemoModel("digits (bundled NCSNv2, trained)", load_pretrained("ncsn-digits"))
+        if "ncsn-digits-classifier" in classifier_names():  # classifier guidance toward a chosen digit
+            digits.classifier = load_pretrained_classifier("ncsn-digits-classifier")
+            digits.class_names = [str(digit) for digit in range(digits.classifier.num_classes)]
+        models.images["ncsn-digits"] = digits
+        if "ncsn-digits-classes" in pretrained_names():
+            pipe = load_pretrained("ncsn-digits-classes")
+            models.images["ncsn-digits-classes"] = DemoModel(
+                "digits, class-conditional (bundled NCSNv2, trained)",
+                pipe,
+                class_names=class_names_of(pipe, pretrained_path("ncsn-digits-classes")),
+            )
         models.images["glyph-mixture"] = DemoModel(
             "glyph-mixture (built-in, exact score)", load_pretrained("glyph-mixture")
         )
@@ -102,7 +168,8 @@ class DemoModels:
             channels = pipe.sample_shape[0]
             if channels not in (1, 3):
                 raise DemoModelError(f"--model {name_or_path!r} has {channels} channels; the demo shows 1 or 3.")
-            self.images[name_or_path] = DemoModel(label, pipe)
+            folder = Path(name_or_path) if Path(name_or_path).is_dir() else None
+            self.images[name_or_path] = DemoModel(label, pipe, class_names=class_names_of(pipe, folder))
             return "images"
         if tuple(pipe.sample_shape) == (2,):
             exact = isinstance(pipe.unet, GaussianMixtureScore)

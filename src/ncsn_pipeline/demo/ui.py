@@ -1,10 +1,14 @@
 """Gradio web demo: sample images with any sampler of the package and explore score fields in 2-D.
 
 The only module of the package that imports Gradio (inside `build_demo` and `launch_demo`, so the package
-works without the ``demo`` extra). Two tabs, wired by `build_demo` (launch with ``python app.py``):
+works without the ``demo`` extra). Three tabs, wired by `build_demo` (launch with ``python app.py``):
 
 * **Images** (`ncsn_pipeline.demo.images`): a bundled or built-in image model (or ``--model``), a sampler and
-  its controls; returns an upscaled grid, the sampler's description and timing, and optionally a GIF.
+  its controls, and for class-aware models a class (class-conditional models take it, ``ncsn-digits`` is guided
+  toward it by its classifier); returns an upscaled grid, the sampler's description and timing, and optionally
+  a GIF.
+* **Inpainting** (`ncsn_pipeline.demo.inpainting`): a held-out digit with a chosen part masked, filled in by an
+  image model with any sampler and optional RePaint resampling.
 * **2-D playground** (`ncsn_pipeline.demo.playground`): the score field at a chosen noise level over the
   perturbed density, and plain Langevin dynamics next to the chosen sampler from the same start.
 
@@ -22,15 +26,19 @@ from typing import Optional, Tuple
 
 from .guard import RequestGuard
 from .images import generate_images
+from .inpainting import MASKS, NUM_HELD_OUT_DIGITS, inpaint_digit
 from .limits import (
+    ANY_CLASS,
     CACHE_CLEANUP,
     CONCURRENCY_LIMIT,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_GUIDANCE_SCALE,
     DEFAULT_IMAGE_MODEL,
     DEFAULT_PLAYGROUND_MODEL,
     DEFAULT_POINTS,
     DEFAULT_SAMPLER,
     DEFAULT_SEED,
+    GUIDANCE_SCALE_RANGE,
     MAX_BATCH_SIZE,
     MAX_IMAGE_CALLS,
     MAX_IMAGE_WORK,
@@ -39,6 +47,7 @@ from .limits import (
     NOISE_LEVELS_RANGE,
     POINTS_RANGE,
     QUEUE_MAX_SIZE,
+    RESAMPLING_RANGE,
     SAMPLING_CONCURRENCY_ID,
     SEED_RANGE,
     STEP_SCALE_RANGE,
@@ -48,10 +57,10 @@ from .models import DemoModels
 from .playground import run_playground
 from .samplers import SAMPLERS, sampler_choices
 
-PUBLIC_ENDPOINTS = ("generate", "playground")
+PUBLIC_ENDPOINTS = ("generate", "playground", "inpaint")
 
 CSS = """
-#result-grid img, #trajectory img { image-rendering: pixelated; }
+#result-grid img, #trajectory img, #inpaint-grid img { image-rendering: pixelated; }
 """
 
 LIMITS_TEXT = (
@@ -152,11 +161,46 @@ def build_demo(
         return call
 
     def on_generate(
-        model, sampler, noise_levels, steps_per_level, step_scale, seed, batch_size, animate, progress=tracker
+        model,
+        sampler,
+        noise_levels,
+        steps_per_level,
+        step_scale,
+        seed,
+        batch_size,
+        animate,
+        class_name,
+        guidance_scale,
+        progress=tracker,
     ):
-        arguments = (model, sampler, noise_levels, steps_per_level, step_scale, seed, batch_size, animate)
+        arguments = (
+            model, sampler, noise_levels, steps_per_level, step_scale, seed, batch_size, animate, class_name,
+            guidance_scale,
+        )  # fmt: skip
         result = user_errors(generate_images, "Cannot generate")(*arguments, progress=progress)
         return result.grid, result.animation_path, result.summary
+
+    def on_inpaint(
+        model,
+        digit,
+        mask,
+        sampler,
+        noise_levels,
+        steps_per_level,
+        step_scale,
+        seed,
+        batch_size,
+        resampling,
+        class_name,
+        guidance_scale,
+        progress=tracker,
+    ):
+        arguments = (
+            model, digit, mask, sampler, noise_levels, steps_per_level, step_scale, seed, batch_size, resampling,
+            class_name, guidance_scale,
+        )  # fmt: skip
+        result = user_errors(inpaint_digit, "Cannot inpaint")(*arguments, progress=progress)
+        return result.grid, result.summary
 
     def on_playground(
         model, sampler, noise_levels, steps_per_level, step_scale, field_sigma, seed, num_points, progress=tracker
@@ -209,6 +253,27 @@ def build_demo(
         )
         return sampler, levels, steps, scale, seed
 
+    # Every class any image model knows (a model refuses the classes it lacks, with the list of its own).
+    all_classes = [ANY_CLASS]
+    for entry in models.images.values():
+        all_classes += [name for name in entry.class_names or [] if name not in all_classes]
+
+    def class_controls(prefix: str):
+        class_name = gr.Dropdown(
+            all_classes,
+            value=ANY_CLASS,
+            label="Class (class-conditional models; the digits model is guided by its classifier)",
+            elem_id=f"{prefix}-class",
+        )
+        guidance = gr.Slider(
+            *GUIDANCE_SCALE_RANGE,
+            value=DEFAULT_GUIDANCE_SCALE,
+            step=0.5,
+            label="Classifier guidance scale (models guided by a classifier)",
+            elem_id=f"{prefix}-guidance",
+        )
+        return class_name, guidance
+
     # Every event: queued, raw inputs (checked by our own functions), one shared group for sampling.
     sampling = dict(
         queue=True, preprocess=False, concurrency_id=SAMPLING_CONCURRENCY_ID, concurrency_limit=concurrency_limit
@@ -221,7 +286,8 @@ def build_demo(
     ) as demo:
         gr.Markdown(
             "# Noise-conditional score networks\n"
-            "Sample with **annealed Langevin dynamics** (Song & Ermon 2019) and see why annealing matters."
+            "Sample with **annealed Langevin dynamics** (Song & Ermon 2019) and faster score samplers, steer samples "
+            "toward a class, fill in missing pixels, and see why annealing matters."
         )
         with gr.Tabs():
             with gr.Tab("Images", id="images"):
@@ -242,6 +308,7 @@ def build_demo(
                             label="Batch size",
                             elem_id="image-batch",
                         )
+                        class_name, guidance = class_controls("image")
                         animate = gr.Checkbox(value=True, label="Animate the trajectory (one frame per noise level)")
                         generate = gr.Button("Generate", variant="primary", elem_id="generate")
                         gr.Markdown(LIMITS_TEXT)
@@ -264,7 +331,7 @@ def build_demo(
                         )
                 generate.click(
                     on_generate,
-                    [image_model, sampler, levels, steps, scale, seed, batch, animate],
+                    [image_model, sampler, levels, steps, scale, seed, batch, animate, class_name, guidance],
                     [grid, trajectory, info],
                     api_name="generate",
                     **sampling,
@@ -274,6 +341,65 @@ def build_demo(
                     None,
                     [image_model, sampler],
                     [levels, steps],
+                    js=suggested_steps("images"),
+                    **browser_only,
+                )
+
+            with gr.Tab("Inpainting", id="inpainting"):
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=300):
+                        inpaint_model = gr.Dropdown(
+                            [(entry.label, key) for key, entry in models.images.items()],
+                            value=DEFAULT_IMAGE_MODEL,
+                            label="Model",
+                            elem_id="inpaint-model",
+                        )
+                        digit = gr.Slider(
+                            0, NUM_HELD_OUT_DIGITS - 1, value=0, step=1, label="Held-out digit", elem_id="inpaint-digit"
+                        )
+                        mask = gr.Dropdown(
+                            list(MASKS), value="right half", label="Part to repaint", elem_id="inpaint-mask"
+                        )
+                        i_sampler, i_levels, i_steps, i_scale, i_seed = sampler_controls(
+                            "inpaint", "images", DEFAULT_IMAGE_MODEL
+                        )
+                        i_batch = gr.Slider(
+                            1, MAX_BATCH_SIZE, value=7, step=1, label="Fills", elem_id="inpaint-batch"
+                        )
+                        resampling = gr.Slider(
+                            *RESAMPLING_RANGE,
+                            value=1,
+                            step=1,
+                            label="RePaint resampling (runs per window; 1 = off; samplers that can restart)",
+                            elem_id="inpaint-resampling",
+                        )
+                        i_class, i_guidance = class_controls("inpaint")
+                        fill = gr.Button("Fill in", variant="primary", elem_id="inpaint")
+                    with gr.Column(scale=2):
+                        inpaint_grid = gr.Image(
+                            label="Original, masked, fills",
+                            height=420,
+                            type="pil",
+                            format="png",
+                            elem_id="inpaint-grid",
+                            interactive=False,
+                        )
+                        inpaint_info = gr.Textbox(label="Run", interactive=False, elem_id="inpaint-info")
+                fill.click(
+                    on_inpaint,
+                    [
+                        inpaint_model, digit, mask, i_sampler, i_levels, i_steps, i_scale, i_seed, i_batch,
+                        resampling, i_class, i_guidance,
+                    ],  # fmt: skip
+                    [inpaint_grid, inpaint_info],
+                    api_name="inpaint",
+                    **sampling,
+                )
+                gr.on(
+                    [inpaint_model.change, i_sampler.change],
+                    None,
+                    [inpaint_model, i_sampler],
+                    [i_levels, i_steps],
                     js=suggested_steps("images"),
                     **browser_only,
                 )
@@ -343,7 +469,7 @@ def launch_demo(
 ):
     """Launch ``demo`` with the demo's settings: offline theme, no MCP server, monitoring or run history, Gradio's
     per-session state bounded to the ``max_sessions`` most recent sessions, and the `RequestGuard` in front (only
-    /generate and /playground run, small request bodies, no uploads)."""
+    /generate, /playground and /inpaint run, small request bodies, no uploads)."""
     from starlette.middleware import Middleware
 
     gr = _import_gradio()

@@ -139,11 +139,12 @@ def render_model_card(
 
     dataset_name = args.get("dataset_name")
     datasets = [dataset_name] if dataset_name and "/" in dataset_name else None
+    conditional = bool(unet_config.get("num_class_embeds"))
     card_data = ModelCardData(
         library_name="diffusers",
         pipeline_tag="unconditional-image-generation",
         license=conversion["license"] if conversion is not None else license,
-        tags=TAGS + ([] if is_image else ["toy-2d"]),
+        tags=TAGS + ([] if is_image else ["toy-2d"]) + (["class-conditional"] if conditional else []),
         datasets=datasets,
     )
     if conversion is not None:
@@ -163,9 +164,22 @@ def render_model_card(
         if args
         else "unknown"
     )
+    class_names = None
+    if conditional:
+        count, recorded = unet_config["num_class_embeds"], training.get("class_names")
+        numbered = [str(index) for index in range(count)]
+        class_names = recorded if isinstance(recorded, list) and len(recorded) == count else numbered
+    shown = ", ".join(f"{index} = {name}" for index, name in enumerate((class_names or [])[:20]))
+    if class_names is not None and class_names == [str(index) for index in range(len(class_names))]:
+        shown = f"0 to {len(class_names) - 1}"
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path()),
+        class_names=class_names,
+        class_names_text=shown + (", ..." if class_names and len(class_names) > 20 else ""),
+        example_class_labels=(", class_labels=0" if class_names else ""),
+        is_image=is_image,
+        is_colour=is_image and unet_config.get("in_channels") == 3,
         model_name=model_name,
         repo_id=repo_id,
         description=description,

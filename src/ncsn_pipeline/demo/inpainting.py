@@ -1,0 +1,166 @@
+"""The demo's Inpainting tab: hide part of a held-out digit and let a score model fill it in.
+
+The digit comes from the held-out split of scikit-learn's digits (never seen in training), resized to the model's
+image size and channels; the mask is one of `MASKS` (white = repaint, diffusers' convention). Sampling is
+`NCSNInpaintPipeline` with the chosen sampler and, optionally, RePaint's resampling.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+import PIL.Image
+import torch
+import torch.nn.functional as F
+
+from ..checks import check_choice, check_integer
+from ..evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split
+from ..images import image_grid, samples_to_pil
+from ..inpainting import NCSNInpaintPipeline
+from .limits import (
+    ANY_CLASS,
+    DEFAULT_GUIDANCE_SCALE,
+    GRID_BORDER,
+    MAX_BATCH_SIZE,
+    MAX_IMAGE_CALLS,
+    MAX_IMAGE_WORK,
+    RESAMPLING_JUMP_LENGTH,
+    RESAMPLING_RANGE,
+    TILE_SIZE,
+    check_work,
+)
+from .models import DemoModels
+from .samplers import check_sampler_controls, prepare_run
+
+
+def _half(side: int, rows: bool, first: bool) -> torch.Tensor:
+    mask = torch.zeros(side, side)
+    part = slice(0, side // 2) if first else slice(side // 2, side)
+    if rows:
+        mask[part, :] = 1
+    else:
+        mask[:, part] = 1
+    return mask
+
+
+def _centre(side: int) -> torch.Tensor:
+    mask = torch.zeros(side, side)
+    mask[side // 4 : side - side // 4, side // 4 : side - side // 4] = 1
+    return mask
+
+
+def _random_pixels(side: int) -> torch.Tensor:
+    return (torch.rand(side, side, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+
+
+# name -> (side -> mask of 1 = repaint)
+MASKS: Dict[str, Callable[[int], torch.Tensor]] = {
+    "right half": lambda side: _half(side, rows=False, first=False),
+    "left half": lambda side: _half(side, rows=False, first=True),
+    "top half": lambda side: _half(side, rows=True, first=True),
+    "bottom half": lambda side: _half(side, rows=True, first=False),
+    "centre square": _centre,
+    "random half of the pixels": _random_pixels,
+}
+NUM_HELD_OUT_DIGITS = 359
+
+
+@dataclass
+class InpaintingResult:
+    """What the Inpainting tab shows: the grid (original, masked, fills), a summary, calls and seconds."""
+
+    grid: PIL.Image.Image
+    summary: str
+    model_calls: int
+    seconds: float
+
+
+def held_out_digit(index: int, channels: int, side: int) -> torch.Tensor:
+    """Held-out digit ``index`` in [0, 1], ``(channels, side, side)`` (grey levels at their bin centres)."""
+    images, _ = load_digits_split("held_out")
+    digit = (images[index].float() + 0.5) / DIGITS_NUM_LEVELS
+    digit = F.interpolate(digit[None], size=(side, side), mode="nearest" if side >= 8 else "area")[0]
+    return digit.expand(channels, -1, -1).clone()
+
+
+def inpaint_digit(
+    models: DemoModels,
+    model: Any,
+    digit_index: Any,
+    mask_name: Any,
+    sampler: Any,
+    noise_levels: Any,
+    steps_per_level: Any,
+    step_scale: Any,
+    seed: Any,
+    batch_size: Any,
+    jump_n_sample: Any,
+    class_name: Any = ANY_CLASS,
+    guidance_scale: Any = DEFAULT_GUIDANCE_SCALE,
+    progress: Optional[Callable[..., Any]] = None,
+) -> InpaintingResult:
+    """Check the inputs, fill the masked part of a held-out digit ``batch_size`` times and return the grid.
+
+    Raises:
+        ValueError: for an input outside its accepted range, a request above the demo's limits, or resampling with
+            a sampler that cannot restart.
+        FloatingPointError: when sampling diverges.
+    """
+    # 1. Inputs.
+    model = check_choice("model", model, list(models.images))
+    digit_index = check_integer("digit", digit_index, 0, NUM_HELD_OUT_DIGITS - 1, whole_floats=True)
+    mask_name = check_choice("mask", mask_name, list(MASKS))
+    sampler, noise_levels, steps_per_level, step_scale, seed = check_sampler_controls(
+        sampler, noise_levels, steps_per_level, step_scale, seed
+    )
+    batch_size = check_integer("batch size", batch_size, 1, MAX_BATCH_SIZE, whole_floats=True)
+    jump_n_sample = check_integer("resampling", jump_n_sample, *RESAMPLING_RANGE, whole_floats=True)
+
+    # 2. The image, the mask and a per-request pipeline around the shared network.
+    entry = models.images[model]
+    class_arguments = entry.class_arguments(class_name, guidance_scale, batch_size)
+    channels, side, _ = entry.pipeline.sample_shape
+    image = held_out_digit(digit_index, channels, side)
+    mask = MASKS[mask_name](side)[None]
+    max_calls = min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch_size) // jump_n_sample
+    scheduler = prepare_run(
+        sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale, max(max_calls, 1)
+    )
+    check_work(scheduler.max_model_calls * jump_n_sample, batch_size, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
+    pipe = NCSNInpaintPipeline(entry.pipeline.unet, scheduler, data_range=entry.pipeline.config.data_range)
+    pipe.set_progress_bar_config(disable=True)
+    total = scheduler.max_model_calls * jump_n_sample
+    calls = 0
+
+    def count_call(module, inputs, output):
+        nonlocal calls
+        calls += 1
+        if progress is not None:
+            progress(min(calls / total, 1.0), desc=f"network call {calls} of at most {total}")
+
+    # 3. Sample (each network call reported through a forward hook, which also stops a run whose client left).
+    hook = entry.pipeline.unet.register_forward_hook(count_call)
+    started = time.perf_counter()
+    try:
+        filled = pipe(
+            image, mask, batch_size=batch_size, generator=torch.Generator().manual_seed(seed),
+            num_inference_steps=noise_levels, jump_length=RESAMPLING_JUMP_LENGTH, jump_n_sample=jump_n_sample,
+            output_type="pil", **class_arguments,
+        ).images  # fmt: skip
+    finally:
+        hook.remove()
+    seconds = time.perf_counter() - started
+
+    # 4. The original, the masked input (repainted part grey) and the fills.
+    shown_mask = mask.expand(channels, -1, -1)
+    masked = torch.where(shown_mask > 0.5, torch.full_like(image, 0.5), image)
+    tiles: List[PIL.Image.Image] = samples_to_pil(torch.stack([image, masked]), (0.0, 1.0)) + list(filled)
+    resampling = f", RePaint resampling x{jump_n_sample}" if jump_n_sample > 1 else ""
+    summary = (
+        f"Held-out digit {digit_index}, {mask_name} repainted by {entry.label} with {scheduler.description}"
+        f"{resampling}: {calls} network calls on the batch of {batch_size}, {seconds:.2f} s; seed {seed}. "
+        "First tile: the original; second: what the model sees (grey = repainted); then the fills."
+    )
+    return InpaintingResult(image_grid(tiles, tile=TILE_SIZE, border=GRID_BORDER), summary, calls, seconds)

@@ -4,10 +4,15 @@
   confident-classification rate, class coverage, class entropy, Fréchet distance in the classifier's feature
   space, next to the floor of real training digits scored the same way, same N; network calls and seconds per
   sample; bits/dim of the held-out digits), and a new ``sample_grid.png`` from the saved sampler.
+* ``ncsn-digits-classes``: the same samples scores (asked for the digits in turn) and how often the judge sees the
+  digit asked for; its ``sample_grid.png`` shows one column per digit. (No bits/dim: the likelihood of a
+  class-conditional model is per class.)
 * ``ncsn-two-gaussians``: recovered weight and spread of the (5, 5) mode, next to the same sampler
   driven by the exact score (``GaussianMixtureScore.ncsn_toy()``).
 
-    python benchmarks/evaluate_bundled_models.py [--num_samples 1000] [--only ncsn-digits]
+    python benchmarks/evaluate_bundled_models.py [--num_samples 1000] [--only ncsn-digits] [--cards_only]
+
+``--cards_only`` re-renders the model cards from the records already there (after a change of the card template).
 """
 
 from __future__ import annotations
@@ -31,16 +36,19 @@ from ncsn_pipeline.training.loop import save_sample_preview  # noqa: E402
 REPO_OWNER = "ncsn-pipeline"
 
 
-def evaluate_digits(num_samples: int) -> None:
-    """Evaluate the bundled digits model with ``ncsn-eval`` (samples and held-out bits/dim) into its evaluation.json."""
-    folder = pretrained_path("ncsn-digits")
+def evaluate_digits(num_samples: int, name: str = "ncsn-digits") -> None:
+    """Evaluate a bundled digits model with ``ncsn-eval`` (samples, and held-out bits/dim for the unconditional one)
+    into its evaluation.json."""
+    folder = pretrained_path(name)
     output = folder / "evaluation-run.json"
-    argv = ["ncsn-digits", "--num_samples", str(num_samples), "--seed", "0", "--data", "digits"]
+    pipe = NCSNPipeline.from_pretrained(folder)
+    conditional = getattr(pipe.unet, "num_classes", None) is not None
+    argv = [name, "--num_samples", str(num_samples), "--seed", "0", *([] if conditional else ["--data", "digits"])]
     argv += ["--output", str(output)]
     evaluate.run(evaluate.build_parser().parse_args([*argv, "--record"]))
     output.unlink()  # the card's evaluation.json keeps what matters
-    # The card's picture: 64 samples of the saved sampler (as ncsn-train draws its preview).
-    save_sample_preview(NCSNPipeline.from_pretrained(folder), folder / "sample_grid.png", num_samples=64, seed=0)
+    # The card's picture: samples of the saved sampler (as ncsn-train draws its preview; one column per class).
+    save_sample_preview(pipe, folder / "sample_grid.png", num_samples=100 if conditional else 64, seed=0)
 
 
 def _mode_statistics(pipe: NCSNPipeline, num_samples: int) -> tuple:
@@ -80,16 +88,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num_samples", type=int, default=1000, help="digits samples (and real ones for the floor)")
     parser.add_argument("--toy_samples", type=int, default=10000)
-    parser.add_argument("--only", choices=("ncsn-digits", "ncsn-two-gaussians"), default=None)
+    parser.add_argument("--only", choices=("ncsn-digits", "ncsn-digits-classes", "ncsn-two-gaussians"), default=None)
+    parser.add_argument("--cards_only", action="store_true", help="only re-render the cards from the records")
     args = parser.parse_args()
     jobs = {
         "ncsn-digits": lambda: evaluate_digits(args.num_samples),
+        "ncsn-digits-classes": lambda: evaluate_digits(args.num_samples, "ncsn-digits-classes"),
         "ncsn-two-gaussians": lambda: evaluate_two_gaussians(args.toy_samples),
     }
     for name, job in jobs.items():
         if args.only and name != args.only:
             continue
-        job()
+        if not args.cards_only:
+            job()
         folder = pretrained_path(name)
         evaluation = json.loads((folder / "evaluation.json").read_text())
         write_model_card(folder, repo_id=f"{REPO_OWNER}/{name}")

@@ -12,6 +12,10 @@ conditional means and of the conditional covariance entries, the model calls and
 A second table does the same for a two-mode mixture (`GaussianMixtureScore`, 3-D, coordinate 0 known): how often
 the filled part lands in each mode (closed form: the posterior weights of the modes given the known coordinate)
 and its mean within the larger mode, for predictor-corrector with several resampling settings.
+
+A third does it for colorization of the built-in ``color-glyphs`` (each glyph in red and in blue, same grey): given
+the grey of one glyph, the exact conditional puts all its mass on that glyph's two colours (half each); printed is
+how often a colorization is nearest to one of them, and the share of red among those.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ def main() -> None:
             print(f"{name:<32} {label:>12} {mean_error:>11.3f} {covariance_error:>10.3f} {calls:>6} {seconds:>8.1f}")
 
     mixture_section(args.samples)
+    colorization_section(min(args.samples, 1000))
 
 
 def mixture_section(count: int) -> None:
@@ -103,6 +108,37 @@ def mixture_section(count: int) -> None:
         mode_mean = [round(v, 3) for v in samples[in_mode][:, 1:].mean(0).tolist()]
         label = f"{jump_length} x {jump_n_sample}"
         print(f"{label:>28} {float(in_mode.double().mean()):>12.3f} {str(mode_mean):>16} {100 * jump_n_sample:>6}")
+
+
+def colorization_section(count: int) -> None:
+    from ncsn_pipeline.inpainting import NCSNColorizePipeline
+    from ncsn_pipeline.pretrained import load_pretrained
+
+    glyphs = load_pretrained("color-glyphs")
+    grey = glyphs.unet.mode_means[4].reshape(3, 8, 8).mean(0).float()  # glyph 2 (the cross): modes 4 (red), 5 (blue)
+    print(
+        f"\ncolorization of the grey cross of color-glyphs, 30 levels, N = {count}: closed form 1.000 right shape, "
+        "0.500 red"
+    )
+    print(f"{'sampler':<32} {'jump_length x jump_n_sample':>28} {'right shape':>12} {'red':>6} {'calls':>6}")
+    for name, jump_length, jump_n_sample in (
+        ("VEPredictorCorrectorScheduler", 5, 1), ("VEPredictorCorrectorScheduler", 5, 5),
+        ("VEPredictorCorrectorScheduler", 3, 10), ("NCSNScheduler", 5, 1), ("NCSNScheduler", 5, 10),
+        ("DPMSolverPlusPlusScheduler", 5, 1),
+    ):  # fmt: skip
+        scheduler = score_schedulers()[name].from_config(glyphs.scheduler.config, num_noise_levels=30)
+        pipe = NCSNColorizePipeline(glyphs.unet, scheduler, data_range=(0, 1))
+        pipe.set_progress_bar_config(disable=True)
+        colours = pipe(
+            grey, batch_size=count, jump_length=jump_length, jump_n_sample=jump_n_sample,
+            generator=torch.Generator().manual_seed(0), output_type="pt",
+        ).images.double()  # fmt: skip
+        nearest = torch.cdist(colours.flatten(1), glyphs.unet.mode_means).argmin(dim=1)
+        right = (nearest == 4) | (nearest == 5)
+        red = float((nearest[right] == 4).double().mean()) if right.any() else float("nan")
+        label = f"{jump_length} x {jump_n_sample}"
+        calls = scheduler.num_model_calls * jump_n_sample
+        print(f"{name:<32} {label:>28} {float(right.double().mean()):>12.3f} {red:>6.3f} {calls:>6}")
 
 
 if __name__ == "__main__":

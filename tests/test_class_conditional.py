@@ -306,3 +306,33 @@ def test_train_classifier_command_writes_a_classifier_and_its_record(tmp_path, c
         main(["--dataset_name", "digits", "--pipeline", str(tmp_path), "--output_dir", str(tmp_path / "other")])
     assert "is not a readable score pipeline folder" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+# ------------------------------------------------------------------------------------------------ bundled digits
+
+
+def test_the_bundled_class_conditional_digits_model_draws_the_digit_asked_for(tmp_path):
+    """``ncsn-eval`` asks a class-conditional model for the classes in turn and scores the samples with the
+    package's digits judge (a network trained apart from the model): N = 100, ten of each digit. The acceptance
+    target is 90 %; benchmarks/class_conditional_digits.py measures it on more samples."""
+    import json
+
+    from ncsn_pipeline.evaluation import evaluate
+
+    output = tmp_path / "run.json"
+    assert evaluate.main(["ncsn-digits-classes", "--num_samples", "100", "--output", str(output)]) == 0
+    requested = json.loads(output.read_text())["digits"]["requested_class"]
+    assert requested["match_rate"] >= 0.9, requested
+    assert min(requested["per_class_match_rate"]) >= 0.6, requested  # no digit left behind
+
+
+def test_the_bundled_classifier_guides_the_unconditional_digits_model():
+    from ncsn_pipeline.evaluation.digits_judge import requested_class_rate, resize_to_digits
+    from ncsn_pipeline.pretrained import load_pretrained, load_pretrained_classifier
+
+    pipe = load_pretrained("ncsn-digits")
+    pipe.set_progress_bar_config(disable=True)
+    labels = torch.arange(10).repeat_interleave(10)
+    images = pipe(batch_size=100, class_labels=labels, classifier=load_pretrained_classifier("ncsn-digits-classifier"),
+                  guidance_scale=4.0, generator=torch.Generator().manual_seed(0), output_type="pt").images  # fmt: skip
+    assert requested_class_rate(resize_to_digits(images), labels)["match_rate"] >= 0.9

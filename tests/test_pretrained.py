@@ -9,13 +9,13 @@ from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline
 from ncsn_pipeline.hub import render_model_card
 from ncsn_pipeline.pretrained import load_pretrained, pretrained_names, pretrained_path
 
-BUNDLED = ["ncsn-digits", "ncsn-two-gaussians"]
+BUNDLED = ["ncsn-digits", "ncsn-digits-classes", "ncsn-two-gaussians"]
 
 
 def test_the_bundled_models_are_shipped():
     assert pretrained_names() == BUNDLED
     total_bytes = sum(path.stat().st_size for name in BUNDLED for path in pretrained_path(name).rglob("*"))
-    assert total_bytes < 8 * 2**20  # "a few MB in all"
+    assert total_bytes < 12 * 2**20  # "a few MB in all"
     with pytest.raises(ValueError, match=r"Unknown pretrained model 'nope'; the package ships \['ncsn-digits'"):
         pretrained_path("nope")
 
@@ -27,6 +27,8 @@ def test_bundled_pipeline_loads_offline_and_is_deterministic(name):
     record = json.loads((pretrained_path(name) / "training_args.json").read_text())
     assert record["command"].startswith("ncsn-train ")
     kwargs = dict(batch_size=2, num_inference_steps=3, output_type="pt")
+    if getattr(pipe.unet, "num_classes", None) is not None:
+        kwargs["class_labels"] = [3, 8]
     first = pipe(generator=torch.Generator().manual_seed(3), **kwargs).images
     second = pipe(generator=torch.Generator().manual_seed(3), **kwargs).images
     assert torch.equal(first, second) and torch.isfinite(first).all()
@@ -49,3 +51,19 @@ def test_bundled_toy_model_recovers_the_mode_weights():
     points = pipe(batch_size=4000, generator=torch.Generator().manual_seed(1), output_type="pt").images
     # Binomial standard error 0.0063; sampler bias -0.011 with the exact score; 0.04 leaves room for the model.
     assert GaussianMixtureScore.ncsn_toy().mode_weights(points)[1] == pytest.approx(0.8, abs=0.04)
+
+
+def test_the_bundled_classifier_loads_and_is_accurate_on_slightly_noisy_held_out_digits():
+    from ncsn_pipeline.demo.inpainting import held_out_digit
+    from ncsn_pipeline.evaluation.digits_data import load_digits_split
+    from ncsn_pipeline.pretrained import classifier_names, load_pretrained_classifier
+    from ncsn_pipeline.training.classifier import accuracy_by_noise_level
+
+    assert classifier_names() == ["ncsn-digits-classifier"]
+    classifier = load_pretrained_classifier("ncsn-digits-classifier")
+    images = torch.stack([held_out_digit(index, 1, 8) for index in range(359)])
+    labels = load_digits_split("held_out")[1]
+    (result,) = accuracy_by_noise_level(classifier, images, labels, [0.05])
+    assert result["accuracy"] > 0.95  # recorded: 0.989 at sigma 0.047
+    with pytest.raises(ValueError, match=r"Unknown classifier 'nope'; the package ships \['ncsn-digits-classifier'\]"):
+        load_pretrained_classifier("nope")

@@ -24,6 +24,7 @@ from .digits_judge import (
     default_digit_classifier,
     evaluate_digit_samples,
     floor_metrics,
+    requested_class_rate,
     resize_to_digits,
     train_digit_classifier,
 )
@@ -75,6 +76,9 @@ def format_table(sample_metrics: Dict[str, object], floor: Dict[str, object]) ->
     lines = [f"{'metric':<20}{'samples':>12}{'floor':>12}"]
     for key, style in rows:
         lines.append(f"{key:<20}{style.format(sample_metrics[key]):>12}{style.format(floor[key]):>12}")
+    if "requested_class" in sample_metrics:
+        rate = sample_metrics["requested_class"]["match_rate"]
+        lines.append(f"{'requested_class':<20}{rate:>12.3f}{'':>12}  (samples classified as the digit asked for)")
     lines.append(
         f"(N = {sample_metrics['num_samples']} each; classifier held-out accuracy "
         f"{sample_metrics['held_out_accuracy']:.3f})"
@@ -84,22 +88,27 @@ def format_table(sample_metrics: Dict[str, object], floor: Dict[str, object]) ->
 
 def sample_in_batches(
     pipe, num_samples: int, batch_size: int, seed: int, num_inference_steps: Optional[int] = None
-) -> Tuple[torch.Tensor, List[int], float]:
-    """``num_samples`` images (``pt``, on the CPU) from one seeded generator across batches, the network calls of
-    each batch's run (an adaptive sampler's differ) and the sampling time in seconds."""
+) -> Tuple[torch.Tensor, Optional[torch.Tensor], List[int], float]:
+    """``num_samples`` images (``pt``, on the CPU) from one seeded generator across batches, the class asked for
+    each (a class-conditional model gets the classes in turn, ``index % num_classes``; `None` for other models),
+    the network calls of each batch's run (an adaptive sampler's differ) and the sampling time in seconds."""
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)  # one generator across batches: batches differ
+    num_classes = getattr(pipe.unet, "num_classes", None)
+    labels = None if num_classes is None else torch.arange(num_samples) % num_classes
     batches, calls = [], []
     for start in range(0, num_samples, batch_size):
+        count = min(batch_size, num_samples - start)
         images = pipe(
-            batch_size=min(batch_size, num_samples - start),
+            batch_size=count,
             generator=generator,
             num_inference_steps=num_inference_steps,
             output_type="pt",
+            class_labels=None if labels is None else labels[start : start + count],
         ).images
         batches.append(images.float().cpu())
         calls.append(pipe.scheduler.num_model_calls)
-    return torch.cat(batches), calls, time.perf_counter() - started
+    return torch.cat(batches), labels, calls, time.perf_counter() - started
 
 
 def _adaptive_calls(payload: Dict[str, object]) -> str:
@@ -113,9 +122,13 @@ def _adaptive_calls(payload: Dict[str, object]) -> str:
 def record_evaluation(folder: Path, payload: Dict[str, object], sampler: str) -> Path:
     """Write the card's ``evaluation.json`` for ``folder`` from a payload of `run`."""
     samples, floor, num_samples = payload["samples"], payload["floor"], payload["num_samples"]
+    metrics = [{"name": name, "value": samples[key], "reference": floor[key]} for name, key in CARD_ROWS]
+    if "requested_class" in samples:
+        name = "samples classified as the digit asked for (the classes in turn)"
+        metrics.append({"name": name, "value": samples["requested_class"]["match_rate"]})
     return write_evaluation(
         folder,
-        metrics=[{"name": name, "value": samples[key], "reference": floor[key]} for name, key in CARD_ROWS],
+        metrics=metrics,
         reference_label=f"floor: real training digits (same N = {num_samples})",
         notes=(
             f"{num_samples} samples (seed {payload['seed']}, {sampler}{_adaptive_calls(payload)}) against the "
@@ -158,13 +171,15 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     )
     classifier_seconds = time.perf_counter() - started
 
-    images, calls, sampling_seconds = sample_in_batches(
+    images, labels, calls, sampling_seconds = sample_in_batches(
         pipe, args.num_samples, args.batch_size, args.seed, args.num_inference_steps
     )
     samples = resize_to_digits(images)
 
     started = time.perf_counter()
     sample_metrics = evaluate_digit_samples(samples, classifier, confidence=args.confidence)
+    if labels is not None:  # a class-conditional model: how often its samples are the digit asked for
+        sample_metrics["requested_class"] = requested_class_rate(samples, labels, classifier, args.confidence)
     floor = floor_metrics(classifier, num_samples=args.num_samples, confidence=args.confidence)
     evaluation_seconds = time.perf_counter() - started
 

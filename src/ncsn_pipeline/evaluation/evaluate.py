@@ -185,7 +185,13 @@ def feature_frechet_distance(network, images_a: torch.Tensor, images_b: torch.Te
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Evaluate as ``args`` says; return the report (also written to ``--output``)."""
     from .cli import CARD_ROWS, sample_in_batches
-    from .digits_judge import default_digit_classifier, evaluate_digit_samples, floor_metrics, resize_to_digits
+    from .digits_judge import (
+        default_digit_classifier,
+        evaluate_digit_samples,
+        floor_metrics,
+        requested_class_rate,
+        resize_to_digits,
+    )
 
     output = Path(args.output)
     if output.suffix.lower() != ".json":
@@ -216,7 +222,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     notes: List[str] = []
 
     if not args.skip_samples:
-        images, calls, seconds = sample_in_batches(
+        images, labels, calls, seconds = sample_in_batches(
             pipe, args.num_samples, args.batch_size, args.seed, args.num_inference_steps
         )
         report["sampling"] = {
@@ -233,6 +239,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             floor = floor_metrics(classifier, num_samples=args.num_samples)
             report["digits"] = {"samples": samples, "floor": floor}
             rows += [{"name": name, "value": samples[key], "reference": floor[key]} for name, key in CARD_ROWS]
+            if labels is not None:  # a class-conditional model, asked for the classes in turn
+                requested = requested_class_rate(resize_to_digits(images), labels, classifier)
+                report["digits"]["requested_class"] = requested
+                rows.append({"name": "samples classified as the digit asked for", "value": requested["match_rate"]})
             notes.append(
                 f"Samples: {args.num_samples} (seed {args.seed}) against the {samples['num_reference']} held-out "
                 f"digits, which the model never saw; the classifier (held-out accuracy "

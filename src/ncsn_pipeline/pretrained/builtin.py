@@ -4,6 +4,9 @@
   ``"ncsn-toy"`` annealing preset (Song & Ermon 2019, section 3.2).
 * ``"glyph-mixture"``: a 1x8x8 "image" mixture of five glyphs (bar, column, cross, frame,
   diagonal) with unequal weights, sampled as images in ``[0, 1]``.
+* ``"color-glyphs"``: the same glyphs in colour, 3x8x8: each glyph in red and in blue on dark grey (ten modes).
+  Red and blue glyphs of one shape have the same grey, so colorizing a grey glyph has two answers, with equal
+  probability: the exact test case of `ncsn_pipeline.inpainting.NCSNColorizePipeline`.
 
 Example:
 
@@ -53,4 +56,32 @@ def _glyph_mixture() -> NCSNPipeline:
     return NCSNPipeline(unet=model, scheduler=scheduler, data_range=(0.0, 1.0))
 
 
-BUILTIN_PIPELINES: Dict[str, Callable[[], NCSNPipeline]] = {"ncsn-toy": _ncsn_toy, "glyph-mixture": _glyph_mixture}
+COLOR_GLYPH_COLOURS = {"red": (0.9, 0.1, 0.1), "blue": (0.1, 0.1, 0.9)}
+COLOR_GLYPH_BACKGROUND = (0.2, 0.2, 0.2)
+
+
+def color_glyph_means() -> torch.Tensor:
+    """The ten 3x8x8 means of ``"color-glyphs"``: glyph k in red is mode 2k, in blue 2k + 1; shape (10, 3, 8, 8)."""
+    shapes = glyph_means()[:, 0] > 0.5  # (5, 8, 8): where each glyph is drawn
+    background = torch.tensor(COLOR_GLYPH_BACKGROUND)[:, None, None]
+    means = []
+    for shape in shapes:
+        for colour in COLOR_GLYPH_COLOURS.values():
+            means.append(torch.where(shape, torch.tensor(colour)[:, None, None], background))
+    return torch.stack(means)
+
+
+def _color_glyphs() -> NCSNPipeline:
+    weights = [weight / 2 for weight in GLYPH_WEIGHTS for _ in COLOR_GLYPH_COLOURS]
+    model = GaussianMixtureScore(weights=weights, means=color_glyph_means().tolist(), stds=GLYPH_STD)
+    scheduler = NCSNScheduler(
+        sigma_max=8.0, sigma_min=0.01, num_noise_levels=30, steps_per_level=10, step_lr=3e-5, final_denoise=True
+    )
+    return NCSNPipeline(unet=model, scheduler=scheduler, data_range=(0.0, 1.0))
+
+
+BUILTIN_PIPELINES: Dict[str, Callable[[], NCSNPipeline]] = {
+    "ncsn-toy": _ncsn_toy,
+    "glyph-mixture": _glyph_mixture,
+    "color-glyphs": _color_glyphs,
+}

@@ -33,6 +33,14 @@ def test_image_grid_from_a_saved_pipeline_folder(tmp_path, capsys):
         assert image.size == (3 * 68, 2 * 68)  # 6 images -> 3 columns x 2 rows, upscaled to 64 px + 2 px frame
 
 
+def test_a_class_conditional_model_samples_one_class_or_every_class_in_turn(tmp_path, capsys):
+    for extra in (["--class_label", "7"], []):
+        output = tmp_path / f"digits{len(extra)}.png"
+        argv = ["--model", "ncsn-digits-classes", "--batch_size", "4", "--num_inference_steps", "4", *extra]
+        assert main([*argv, "--output", str(output)]) == 0
+        assert output.is_file() and "Wrote 4 samples" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -46,6 +54,9 @@ def test_image_grid_from_a_saved_pipeline_folder(tmp_path, capsys):
         (["--output", "samples.jpg"], "--output must name a .png file, got 'samples.jpg'"),
         (["--batch_size", "0"], "expected an integer >= 1, got '0'"),
         (["--num_inference_steps", "x"], "expected an integer >= 1, got 'x'"),
+        (["--model", "ncsn-digits", "--class_label", "3"], "--class_label needs a class-conditional model"),
+        (["--model", "ncsn-digits-classes", "--class_label", "10"], "class_labels must lie in [0, 9]"),
+        (["--class_label", "-1"], "expected an integer >= 0, got '-1'"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(argv, message, capsys, tmp_path, monkeypatch):

@@ -27,7 +27,14 @@ from ..images import save_image_grid, save_scatter_plot
 from ..modeling_toy import GaussianMixtureScore
 from ..pretrained import load_pipeline, model_names
 from ..sampling import plain_and_annealed
-from .arguments import add_sampler_arguments, apply_sampler_arguments, positive_int, run_command, strict_parser
+from .arguments import (
+    add_sampler_arguments,
+    apply_sampler_arguments,
+    non_negative_int,
+    positive_int,
+    run_command,
+    strict_parser,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch_size", type=positive_int, default=None, help="number of samples (default: 2000 points or 64 images)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--class_label",
+        type=non_negative_int,
+        default=None,
+        help="the class to sample, for class-conditional models (default: every class in turn)",
+    )
     return parser
 
 
@@ -69,9 +82,17 @@ def run(args: argparse.Namespace) -> str:
     batch_size = args.batch_size or (64 if is_image else 2000)
 
     started = time.perf_counter()
+    num_classes = getattr(pipe.unet, "num_classes", None)
+    if args.class_label is not None and num_classes is None:
+        raise ValueError(f"--class_label needs a class-conditional model; {args.model!r} takes no classes.")
+    labels = None
+    if num_classes is not None:  # one class for the batch, or the classes in turn
+        labels = [args.class_label] * batch_size if args.class_label is not None else list(range(num_classes))
+        labels = (labels * batch_size)[:batch_size]
     if is_image:
         generator = torch.Generator().manual_seed(args.seed)
-        images = pipe(batch_size=batch_size, generator=generator, num_inference_steps=args.num_inference_steps).images
+        steps = args.num_inference_steps
+        images = pipe(batch_size=batch_size, generator=generator, num_inference_steps=steps, class_labels=labels).images
         seconds = time.perf_counter() - started
         save_image_grid(images, output)
         return f"Wrote {batch_size} samples to {output} with {pipe.scheduler.description}, {seconds:.1f} s."

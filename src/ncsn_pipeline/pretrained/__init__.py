@@ -1,18 +1,18 @@
 """Named models: the one registry the CLI, the demo and `load_pretrained` use.
 
 * Bundled pipelines, trained with ``ncsn-train`` and shipped in this folder (commands in their cards):
-  ``"ncsn-digits"`` (NCSNv2 RefineNet on scikit-learn's 8x8 digits) and ``"ncsn-two-gaussians"`` (an MLP
-  score model of NCSN's 2-D toy).
+  ``"ncsn-digits"`` (NCSNv2 RefineNet on scikit-learn's 8x8 digits), ``"ncsn-digits-classes"`` (the same,
+  class-conditional: ``class_labels`` 0-9) and ``"ncsn-two-gaussians"`` (an MLP score model of NCSN's 2-D toy).
 * Bundled noise-conditional classifiers for classifier guidance (`load_pretrained_classifier`):
   ``"ncsn-digits-classifier"`` (trained with ``ncsn-train-classifier`` on the digits, for ``ncsn-digits``).
 * Built-in exact-score pipelines (`ncsn_pipeline.pretrained.builtin`), which need no weights:
-  ``"ncsn-toy"`` and ``"glyph-mixture"``.
+  ``"ncsn-toy"``, ``"glyph-mixture"`` and ``"color-glyphs"``.
 
 Everything loads offline:
 
 >>> from ncsn_pipeline.pretrained import load_pretrained, model_names
 >>> model_names()
-['glyph-mixture', 'ncsn-digits', 'ncsn-toy', 'ncsn-two-gaussians']
+['color-glyphs', 'glyph-mixture', 'ncsn-digits', 'ncsn-digits-classes', 'ncsn-toy', 'ncsn-two-gaussians']
 >>> load_pretrained("ncsn-two-gaussians").sample_shape
 (2,)
 """

@@ -155,3 +155,23 @@ def test_choosing_a_sampler_updates_the_controls_in_the_page_and_generates_with_
             break
         page.wait_for_timeout(200)
     assert "annealed Langevin dynamics, 22 noise levels" in info.input_value()
+
+
+def test_inpainting_in_the_browser(page, demo_url, tmp_path):
+    page.goto(demo_url)
+    page.get_by_role("tab", name="Inpainting").click()
+    page.locator("#inpaint-mask input").click()
+    page.get_by_role("option", name="centre square").click()
+    page.locator("#inpaint").click()
+    grid = page.locator('#inpaint-grid img[src*="/gradio_api/file="]')
+    grid.wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
+    info = page.locator("#inpaint-info textarea")
+    for _ in range(int(RESULT_TIMEOUT_MS / 200)):
+        if "repainted" in info.input_value():
+            break
+        page.wait_for_timeout(200)
+    assert "Held-out digit 0, centre square repainted" in info.input_value()
+    cell = demo_module.TILE_SIZE + 2 * demo_module.GRID_BORDER
+    assert grid.evaluate("image => image.naturalWidth") == 3 * cell  # original, masked and 7 fills: 3 x 3 tiles
+    _save(page, tmp_path, "inpainting_tab.png")
+    assert page.outside_requests == [], "the page fetched something from outside the machine"

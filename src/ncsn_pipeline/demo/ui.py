@@ -253,6 +253,10 @@ def build_demo(
         )
         return sampler, levels, steps, scale, seed
 
+    def result_image(label: str, elem_id: str):
+        """A result grid: a PNG shown with sharp pixels (see CSS), not editable."""
+        return gr.Image(label=label, height=420, type="pil", format="png", elem_id=elem_id, interactive=False)
+
     # Every class any image model knows (a model refuses the classes it lacks, with the list of its own).
     all_classes = [ANY_CLASS]
     for entry in models.images.values():
@@ -279,6 +283,11 @@ def build_demo(
         queue=True, preprocess=False, concurrency_id=SAMPLING_CONCURRENCY_ID, concurrency_limit=concurrency_limit
     )
     browser_only = dict(queue=False, api_visibility="private")  # no server function at all
+
+    def follow_suggestions(model, sampler, levels, steps, tab: str) -> None:
+        """Put the suggested noise levels and steps when the model or the sampler changes (in the page only)."""
+        triggers = [model.change, sampler.change]
+        gr.on(triggers, None, [model, sampler], [levels, steps], js=suggested_steps(tab), **browser_only)
 
     # Gradio keeps a copy of every output file (grids, GIFs): delete old copies regularly.
     with gr.Blocks(
@@ -313,14 +322,7 @@ def build_demo(
                         generate = gr.Button("Generate", variant="primary", elem_id="generate")
                         gr.Markdown(LIMITS_TEXT)
                     with gr.Column(scale=2):
-                        grid = gr.Image(
-                            label="Samples",
-                            height=420,
-                            type="pil",
-                            format="png",
-                            elem_id="result-grid",
-                            interactive=False,
-                        )
+                        grid = result_image("Samples", "result-grid")
                         info = gr.Textbox(label="Run", interactive=False, elem_id="run-info")
                         trajectory = gr.Image(
                             label="Trajectory across noise levels (GIF)",
@@ -336,14 +338,7 @@ def build_demo(
                     api_name="generate",
                     **sampling,
                 )
-                gr.on(
-                    [image_model.change, sampler.change],
-                    None,
-                    [image_model, sampler],
-                    [levels, steps],
-                    js=suggested_steps("images"),
-                    **browser_only,
-                )
+                follow_suggestions(image_model, sampler, levels, steps, "images")
 
             with gr.Tab("Inpainting", id="inpainting"):
                 with gr.Row():
@@ -376,14 +371,7 @@ def build_demo(
                         i_class, i_guidance = class_controls("inpaint")
                         fill = gr.Button("Fill in", variant="primary", elem_id="inpaint")
                     with gr.Column(scale=2):
-                        inpaint_grid = gr.Image(
-                            label="Original, masked, fills",
-                            height=420,
-                            type="pil",
-                            format="png",
-                            elem_id="inpaint-grid",
-                            interactive=False,
-                        )
+                        inpaint_grid = result_image("Original, masked, fills", "inpaint-grid")
                         inpaint_info = gr.Textbox(label="Run", interactive=False, elem_id="inpaint-info")
                 fill.click(
                     on_inpaint,
@@ -395,14 +383,7 @@ def build_demo(
                     api_name="inpaint",
                     **sampling,
                 )
-                gr.on(
-                    [inpaint_model.change, i_sampler.change],
-                    None,
-                    [inpaint_model, i_sampler],
-                    [i_levels, i_steps],
-                    js=suggested_steps("images"),
-                    **browser_only,
-                )
+                follow_suggestions(inpaint_model, i_sampler, i_levels, i_steps, "images")
 
             with gr.Tab("2-D playground", id="playground"):
                 with gr.Row():
@@ -444,14 +425,7 @@ def build_demo(
                     api_name="playground",
                     **sampling,
                 )
-                gr.on(
-                    [point_model.change, p_sampler.change],
-                    None,
-                    [point_model, p_sampler],
-                    [p_levels, p_steps],
-                    js=suggested_steps("points"),
-                    **browser_only,
-                )
+                follow_suggestions(point_model, p_sampler, p_levels, p_steps, "points")
 
     demo.queue(max_size=max_queue_size, default_concurrency_limit=1, api_open=False)
     demo.ncsn_models = models  # for tests and introspection

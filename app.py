@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from ncsn_pipeline.cli.arguments import port, strict_parser
+from ncsn_pipeline.arguments import port, strict_parser
 
 
 def build_parser() -> argparse.ArgumentParser:

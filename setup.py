@@ -8,7 +8,9 @@ from setuptools.command.build_py import build_py
 
 README = Path(__file__).parent / "README.md"
 TRAIN_REQUIRES = ["accelerate>=0.30", "transformers>=4.40", "datasets>=2.18", "scikit-learn>=1.3", "tensorboard"]
-DEMO_REQUIRES = ["gradio>=6.31,<7"]
+# The demo's Inpainting tab draws held-out digits from scikit-learn's data set; accelerate lets diffusers load the
+# bundled models without its "low cpu memory usage" warning. The README's first command installs only this extra.
+DEMO_REQUIRES = ["gradio>=6.31,<7", "scikit-learn>=1.3", "accelerate>=0.30"]
 
 
 class BuildPyWithCards(build_py):
@@ -65,10 +67,10 @@ setup(
     entry_points={
         "console_scripts": [
             "ncsn-sample=ncsn_pipeline.cli.sample:main",
-            "ncsn-train=ncsn_pipeline.training.cli:main",
-            "ncsn-train-classifier=ncsn_pipeline.training.classifier:main",
-            "ncsn-digits-eval=ncsn_pipeline.evaluation.cli:main",
-            "ncsn-eval=ncsn_pipeline.evaluation.evaluate:main",
+            "ncsn-train=ncsn_pipeline.cli.train:main",
+            "ncsn-train-classifier=ncsn_pipeline.cli.train_classifier:main",
+            "ncsn-digits-eval=ncsn_pipeline.cli.digits_eval:main",
+            "ncsn-eval=ncsn_pipeline.cli.evaluate:main",
             "ncsn-push=ncsn_pipeline.cli.push:main",
             "ncsn-export=ncsn_pipeline.cli.export:main",
             "ncsn-convert=ncsn_pipeline.cli.convert:main",

@@ -27,8 +27,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline  # noqa: E402
+from ncsn_pipeline.cli.evaluate import build_parser  # noqa: E402
 from ncsn_pipeline.evaluation import evaluate  # noqa: E402
-from ncsn_pipeline.evaluation.records import write_evaluation  # noqa: E402
+from ncsn_pipeline.folder_records import write_evaluation  # noqa: E402
 from ncsn_pipeline.hub import write_model_card  # noqa: E402
 from ncsn_pipeline.pretrained import pretrained_path  # noqa: E402
 from ncsn_pipeline.training.loop import save_sample_preview  # noqa: E402
@@ -45,7 +46,7 @@ def evaluate_digits(num_samples: int, name: str = "ncsn-digits") -> None:
     conditional = getattr(pipe.unet, "num_classes", None) is not None
     argv = [name, "--num_samples", str(num_samples), "--seed", "0", *([] if conditional else ["--data", "digits"])]
     argv += ["--output", str(output)]
-    evaluate.run(evaluate.build_parser().parse_args([*argv, "--record"]))
+    evaluate.run(build_parser().parse_args([*argv, "--record"]))
     output.unlink()  # the card's evaluation.json keeps what matters
     # The card's picture: samples of the saved sampler (as ncsn-train draws its preview; one column per class).
     save_sample_preview(pipe, folder / "sample_grid.png", num_samples=100 if conditional else 64, seed=0)

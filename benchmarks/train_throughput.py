@@ -26,10 +26,10 @@ import torch  # noqa: E402
 from diffusers.training_utils import EMAModel  # noqa: E402
 
 from ncsn_pipeline import NCSNScoreModel  # noqa: E402
+from ncsn_pipeline.cli.train import main as train_main  # noqa: E402
 from ncsn_pipeline.evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split  # noqa: E402
 from ncsn_pipeline.losses import denoising_score_matching_loss  # noqa: E402
 from ncsn_pipeline.noise_schedules import geometric_noise_levels  # noqa: E402
-from ncsn_pipeline.training.cli import main as train_main  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import reset_accelerate_state  # noqa: E402  (test scaffolding: several trainings in one process)

@@ -211,7 +211,7 @@ def test_toys_have_no_classes():
 
 
 def test_class_conditional_training_writes_a_conditional_pipeline(tmp_path):
-    from ncsn_pipeline.training.cli import main
+    from ncsn_pipeline.cli.train import main
 
     output = tmp_path / "run"
     try:
@@ -278,8 +278,8 @@ def test_train_classifier_command_writes_a_classifier_and_its_record(tmp_path, c
     import json
 
     from ncsn_pipeline import NoiseConditionalClassifier
+    from ncsn_pipeline.cli.train_classifier import main
     from ncsn_pipeline.pretrained import pretrained_path
-    from ncsn_pipeline.training.classifier import main
 
     output = tmp_path / "classifier"
     args = ["--dataset_name", "digits", "--pipeline", str(pretrained_path("ncsn-digits")), "--output_dir", str(output),
@@ -317,7 +317,7 @@ def test_the_bundled_class_conditional_digits_model_draws_the_digit_asked_for(tm
     target is 90 %; benchmarks/class_conditional_digits.py measures it on more samples."""
     import json
 
-    from ncsn_pipeline.evaluation import evaluate
+    from ncsn_pipeline.cli import evaluate
 
     output = tmp_path / "run.json"
     assert evaluate.main(["ncsn-digits-classes", "--num_samples", "100", "--output", str(output)]) == 0

@@ -1,7 +1,10 @@
 """The ``ncsn-sample`` command (the README's main job until the demo exists)."""
 
+import importlib
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import PIL.Image
 import pytest
@@ -68,26 +71,61 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys, tmp_path, monk
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-@pytest.mark.parametrize(
-    ("module", "expected"),
-    [
-        ("ncsn_pipeline.cli.sample", ["--sampler", "--sampler_option", "glyph-mixture", "ncsn-digits"]),
-        ("ncsn_pipeline.cli.push", ["--private", "--public"]),
-        ("ncsn_pipeline.cli.export", ["trust_remote_code=True"]),
-        ("ncsn_pipeline.train", ["--no_ema", "--hub_public"]),
-        ("ncsn_pipeline.evaluation", ["--sampler", "--record"]),
-    ],
-)
-def test_every_command_line_has_honest_help(module, expected):
-    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=True)
-    text = " ".join(result.stdout.split())  # argparse wraps lines
-    assert all(word in text for word in expected), text
+HELP_WORDS = {
+    "ncsn-sample": ["--sampler", "--sampler_option", "glyph-mixture", "ncsn-digits"],
+    "ncsn-push": ["--private", "--public"],
+    "ncsn-export": ["trust_remote_code=True"],
+    "ncsn-train": ["--no_ema", "--hub_public"],
+    "ncsn-digits-eval": ["--sampler", "--record"],
+    "ncsn-eval": ["--sampler", "--record", "--data"],
+    "ncsn-train-classifier": ["--pipeline", "--output_dir"],
+    "ncsn-convert": ["--config", "--weights"],
+}
+
+
+def _console_scripts():
+    text = (Path(__file__).resolve().parents[1] / "setup.py").read_text(encoding="utf-8")
+    return dict(re.findall(r'"([\w-]+)=([\w.]+):main"', text))
+
+
+@pytest.mark.parametrize("command", sorted(HELP_WORDS))
+def test_every_command_line_has_honest_help(command, capsys):
+    """In-process (the commands' own ``main``, as the console scripts call it); one subprocess below checks the
+    ``python -m`` forms."""
+    module = importlib.import_module(_console_scripts()[command])
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert text.startswith(f"usage: {command}") and all(word in text for word in HELP_WORDS[command]), text
     # A switch never claims "(default: True)": its help says what it turns on or off.
     assert "(default: True)" not in text and "(default: False)" not in text and "(default: None)" not in text
 
 
+def test_every_console_script_is_covered_by_the_help_test():
+    assert set(_console_scripts()) == set(HELP_WORDS)
+
+
+def test_the_module_forms_run_as_scripts():
+    """``python -m ncsn_pipeline.train`` (what ``accelerate launch -m`` runs) and ``python -m
+    ncsn_pipeline.evaluation`` answer --help: one interpreter runs both, as scripts."""
+    script = (
+        "import runpy, sys\n"
+        "for module in ('ncsn_pipeline.train', 'ncsn_pipeline.evaluation'):\n"
+        "    sys.argv = [module, '--help']\n"
+        "    try:\n"
+        "        runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
+        "    except SystemExit as stop:\n"
+        "        assert stop.code == 0, (module, stop.code)\n"
+        "    else:\n"
+        "        raise AssertionError(module + ' did not exit')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "usage: ncsn-train" in result.stdout and "usage: ncsn-digits-eval" in result.stdout
+
+
 def test_negative_training_flags_say_what_they_turn_off():
-    from ncsn_pipeline.training.cli import build_parser
+    from ncsn_pipeline.cli.train import build_parser
 
     helps = {action.dest + ":" + action.option_strings[0]: action.help for action in build_parser()._actions}
     assert "default: keep and save the EMA" in helps["use_ema:--no_ema"]

@@ -288,6 +288,7 @@ def test_help_explains_every_option(capsys):
         convert_cli.main(["c.pth", "--conf", "x", "--output_dir", "y"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, config, model_file, model_class, scheduler_class",
     [
@@ -317,7 +318,7 @@ def test_converted_pipeline_exports_for_plain_diffusers(
     scheduler_config = folder / "scheduler" / "scheduler_config.json"  # a short run keeps the test fast
     short = {"steps_per_level": 1} if scheduler_class == "NCSNScheduler" else {"num_noise_levels": 5}
     scheduler_config.write_text(json.dumps({**json.loads(scheduler_config.read_text()), **short}))
-    export = export_for_hub(folder, tmp_path / "export", repo_id=f"someone/{name}")
+    export = export_for_hub(folder, tmp_path / "export", repo_id=f"someone/{name}", pipeline_class=NCSNPipeline)
     assert (export / "conversion.json").is_file() and (export / "unet" / model_file).is_file()
     assert json.loads((export / "conversion.json").read_text())["code"] in (export / "README.md").read_text()
     script = PLAIN_DIFFUSERS.replace("num_inference_steps=3", "num_inference_steps=None")
@@ -394,7 +395,7 @@ def test_converted_ncsnpp_exports_as_diffusers_own_unet(tmp_path):
     from ncsn_pipeline.hub import export_for_hub
 
     folder = convert_checkpoint(NCSNPP_LARGE / "checkpoint.pth", NCSNPP_LARGE / "config.json", tmp_path / "ncsnpp")
-    export = export_for_hub(folder, tmp_path / "export")
+    export = export_for_hub(folder, tmp_path / "export", pipeline_class=NCSNPipeline)
     index = json.loads((export / "model_index.json").read_text())
     assert index["unet"] == ["diffusers", "UNet2DModel"] and not (export / "unet" / "modeling_ncsn.py").exists()
     reloaded = NCSNPipeline.from_pretrained(export)

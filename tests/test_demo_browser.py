@@ -27,7 +27,7 @@ demo_module = SimpleNamespace(
     launch_demo=ui.launch_demo,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:::gradio.queueing")]
 
 CHROMIUM = os.environ.get("NCSN_DEMO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [

@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, NCSNScheduler
-from ncsn_pipeline.evaluation.cli import main
+from ncsn_pipeline.cli.digits_eval import main
 from ncsn_pipeline.evaluation.digits_data import load_digits_split
 from ncsn_pipeline.evaluation.digits_judge import (
     _classify,
@@ -21,7 +21,7 @@ from ncsn_pipeline.evaluation.digits_judge import (
     train_digit_classifier,
     upsample_digits,
 )
-from ncsn_pipeline.evaluation.records import read_evaluation
+from ncsn_pipeline.folder_records import read_evaluation
 from ncsn_pipeline.hub import render_model_card
 
 N = 100  # every Fréchet-distance comparison below uses the same N: the estimate is biased upward for small N

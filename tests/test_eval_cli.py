@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from ncsn_pipeline.evaluation import evaluate
-from ncsn_pipeline.evaluation.records import read_evaluation
+from ncsn_pipeline.cli import evaluate
+from ncsn_pipeline.folder_records import read_evaluation
 from ncsn_pipeline.hub import render_model_card
 from ncsn_pipeline.pretrained import pretrained_path
 

@@ -96,3 +96,32 @@ def test_a_multistep_run_begins_at_the_first_level_only():
         scheduler.step(sample, float(scheduler.timesteps[2]), sample)
     with pytest.raises(ValueError, match="begin_index 2 is not where a run of DPMSolverPlusPlusScheduler can start"):
         scheduler.set_begin_index(2)
+
+
+def test_edm_churn_is_computed_in_the_levels_float64():
+    """Defect guarded: gamma in float32 moved every sigma_hat by ~1e-8 relative, so samples differed from
+    k-diffusion's and NVlabs' (float64 there) by ~1e-6; computed as they do, they agree to round-off."""
+    scheduler = EDMStochasticScheduler(sigma_max=80.0, sigma_min=0.002, num_noise_levels=18, s_churn=40.0, s_tmin=0.05)
+    gamma = min(40.0 / 18, 2**0.5 - 1)
+    for sigma, churned in zip(scheduler.sigmas.tolist(), scheduler.churned_sigmas.tolist()):
+        expected = sigma * (1 + gamma) if 0.05 <= sigma <= 50.0 else sigma
+        assert churned == pytest.approx(expected, rel=1e-15, abs=0.0)
+
+
+@pytest.mark.parametrize("s_noise", [1.0, 1.5])
+def test_edm_first_level_churn_is_scaled_by_s_noise_like_every_other(s_noise):
+    """Defect guarded: the first level's churn (folded into the prior) left out S_noise. Karras et al.'s x_hat_0 is
+    sigma_0 z + S_noise sqrt(sigma_hat_0**2 - sigma_0**2) z', whose spread is this init_noise_sigma."""
+    scheduler = EDMStochasticScheduler(sigma_max=20.0, s_tmax=100.0, s_noise=s_noise)
+    sigma, churned = float(scheduler.sigmas[0]), float(scheduler.churned_sigmas[0])
+    assert churned > sigma
+    expected = (sigma**2 + s_noise**2 * (churned**2 - sigma**2)) ** 0.5
+    assert scheduler.init_noise_sigma == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_probability_flow_sampler_is_the_edm_sampler_without_churn():
+    """One implementation, two names: the same class hierarchy and bit-identical samples."""
+    assert issubclass(ProbabilityFlowHeunScheduler, EDMStochasticScheduler)
+    heun = _sample(ProbabilityFlowHeunScheduler(sigma_max=100.0, num_noise_levels=12), batch=64)
+    edm = _sample(EDMStochasticScheduler(sigma_max=100.0, num_noise_levels=12, s_churn=0.0), batch=64)
+    assert torch.equal(heun, edm)

@@ -59,7 +59,7 @@ def _sample(pipe):
 
 def test_export_holds_only_repository_files_and_a_rewritten_index(tmp_path):
     _, folder = _tiny_pipeline(tmp_path)
-    export = export_for_hub(folder, tmp_path / "export", repo_id="someone/tiny")
+    export = export_for_hub(folder, tmp_path / "export", repo_id="someone/tiny", pipeline_class=NCSNPipeline)
     files = sorted(p.relative_to(export).as_posix() for p in export.rglob("*") if p.is_file())
     assert files == [
         "README.md", "model_index.json", "pipeline_ncsn.py", "scheduler/scheduler_config.json",
@@ -76,12 +76,12 @@ def test_export_holds_only_repository_files_and_a_rewritten_index(tmp_path):
         compile(source, str(code), "exec")
     assert "someone/tiny" in (export / "README.md").read_text()
     with pytest.raises(FileExistsError):
-        export_for_hub(folder, export)
+        export_for_hub(folder, export, pipeline_class=NCSNPipeline)
 
 
 def _write_standalone(how, pipe, folder, target):
     if how == "export_for_hub":
-        return export_for_hub(folder, target)
+        return export_for_hub(folder, target, pipeline_class=NCSNPipeline)
     if how == "save_pretrained":
         pipe.save_pretrained(target, standalone=True)
         return target
@@ -89,7 +89,15 @@ def _write_standalone(how, pipe, folder, target):
     return target
 
 
-@pytest.mark.parametrize("how", ["export_for_hub", "save_pretrained", "ncsn-export"])
+@pytest.mark.parametrize(
+    "how",
+    # Every way for every sampler in the slow tier; the fast tier keeps the export itself for each sampler.
+    [
+        "export_for_hub",
+        pytest.param("save_pretrained", marks=pytest.mark.slow),
+        pytest.param("ncsn-export", marks=pytest.mark.slow),
+    ],
+)
 @pytest.mark.parametrize("sampler", score_schedulers())
 def test_plain_diffusers_loads_the_export_without_the_package(tmp_path, sampler, how):
     pipe, folder = _tiny_pipeline(tmp_path, sampler)
@@ -126,7 +134,7 @@ def test_ncsn_export_writes_a_named_model(tmp_path, capsys):
 
 def test_the_package_loads_the_export_with_its_own_classes(tmp_path):
     pipe, folder = _tiny_pipeline(tmp_path)
-    export = export_for_hub(folder, tmp_path / "export")
+    export = export_for_hub(folder, tmp_path / "export", pipeline_class=NCSNPipeline)
     (export / "pipeline_ncsn.py").write_text("raise RuntimeError('repository code must not run')\n")
     loaded = NCSNPipeline.from_pretrained(export)
     assert type(loaded.unet) is NCSNScoreModel and loaded.config.data_range == [0.0, 1.0]
@@ -134,7 +142,7 @@ def test_the_package_loads_the_export_with_its_own_classes(tmp_path):
 
 
 def test_bundled_toy_model_exports_with_its_mlp(tmp_path):
-    export = export_for_hub(pretrained_path("ncsn-two-gaussians"), tmp_path / "export")
+    export = export_for_hub(pretrained_path("ncsn-two-gaussians"), tmp_path / "export", pipeline_class=NCSNPipeline)
     assert (export / "unet" / "modeling_toy.py").is_file()
     assert not (export / "training_args.json").exists() and (export / "sample_grid.png").exists()
     assert all(
@@ -172,10 +180,12 @@ def test_a_class_conditional_model_exports_with_classes_in_its_card_and_code(tmp
             torch.nn.init.normal_(parameter, std=0.5)
     pipe = NCSNPipeline(model, scheduler, data_range=(0, 1))
     pipe.save_pretrained(tmp_path / "saved")
-    export = export_for_hub(tmp_path / "saved", tmp_path / "export", repo_id="someone/classes")
+    export = export_for_hub(
+        tmp_path / "saved", tmp_path / "export", repo_id="someone/classes", pipeline_class=NCSNPipeline
+    )
     card = (export / "README.md").read_text()
     assert "class-conditional" in card and "class_labels=0" in card and "| Classes | 0 to 9 |" in card
-    assert "NCSNInpaintPipeline.from_pretrained(\"someone/classes\")" in card
+    assert 'NCSNInpaintPipeline.from_pretrained("someone/classes")' in card
     result = subprocess.run(
         [sys.executable, "-c", PLAIN_DIFFUSERS_CLASSES, str(export), str(tmp_path / "plain.npy")],
         capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",

@@ -11,9 +11,9 @@ import torch
 
 from helpers import reset_accelerate_state
 from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel, score_schedulers
+from ncsn_pipeline.cli.train import main as train_main
 from ncsn_pipeline.hub import HubError, push_folder_to_hub
 from ncsn_pipeline.pretrained import pretrained_path
-from ncsn_pipeline.training.cli import main as train_main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_stand_in import running_stand_in  # noqa: E402
@@ -102,7 +102,7 @@ def trained_folder(tmp_path):
 def test_push_then_load_both_ways_in_a_fresh_process(trained_folder, tmp_path):
     with running_stand_in() as hub:
         with hub.patched_client(tmp_path / "pusher-home"):
-            url = push_folder_to_hub(trained_folder, "alice/ncsn-tiny", private=True)
+            url = push_folder_to_hub(trained_folder, "alice/ncsn-tiny", private=True, pipeline_class=NCSNPipeline)
         assert "alice/ncsn-tiny" in url
         assert hub.repo("alice/ncsn-tiny").private is True
         files = hub.files("alice/ncsn-tiny")
@@ -144,18 +144,22 @@ def test_push_then_load_both_ways_in_a_fresh_process(trained_folder, tmp_path):
 def test_a_failed_upload_leaves_the_old_revision_and_a_retry_succeeds(tmp_path):
     folder = pretrained_path("ncsn-digits")  # the second push replaces the toy model by the digits model
     with running_stand_in() as hub, hub.patched_client(tmp_path / "home"):
-        push_folder_to_hub(pretrained_path("ncsn-two-gaussians"), "alice/toy", private=False)
+        push_folder_to_hub(
+            pretrained_path("ncsn-two-gaussians"), "alice/toy", private=False, pipeline_class=NCSNPipeline
+        )
         before = hub.commits("alice/toy")
         old_files = hub.files("alice/toy")
         hub.fail_next_commit(after_bytes=2000)  # the connection drops in the middle of the upload
         with pytest.raises(HubError, match="Cannot upload to alice/toy"):
-            push_folder_to_hub(folder, "alice/toy", private=False, commit_message="second")
+            push_folder_to_hub(folder, "alice/toy", private=False, commit_message="second", pipeline_class=NCSNPipeline)
         assert hub.commits("alice/toy") == before and hub.files("alice/toy") == old_files
         hub.fail_next_commit(status=500)
         with pytest.raises(HubError, match="HTTP 500"):
-            push_folder_to_hub(folder, "alice/toy", private=False, commit_message="second")
+            push_folder_to_hub(folder, "alice/toy", private=False, commit_message="second", pipeline_class=NCSNPipeline)
         assert hub.commits("alice/toy") == before
-        push_folder_to_hub(folder, "alice/toy", private=False, commit_message="second")  # the retry
+        push_folder_to_hub(
+            folder, "alice/toy", private=False, commit_message="second", pipeline_class=NCSNPipeline
+        )  # the retry
         assert len(hub.commits("alice/toy")) == len(before) + 1
         files = hub.files("alice/toy")
         assert "unet/modeling_ncsn.py" in files and "unet/modeling_toy.py" not in files  # no stale code file
@@ -167,12 +171,12 @@ def test_wrong_token_and_unreachable_hub_give_clear_errors(tmp_path):
     with running_stand_in() as hub:
         with hub.patched_client(tmp_path / "home", token="hf_wrong"):
             with pytest.raises(HubError, match="refused the token"):
-                push_folder_to_hub(folder, "alice/toy", private=True)
+                push_folder_to_hub(folder, "alice/toy", private=True, pipeline_class=NCSNPipeline)
         assert hub.repo_ids() == []
         with hub.patched_client(tmp_path / "home"):
             hub.down()
             with pytest.raises(HubError, match="unreachable"):
-                push_folder_to_hub(folder, "alice/toy", private=True)
+                push_folder_to_hub(folder, "alice/toy", private=True, pipeline_class=NCSNPipeline)
             hub.up()
         assert hub.repo_ids() == []
 
@@ -258,6 +262,7 @@ def test_bundled_cards_pass_the_hub_metadata_validation(tmp_path):
             bad.validate()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["--hub_token TOKEN", "--hub_token=TOKEN", "HF_TOKEN=TOKEN"])
 def test_the_hub_token_is_written_nowhere_however_it_is_passed(tmp_path, form):
     """Issue 9, item 1: no token in the output folder, checkpoints, logs, card or pushed repository."""

@@ -15,6 +15,7 @@ import torch
 from ncsn_pipeline import GaussianScore, VEPredictorCorrectorScheduler, score_schedulers
 from ncsn_pipeline.inpainting import COLOR_BASIS, NCSNColorizePipeline, NCSNInpaintPipeline, to_color_basis
 from ncsn_pipeline.pretrained import load_pretrained
+from ncsn_pipeline.scheduling_utils import restartable_samplers
 
 DIGITS = load_pretrained("ncsn-digits")
 
@@ -260,7 +261,7 @@ def test_colorization_needs_a_colour_model():
         NCSNColorizePipeline(DIGITS.unet, DIGITS.scheduler, data_range=(0, 1))(torch.zeros(8, 8))
 
 
-@pytest.mark.parametrize("name", ["DPMSolverPlusPlusScheduler", "AdaptiveSDEScheduler"])
+@pytest.mark.parametrize("name", sorted(set(score_schedulers()) - set(restartable_samplers())))
 def test_resampling_is_refused_for_samplers_that_cannot_restart(name):
     scheduler = score_schedulers()[name].from_config(DIGITS.scheduler.config, num_noise_levels=6)
     image, mask = _digit_and_mask()
@@ -275,9 +276,7 @@ def test_bad_resampling_settings_are_refused(option, value):
         _pipe()(image, mask, output_type="np", **{option: value})
 
 
-@pytest.mark.parametrize(
-    "name", ["NCSNScheduler", "VEPredictorCorrectorScheduler", "EDMStochasticScheduler", "ProbabilityFlowHeunScheduler"]
-)
+@pytest.mark.parametrize("name", restartable_samplers())
 def test_resampling_runs_every_restartable_sampler_and_keeps_the_known_pixels(name):
     scheduler = score_schedulers()[name].from_config(DIGITS.scheduler.config, num_noise_levels=6)
     image, mask = _digit_and_mask()

@@ -14,14 +14,11 @@ from diffusers.utils import logging as diffusers_logging
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, score_schedulers
 from ncsn_pipeline.hub import export_for_hub, render_model_card
+from ncsn_pipeline.scheduling_utils import can_restart_at_level_starts, restartable_samplers
 
 SAMPLERS = score_schedulers()
 # Small runs of every sampler on NCSN's toy, from the same tuned settings.
 BASE = dict(sigma_max=20.0, sigma_min=0.5, num_noise_levels=5)
-
-
-# Samplers whose steps use the model outputs of earlier steps (multistep methods).
-MULTISTEP = {"DPMSolverPlusPlusScheduler"}
 
 
 def _scheduler(name):
@@ -36,14 +33,13 @@ def _run(scheduler, start_index=0, sample=None, generator_state=None, record=Non
         generator.set_state(generator_state)
     if sample is None:
         sample = torch.randn(6, 2, generator=generator) * scheduler.init_noise_sigma
-    index = start_index
-    while index < len(scheduler.timesteps):  # an adaptive sampler appends the next level at each step
-        sigma = scheduler.timesteps[index]
+    for index, sigma in enumerate(scheduler.iter_timesteps()):  # an adaptive sampler decides each level on the way
+        if index < start_index:
+            continue
         if record is not None:
             record[index] = (sample.clone(), generator.get_state())
         score = model(sample, sigma).sample
         sample = scheduler.step(score, sigma, sample, generator=generator).prev_sample
-        index += 1
     return sample
 
 
@@ -114,7 +110,8 @@ def test_tuple_and_dict_outputs_agree_and_dtype_and_device_are_kept(name):
     as_dict, as_tuple = _scheduler(name), _scheduler(name)
     sample = torch.randn(3, 2, dtype=torch.float64)
     score = -sample
-    sigma = as_dict.timesteps[0]
+    sigma = next(iter(as_dict.iter_timesteps()))
+    next(iter(as_tuple.iter_timesteps()))  # (how an adaptive sampler is driven)
     out = as_dict.step(score, sigma, sample, generator=torch.Generator().manual_seed(1))
     tup = as_tuple.step(score, sigma, sample, generator=torch.Generator().manual_seed(1), return_dict=False)
     assert isinstance(tup, tuple) and torch.equal(out.prev_sample, tup[0]) and torch.equal(out.prev_sample_mean, tup[1])
@@ -142,10 +139,12 @@ def test_starting_at_any_level_start_equals_the_tail_of_a_full_run(name):
             assert torch.allclose(_run(_scheduler(name), start, sample, state), final, atol=1e-6), start
     # set_begin_index: at every call where the sampler says a run may begin (all of them for stateless samplers).
     begins = [index for index in range(len(full.timesteps)) if full.can_begin_at(index)]
-    if name in MULTISTEP or full.adaptive:  # each step uses earlier ones: a run begins at the first call only
-        assert begins == [0]
-    else:  # every level start is a place to begin, and an exact tail of the full run
-        assert set(full.level_start_indices) <= set(begins)
+    # A sampler either keeps state between calls (multistep, adaptive: a run begins at the first call only) or can
+    # begin at every level start, each an exact tail of the full run (`restartable_samplers`).
+    if can_restart_at_level_starts(full):
+        assert set(full.level_start_indices) <= set(begins) and name in restartable_samplers()
+    else:
+        assert begins == [0] and name not in restartable_samplers()
     for start in begins:
         explicit = _scheduler(name)
         explicit.set_begin_index(start)
@@ -160,6 +159,7 @@ def test_starting_at_any_level_start_equals_the_tail_of_a_full_run(name):
 def test_a_timestep_not_in_the_schedule_is_refused(name):
     scheduler = _scheduler(name)
     sample = torch.zeros(2, 2)
+    next(iter(scheduler.iter_timesteps()))
     with pytest.raises(ValueError, match="timestep 123.0 is not one of this scheduler's noise levels"):
         scheduler.step(sample, 123.0, sample)
     with pytest.raises(ValueError, match="is not where a run of"):
@@ -206,7 +206,7 @@ def test_pipeline_with_each_sampler_card_export_and_reload(name, tmp_path):
     pipe.save_pretrained(tmp_path / "saved")
     card = render_model_card(tmp_path / "saved", repo_id="user/toy")
     assert pipe.scheduler.description in card.text and f"`{name}`" in card.text
-    export = export_for_hub(tmp_path / "saved", tmp_path / "export", repo_id="user/toy")
+    export = export_for_hub(tmp_path / "saved", tmp_path / "export", repo_id="user/toy", pipeline_class=NCSNPipeline)
     index = json.loads((export / "model_index.json").read_text())
     assert index["scheduler"][1] == name and (export / "scheduler" / f"{index['scheduler'][0]}.py").is_file()
     for folder in (tmp_path / "saved", export):
@@ -215,3 +215,76 @@ def test_pipeline_with_each_sampler_card_export_and_reload(name, tmp_path):
         assert type(reloaded.scheduler) is SAMPLERS[name]
         again = reloaded(batch_size=4, generator=torch.Generator().manual_seed(3), output_type="np").images
         assert (again == expected).all()
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_a_listed_timestep_where_a_run_cannot_begin_is_named_as_such(name):
+    """Defect guarded: EDM's Heun calls (listed in its timesteps) were called "not one of this scheduler's noise
+    levels" when a run began there."""
+    scheduler = _scheduler(name)
+    calls = scheduler.timesteps.tolist()
+    not_startable = [index for index in range(len(calls)) if not scheduler.can_begin_at(index)]
+    startable_values = {calls[index] for index in range(len(calls)) if scheduler.can_begin_at(index)}
+    not_startable = [index for index in not_startable if calls[index] not in startable_values]
+    for index in not_startable[:2]:
+        fresh = _scheduler(name)
+        next(iter(fresh.iter_timesteps()))
+        sample = torch.zeros(2, 2)
+        with pytest.raises(ValueError, match=f"cannot begin at timestep .* \\(call {index} of its timesteps\\)"):
+            fresh.step(sample, calls[index], sample)
+
+
+def test_the_package_exports_every_sampler_it_defines_and_nothing_else_registers():
+    """`score_schedulers` comes from the samplers' own registration, not a reach into the package: each must be
+    exported, and a user's subclass stays out of the package's list."""
+    import ncsn_pipeline
+    from ncsn_pipeline import NCSNScheduler
+
+    exported = {name for name in ncsn_pipeline.__all__ if name in SAMPLERS}
+    assert exported == set(SAMPLERS)
+
+    class MySampler(NCSNScheduler):
+        pass
+
+    assert "MySampler" not in score_schedulers()
+
+
+@pytest.mark.parametrize(
+    "away", [name for name in SAMPLERS if "num_train_noise_levels" not in SAMPLERS[name].sampler_options()]
+)
+@pytest.mark.parametrize(
+    "home", [name for name in SAMPLERS if "num_train_noise_levels" in SAMPLERS[name].sampler_options()]
+)
+def test_a_swap_away_and_back_keeps_each_samplers_own_level_count(home, away):
+    """Defect guarded: DPMSolverPlusPlusScheduler -> VEPredictorCorrectorScheduler -> DPMSolverPlusPlusScheduler
+    planned 232 calls (the training levels) where the first made 50."""
+    start = SAMPLERS[home].from_config({**BASE, "num_train_noise_levels": 40, "num_noise_levels": 7})
+    visited = SAMPLERS[away].from_config(start.config)
+    assert visited.config.num_noise_levels == 40  # a sampler on its training levels samples on all 40
+    back = SAMPLERS[home].from_config(visited.config)
+    assert back.config.num_noise_levels == 7 and back.config.num_train_noise_levels == 40
+    assert back.num_model_calls == start.num_model_calls or back.adaptive
+    # Changing the visited sampler's levels changes the training levels that go back, not the sampling levels.
+    changed = SAMPLERS[away].from_config(visited.config, num_noise_levels=30)
+    again = SAMPLERS[home].from_config(changed.config)
+    assert again.config.num_train_noise_levels == 30 and again.config.num_noise_levels == 7
+
+
+def test_the_default_sampler_survives_a_swap_through_predictor_corrector():
+    from ncsn_pipeline import DPMSolverPlusPlusScheduler, NCSNScheduler, VEPredictorCorrectorScheduler
+    from ncsn_pipeline.scheduling_dpmpp import default_sampler
+
+    default = default_sampler(NCSNScheduler.from_preset("ncsnv2-cifar10").config)
+    swapped = DPMSolverPlusPlusScheduler.from_config(VEPredictorCorrectorScheduler.from_config(default.config).config)
+    assert swapped.num_model_calls == default.num_model_calls == 50
+    assert NCSNScheduler.from_config(swapped.config).num_model_calls == 1161  # the tuned original, still restorable
+
+
+def test_the_adaptive_sampler_refuses_a_plain_diffusers_loop():
+    """Defect guarded: `for t in scheduler.timesteps` saw only the first level and returned a trial point (noise)
+    after one call, without a word."""
+    scheduler = SAMPLERS["AdaptiveSDEScheduler"].from_config(BASE)
+    model, sample = GaussianMixtureScore.ncsn_toy(), torch.zeros(4, 2)
+    with pytest.raises(ValueError, match=r"drive it with `for t in scheduler.iter_timesteps\(\)"):
+        for sigma in scheduler.timesteps:
+            sample = scheduler.step(model(sample, sigma).sample, sigma, sample).prev_sample

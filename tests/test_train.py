@@ -13,10 +13,10 @@ import torch
 
 from helpers import reset_accelerate_state
 from ncsn_pipeline import NCSNPipeline, NCSNScheduler
+from ncsn_pipeline.cli.train import main
 from ncsn_pipeline.hub import render_model_card
 from ncsn_pipeline.noise_schedules import ncsnv2_noise_schedule
 from ncsn_pipeline.training.checkpoints import COMPLETE_MARKER, resolve_checkpoint
-from ncsn_pipeline.training.cli import main
 
 TOY = [
     "--dataset_name", "two-gaussians", "--num_toy_samples", "2048", "--train_batch_size", "64",
@@ -104,6 +104,7 @@ def test_latest_picks_the_newest_complete_checkpoint(tmp_path):
     assert resolve_checkpoint(tmp_path / "empty", "latest") is None
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     common = [*TOY, "--checkpointing_steps", "5", "--checkpoints_total_limit", "3", "--dataloader_num_workers", "0"]
     # 2048 examples / 64 per batch = 32 batches per epoch: a checkpoint mid-epoch exercises the data-order restore.
@@ -341,6 +342,7 @@ def test_the_loss_log_holds_each_step_once_after_interruptions(tmp_path):
     assert all(entry["loss"] != 1.0 for entry in _losses(out))  # steps 7 and 8 were logged again, by the real run
 
 
+@pytest.mark.slow
 def test_interrupted_saves_and_deletions_leave_nothing_behind(tmp_path):
     out = tmp_path / "run"
     args = [*TOY, "--output_dir", str(out), "--checkpointing_steps", "2", "--checkpoints_total_limit", "1"]
@@ -390,6 +392,7 @@ CORRUPTIONS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("corruption", CORRUPTIONS)
 def test_a_broken_newest_checkpoint_is_named_and_the_newest_intact_one_used(tmp_path, corruption):
     out = tmp_path / "run"
@@ -463,6 +466,7 @@ def test_a_full_disk_while_checkpointing_names_the_file_and_keeps_the_previous_c
     assert checkpoints.checkpoint_problem(out / "checkpoint-2") is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_a_signal_saves_a_checkpoint_at_the_current_step_and_exits_cleanly(tmp_path, signal_name):
     """Issue 9, item 2: even a run stopped long before its first scheduled checkpoint keeps its work."""

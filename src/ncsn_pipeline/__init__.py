@@ -1,8 +1,29 @@
 """ncsn-pipeline: noise-conditional score networks and annealed Langevin dynamics for diffusers.
 
-The core (this folder): score models (``modeling_*``), samplers (``scheduling_*``, contract in
-`scheduling_utils`), the pipeline, noise schedules, sampling helpers and losses. Applications live in
-subpackages: ``training``, ``hub``, ``evaluation``, ``demo``, ``cli``; named models in ``pretrained``.
+The core (this folder): score models (``modeling_*``), samplers (one file each, ``scheduling_*``; the contract in
+`scheduling_utils`), the pipeline and its shared sampling loop (`pipeline_ncsn`), image inputs (`image_processor`),
+noise schedules, sampling helpers, losses, and the low modules every layer may use: `checks`, `arguments`,
+`errors`, `files` and `folder_records` (the records a pipeline folder keeps about itself).
+
+Subpackages (applications, each on top of the core):
+
+* ``inpainting``: inpainting and colorization pipelines (`NCSNInpaintPipeline`, `NCSNColorizePipeline`).
+* ``training``: the training loop of ``ncsn-train`` and ``ncsn-train-classifier``, data, checkpoints.
+* ``evaluation``: the digits judge, ``ncsn-eval``'s measurements.
+* ``conversion``: published research checkpoints -> pipeline folders (one table entry per family).
+* ``hub``: the self-contained export, model cards, Hub transfers.
+* ``demo``: the Gradio demo behind ``app.py``.
+* ``cli``: every console script's ``main`` and its arguments.
+* ``pretrained``: the bundled models, by name.
+
+The import rule, which ``tests/test_package_structure.py`` checks (no import cycle, lazy imports included) and the
+standalone export depends on: an exported repository (`ncsn_pipeline.hub.export`) carries ``pipeline_ncsn.py``
+and each component's module with every module-level *relative* import (``from .checks import ...``) inlined, so
+those imports must stay relative, at module level, and low (they are copied into every repository). Everything
+else a core module uses from the package is imported *absolutely and lazily*, inside the function that needs it
+(``from ncsn_pipeline.hub import ...``), under ``try/except ImportError`` where the exported copy must work
+without the package: these are optional, and turning them into module-level relative imports would copy the Hub
+layer into every repository. The Hub layer, in turn, never imports the pipeline: it is given the class it exports.
 
 Example:
 
@@ -13,6 +34,7 @@ Example:
 
 """
 
+from .inpainting import NCSNColorizePipeline, NCSNInpaintPipeline
 from .modeling_classifier import NoiseConditionalClassifier
 from .modeling_ncsn import NCSNScoreModel
 from .modeling_ncsn_v1 import NCSNv1ScoreModel
@@ -37,6 +59,8 @@ __all__ = [
     "GaussianMixtureClassifier",
     "GaussianMixtureScore",
     "GaussianScore",
+    "NCSNColorizePipeline",
+    "NCSNInpaintPipeline",
     "NCSNPipeline",
     "NCSNPipelineOutput",
     "NCSNScheduler",

@@ -1,7 +1,7 @@
 """The package's argument checks, in one place: each raises a `ValueError` naming the value and what is accepted.
 
 Schedulers, models, noise schedules, the pipeline, the training data, the command lines (through
-``ncsn_pipeline.cli.arguments``) and the web demo all validate with these functions, so a rule and its
+``ncsn_pipeline.arguments``) and the web demo all validate with these functions, so a rule and its
 message are written once. The module uses only the standard library: it is inlined into the
 self-contained code files of exported pipelines.
 

@@ -18,6 +18,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from safetensors import SafetensorError
 
 from .checks import check_choice, check_data_range, check_integer
+from .errors import CorruptedWeightsError
 from .guidance import prepare_conditioning
 
 OUTPUT_TYPES = ("pil", "np", "pt")
@@ -31,7 +32,7 @@ def check_score_scheduler(scheduler) -> None:
     """
     if getattr(scheduler, "consumes_score", False) is not True:
         try:
-            from ncsn_pipeline import score_schedulers
+            from ncsn_pipeline.scheduling_utils import score_schedulers
 
             accepted = f"one of {list(score_schedulers())}"
         except ImportError:  # the pipeline's exported, self-contained copy
@@ -112,10 +113,6 @@ def _load_score_sde_ve_folder(cls, folder: Path, index: Dict[str, Any], torch_dt
         )
     scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     return cls(unet=unet, scheduler=VEPredictorCorrectorScheduler.from_config(scheduler_config), data_range=(0.0, 1.0))
-
-
-class CorruptedWeightsError(ValueError, OSError):
-    """A weight file exists but cannot be read (truncated, corrupted, or holding NaN/Inf)."""
 
 
 @dataclass
@@ -246,7 +243,7 @@ class NCSNPipeline(DiffusionPipeline):
         if standalone:
             from ncsn_pipeline.hub import save_standalone
 
-            save_standalone(self, save_directory)
+            save_standalone(self, save_directory, pipeline_class=NCSNPipeline)
             return
         if kwargs.get("safe_serialization", True) is not True:
             raise ValueError(
@@ -287,7 +284,14 @@ class NCSNPipeline(DiffusionPipeline):
             raise ImportError("push_to_hub needs the ncsn-pipeline package: pip install ncsn-pipeline") from error
         with tempfile.TemporaryDirectory(prefix="ncsn-save-") as folder:
             self.save_pretrained(folder)
-            return push_folder_to_hub(folder, repo_id, private=private, token=token, commit_message=commit_message)
+            return push_folder_to_hub(
+                folder,
+                repo_id,
+                private=private,
+                pipeline_class=NCSNPipeline,
+                token=token,
+                commit_message=commit_message,
+            )
 
     def log_likelihood(
         self,
@@ -374,10 +378,6 @@ class NCSNPipeline(DiffusionPipeline):
             result.bits_per_dim = bits_per_dim(result.log_likelihood, dims, num_levels, tuple(self.config.data_range))
         return result
 
-    def _conditioning(self, batch_size: int, class_labels, classifier, guidance_scale):
-        """Check the class arguments of a call (`ncsn_pipeline.guidance.prepare_conditioning`)."""
-        return prepare_conditioning(self.unet, batch_size, self.device, class_labels, classifier, guidance_scale)
-
     def _postprocess(self, sample: torch.Tensor, output_type: str):
         data_range = self.config.data_range
         if data_range is None:
@@ -393,6 +393,109 @@ class NCSNPipeline(DiffusionPipeline):
             return images
         images = images.cpu().permute(0, 2, 3, 1).numpy()
         return images if output_type == "np" else self.numpy_to_pil(images)
+
+    # ---------------------------------------------------------------------------- the shared sampling loop
+    # Every pipeline of the package (this one, inpainting, colorization, and later ones) samples through these
+    # methods, so that they share one set of checks, one loop, the callback and the ending.
+    def _check_call(self, batch_size: int, generator, output_type: str, callback_on_step_end_tensor_inputs) -> None:
+        """The checks of every call, before any work: the sampler, the batch, the generators, the outputs."""
+        check_score_scheduler(self.scheduler)  # it may have been swapped since __init__
+        check_integer("batch_size", batch_size)
+        check_choice("output_type", output_type, OUTPUT_TYPES)
+        generators = generator if isinstance(generator, list) else [generator]
+        if not all(item is None or isinstance(item, torch.Generator) for item in generators) or None in generators[1:]:
+            raise ValueError(
+                f"generator must be a torch.Generator, a list of them (one per sample) or None, got {generator!r}."
+            )
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"Got {len(generator)} generators for batch_size={batch_size}; pass one per sample.")
+        unknown_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if unknown_inputs:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs may only name {self._callback_tensor_inputs}, "
+                f"got {sorted(unknown_inputs)}."
+            )
+        if output_type == "pil" and self.config.data_range is None:
+            self._postprocess(torch.empty(0), output_type)  # raises the explanatory error now, not after sampling
+
+    def _conditioning(self, batch_size: int, class_labels, classifier, guidance_scale):
+        """Check the class arguments of a call (`ncsn_pipeline.guidance.prepare_conditioning`)."""
+        return prepare_conditioning(self.unet, batch_size, self.device, class_labels, classifier, guidance_scale)
+
+    def _plan(self, num_inference_steps: Optional[int]) -> None:
+        """Set the sampler's levels for a run; a model that knows only its training levels (NCSN v1) checks them
+        now, before any sampling, and names its own levels if the sampler asks for others."""
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        if callable(getattr(self.unet, "level_indices", None)):
+            if self.scheduler.adaptive:
+                raise ValueError(
+                    f"{type(self.unet).__name__} knows only its {len(self.unet.noise_levels)} training noise levels, "
+                    f"but {type(self.scheduler).__name__} decides its levels during the run; use a sampler on the "
+                    "model's own levels, such as NCSNScheduler."
+                )
+            self.unet.level_indices(torch.unique(self.scheduler.timesteps))
+
+    def _prior_sample(self, batch_size: int, generator) -> torch.Tensor:
+        """A draw from the prior ``N(0, init_noise_sigma**2 I)``, in the model's dtype and on its device."""
+        shape = (batch_size, *self.sample_shape)
+        sample = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+        return sample * self.scheduler.init_noise_sigma
+
+    def _run(
+        self,
+        sample: torch.Tensor,
+        conditioning,
+        generator,
+        begin: int = 0,
+        end: Optional[int] = None,
+        after_step: Optional[Callable[[torch.Tensor, int], torch.Tensor]] = None,
+        callback_on_step_end: Optional[Callable] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
+        progress=None,
+    ) -> torch.Tensor:
+        """The sampling loop: follow the score through the sampler's calls ``begin`` to ``end`` (``None``: to the
+        end of the run; an adaptive sampler decides each level after the step before, and begins at 0 only).
+
+        For each call ``index`` at level ``sigma``:
+
+        1. ``score = s(x, sigma)`` (with the class conditioning of the call, `ncsn_pipeline.guidance`);
+        2. ``x <- scheduler.step(score, sigma, x)`` (which stops on a non-finite sample);
+        3. ``x <- after_step(x, index)``: what a pipeline does between steps (inpainting's replacement);
+        4. ``callback_on_step_end(pipe, index, sigma, {"sample": x})``, which may replace ``x``.
+
+        ``progress`` is a progress bar to advance per call (default: one for this run).
+        """
+        scheduler = self.scheduler
+        batch = sample.shape[0]
+        own_progress = progress is None
+        if own_progress:
+            progress = self.progress_bar(total=scheduler.max_model_calls)
+        for index, sigma in enumerate(scheduler.iter_timesteps()):
+            if index < begin:
+                continue
+            if end is not None and index >= end:
+                break
+            model_input = scheduler.scale_model_input(sample, sigma)
+            score = conditioning.score(self.unet, model_input, sigma.expand(batch))
+            # return_dict=False: the output dataclass costs more per call than the cheapest score models.
+            sample = scheduler.step(score, sigma, sample, generator=generator, return_dict=False)[0]
+            if after_step is not None:
+                sample = after_step(sample, index)
+            if callback_on_step_end is not None:
+                callback_kwargs = {"sample": sample} if "sample" in callback_on_step_end_tensor_inputs else {}
+                callback_outputs = callback_on_step_end(self, index, sigma, callback_kwargs) or {}
+                sample = callback_outputs.get("sample", sample)
+            progress.update()
+        if own_progress:
+            progress.close()
+        return sample
+
+    def _finish(self, output: Any, return_dict: bool) -> Union[NCSNPipelineOutput, Tuple]:
+        """The ending of every call: release offloaded models and return the output as asked."""
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (output,)
+        return NCSNPipelineOutput(images=output)
 
     @torch.no_grad()
     def __call__(
@@ -448,57 +551,23 @@ class NCSNPipeline(DiffusionPipeline):
             (8, 8)
         """
         # 0. Validate the arguments before any work.
-        check_score_scheduler(self.scheduler)  # it may have been swapped since __init__
-        batch_size = check_integer("batch_size", batch_size)
-        check_choice("output_type", output_type, OUTPUT_TYPES)
-        generators = generator if isinstance(generator, list) else [generator]
-        if not all(item is None or isinstance(item, torch.Generator) for item in generators) or None in generators[1:]:
-            raise ValueError(
-                f"generator must be a torch.Generator, a list of them (one per sample) or None, got {generator!r}."
-            )
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"Got {len(generator)} generators for batch_size={batch_size}; pass one per sample.")
-        unknown_inputs = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
-        if unknown_inputs:
-            raise ValueError(
-                f"callback_on_step_end_tensor_inputs may only name {self._callback_tensor_inputs}, "
-                f"got {sorted(unknown_inputs)}."
-            )
-        if output_type == "pil" and self.config.data_range is None:
-            self._postprocess(torch.empty(0), output_type)  # raises the explanatory error now, not after sampling
+        self._check_call(batch_size, generator, output_type, callback_on_step_end_tensor_inputs)
         conditioning = self._conditioning(batch_size, class_labels, classifier, guidance_scale)
 
-        # 1. Noise levels of this run; a model that knows only its training levels (NCSN v1) checks them now,
-        #    before any sampling, and names its own levels if the sampler asks for others.
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        if callable(getattr(self.unet, "level_indices", None)):
-            if self.scheduler.adaptive:
-                raise ValueError(
-                    f"{type(self.unet).__name__} knows only its {len(self.unet.noise_levels)} training noise levels, "
-                    f"but {type(self.scheduler).__name__} decides its levels during the run; use a sampler on the "
-                    "model's own levels, such as NCSNScheduler."
-                )
-            self.unet.level_indices(torch.unique(self.scheduler.timesteps))
+        # 1. Noise levels of this run (checked against the model's own levels).
+        self._plan(num_inference_steps)
 
         # 2. Start from the prior N(0, sigma_max^2 I).
-        shape = (batch_size, *self.sample_shape)
-        sample = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
-        sample = sample * self.scheduler.init_noise_sigma
+        sample = self._prior_sample(batch_size, generator)
 
-        # 3. Follow the score through the noise levels (an adaptive sampler decides each after the step before).
-        for index, sigma in enumerate(self.progress_bar(self.scheduler.iter_timesteps())):
-            model_input = self.scheduler.scale_model_input(sample, sigma)
-            score = conditioning.score(self.unet, model_input, sigma.expand(batch_size))
-            # return_dict=False: the output dataclass costs more per call than the cheapest score models.
-            sample = self.scheduler.step(score, sigma, sample, generator=generator, return_dict=False)[0]
-            if callback_on_step_end is not None:
-                callback_kwargs = {"sample": sample} if "sample" in callback_on_step_end_tensor_inputs else {}
-                callback_outputs = callback_on_step_end(self, index, sigma, callback_kwargs) or {}
-                sample = callback_outputs.get("sample", sample)
+        # 3. Follow the score through the noise levels.
+        sample = self._run(
+            sample,
+            conditioning,
+            generator,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+        )
 
         # 4. Back to images (or raw samples).
-        output = self._postprocess(sample, output_type)
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (output,)
-        return NCSNPipelineOutput(images=output)
+        return self._finish(self._postprocess(sample, output_type), return_dict)

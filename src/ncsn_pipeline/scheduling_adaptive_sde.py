@@ -48,7 +48,8 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
 
     ``timesteps`` is the record of the run: after ``set_timesteps`` it holds the first call (``sigma_max``), and
     each ``step`` appends the level of the call that follows, so a loop over `iter_timesteps` (as `NCSNPipeline`
-    runs) sees each level as it is decided and ``num_model_calls`` is the number of calls the last run made;
+    runs; ``step`` refuses to run outside it, since a plain ``for t in scheduler.timesteps`` loop would stop after
+    one call) sees each level as it is decided and ``num_model_calls`` is the number of calls the last run made;
     ``level_start_indices`` grows by the calls at newly reached levels (after accepted steps). A run
     never takes more than ``max_model_calls``: when only `BUDGET_FALLBACK_STEPS` steps fit in what is left and
     the controller's steps would not reach ``sigma_min``, each takes an equal share of the remaining range and is
@@ -64,8 +65,9 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
             it).
         rel_tol (`float`, defaults to 0.05): Relative tolerance ``rel_tol`` (the paper's fast setting; 0.01-0.02
             is slower and closer to the exact SDE).
-        abs_tol (`float`, defaults to 0.0078): Absolute tolerance, in data units (the paper's value for data in
-            ``[-1, 1]``: about half an 8-bit step).
+        abs_tol (`float`, defaults to 0.0078): Absolute tolerance, in data units: the paper's value for data in
+            ``[-1, 1]``, where it is one 8-bit step (``2 / 255``). For data in ``[0, 1]`` (NCSN's images) it is two
+            8-bit steps; halve it there for the same precision.
         safety (`float`, defaults to 0.9): ``safety`` of step 4.
         exponent (`float`, defaults to 0.9): ``exponent`` of step 4 (the paper's ``r``).
         max_model_calls (`int`, defaults to 1000): The most calls a run may take.
@@ -132,6 +134,7 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
         self.accepted_steps = 0
         self.rejected_steps = 0
         self._warned = False
+        self._iterating = False  # set by `iter_timesteps`, the only loop that sees the levels decided during a run
 
     def can_begin_at(self, index: int) -> bool:
         """Only at ``sigma_max``: each later level is decided by the steps before it."""
@@ -156,6 +159,7 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
 
     def iter_timesteps(self) -> Iterator[torch.Tensor]:
         """The level of each call as it is decided: loop over this (not ``timesteps``) and call ``step`` each time."""
+        self._iterating = True
         index = 0
         while index < self.timesteps.shape[0]:
             yield self.timesteps[index]
@@ -256,6 +260,14 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
             an improved-Euler call: the accepted sample, or a new trial's point if the step was rejected) and
             ``prev_sample_mean`` (the same without this step's noise).
         """
+        if not self._iterating:
+            # A plain diffusers loop (`for t in scheduler.timesteps`) sees only the first level and would stop after
+            # one call with a half-made step: refuse it rather than return noise.
+            raise ValueError(
+                "AdaptiveSDEScheduler decides each noise level during the run, so `scheduler.timesteps` holds only the "
+                "levels decided so far: drive it with `for t in scheduler.iter_timesteps(): ...step(...)` (as "
+                "NCSNPipeline does), after `set_timesteps`."
+            )
         index = self._next_step_index(model_output, timestep, sample)
         if self._phase == "euler":
             prev_sample, prev_sample_mean = self._start_trial(sample, model_output, index, generator)
@@ -263,9 +275,9 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
             prev_sample, prev_sample_mean = self._finish_trial(model_output, index, generator)
         else:  # 5. the denoising step at sigma_min
             prev_sample = prev_sample_mean = sample + self.config.sigma_min**2 * model_output
-            raise_if_not_finite(prev_sample, "the denoising step", "Use a smaller rel_tol or abs_tol.")
             self._phase = "done"
-        self._step_index += 1
-        if not return_dict:
-            return prev_sample, prev_sample_mean
-        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
+            return self._end_step(
+                prev_sample, prev_sample_mean, return_dict, "the denoising step", "Use a smaller rel_tol or abs_tol."
+            )
+        # The trial and improved-Euler solutions were checked as they were formed.
+        return self._end_step(prev_sample, prev_sample_mean, return_dict)

@@ -19,7 +19,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from .checks import check_choice, check_noise_level_count, check_number
 from .noise_schedules import karras_noise_levels
-from .sampling import raise_if_not_finite, standard_normal
+from .sampling import standard_normal
 from .scheduling_utils import ContinuousLevelsMixin, ScoreSchedulerMixin, ScoreSchedulerOutput
 
 ALGORITHMS = ("2m", "2m-sde", "3m-sde")
@@ -196,13 +196,11 @@ class DPMSolverPlusPlusScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Sch
                     noise = standard_normal(sample.shape, generator, sample.device, sample.dtype)
                     scale = next_sigma * math.sqrt(-math.expm1(-2 * eta_h)) * self.config.s_noise
                     prev_sample = prev_sample_mean + scale * noise
-        raise_if_not_finite(prev_sample, f"the step from sigma={sigma:.4g}", "Use more noise levels.")
         self._denoised = [denoised, *self._denoised][:2]
         self._steps = [h, *self._steps][:2]
-        self._step_index += 1
-        if not return_dict:
-            return prev_sample, prev_sample_mean
-        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
+        return self._end_step(
+            prev_sample, prev_sample_mean, return_dict, f"the step from sigma={sigma:.4g}", "Use more noise levels."
+        )
 
 
 # The sampler of new pipelines (training output, converted models, the demo): the best at <= 50 calls in

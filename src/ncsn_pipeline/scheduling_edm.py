@@ -16,7 +16,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from .checks import check_noise_level_count, check_number
 from .noise_schedules import karras_noise_levels
-from .sampling import raise_if_not_finite, standard_normal
+from .sampling import standard_normal
 from .scheduling_utils import ContinuousLevelsMixin, ScoreSchedulerMixin, ScoreSchedulerOutput
 
 
@@ -34,9 +34,11 @@ class EDMStochasticScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Schedul
 
     ``2N - 1`` model calls. The churn of level ``i + 1`` is added at the end of the step that reaches it, so that
     the model is called at ``sigma_hat``: ``timesteps`` lists ``sigma_hat_0, sigma_1, sigma_hat_1, ...``. The
-    first level's churn is part of the initial noise (``init_noise_sigma = sigma_hat_0``: ``N(0, sigma_0**2)``
-    plus independent churn is ``N(0, sigma_hat_0**2)``). The added noise lets the sampler correct errors of
-    earlier steps, of the score and of the start, which the deterministic ODE cannot.
+    first level's churn is part of the initial noise: ``N(0, sigma_0**2)`` plus independent churn noise is
+    ``N(0, init_noise_sigma**2)`` with ``init_noise_sigma**2 = sigma_0**2 + S_noise**2 (sigma_hat_0**2 -
+    sigma_0**2)``. The added noise lets the sampler correct errors of earlier steps, of the score and of the start,
+    which the deterministic ODE cannot. Without churn (``S_churn = 0``) this is Heun's method on the
+    probability-flow ODE, `ProbabilityFlowHeunScheduler`.
 
     Args:
         sigma_max (`float`, defaults to 50.0): Largest noise level ``sigma_0``.
@@ -87,10 +89,21 @@ class EDMStochasticScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Schedul
         check_number("s_noise", s_noise, 0.0, 2.0)
         self.set_timesteps()
 
+    def _churn_settings(self) -> Tuple[float, float, float, float]:
+        """``(S_churn, S_tmin, S_tmax, S_noise)`` of the run (the config's)."""
+        config = self.config
+        return config.s_churn, config.s_tmin, config.s_tmax, config.s_noise
+
     @property
     def init_noise_sigma(self) -> float:
-        """``sigma_hat_0``: the first level raised by its churn."""
-        return float(self.churned_sigmas[0])
+        """The spread of ``x_hat_0``: the prior ``N(0, sigma_0**2 I)`` plus the first level's churn noise, which is
+        scaled by ``S_noise`` like every other churn: ``sqrt(sigma_0**2 + S_noise**2 (sigma_hat_0**2 - sigma_0**2))``
+        (``sigma_hat_0`` itself when ``S_noise = 1``)."""
+        sigma, churned = float(self.sigmas[0]), float(self.churned_sigmas[0])
+        s_noise = self._churn_settings()[3]
+        if s_noise == 1.0 or churned == sigma:
+            return churned  # exactly, with no round-off from the square root
+        return math.sqrt(sigma**2 + s_noise**2 * (churned**2 - sigma**2))
 
     def set_timesteps(
         self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device, None] = None
@@ -101,8 +114,10 @@ class EDMStochasticScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Schedul
         config = self.config
         self.num_inference_steps = levels
         self.sigmas = karras_noise_levels(config.sigma_max, config.sigma_min, levels, config.rho)
-        in_range = (self.sigmas >= config.s_tmin) & (self.sigmas <= config.s_tmax)
-        gamma = torch.where(in_range, min(config.s_churn / levels, math.sqrt(2.0) - 1), 0.0)
+        s_churn, s_tmin, s_tmax, _ = self._churn_settings()
+        in_range = (self.sigmas >= s_tmin) & (self.sigmas <= s_tmax)
+        # gamma in float64, as the levels: a float32 gamma moves sigma_hat (and every sample) by ~1e-7 relative.
+        gamma = in_range.to(self.sigmas.dtype) * min(s_churn / levels, math.sqrt(2.0) - 1)
         self.churned_sigmas = self.sigmas * (1 + gamma)
         # Euler call at sigma_hat_i, Heun call at sigma_{i+1}; the last level has only its Euler call (to 0).
         pairs = torch.stack([self.churned_sigmas[:-1], self.sigmas[1:]], dim=1).flatten()
@@ -164,12 +179,8 @@ class EDMStochasticScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Schedul
             prev_sample = prev_sample_mean
             if next_churned > next_sigma:
                 noise = standard_normal(sample.shape, generator, sample.device, sample.dtype)
-                prev_sample = (
-                    prev_sample_mean + math.sqrt(next_churned**2 - next_sigma**2) * self.config.s_noise * noise
-                )
-        if position == 1 or index == len(self.timesteps) - 1:
-            raise_if_not_finite(prev_sample, f"the step from sigma={churned:.4g}", "Use more noise levels.")
-        self._step_index += 1
-        if not return_dict:
-            return prev_sample, prev_sample_mean
-        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
+                s_noise = self._churn_settings()[3]
+                prev_sample = prev_sample_mean + math.sqrt(next_churned**2 - next_sigma**2) * s_noise * noise
+        level_done = position == 1 or index == len(self.timesteps) - 1
+        where = f"the step from sigma={churned:.4g}" if level_done else None
+        return self._end_step(prev_sample, prev_sample_mean, return_dict, where, "Use more noise levels.")

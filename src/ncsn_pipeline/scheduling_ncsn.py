@@ -24,7 +24,7 @@ from .checks import (
     check_step_count,
 )
 from .noise_schedules import annealed_step_sizes, geometric_noise_levels, ncsnv2_noise_schedule, step_lr_for
-from .sampling import denoise_step, langevin_step, raise_if_not_finite, standard_normal
+from .sampling import denoise_step, langevin_step, standard_normal
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
 
 logger = logging.get_logger(__name__)
@@ -239,17 +239,18 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
             level_done = True
 
         # Checking once per level (not per step) keeps GPU syncs rare; NaN persists until then.
-        if level_done:
-            raise_if_not_finite(
-                prev_sample,
-                lambda: f"noise level {level + 1}/{self.num_inference_steps} (sigma={float(self.sigmas[level]):.4g})",
-                lambda: f"The Langevin steps are too long for this model: use a smaller step_lr "
-                f"(now {self.config.step_lr:g}, try {self.config.step_lr / 2:g}).",
-            )
-        self._step_index += 1
-        if not return_dict:
-            return prev_sample, prev_sample_mean
-        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
+        where = (
+            (lambda: f"noise level {level + 1}/{self.num_inference_steps} (sigma={float(self.sigmas[level]):.4g})")
+            if level_done
+            else None
+        )
+        return self._end_step(prev_sample, prev_sample_mean, return_dict, where, self._divergence_advice)
+
+    def _divergence_advice(self) -> str:
+        return (
+            f"The Langevin steps are too long for this model: use a smaller step_lr (now {self.config.step_lr:g}, "
+            f"try {self.config.step_lr / 2:g})."
+        )
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> NCSNScheduler:

@@ -4,28 +4,28 @@ Song et al. (2021), "Score-Based Generative Modeling through Stochastic Differen
 (https://arxiv.org/abs/2011.13456), eq. 13: the probability-flow ODE, which for the VE SDE reads
 ``dx/dsigma = -sigma * s(x, sigma)``; solved with Heun's second-order method on the noise levels of
 Karras, Aittala, Aila & Laine (2022), "Elucidating the Design Space of Diffusion-Based Generative
-Models" (https://arxiv.org/abs/2206.00364), Algorithm 1.
+Models" (https://arxiv.org/abs/2206.00364), Algorithm 1. That is EDM's stochastic sampler (Algorithm 2) without
+churn, so this sampler is `EDMStochasticScheduler` with the churn switched off: one implementation, two names.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
+import math
+from typing import Tuple
 
-import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from .checks import check_noise_level_count
-from .noise_schedules import karras_noise_levels
-from .sampling import raise_if_not_finite
-from .scheduling_utils import ContinuousLevelsMixin, ScoreSchedulerMixin, ScoreSchedulerOutput
+from .scheduling_edm import EDMStochasticScheduler
 
 
-class ProbabilityFlowHeunScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
+# SchedulerMixin and ConfigMixin are named again so that diffusers, which looks a saved component's base classes up in
+# the component's own module, finds them here.
+class ProbabilityFlowHeunScheduler(EDMStochasticScheduler, SchedulerMixin, ConfigMixin):
     r"""Heun's method on the probability-flow ODE ``dx/dsigma = -sigma * s(x, sigma)``: deterministic, few calls.
 
     With Karras et al.'s levels ``sigma_1 = sigma_max > ... > sigma_N = sigma_min`` and ``sigma_{N+1} = 0``
-    (Karras et al. 2022, Algorithm 1 without churn):
+    (Karras et al. 2022, Algorithm 1; `EDMStochasticScheduler`'s steps without churn):
 
     1. Euler: ``d_i = -sigma_i s(x, sigma_i)``, ``x' = x + (sigma_{i+1} - sigma_i) d_i``.
     2. Heun's correction (not on the last step, to ``sigma = 0``): ``d' = -sigma_{i+1} s(x', sigma_{i+1})``,
@@ -67,7 +67,6 @@ class ProbabilityFlowHeunScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, S
         (69, 0.8)
     """
 
-    order = 2
     sampler_name = "probability-flow ODE, Heun (deterministic)"
 
     @register_to_config
@@ -79,28 +78,13 @@ class ProbabilityFlowHeunScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, S
         rho: float = 7.0,
         num_train_noise_levels: int = 232,
     ):
+        # Not EDMStochasticScheduler.__init__: that would register its churn options in this sampler's config.
         self._check_levels(sigma_max, sigma_min, rho, num_noise_levels, num_train_noise_levels)
         self.set_timesteps()
 
-    def set_timesteps(
-        self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device, None] = None
-    ) -> None:
-        """Prepare a run over ``num_inference_steps`` levels (default: the config's), ``2N - 1`` model calls."""
-        levels = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
-        levels = check_noise_level_count("num_inference_steps", levels)
-        self.num_inference_steps = levels
-        self.sigmas = karras_noise_levels(self.config.sigma_max, self.config.sigma_min, levels, self.config.rho)
-        # Each Heun step evaluates the score at sigma_i and sigma_{i+1}; the final Euler step at sigma_min only.
-        pairs = torch.stack([self.sigmas[:-1], self.sigmas[1:]], dim=1).flatten()
-        self.timesteps = torch.cat([pairs, self.sigmas[-1:]]).to(device=device, dtype=torch.float32)
-        # A run may start at an Euler step (even index) or at the final step, never at a Heun correction.
-        self._level_start_indices = list(range(0, len(self.timesteps), 2))
-        self._euler_start: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-        self._reset_run()
-
-    def can_begin_at(self, index: int) -> bool:
-        """Only at an Euler step or the final step: a Heun correction needs the Euler step before it."""
-        return index in self._level_start_indices
+    def _churn_settings(self) -> Tuple[float, float, float, float]:
+        """No churn: ``S_churn = 0`` (and ``S_noise = 1``, which no step uses)."""
+        return 0.0, 0.0, math.inf, 1.0
 
     @property
     def description(self) -> str:
@@ -110,45 +94,3 @@ class ProbabilityFlowHeunScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, S
             f"{self.config.sigma_max:.4g} -> {self.config.sigma_min:.4g} (rho {self.config.rho:g}), deterministic "
             f"({self.num_model_calls} model calls)"
         )
-
-    def step(
-        self,
-        model_output: torch.Tensor,
-        timestep: Union[float, torch.Tensor],
-        sample: torch.Tensor,
-        generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
-        return_dict: bool = True,
-    ) -> Union[ScoreSchedulerOutput, Tuple[torch.Tensor, torch.Tensor]]:
-        """Advance the ODE with the score at ``timestep`` (an Euler predictor or Heun's correction).
-
-        Args:
-            model_output (`torch.Tensor`): The score ``s(x, sigma)`` at ``sample``.
-            timestep (`float` or `torch.Tensor`): The current entry of ``timesteps``.
-            sample (`torch.Tensor`): The current point of the trajectory.
-            generator: Unused (the sampler is deterministic); accepted for interchangeability.
-            return_dict (`bool`, defaults to `True`): Return an `ScoreSchedulerOutput` instead of a tuple.
-
-        Returns:
-            `ScoreSchedulerOutput` or `tuple`: ``prev_sample`` (and the same tensor as ``prev_sample_mean``).
-        """
-        index = self._next_step_index(model_output, timestep, sample)
-        level, position = divmod(index, 2)
-        sigma = float(self.sigmas[level])
-        next_sigma = float(self.sigmas[level + 1]) if level + 1 < len(self.sigmas) else 0.0
-        if position == 0:
-            # 1. Euler step with the slope dx/dsigma = -sigma * s at the start of the interval.
-            derivative = -sigma * model_output
-            prev_sample = sample + (next_sigma - sigma) * derivative
-            self._euler_start = (sample, derivative)
-        else:
-            # 2. Heun: average the start slope with the slope at the Euler estimate (evaluated at sigma_{i+1}).
-            start, derivative = self._euler_start
-            end_derivative = -next_sigma * model_output
-            prev_sample = start + (next_sigma - sigma) * 0.5 * (derivative + end_derivative)
-            self._euler_start = None
-        if position == 1 or index == len(self.timesteps) - 1:
-            raise_if_not_finite(prev_sample, f"the ODE step from sigma={sigma:.4g}", "Use more noise levels.")
-        self._step_index += 1
-        if not return_dict:
-            return prev_sample, prev_sample
-        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample)

@@ -37,13 +37,14 @@ Every sampler of the package is a diffusers scheduler (``SchedulerMixin, ConfigM
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import torch
 from diffusers.utils import BaseOutput
 
 from .checks import check_noise_level_count, check_noise_range, check_positive
 from .noise_schedules import geometric_noise_levels
+from .sampling import raise_if_not_finite
 
 
 @dataclass
@@ -70,40 +71,67 @@ SCORE_SDE_VE_KEYS = {
 }
 
 
+# Where a sampler on its training levels that was set up from a sampler on any levels keeps the latter's level count,
+# so that a swap back restores it (diffusers carries every config key a class does not take; the "_" keeps it out of
+# diffusers' warnings about unexpected keys). Its presence also marks the config as one of training levels.
+ANY_LEVELS_COUNT_KEY = "_num_noise_levels_on_any_levels"
+
+# Every score sampler defined in the package's ``scheduling_*`` modules, by class name (filled by
+# `ScoreSchedulerMixin.__init_subclass__` as the package imports them).
+_SCORE_SAMPLERS: Dict[str, type] = {}
+
+
 def _keep_training_levels(config: Dict[str, Any], own_keys) -> Dict[str, Any]:
-    """A sampler swap keeps the model's training levels: samplers on their training levels (annealed Langevin,
-    predictor-corrector) count them as ``num_noise_levels``, the samplers on any levels as
-    ``num_train_noise_levels``."""
-    has_training_key = "num_train_noise_levels" in config
-    if "num_train_noise_levels" in own_keys and not has_training_key and "num_noise_levels" in config:
-        return {**config, "num_train_noise_levels": config["num_noise_levels"]}
-    if "num_train_noise_levels" not in own_keys and has_training_key:
-        return {**config, "num_noise_levels": config["num_train_noise_levels"]}
-    return config
+    """A sampler swap keeps the model's training levels and each sampler's own level count.
+
+    Samplers on their training levels (annealed Langevin, predictor-corrector) count them as ``num_noise_levels``;
+    samplers on any levels (they have ``num_train_noise_levels``) count the training levels there and their own
+    sampling levels as ``num_noise_levels``. A config is of the second kind when it has ``num_train_noise_levels``
+    and no `ANY_LEVELS_COUNT_KEY` (diffusers also carries keys of the samplers a config passed through).
+    """
+    config_on_any_levels = "num_train_noise_levels" in config and ANY_LEVELS_COUNT_KEY not in config
+    if config_on_any_levels == ("num_train_noise_levels" in own_keys):
+        return config
+    if config_on_any_levels:  # -> a sampler on its training levels: they become its num_noise_levels
+        stash = {ANY_LEVELS_COUNT_KEY: config["num_noise_levels"]} if "num_noise_levels" in config else {}
+        return {**config, **stash, "num_noise_levels": config["num_train_noise_levels"]}
+    if "num_noise_levels" not in config:
+        return config
+    # -> a sampler on any levels: the config's levels are its training levels; it samples on its own count again
+    swapped = {key: value for key, value in config.items() if key != ANY_LEVELS_COUNT_KEY}
+    restored = {"num_noise_levels": config[ANY_LEVELS_COUNT_KEY]} if ANY_LEVELS_COUNT_KEY in config else {}
+    return {**swapped, "num_train_noise_levels": config["num_noise_levels"], **restored}
 
 
 def score_schedulers() -> Dict[str, type]:
-    """The score samplers the package exports (its ``__all__``), by class name.
+    """The score samplers of the package, by class name: every `ScoreSchedulerMixin` class defined in one of its
+    ``scheduling_*`` modules (the package exports each of them; ``tests/test_scheduler_contract.py`` checks it).
 
-    A new sampler only has to be exported to be offered by the CLI and the demo, listed by ``compatibles``
-    and covered by the contract test.
+    A new sampler only has to be written in its own ``scheduling_*.py`` file and exported to be offered by the CLI
+    and the demo, listed by ``compatibles`` and covered by the contract test.
 
     >>> sorted(score_schedulers())  # doctest: +NORMALIZE_WHITESPACE
     ['AdaptiveSDEScheduler', 'DPMSolverPlusPlusScheduler', 'EDMStochasticScheduler', 'NCSNScheduler',
      'ProbabilityFlowHeunScheduler', 'VEPredictorCorrectorScheduler']
     """
-    import ncsn_pipeline
+    return dict(sorted(_SCORE_SAMPLERS.items()))
 
-    found = {}
-    for name in ncsn_pipeline.__all__:
-        candidate = getattr(ncsn_pipeline, name)
-        if (
-            isinstance(candidate, type)
-            and issubclass(candidate, ScoreSchedulerMixin)
-            and candidate is not ScoreSchedulerMixin
-        ):
-            found[candidate.__name__] = candidate
-    return dict(sorted(found.items()))
+
+def can_restart_at_level_starts(scheduler) -> bool:
+    """Whether a run of ``scheduler`` may begin at every one of its level starts (the contract's `can_begin_at`),
+    so that a pipeline may jump back and sample a stretch of levels again (RePaint's resampling); samplers that
+    keep state between calls (multistep methods, the adaptive solver) cannot."""
+    return not scheduler.adaptive and all(scheduler.can_begin_at(index) for index in scheduler.level_start_indices)
+
+
+def restartable_samplers() -> List[str]:
+    """The names of the package's samplers that can restart at their level starts (`can_restart_at_level_starts`,
+    judged on each sampler's default settings).
+
+    >>> restartable_samplers()  # doctest: +NORMALIZE_WHITESPACE
+    ['EDMStochasticScheduler', 'NCSNScheduler', 'ProbabilityFlowHeunScheduler', 'VEPredictorCorrectorScheduler']
+    """
+    return [name for name, sampler in score_schedulers().items() if can_restart_at_level_starts(sampler())]
 
 
 class ScoreSchedulerMixin:
@@ -126,6 +154,14 @@ class ScoreSchedulerMixin:
     chosen_when_missing: Dict[str, Any] = {}
     langevin_steps_key: Optional[str] = None
     step_size_key: Optional[str] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The package's own samplers register themselves (one file each); exported, self-contained copies and
+        # users' subclasses live in other modules and stay out of the package's list.
+        module = cls.__module__
+        if module.startswith("ncsn_pipeline.scheduling_") and module != __name__ and not cls.__name__.startswith("_"):
+            _SCORE_SAMPLERS[cls.__name__] = cls
 
     # ---------------------------------------------------------------------------- the run's position
     @property
@@ -193,18 +229,31 @@ class ScoreSchedulerMixin:
         levels = self.timesteps.detach().cpu().double()[starts]
         matches = torch.isclose(levels, torch.tensor(value, dtype=torch.float64), rtol=1e-5, atol=0.0).nonzero()
         if len(matches) == 0:
-            raise ValueError(
-                f"timestep {value!r} is not one of this scheduler's noise levels (from {float(levels[0]):.4g} down "
-                f"to {float(levels[-1]):.4g}); pass the values of `scheduler.timesteps` in order after `set_timesteps`."
-            )
+            return self._refuse_start_at(value)
         index = int(starts[matches[0, 0]])
         if not self.can_begin_at(index):
-            raise ValueError(
-                f"A run of {type(self).__name__} cannot begin at timestep {value!r} (call {index}): it keeps state "
-                "from earlier steps, so it begins where `can_begin_at` is true, the first call "
-                f"({float(self.timesteps[0]):.4g})."
-            )
+            return self._refuse_start_at(value, index)
         self._step_index = index
+
+    def _refuse_start_at(self, value: float, index: Optional[int] = None) -> None:
+        """Raise the error for a first ``step`` at ``timestep=value``, which is not where a run can begin."""
+        calls = self.timesteps.detach().cpu().double()
+        if index is None:  # not a level start: is it another call of the schedule (a Heun correction, a trial)?
+            found = torch.isclose(calls, torch.tensor(value, dtype=torch.float64), rtol=1e-5, atol=0.0).nonzero()
+            if len(found) == 0:
+                raise ValueError(
+                    f"timestep {value!r} is not one of this scheduler's noise levels (from {float(calls[0]):.4g} "
+                    f"down to {float(calls[-1]):.4g}); pass the values of `scheduler.timesteps` in order after "
+                    "`set_timesteps`."
+                )
+            index = int(found[0, 0])
+        starts = [start for start in self._level_start_indices if self.can_begin_at(start)]
+        shown = ", ".join(f"{float(calls[start]):.4g}" for start in starts[:6]) + (" ..." if len(starts) > 6 else "")
+        raise ValueError(
+            f"A run of {type(self).__name__} cannot begin at timestep {value!r} (call {index} of its timesteps): "
+            f"it keeps state from earlier steps, so it begins where `can_begin_at` is true, at the level starts "
+            f"({shown}). Begin there, or with `set_begin_index`."
+        )
 
     def _next_step_index(
         self, model_output: torch.Tensor, timestep: Union[float, torch.Tensor], sample: torch.Tensor
@@ -220,6 +269,23 @@ class ScoreSchedulerMixin:
                 "again to start a new run."
             )
         return self._step_index
+
+    def _end_step(
+        self,
+        prev_sample: torch.Tensor,
+        prev_sample_mean: torch.Tensor,
+        return_dict: bool,
+        where: Union[str, Callable[[], str], None] = None,
+        advice: Union[str, Callable[[], str]] = "",
+    ):
+        """The end of every ``step``: stop on a non-finite sample (when ``where`` names the step; samplers check once
+        per level, not per call), move to the next call, and return the contract's output."""
+        if where is not None:
+            raise_if_not_finite(prev_sample, where, advice)
+        self._step_index += 1
+        if not return_dict:
+            return prev_sample, prev_sample_mean
+        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
 
     def langevin_step_size(self, sigma: float) -> float:
         """The step size of a Langevin step of this sampler at noise level ``sigma`` (for comparisons such as
@@ -265,11 +331,9 @@ class ScoreSchedulerMixin:
     # ---------------------------------------------------------------------------- interchangeability
     @classmethod
     def _get_compatibles(cls) -> List[type]:
-        # diffusers resolves `_compatibles` names in its own module only; ours are the package's exports.
-        try:
-            return list(score_schedulers().values())
-        except ImportError:  # an exported, self-contained copy of one scheduler, without the package
-            return [cls]
+        # diffusers resolves `_compatibles` names in its own module only; ours are the package's samplers (an
+        # exported, self-contained copy of one sampler knows only itself).
+        return list(score_schedulers().values()) or [cls]
 
     @classmethod
     def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any):
@@ -284,8 +348,7 @@ class ScoreSchedulerMixin:
         if isinstance(config, dict) and (
             config.get("_class_name") == "ScoreSdeVeScheduler" or {"num_train_timesteps", "sampling_eps"} <= set(config)
         ):
-            own = cls._get_init_keys(cls)
-            renamed = {new: config[old] for old, new in SCORE_SDE_VE_KEYS.items() if old in config and new in own}
+            renamed = {new: config[old] for old, new in SCORE_SDE_VE_KEYS.items() if old in config}
             config = {"_class_name": cls.__name__, **renamed}
         if isinstance(config, dict):
             config = _keep_training_levels(config, cls._get_init_keys(cls))

@@ -17,7 +17,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from .checks import check_model_calls, check_noise_level_count, check_noise_range, check_positive, check_step_count
 from .noise_schedules import geometric_noise_levels
-from .sampling import raise_if_not_finite, standard_normal
+from .sampling import standard_normal
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput
 
 
@@ -144,6 +144,7 @@ class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigM
             step_size = 2 * (self.config.snr * noise_norm / score_norm).item() ** 2
             prev_sample_mean = sample + step_size * model_output
             prev_sample = prev_sample_mean + math.sqrt(2 * step_size) * noise
+            where = None  # checked once per level, after its predictor step
         else:
             # 2. Reverse-diffusion predictor from sigma_i to the next level (0 after the last one).
             sigma = float(self.sigmas[level])
@@ -152,15 +153,9 @@ class VEPredictorCorrectorScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigM
             prev_sample_mean = sample + variance * model_output
             last = level == len(self.sigmas) - 1
             prev_sample = prev_sample_mean if last else prev_sample_mean + math.sqrt(variance) * noise
-            raise_if_not_finite(
-                prev_sample,
-                f"noise level {level + 1}/{len(self.sigmas)} (sigma={sigma:.4g})",
-                f"Lower snr (now {self.config.snr}) or use more noise levels.",
-            )
-        self._step_index += 1
-        if not return_dict:
-            return prev_sample, prev_sample_mean
-        return ScoreSchedulerOutput(prev_sample=prev_sample, prev_sample_mean=prev_sample_mean)
+            where = f"noise level {level + 1}/{len(self.sigmas)} (sigma={sigma:.4g})"
+        advice = f"Lower snr (now {self.config.snr}) or use more noise levels."
+        return self._end_step(prev_sample, prev_sample_mean, return_dict, where, advice)
 
     def __len__(self) -> int:
         return self.config.num_noise_levels

@@ -5,7 +5,7 @@ The training code lives in `ncsn_pipeline.training`.
 
 import sys
 
-from .training.cli import main
+from .cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

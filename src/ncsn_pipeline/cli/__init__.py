@@ -1,5 +1,7 @@
-"""Command-line front ends: ``ncsn-sample`` (`sample`), ``ncsn-push`` (`push`), ``ncsn-export`` (`export`).
+"""Every console script's ``main``, with its argument parser: ``ncsn-sample`` (`sample`), ``ncsn-train`` (`train`),
+``ncsn-train-classifier`` (`train_classifier`), ``ncsn-eval`` (`evaluate`), ``ncsn-digits-eval`` (`digits_eval`),
+``ncsn-convert`` (`convert`), ``ncsn-export`` (`export`) and ``ncsn-push`` (`push`).
 
-Training (``ncsn-train``) and evaluation (``ncsn-digits-eval``) keep their command lines in their own
-subpackages; all of them share the argument types of `arguments`.
+The work itself lives in the applications (`ncsn_pipeline.training`, `ncsn_pipeline.evaluation` ...); the argument
+types they share are in `ncsn_pipeline.arguments`, below all of them.
 """

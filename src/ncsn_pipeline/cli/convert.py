@@ -13,8 +13,8 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from ..arguments import strict_parser
 from ..conversion import PUBLISHED_CONFIGS, ConversionError, convert_checkpoint
-from .arguments import strict_parser
 
 
 def build_parser() -> argparse.ArgumentParser:

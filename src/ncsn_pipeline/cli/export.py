@@ -13,9 +13,11 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..hub import HubError, export_for_hub, save_standalone
+from ..arguments import strict_parser
+from ..errors import HubError
+from ..hub import export_for_hub, save_standalone
+from ..pipeline_ncsn import NCSNPipeline
 from ..pretrained import load_pipeline, model_names
-from .arguments import strict_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +41,8 @@ def export(source: str, target: str, repo_id: Optional[str] = None) -> Path:
         raise FileExistsError(f"{target} already exists; choose a new folder.")
     if (Path(source) / "model_index.json").is_file() and source not in model_names():
         load_pipeline(source)  # refuse a broken folder before writing anything
-        return export_for_hub(source, target, repo_id=repo_id)
-    return save_standalone(load_pipeline(source), target, repo_id=repo_id)
+        return export_for_hub(source, target, repo_id=repo_id, pipeline_class=NCSNPipeline)
+    return save_standalone(load_pipeline(source), target, repo_id=repo_id, pipeline_class=NCSNPipeline)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

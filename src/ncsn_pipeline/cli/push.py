@@ -6,8 +6,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from ..hub import HubError, push_folder_to_hub
-from .arguments import strict_parser
+from ..arguments import strict_parser
+from ..errors import HubError
+from ..hub import push_folder_to_hub
+from ..pipeline_ncsn import NCSNPipeline
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +32,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         url = push_folder_to_hub(
-            args.folder, args.repo_id, private=args.private, token=args.token, commit_message=args.commit_message
+            args.folder,
+            args.repo_id,
+            private=args.private,
+            pipeline_class=NCSNPipeline,
+            token=args.token,
+            commit_message=args.commit_message,
         )
     except (HubError, ValueError) as error:
         print(f"ncsn-push: error: {error}", file=sys.stderr)

@@ -22,12 +22,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..hub import HubError
-from ..images import save_image_grid, save_scatter_plot
-from ..modeling_toy import GaussianMixtureScore
-from ..pretrained import load_pipeline, model_names
-from ..sampling import plain_and_annealed
-from .arguments import (
+from ..arguments import (
     add_sampler_arguments,
     apply_sampler_arguments,
     non_negative_int,
@@ -35,6 +30,11 @@ from .arguments import (
     run_command,
     strict_parser,
 )
+from ..errors import HubError
+from ..images import save_image_grid, save_scatter_plot
+from ..modeling_toy import GaussianMixtureScore
+from ..pretrained import load_pipeline, model_names
+from ..sampling import plain_and_annealed
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,19 +1,29 @@
 """Conversion of published research checkpoints (NCSN v1, NCSNv2, score-SDE NCSN++) into `NCSNPipeline` folders.
 
 ``ncsn-convert CHECKPOINT --config CONFIG --output_dir DIR [--weights ema|raw]`` (`cli.convert`) and
-`convert_checkpoint` do the same.
+`convert_checkpoint` do the same. A family of checkpoints is one `CheckpointFamily` entry (``matches``,
+``build``) in `CHECKPOINT_FAMILIES`; its module (`ermongroup`, `score_sde`) owns everything else about it.
 """
 
-from .convert import CONVERSION_RECORD, convert_checkpoint, read_conversion_record
-from .originals import ConversionError, load_original_checkpoint, load_original_config
+from .convert import CHECKPOINT_FAMILIES, convert_checkpoint
+from .originals import (
+    CheckpointFamily,
+    ConversionError,
+    ConvertedModel,
+    load_converted_weights,
+    load_original_checkpoint,
+    load_original_config,
+)
 from .published import PUBLISHED_CONFIGS
 
 __all__ = [
-    "CONVERSION_RECORD",
+    "CHECKPOINT_FAMILIES",
+    "CheckpointFamily",
     "ConversionError",
+    "ConvertedModel",
     "PUBLISHED_CONFIGS",
     "convert_checkpoint",
+    "load_converted_weights",
     "load_original_checkpoint",
     "load_original_config",
-    "read_conversion_record",
 ]

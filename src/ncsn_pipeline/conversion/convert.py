@@ -8,20 +8,19 @@ It is written into a temporary sibling folder and renamed at the end, so a faile
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-import torch
-
+from ..folder_records import write_conversion
 from ..pipeline_ncsn import NCSNPipeline
 from ..scheduling_dpmpp import default_sampler
 from . import ermongroup, score_sde
-from .originals import ConversionError, config_value, load_original_checkpoint, load_original_config
+from .originals import ConversionError, load_original_checkpoint, load_original_config
 
-CONVERSION_RECORD = "conversion.json"
+# The converter's table: one entry per family of published checkpoints (the first that matches a config converts it).
+CHECKPOINT_FAMILIES = (ermongroup.FAMILY, score_sde.FAMILY)
 
 # Where the originals are published and under which licence (the repositories' LICENSE files).
 SOURCES = {
@@ -52,31 +51,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def load_converted_weights(model: torch.nn.Module, weights: Dict[str, torch.Tensor]) -> None:
-    """Load ``weights`` into ``model`` exactly, or raise `ConversionError` naming every key that does not fit."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong_shape = sorted(
-        f"{key}: checkpoint {tuple(weights[key].shape)} vs config {tuple(expected[key].shape)}"
-        for key in set(expected) & set(weights)
-        if tuple(weights[key].shape) != tuple(expected[key].shape)
-    )
-    problems = [
-        f"{label} ({len(keys)}): {keys[:8]}"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong_shape))
-        if keys
-    ]
-    if problems:
-        raise ConversionError(
-            "The checkpoint does not match the model its config describes; keys " + "; ".join(problems) + ". Pass "
-            "the config the checkpoint was trained with."
-        )
-    model.load_state_dict({key: value.to(expected[key].dtype) for key, value in weights.items()})
-    if not all(torch.isfinite(value).all() for value in model.state_dict().values() if value.is_floating_point()):
-        raise ConversionError("The checkpoint holds NaN or infinite weights.")
 
 
 def convert_checkpoint(
@@ -115,25 +89,16 @@ def convert_checkpoint(
     if weights not in (None, "ema", "raw"):
         raise ConversionError(f"weights must be 'ema' or 'raw', got {weights!r}.")
     original = load_original_config(config)
-    if ermongroup.is_ermongroup_config(original):
-        family = ermongroup.family(original)
-        state, chosen = ermongroup.state_dict(load_original_checkpoint(checkpoint), original, weights)
-        model = ermongroup.build_model(original)
-        load_converted_weights(model, state)
-        _, data_range = ermongroup._input_mapping(original)
-        scheduler = ermongroup.build_scheduler(original)
-    elif score_sde.is_score_sde_config(original):
-        family = "score-sde"
-        model, state, chosen = score_sde.build_model(original, load_original_checkpoint(checkpoint), weights)
-        load_converted_weights(model, state)
-        data_range = (-1.0, 1.0) if config_value(original, "data", "centered", False) else (0.0, 1.0)
-        scheduler = score_sde.build_scheduler(original)
-    else:
+    family = next((entry for entry in CHECKPOINT_FAMILIES if entry.matches(original)), None)
+    if family is None:
         raise ConversionError(
-            "The config is neither an ermongroup NCSN / NCSNv2 config (model.sigma_begin, model.num_classes) nor a "
-            "score_sde NCSN++ config (model.name 'ncsnpp')."
+            "The config is none of the checkpoint families ncsn-convert reads: "
+            + "; ".join(entry.description for entry in CHECKPOINT_FAMILIES)
+            + "."
         )
-    original_sampler = scheduler
+    converted = family.build(original, load_original_checkpoint(checkpoint), weights)
+    family, model, data_range, chosen = converted.family, converted.model, converted.data_range, converted.weights
+    scheduler = original_sampler = converted.scheduler
     if not callable(getattr(model, "level_indices", None)):  # NCSN v1 samples on its training levels only
         scheduler = default_sampler(original_sampler.config)  # keeps the original's settings in its config
     pipeline = NCSNPipeline(unet=model.eval(), scheduler=scheduler, data_range=data_range)
@@ -160,7 +125,7 @@ def convert_checkpoint(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         pipeline.save_pretrained(staging)
-        (staging / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        write_conversion(staging, record)
         from ..hub.model_card import write_model_card
 
         write_model_card(staging, repo_id=output_dir.name)
@@ -169,9 +134,3 @@ def convert_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return output_dir
-
-
-def read_conversion_record(folder: Union[str, os.PathLike]) -> Optional[Dict[str, Any]]:
-    """The ``conversion.json`` of a converted pipeline folder, or `None` for other folders."""
-    path = Path(folder) / CONVERSION_RECORD
-    return json.loads(path.read_text()) if path.is_file() else None

@@ -23,7 +23,7 @@ import torch
 from ..modeling_ncsn import NCSNScoreModel
 from ..modeling_ncsn_v1 import NCSNv1ScoreModel
 from ..scheduling_ncsn import NCSNScheduler
-from .originals import ConversionError, config_value
+from .originals import CheckpointFamily, ConversionError, ConvertedModel, config_value, load_converted_weights
 
 # NCSN v1's sampler (ermongroup/ncsn runners/anneal_runner.py): 100 Langevin steps per level, step_lr 2e-5.
 NCSN_V1_SAMPLING = {"steps_per_level": 100, "step_lr": 2e-5, "final_denoise": False}
@@ -158,3 +158,17 @@ def state_dict(checkpoint: Any, config: Dict[str, Any], weights: Optional[str]) 
     elif chosen != "raw":
         raise ConversionError(f"weights must be 'ema' or 'raw', got {weights!r}.")
     return {_package_key(key, v1): value for key, value in model.items()}, chosen
+
+
+def build(config: Dict[str, Any], checkpoint: Any, weights: Optional[str]) -> ConvertedModel:
+    """The converter's entry for ermongroup checkpoints: model with the checkpoint's weights, sampler, data range."""
+    state, chosen = state_dict(checkpoint, config, weights)
+    model = build_model(config)
+    load_converted_weights(model, state)
+    _, data_range = _input_mapping(config)
+    return ConvertedModel(family(config), model, build_scheduler(config), data_range, chosen)
+
+
+FAMILY = CheckpointFamily(
+    "an ermongroup NCSN / NCSNv2 config (model.sigma_begin, model.num_classes)", is_ermongroup_config, build
+)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
@@ -20,6 +21,59 @@ from .published import PUBLISHED_CONFIGS
 
 class ConversionError(ValueError):
     """A checkpoint or config that cannot be converted; the message names the file or key and what to do."""
+
+
+@dataclass
+class ConvertedModel:
+    """What a checkpoint family's ``build`` returns: the loaded score model, the original sampler with the paper's
+    settings, the data range the model was trained on, and the weights taken (``"ema"`` or ``"raw"``)."""
+
+    family: str
+    model: torch.nn.Module
+    scheduler: Any
+    data_range: Tuple[float, float]
+    weights: str
+
+
+@dataclass(frozen=True)
+class CheckpointFamily:
+    """One entry of the converter's table (`ncsn_pipeline.conversion.convert.CHECKPOINT_FAMILIES`).
+
+    Args:
+        description: How to recognise its configs, for the error when no family matches.
+        matches: ``matches(config) -> bool`` for a loaded original config.
+        build: ``build(config, checkpoint, weights) -> ConvertedModel``; ``weights`` is ``"ema"``, ``"raw"`` or
+            `None` (EMA where the checkpoint has it).
+    """
+
+    description: str
+    matches: Callable[[Dict[str, Any]], bool]
+    build: Callable[[Dict[str, Any], Any, Optional[str]], ConvertedModel]
+
+
+def load_converted_weights(model: torch.nn.Module, weights: Dict[str, torch.Tensor]) -> None:
+    """Load ``weights`` into ``model`` exactly, or raise `ConversionError` naming every key that does not fit."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong_shape = sorted(
+        f"{key}: checkpoint {tuple(weights[key].shape)} vs config {tuple(expected[key].shape)}"
+        for key in set(expected) & set(weights)
+        if tuple(weights[key].shape) != tuple(expected[key].shape)
+    )
+    problems = [
+        f"{label} ({len(keys)}): {keys[:8]}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong_shape))
+        if keys
+    ]
+    if problems:
+        raise ConversionError(
+            "The checkpoint does not match the model its config describes; keys " + "; ".join(problems) + ". Pass "
+            "the config the checkpoint was trained with."
+        )
+    model.load_state_dict({key: value.to(expected[key].dtype) for key, value in weights.items()})
+    if not all(torch.isfinite(value).all() for value in model.state_dict().values() if value.is_floating_point()):
+        raise ConversionError("The checkpoint holds NaN or infinite weights.")
 
 
 def load_original_checkpoint(path: Union[str, os.PathLike]) -> Any:

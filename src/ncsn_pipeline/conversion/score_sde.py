@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .originals import ConversionError, config_value
+from .originals import CheckpointFamily, ConversionError, ConvertedModel, config_value, load_converted_weights
 
 # What UNet2DModel's Skip blocks implement; any other value of these keys needs a different network.
 UNET2D_REQUIREMENTS = {
@@ -266,3 +266,15 @@ def build_scheduler(config: Dict[str, Any]):
         num_corrector_steps=int(config_value(config, "sampling", "n_steps_each", 1)),
         snr=float(config_value(config, "sampling", "snr", 0.16)),
     )
+
+
+def build(config: Dict[str, Any], checkpoint: Any, weights: Optional[str]) -> ConvertedModel:
+    """The converter's entry for score_sde NCSN++ checkpoints: model with the checkpoint's weights, the PC sampler,
+    and the data range (``[-1, 1]`` for ``data.centered`` configs, else ``[0, 1]``)."""
+    model, state, chosen = build_model(config, checkpoint, weights)
+    load_converted_weights(model, state)
+    data_range = (-1.0, 1.0) if config_value(config, "data", "centered", False) else (0.0, 1.0)
+    return ConvertedModel("score-sde", model, build_scheduler(config), data_range, chosen)
+
+
+FAMILY = CheckpointFamily("a score_sde NCSN++ config (model.name 'ncsnpp')", is_score_sde_config, build)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..checks import check_number
+from ..folder_records import read_training
 from ..modeling_toy import GaussianMixtureScore
 from ..pipeline_ncsn import NCSNPipeline
 from ..pretrained import (
@@ -79,14 +79,13 @@ def class_names_of(pipe: NCSNPipeline, folder: Optional[Path] = None) -> Optiona
     count = getattr(pipe.unet, "num_classes", None)
     if count is None:
         return None
-    record = None if folder is None else Path(folder) / "training_args.json"
-    if record is not None and record.is_file():
-        try:
-            names = json.loads(record.read_text()).get("class_names")
-        except ValueError:
-            names = None
-        if isinstance(names, list) and len(names) == count and all(isinstance(name, str) for name in names):
-            return names
+    try:
+        record = None if folder is None else read_training(folder)
+    except ValueError:  # a broken record: the model still works, its classes are numbered
+        record = None
+    names = (record or {}).get("class_names")
+    if isinstance(names, list) and len(names) == count and all(isinstance(name, str) for name in names):
+        return names
     return [str(index) for index in range(count)]
 
 

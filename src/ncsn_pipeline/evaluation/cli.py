@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..cli.arguments import add_sampler_arguments, apply_sampler_arguments, positive_int, run_command, strict_parser
+from ..arguments import apply_sampler_arguments
 from ..files import write_text_atomically
+from ..folder_records import write_evaluation
 from .digits_data import load_digits_split
 from .digits_judge import (
     default_digit_classifier,
@@ -28,7 +28,6 @@ from .digits_judge import (
     resize_to_digits,
     train_digit_classifier,
 )
-from .records import write_evaluation
 
 # The rows of a model card's evaluation table: (label, metric key).
 CARD_ROWS = (
@@ -37,32 +36,6 @@ CARD_ROWS = (
     ("predicted-class entropy (bits, uniform = 3.32)", "class_entropy_bits"),
     ("Fréchet distance in classifier features (lower is better)", "frechet_distance"),
 )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``ncsn-digits-eval``."""
-    parser = strict_parser(
-        prog="ncsn-digits-eval",
-        description="Sample a saved digits pipeline and score the samples with a digit classifier (confident "
-        "rate, class coverage, Fréchet distance to held-out digits), next to the floor of real digits.",
-    )
-    parser.add_argument("--pipeline", required=True, help="folder saved with NCSNPipeline.save_pretrained")
-    parser.add_argument("--num_samples", type=positive_int, default=500, help="samples to draw (default: 500)")
-    parser.add_argument("--batch_size", type=positive_int, default=100, help="samples per call (default: 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default: 0)")
-    parser.add_argument(
-        "--classifier_seed", type=int, default=0, help="seed of the evaluation classifier (default: 0, the standard)"
-    )
-    parser.add_argument("--confidence", type=float, default=0.9, help="confident-prediction threshold (default 0.9)")
-    add_sampler_arguments(parser)
-    parser.add_argument("--device", default="cpu", help="device to sample on (default: cpu)")
-    parser.add_argument("--output", default="metrics.json", help="JSON file to write (default: metrics.json)")
-    parser.add_argument(
-        "--record",
-        action="store_true",
-        help="also write the pipeline folder's evaluation.json, which its model card shows (default: do not)",
-    )
-    return parser
 
 
 def format_table(sample_metrics: Dict[str, object], floor: Dict[str, object]) -> str:
@@ -206,12 +179,3 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     if args.record:
         print(f"Wrote {record_evaluation(Path(args.pipeline), payload, pipe.scheduler.description)}.")
     return payload
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``ncsn-digits-eval``; errors exit with status 2 and a message."""
-    return run_command(build_parser(), run, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,9 @@
 """Publishing: the self-contained layout (`export`), Hub transfers (`transfer`) and model cards (`model_card`)."""
 
+from ..errors import HubError
 from .export import export_for_hub, load_exported_folder, save_standalone, standalone_source
 from .model_card import render_model_card, write_model_card
-from .transfer import UPLOAD_PATTERNS, HubError, download_pipeline, push_folder_to_hub
+from .transfer import UPLOAD_PATTERNS, download_pipeline, push_folder_to_hub
 
 __all__ = [
     "HubError",

@@ -27,7 +27,9 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-from .transfer import HubError
+from ..errors import HubError
+from ..folder_records import CARD_ONLY_RECORDS, CONVERSION_RECORD
+from .model_card import write_model_card
 
 REMOTE_PIPELINE_FILE = "pipeline_ncsn"
 
@@ -78,7 +80,11 @@ def standalone_source(module) -> str:
 
 
 def export_for_hub(
-    pipeline_folder: Union[str, os.PathLike], target: Union[str, os.PathLike], repo_id: Optional[str] = None
+    pipeline_folder: Union[str, os.PathLike],
+    target: Union[str, os.PathLike],
+    repo_id: Optional[str] = None,
+    *,
+    pipeline_class: type,
 ) -> Path:
     """Write the self-contained layout of a saved pipeline folder into ``target`` (which must not exist).
 
@@ -90,12 +96,12 @@ def export_for_hub(
         pipeline_folder (`str` or `os.PathLike`): A folder written by ``NCSNPipeline.save_pretrained``.
         target (`str` or `os.PathLike`): Where to write the copy.
         repo_id (`str`, *optional*): The repository the card's examples should name.
+        pipeline_class (`type`): The pipeline class whose module becomes the repository's ``pipeline_ncsn.py``
+            (`NCSNPipeline`); passed in, so that the Hub layer never imports the pipeline that calls it.
 
     Returns:
         `Path`: ``target``.
     """
-    from ..pipeline_ncsn import NCSNPipeline
-    from .model_card import write_model_card
 
     source, target = Path(pipeline_folder), Path(target)
     if not (source / "model_index.json").is_file():
@@ -127,15 +133,15 @@ def export_for_hub(
             module_file = module.__name__.rsplit(".", 1)[-1]
             (target / component / f"{module_file}.py").write_text(standalone_source(module))
             index[component] = [module_file, class_name]
-        for extra in ("sample_grid.png", "conversion.json", "training_args.json", "evaluation.json"):
+        for extra in ("sample_grid.png", CONVERSION_RECORD, *CARD_ONLY_RECORDS):
             if (source / extra).exists():
-                shutil.copy2(source / extra, target / extra)  # the last two only feed the card, then go
-        pipeline_module = sys.modules[NCSNPipeline.__module__]
+                shutil.copy2(source / extra, target / extra)  # the card-only records feed the card, then go
+        pipeline_module = sys.modules[pipeline_class.__module__]
         (target / f"{REMOTE_PIPELINE_FILE}.py").write_text(standalone_source(pipeline_module))
-        index["_class_name"] = [REMOTE_PIPELINE_FILE, "NCSNPipeline"]
+        index["_class_name"] = [REMOTE_PIPELINE_FILE, pipeline_class.__name__]
         (target / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
         write_model_card(target, repo_id=repo_id)
-        for record in ("training_args.json", "evaluation.json"):
+        for record in CARD_ONLY_RECORDS:
             (target / record).unlink(missing_ok=True)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
@@ -143,11 +149,14 @@ def export_for_hub(
     return target
 
 
-def save_standalone(pipeline, save_directory: Union[str, os.PathLike], repo_id: Optional[str] = None) -> Path:
-    """Save ``pipeline`` in the self-contained layout (see the module docstring) into a new ``save_directory``."""
+def save_standalone(
+    pipeline, save_directory: Union[str, os.PathLike], repo_id: Optional[str] = None, *, pipeline_class: type
+) -> Path:
+    """Save ``pipeline`` in the self-contained layout (see the module docstring) into a new ``save_directory``,
+    with ``pipeline_class``'s code (see `export_for_hub`)."""
     with tempfile.TemporaryDirectory(prefix="ncsn-save-") as staging:
         pipeline.save_pretrained(staging)
-        return export_for_hub(staging, save_directory, repo_id=repo_id)
+        return export_for_hub(staging, save_directory, repo_id=repo_id, pipeline_class=pipeline_class)
 
 
 def load_exported_folder(folder: Path, pipeline_class, **kwargs):

@@ -2,7 +2,7 @@
 
 The card is built from what the pipeline folder itself records, so it cannot drift from the
 weights: ``model_index.json``, the model and scheduler configs, ``training_args.json`` (written by
-``ncsn-train``) and, when present, ``evaluation.json`` (`ncsn_pipeline.evaluation.records`). The sampler is
+``ncsn-train``) and, when present, ``evaluation.json`` (`ncsn_pipeline.folder_records`). The sampler is
 described by the scheduler itself (``scheduler.description``), so the card works for every sampler.
 
 Example:
@@ -21,8 +21,7 @@ from typing import Any, Dict, Optional, Union
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ..conversion.convert import read_conversion_record
-from ..evaluation.records import read_evaluation
+from ..folder_records import read_conversion, read_evaluation, read_training
 
 TEMPLATE_NAME = "ncsn_pipeline.md"
 TAGS = ["ncsn", "score-based-generative-modeling", "annealed-langevin-dynamics", "diffusers", "ncsn-pipeline"]
@@ -89,10 +88,9 @@ def render_model_card(
     index = _read_json(folder / "model_index.json")
     unet_config = _read_json(folder / "unet" / "config.json")
     scheduler = _load_scheduler(folder, index)
-    training_path = folder / "training_args.json"
-    training = _read_json(training_path) if training_path.exists() else {}
+    training = read_training(folder) or {}
     evaluation = read_evaluation(folder)
-    conversion = read_conversion_record(folder)
+    conversion = read_conversion(folder)
     if conversion is not None:
         conversion = {
             **conversion,

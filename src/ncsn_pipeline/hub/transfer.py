@@ -13,6 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
+from ..errors import HubError
+from .export import export_for_hub
+
 # Files a pushed repository may contain (relative paths); everything else in a folder stays local.
 UPLOAD_PATTERNS = [
     "model_index.json",
@@ -25,11 +28,6 @@ UPLOAD_PATTERNS = [
     "scheduler/*.py",
     "scheduler/scheduler_config.json",
 ]
-
-
-class HubError(RuntimeError):
-    """Publishing or downloading failed; the message says why and what to do. Nothing was half-written."""
-
 
 
 def _hub_call(action: str, function, *args, **kwargs):
@@ -68,6 +66,7 @@ def push_folder_to_hub(
     repo_id: str,
     *,
     private: bool,
+    pipeline_class: type,
     token: Optional[str] = None,
     commit_message: Optional[str] = None,
 ) -> str:
@@ -79,6 +78,8 @@ def push_folder_to_hub(
         repo_id (`str`): ``"user/name"``; created if needed.
         private (`bool`): Visibility of a newly created repository. Required: repositories are public by
             default on the Hub, so the choice must be explicit.
+        pipeline_class (`type`): The pipeline class whose code the repository carries (`NCSNPipeline`; see
+            `ncsn_pipeline.hub.export.export_for_hub`).
         token (`str`, *optional*): A write token; defaults to the logged-in one or ``HF_TOKEN``.
         commit_message (`str`, *optional*): The commit's message.
 
@@ -102,10 +103,8 @@ def push_folder_to_hub(
     if not token:
         raise HubError("No Hugging Face token: run `hf auth login` or set HF_TOKEN (a token with write access).")
     api = HfApi(token=token)
-    from .export import export_for_hub
-
     with tempfile.TemporaryDirectory(prefix="ncsn-push-") as staging:
-        export = export_for_hub(folder, Path(staging) / "repo", repo_id=repo_id)
+        export = export_for_hub(folder, Path(staging) / "repo", repo_id=repo_id, pipeline_class=pipeline_class)
         _hub_call(f"create {repo_id}", api.create_repo, repo_id, private=private, exist_ok=True)
         # One explicit commit (upload_folder may split a folder into several commits and retry on its own).
         operations = [

@@ -9,17 +9,14 @@ still independent standard noise in it, so the known coordinate is re-noised exa
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
-import PIL.Image
 import torch
 
-from ..checks import check_choice, check_integer
-from ..pipeline_ncsn import OUTPUT_TYPES, NCSNPipelineOutput, check_score_scheduler
+from ..checks import check_integer
+from ..image_processor import ImageInput, broadcast_batch, check_unit_range, preprocess_images
+from ..pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
 from .pipeline_ncsn_inpaint import NCSNInpaintPipeline
-
-GreyInput = Union[PIL.Image.Image, np.ndarray, torch.Tensor, List[PIL.Image.Image], List[np.ndarray]]
 
 # Rows: the grey axis and two colour axes, orthonormal (COLOR_BASIS @ COLOR_BASIS.T = I).
 COLOR_BASIS = torch.tensor(
@@ -42,39 +39,11 @@ def from_color_basis(coordinates: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ji,bj...->bi...", COLOR_BASIS.to(coordinates.device, coordinates.dtype), coordinates)
 
 
-def _grey_batch(value: GreyInput) -> torch.Tensor:
-    """PIL image(s) (0-255; RGB ones averaged over channels), numpy ``HW``/``HWC``/``NHWC`` or tensors
-    ``HW``/``CHW``/``NCHW`` in [0, 1], with 1 or 3 channels -> grey ``(N, 1, H, W)`` float64, the channel mean."""
-    if isinstance(value, list):
-        if not value:
-            raise ValueError("image is an empty list.")
-        return torch.cat([_grey_batch(item) for item in value])
-    if isinstance(value, PIL.Image.Image):
-        mode = "L" if value.mode in ("1", "L", "I", "F") else "RGB"
-        value = np.asarray(value.convert(mode), dtype=np.float64) / 255.0
-    if isinstance(value, np.ndarray):
-        tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64))
-        layouts = {
-            2: lambda t: t[None, None],
-            3: lambda t: t.permute(2, 0, 1)[None],
-            4: lambda t: t.permute(0, 3, 1, 2),
-        }
-        if tensor.ndim not in layouts:
-            raise ValueError(f"image as a numpy array must be HW, HWC or NHWC, got shape {value.shape}.")
-        tensor = layouts[tensor.ndim](tensor)
-    elif isinstance(value, torch.Tensor):
-        tensor = value.detach().to(torch.float64).cpu()
-        layouts = {2: lambda t: t[None, None], 3: lambda t: t[None], 4: lambda t: t}
-        if tensor.ndim not in layouts:
-            raise ValueError(f"image as a tensor must be HW, CHW or NCHW, got shape {tuple(value.shape)}.")
-        tensor = layouts[tensor.ndim](tensor)
-    else:
-        raise ValueError(
-            f"image must be a PIL image, a numpy array, a tensor or a list of them, got {type(value).__name__}."
-        )
-    if tensor.shape[1] not in (1, 3):
-        raise ValueError(f"image must have 1 (grey) or 3 (RGB) channels, got {tensor.shape[1]}.")
-    return tensor.mean(dim=1, keepdim=True)
+def _grey(images: torch.Tensor) -> torch.Tensor:
+    """Grey ``(N, 1, H, W)`` of grey or RGB images: an RGB image counts by its channel mean."""
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"image must have 1 (grey) or 3 (RGB) channels, got {images.shape[1]}.")
+    return images.mean(dim=1, keepdim=True)
 
 
 class NCSNColorizePipeline(NCSNInpaintPipeline):
@@ -99,7 +68,7 @@ class NCSNColorizePipeline(NCSNInpaintPipeline):
         torch.Size([1, 3, 8, 8])
     """
 
-    def _prepare_grey(self, image: GreyInput, batch_size: Optional[int]):
+    def _prepare_grey(self, image: ImageInput, batch_size: Optional[int]):
         """Known coordinates (grey axis only) and the repaint mask in the colour basis, ``(batch, 3, H, W)``."""
         shape = tuple(self.sample_shape)
         if len(shape) < 1 or shape[0] != 3:
@@ -110,24 +79,19 @@ class NCSNColorizePipeline(NCSNInpaintPipeline):
                 raise ValueError("For non-image data (data_range=None), image must be a tensor of grey values.")
             grey = image.detach().to(torch.float64).cpu().reshape(-1, 1, *shape[1:])
         else:
-            grey = _grey_batch(image)
+            grey = preprocess_images(image, "image", per_item=_grey)
             if tuple(grey.shape[2:]) != shape[1:]:
                 raise ValueError(
                     f"image must be {' x '.join(map(str, shape[1:]))} for this model, got "
                     f"{' x '.join(map(str, grey.shape[2:]))}."
                 )
-            if grey.min() < -1e-6 or grey.max() > 1 + 1e-6:
-                raise ValueError(
-                    f"image values must lie in [0, 1] (PIL images: 0-255), got {float(grey.min()):.3g} to "
-                    f"{float(grey.max()):.3g}."
-                )
+            check_unit_range(grey, "image")
             low, high = data_range
             grey = low + (high - low) * grey
         if not torch.isfinite(grey).all():
             raise ValueError("image must be finite.")
         count = len(grey) if batch_size is None else check_integer("batch_size", batch_size)
-        if len(grey) not in (1, count):
-            raise ValueError(f"image holds {len(grey)} items for a batch of {count}; give 1 or {count}.")
+        grey = broadcast_batch(grey, "image", count)
         known = torch.zeros(count, *shape, dtype=torch.float64)
         known[:, :1] = math.sqrt(3) * grey  # the grey coordinate of a pixel whose channel mean is `grey`
         mask = torch.ones_like(known)
@@ -137,7 +101,7 @@ class NCSNColorizePipeline(NCSNInpaintPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        image: GreyInput,
+        image: ImageInput,
         batch_size: Optional[int] = None,
         generator: Optional[Union[torch.Generator, List[torch.Generator]]] = None,
         num_inference_steps: Optional[int] = None,
@@ -148,6 +112,8 @@ class NCSNColorizePipeline(NCSNInpaintPipeline):
         class_labels: Optional[Union[int, Sequence[int], torch.Tensor]] = None,
         classifier: Optional[Any] = None,
         guidance_scale: Optional[float] = None,
+        callback_on_step_end: Optional[Callable[[NCSNPipeline, int, torch.Tensor, Dict[str, Any]], Dict]] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
     ) -> Union[NCSNPipelineOutput, Tuple]:
         r"""Colour samples for the grey ``image``.
 
@@ -164,26 +130,28 @@ class NCSNColorizePipeline(NCSNInpaintPipeline):
             return_dict (`bool`, defaults to `True`): Return an `NCSNPipelineOutput` instead of a tuple.
             class_labels, classifier, guidance_scale: Class conditioning and classifier guidance, as in
                 `NCSNPipeline`.
+            callback_on_step_end, callback_on_step_end_tensor_inputs: As in `NCSNInpaintPipeline`.
 
         Returns:
             `NCSNPipelineOutput` or `tuple`: the colour images.
         """
-        check_score_scheduler(self.scheduler)
-        check_choice("output_type", output_type, OUTPUT_TYPES)
         jump_length = check_integer("jump_length", jump_length)
         jump_n_sample = check_integer("jump_n_sample", jump_n_sample)
         known, mask = self._prepare_grey(image, batch_size)
+        self._check_call(known.shape[0], generator, output_type, callback_on_step_end_tensor_inputs)
         conditioning = self._conditioning(known.shape[0], class_labels, classifier, guidance_scale)
-        if output_type == "pil" and self.config.data_range is None:
-            self._postprocess(torch.empty(0), output_type)  # raises the explanatory error
         sample = self._sample_with_replacement(
-            known, mask, generator, num_inference_steps, jump_length, jump_n_sample, conditioning
+            known,
+            mask,
+            generator,
+            num_inference_steps,
+            jump_length,
+            jump_n_sample,
+            conditioning,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
         )
-        output = self._postprocess(sample, output_type)
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (output,)
-        return NCSNPipelineOutput(images=output)
+        return self._finish(self._postprocess(sample, output_type), return_dict)
 
     def _replace(self, sample, known, mask, sigma: float, generator):
         """Step 2: the replacement of `NCSNInpaintPipeline`, in the colour basis."""

@@ -16,51 +16,16 @@ covariance error 0.018, against 0.18 and 0.03 without).
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import PIL.Image
 import torch
 
-from ..checks import check_choice, check_integer
-from ..pipeline_ncsn import OUTPUT_TYPES, NCSNPipeline, NCSNPipelineOutput, check_score_scheduler
+from ..checks import check_integer
+from ..image_processor import ImageInput, broadcast_batch, check_unit_range, preprocess_images
+from ..pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
 from ..sampling import standard_normal
-
-ImageInput = Union[PIL.Image.Image, np.ndarray, torch.Tensor, List[PIL.Image.Image], List[np.ndarray]]
-
-
-def _as_batch(value: Any, name: str, channels: Optional[int]) -> torch.Tensor:
-    """PIL image(s) (0-255), numpy ``HW``/``HWC``/``NHWC`` or tensors ``CHW``/``NCHW`` in [0, 1] -> float ``NCHW``."""
-    if isinstance(value, list):
-        if not value:
-            raise ValueError(f"{name} is an empty list.")
-        return torch.cat([_as_batch(item, name, channels) for item in value])
-    if isinstance(value, PIL.Image.Image):
-        mode = "RGB" if name == "image" and channels == 3 else "L"  # masks are single-channel
-        value = np.asarray(value.convert(mode), dtype=np.float64) / 255.0
-    if isinstance(value, np.ndarray):
-        tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64))
-        if tensor.ndim == 2:
-            tensor = tensor[None, None]
-        elif tensor.ndim == 3:
-            tensor = tensor.permute(2, 0, 1)[None]
-        elif tensor.ndim == 4:
-            tensor = tensor.permute(0, 3, 1, 2)
-        else:
-            raise ValueError(f"{name} as a numpy array must be HW, HWC or NHWC, got shape {value.shape}.")
-        return tensor
-    if isinstance(value, torch.Tensor):
-        tensor = value.detach().to(torch.float64).cpu()
-        if tensor.ndim == 2:
-            tensor = tensor[None, None]
-        elif tensor.ndim == 3:
-            tensor = tensor[None]
-        elif tensor.ndim != 4:
-            raise ValueError(f"{name} as a tensor must be HW, CHW or NCHW, got shape {tuple(value.shape)}.")
-        return tensor
-    raise ValueError(
-        f"{name} must be a PIL image, a numpy array, a tensor or a list of them, got {type(value).__name__}."
-    )
+from ..scheduling_utils import can_restart_at_level_starts, restartable_samplers
 
 
 class NCSNInpaintPipeline(NCSNPipeline):
@@ -105,10 +70,12 @@ class NCSNInpaintPipeline(NCSNPipeline):
             known = image.detach().to(torch.float64).cpu().reshape(-1, *shape)
             mask = mask_image.detach().to(torch.float64).cpu()
             mask = mask.reshape(-1, *shape) if mask.numel() % int(np.prod(shape)) == 0 else mask
+            if not torch.isfinite(known).all() or not torch.isfinite(mask).all():
+                raise ValueError("image and mask_image must be finite.")
         else:
             channels = shape[0]
-            known = _as_batch(image, "image", channels)
-            mask = _as_batch(mask_image, "mask_image", None)
+            known = preprocess_images(image, "image", "RGB" if channels == 3 else "L")
+            mask = preprocess_images(mask_image, "mask_image", "L")  # masks are single-channel
             if known.shape[1] == 1 and channels == 3:
                 known = known.expand(-1, 3, -1, -1)
             if tuple(known.shape[1:]) != shape:
@@ -116,11 +83,9 @@ class NCSNInpaintPipeline(NCSNPipeline):
                     f"image must be {shape[1]} x {shape[2]} with {channels} channel(s) for this model, got "
                     f"{tuple(known.shape[1:])} (channels, height, width)."
                 )
-            if (known.min() < -1e-6) or (known.max() > 1 + 1e-6):
-                raise ValueError(
-                    f"image values must lie in [0, 1] (PIL images: 0-255), got {float(known.min()):.3g} to "
-                    f"{float(known.max()):.3g}."
-                )
+            check_unit_range(known, "image")
+            if not torch.isfinite(mask).all():
+                raise ValueError("mask_image must be finite.")
             pixels = known  # [0, 1]: the output's known pixels are these values exactly
             low, high = data_range
             known = low + (high - low) * known
@@ -130,16 +95,10 @@ class NCSNInpaintPipeline(NCSNPipeline):
                     f"{tuple(mask.shape[1:])}."
                 )
             mask = mask.expand(-1, channels, -1, -1)
-        if not torch.isfinite(known).all() or not torch.isfinite(mask).all():
-            raise ValueError("image and mask_image must be finite.")
         mask = (mask > 0.5).to(torch.float64)  # white / 1 = repaint
         count = max(len(known), len(mask)) if batch_size is None else check_integer("batch_size", batch_size)
-        for name, tensor in (("image", known), ("mask_image", mask)):
-            if len(tensor) not in (1, count):
-                raise ValueError(f"{name} holds {len(tensor)} items for a batch of {count}; give 1 or {count}.")
-        if pixels is not None:
-            pixels = pixels.expand(count, *shape)
-        return known.expand(count, *shape), mask.expand(count, *shape), pixels
+        known, mask = broadcast_batch(known, "image", count), broadcast_batch(mask, "mask_image", count)
+        return known, mask, (None if pixels is None else broadcast_batch(pixels, "image", count))
 
     @torch.no_grad()
     def __call__(
@@ -156,6 +115,8 @@ class NCSNInpaintPipeline(NCSNPipeline):
         class_labels: Optional[Union[int, Sequence[int], torch.Tensor]] = None,
         classifier: Optional[Any] = None,
         guidance_scale: Optional[float] = None,
+        callback_on_step_end: Optional[Callable[[NCSNPipeline, int, torch.Tensor, Dict[str, Any]], Dict]] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
     ) -> Union[NCSNPipelineOutput, Tuple]:
         r"""Fill in the masked part of ``image``.
 
@@ -180,20 +141,27 @@ class NCSNInpaintPipeline(NCSNPipeline):
             return_dict (`bool`, defaults to `True`): Return an `NCSNPipelineOutput` instead of a tuple.
             class_labels, classifier, guidance_scale: Class conditioning and classifier guidance, as in
                 `NCSNPipeline`.
+            callback_on_step_end, callback_on_step_end_tensor_inputs: As in `NCSNPipeline` (called after each step's
+                replacement; with resampling, step indices repeat for each run of a window).
 
         Returns:
             `NCSNPipelineOutput` or `tuple`: the filled images.
         """
-        check_score_scheduler(self.scheduler)
-        check_choice("output_type", output_type, OUTPUT_TYPES)
         jump_length = check_integer("jump_length", jump_length)
         jump_n_sample = check_integer("jump_n_sample", jump_n_sample)
         known, mask, known_pixels = self._prepare(image, mask_image, batch_size)
+        self._check_call(known.shape[0], generator, output_type, callback_on_step_end_tensor_inputs)
         conditioning = self._conditioning(known.shape[0], class_labels, classifier, guidance_scale)
-        if output_type == "pil" and self.config.data_range is None:
-            self._postprocess(torch.empty(0), output_type)  # raises the explanatory error
         sample = self._sample_with_replacement(
-            known, mask, generator, num_inference_steps, jump_length, jump_n_sample, conditioning
+            known,
+            mask,
+            generator,
+            num_inference_steps,
+            jump_length,
+            jump_n_sample,
+            conditioning,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
         )
 
         # 3. Images: the known pixels are the input's values exactly (no round trip through the data range).
@@ -205,44 +173,54 @@ class NCSNInpaintPipeline(NCSNPipeline):
             pixels = torch.where(mask.to(pixels.device) > 0.5, pixels, known_pixels)
             output = pixels if output_type == "pt" else pixels.cpu().permute(0, 2, 3, 1).numpy()
             output = self.numpy_to_pil(output) if output_type == "pil" else output
-        self.maybe_free_model_hooks()
-        if not return_dict:
-            return (output,)
-        return NCSNPipelineOutput(images=output)
+        return self._finish(output, return_dict)
 
     def _sample_with_replacement(
-        self, known, mask, generator, num_inference_steps, jump_length: int, jump_n_sample: int, conditioning
+        self,
+        known,
+        mask,
+        generator,
+        num_inference_steps,
+        jump_length: int,
+        jump_n_sample: int,
+        conditioning,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs=("sample",),
     ) -> torch.Tensor:
-        """Steps 1 and 2 (shared with colorization, which replaces in another basis through `_replace`)."""
+        """Steps 1-3 through the shared loop (`NCSNPipeline._run`), with the replacement after each step; shared with
+        colorization, which replaces in another basis through `_replace`."""
         scheduler = self.scheduler
-        count = known.shape[0]
 
-        # 1. Noise levels and the prior.
-        scheduler.set_timesteps(num_inference_steps, device=self.device)
-        if callable(getattr(self.unet, "level_indices", None)):
-            self.unet.level_indices(torch.unique(scheduler.timesteps))
+        # 1. Noise levels (checked against the model's own levels) and the prior.
+        self._plan(num_inference_steps)
+        windows = self._windows(jump_length, jump_n_sample)  # refuses resampling before any work
         dtype, device = self.unet.dtype, self.device
         known, mask = known.to(device=device, dtype=dtype), mask.to(device=device, dtype=dtype)
         sample = standard_normal(known.shape, generator, device, dtype) * scheduler.init_noise_sigma
         sample = self._replace(sample, known, mask, scheduler.init_noise_sigma, generator)
 
-        # 2. The sampler's steps, each followed by the replacement at the level the sample has reached; with
-        #    resampling, each window of `jump_length` levels is run `jump_n_sample` times, jumping back between runs.
-        windows = self._windows(jump_length, jump_n_sample)
+        # 2. The sampler's steps, each followed by the replacement at the level the sample has reached (the next
+        #    call's: an adaptive sampler has just decided it); with resampling, each window of `jump_length` levels
+        #    is run `jump_n_sample` times, jumping back between runs.
+        def replace(sample: torch.Tensor, index: int) -> torch.Tensor:
+            return self._replace(sample, known, mask, self._level_after(index), generator)
+
         progress = self.progress_bar(total=scheduler.max_model_calls * jump_n_sample)
         for start, end in windows:
             for repeat in range(jump_n_sample):
                 if repeat > 0:
                     sample = self._jump_back(sample, known, mask, start, end, num_inference_steps, generator)
-                index = start
-                while index < (len(scheduler.timesteps) if end is None else end):
-                    sigma = scheduler.timesteps[index]
-                    score = conditioning.score(self.unet, sample, sigma.expand(count))
-                    sample = scheduler.step(score, sigma, sample, generator=generator, return_dict=False)[0]
-                    # The sample is now at the level of the next call (an adaptive sampler has just appended it).
-                    sample = self._replace(sample, known, mask, self._level_after(index), generator)
-                    index += 1
-                    progress.update()
+                sample = self._run(
+                    sample,
+                    conditioning,
+                    generator,
+                    begin=start,
+                    end=end,
+                    after_step=replace,
+                    callback_on_step_end=callback_on_step_end,
+                    callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+                    progress=progress,
+                )
         progress.close()
         return sample
 
@@ -257,12 +235,11 @@ class NCSNInpaintPipeline(NCSNPipeline):
             return [(0, None)]  # one pass over the whole run (adaptive samplers included)
         scheduler = self.scheduler
         starts = scheduler.level_start_indices[::jump_length]
-        if scheduler.adaptive or not all(scheduler.can_begin_at(start) for start in starts):
+        if not can_restart_at_level_starts(scheduler):
             raise ValueError(
                 f"jump_n_sample={jump_n_sample} needs a sampler that can restart at its level starts, and "
-                f"{type(scheduler).__name__} keeps state between calls; use jump_n_sample=1, or a sampler such as "
-                "NCSNScheduler, VEPredictorCorrectorScheduler, EDMStochasticScheduler or "
-                "ProbabilityFlowHeunScheduler."
+                f"{type(scheduler).__name__} keeps state between calls; use jump_n_sample=1, or one of "
+                f"{restartable_samplers()}."
             )
         return list(zip(starts, starts[1:] + [None]))
 

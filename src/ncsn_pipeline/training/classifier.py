@@ -24,56 +24,19 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..cli.arguments import data_range, positive_float, positive_int, run_command, strict_parser
 from ..files import write_text_atomically
 from ..modeling_classifier import NoiseConditionalClassifier
 from .checkpoints import TrainingRandomness
-from .data import BUILTIN_DATASETS, load_training_data
+from .data import load_training_data
 from .loop import to_model_input
 
 RECORD_FILE = "classifier_record.json"
 EVALUATION_SIGMAS = 5  # accuracy reported at this many levels, geometric from sigma_max to sigma_min
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface of ``ncsn-train-classifier``."""
-    parser = strict_parser(
-        prog="ncsn-train-classifier",
-        description="Train a noise-conditional classifier p_sigma(y | x) for classifier guidance (guidance_scale=).",
-    )
-    data = parser.add_argument_group("data (labelled images, as ncsn-train --class_conditional reads them)")
-    data.add_argument("--dataset_name", default=None, help=f"built-in ({BUILTIN_DATASETS[0]}), a datasets name or path")
-    data.add_argument("--train_data_dir", default=None, help="a folder with one subfolder of images per class")
-    data.add_argument("--image_column", default="image", help="the image column of a datasets data set")
-    data.add_argument("--label_column", default="label", help="the class column of a datasets data set")
-    data.add_argument("--cache_dir", default=None, help="where datasets caches downloads")
-    data.add_argument("--resolution", type=positive_int, default=None, help="image size (default: the pipeline's)")
-    data.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 or 3 (default: infer)")
-    data.add_argument("--center_crop", action="store_true", help="centre-crop instead of squashing")
-    data.add_argument("--max_train_samples", type=positive_int, default=None, help="use only the first N images")
-    noise = parser.add_argument_group("noise levels (from --pipeline, or given)")
-    noise.add_argument("--pipeline", default=None, help="a score pipeline folder: its noise range, data range, size")
-    noise.add_argument("--sigma_max", type=positive_float, default=None, help="largest noise level")
-    noise.add_argument("--sigma_min", type=positive_float, default=None, help="smallest noise level")
-    noise.add_argument("--data_range", type=data_range, default=None, help="'low,high' (default: the pipeline's, 0,1)")
-    model = parser.add_argument_group("model and optimisation")
-    model.add_argument(
-        "--block_out_channels", type=positive_int, nargs="+", default=[32, 64], help="channels of each stage"
-    )
-    model.add_argument("--max_train_steps", type=positive_int, default=3000, help="optimisation steps")
-    model.add_argument("--train_batch_size", type=positive_int, default=128, help="images per step")
-    model.add_argument("--learning_rate", type=positive_float, default=1e-3, help="Adam learning rate")
-    model.add_argument("--seed", type=int, default=0, help="seed of the noise and the initialisation")
-    model.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="accelerate's setting")
-    out = parser.add_argument_group("output")
-    out.add_argument("--output_dir", required=True, help="where to save the classifier (save_pretrained layout)")
-    out.add_argument("--overwrite_output_dir", action="store_true", help="replace an existing classifier there")
-    return parser
 
 
 def _noise_settings(args: argparse.Namespace) -> Dict[str, Any]:
@@ -248,12 +211,3 @@ def _save(model, record: Dict[str, Any], output_dir: Path) -> None:
             os.replace(item, output_dir / item.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``ncsn-train-classifier``."""
-    return run_command(build_parser(), train_classifier, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

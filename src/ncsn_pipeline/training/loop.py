@@ -1,4 +1,4 @@
-"""The training loop of ``ncsn-train`` (command line in `ncsn_pipeline.training.cli`).
+"""The training loop of ``ncsn-train`` (command line in `ncsn_pipeline.cli.train`).
 
 Shaped like diffusers' ``examples/unconditional_image_generation/train_unconditional.py``:
 
@@ -35,6 +35,7 @@ from typing import Any, Dict, List
 
 import torch
 
+from ..folder_records import write_training
 from ..noise_schedules import ncsnv2_noise_schedule
 from .checkpoints import (
     TrainingRandomness,
@@ -385,7 +386,13 @@ def train(args: argparse.Namespace) -> Path:
         if args.push_to_hub:
             from ..hub import push_folder_to_hub
 
-            url = push_folder_to_hub(output_dir, args.hub_model_id, private=args.hub_private, token=args.hub_token)
+            url = push_folder_to_hub(
+                output_dir,
+                args.hub_model_id,
+                private=args.hub_private,
+                pipeline_class=type(pipeline),
+                token=args.hub_token,
+            )
             logger.info(f"Pushed to {args.hub_model_id}: {url}")
     accelerator.end_training()
     return output_dir
@@ -424,7 +431,7 @@ def save_pipeline_folder(pipeline, output_dir: Path, record: Dict[str, Any], num
     if staging.exists():
         shutil.rmtree(staging)
     pipeline.save_pretrained(staging)
-    (staging / "training_args.json").write_text(json.dumps(record, indent=2))
+    write_training(staging, record)
     save_sample_preview(pipeline, staging / "sample_grid.png", num_samples, seed=0)
     index = staging / "model_index.json"
     for item in staging.iterdir():

@@ -12,9 +12,9 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from ..cli.arguments import data_range, positive_float, positive_int, strict_parser
-from ..hub.transfer import HubError
-from .data import BUILTIN_DATASETS
+from ..arguments import data_range, positive_float, positive_int, strict_parser
+from ..errors import HubError
+from ..training.data import BUILTIN_DATASETS
 
 
 class _DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -203,8 +203,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-train``."""
-    from .checkpoints import DiskFullError
-    from .loop import TrainingInterrupted, train
+    from ..training.checkpoints import DiskFullError
+    from ..training.loop import TrainingInterrupted, train
 
     args = parse_args(argv)
     try:

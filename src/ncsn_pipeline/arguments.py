@@ -15,8 +15,8 @@ import argparse
 import json
 from typing import Any, Callable, List, Tuple
 
-from ..checks import check_data_range, check_integer, check_positive
-from ..scheduling_utils import score_schedulers
+from .checks import check_data_range, check_integer, check_positive
+from .scheduling_utils import score_schedulers
 
 
 def run_command(

@@ -1,0 +1,101 @@
+"""Image inputs of the pipelines: every form a user may pass, turned into one float ``NCHW`` batch.
+
+In the spirit of diffusers' ``VaeImageProcessor.preprocess``: the pipelines that take images (inpainting, colorization
+and later ones) read them through `preprocess_images` only, so each input form is accepted, and each mistake
+refused, in the same way everywhere.
+
+Accepted forms, single or batched, and lists of them:
+
+* PIL images (values 0-255, divided by 255);
+* numpy arrays ``HW``, ``HWC`` or ``NHWC`` with values in [0, 1];
+* tensors ``HW``, ``CHW`` or ``NCHW`` with values in [0, 1].
+
+>>> import numpy as np
+>>> preprocess_images(np.zeros((8, 8, 3)), "image").shape
+torch.Size([1, 3, 8, 8])
+>>> preprocess_images([torch.ones(8, 8), torch.zeros(8, 8)], "mask_image").shape
+torch.Size([2, 1, 8, 8])
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Union
+
+import numpy as np
+import PIL.Image
+import torch
+
+ImageInput = Union[
+    PIL.Image.Image, np.ndarray, torch.Tensor, List[PIL.Image.Image], List[np.ndarray], List[torch.Tensor]
+]
+
+# PIL modes that hold one grey channel (kept grey when no mode is asked for).
+GREY_MODES = ("1", "L", "I", "F", "I;16")
+
+
+def preprocess_images(
+    value: ImageInput,
+    name: str,
+    pil_mode: Optional[str] = None,
+    per_item: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+) -> torch.Tensor:
+    """``value`` as a float64 ``(N, C, H, W)`` tensor on the CPU (values as given: see the module docstring).
+
+    Args:
+        value: The images, in any form of the module docstring.
+        name (`str`): The argument's name, for error messages (``"image"``, ``"mask_image"`` ...).
+        pil_mode (`str`, *optional*): The mode PIL images are converted to (``"RGB"``, ``"L"``); by default grey
+            images stay grey and all others become RGB.
+        per_item (`Callable`, *optional*): Applied to each item's ``(n, C, H, W)`` tensor before a list is joined
+            (colorization takes each item's channel mean, so a list may mix grey and RGB images).
+
+    Raises:
+        ValueError: naming ``name``, for an empty list, another type, or an array of another layout.
+    """
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{name} is an empty list.")
+        parts = [preprocess_images(item, name, pil_mode, per_item) for item in value]
+        if len({part.shape[1:] for part in parts}) > 1:
+            raise ValueError(f"{name}: the items of the list differ in shape ({[tuple(p.shape[1:]) for p in parts]}).")
+        return torch.cat(parts)
+    if isinstance(value, PIL.Image.Image):
+        mode = pil_mode or ("L" if value.mode in GREY_MODES else "RGB")
+        value = np.asarray(value.convert(mode), dtype=np.float64) / 255.0
+    if isinstance(value, np.ndarray):
+        tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64))
+        layouts = {
+            2: lambda t: t[None, None],
+            3: lambda t: t.permute(2, 0, 1)[None],
+            4: lambda t: t.permute(0, 3, 1, 2),
+        }
+        if tensor.ndim not in layouts:
+            raise ValueError(f"{name} as a numpy array must be HW, HWC or NHWC, got shape {value.shape}.")
+        tensor = layouts[tensor.ndim](tensor)
+        return tensor if per_item is None else per_item(tensor)
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().to(torch.float64).cpu()
+        layouts = {2: lambda t: t[None, None], 3: lambda t: t[None], 4: lambda t: t}
+        if tensor.ndim not in layouts:
+            raise ValueError(f"{name} as a tensor must be HW, CHW or NCHW, got shape {tuple(value.shape)}.")
+        tensor = layouts[tensor.ndim](tensor)
+        return tensor if per_item is None else per_item(tensor)
+    raise ValueError(
+        f"{name} must be a PIL image, a numpy array, a tensor or a list of them, got {type(value).__name__}."
+    )
+
+
+def check_unit_range(images: torch.Tensor, name: str) -> None:
+    """Refuse values outside [0, 1] (PIL images: 0-255) and non-finite ones, naming ``name`` and the range found."""
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} must be finite.")
+    low, high = float(images.min()), float(images.max())
+    if low < -1e-6 or high > 1 + 1e-6:
+        raise ValueError(f"{name} values must lie in [0, 1] (PIL images: 0-255), got {low:.3g} to {high:.3g}.")
+
+
+def broadcast_batch(tensor: torch.Tensor, name: str, count: int) -> torch.Tensor:
+    """``tensor`` with ``count`` items: it must hold 1 (shared by the batch) or ``count``."""
+    if len(tensor) not in (1, count):
+        raise ValueError(f"{name} holds {len(tensor)} items for a batch of {count}; give 1 or {count}.")
+    return tensor.expand(count, *tensor.shape[1:])

@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from ncsn_pipeline.arguments import port, strict_parser
+from ncsn_pipeline.arguments import add_threads_argument, apply_threads, port, strict_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an extra pipeline: a named model, a folder saved with NCSNPipeline.save_pretrained or a Hub "
         "repository id 'user/name'; image models join the Images tab, 2-D models the playground",
     )
+    add_threads_argument(parser)
     return parser
 
 
@@ -36,6 +37,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse the options, load the models (failing early with a clear message) and serve the demo."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    apply_threads(args)  # requests run one at a time: one thread each is fastest on a shared machine
     try:
         from ncsn_pipeline.demo import DemoModelError, build_demo, launch_demo
     except ImportError as error:

@@ -469,7 +469,9 @@ def _resident_mb() -> float:
 def test_memory_stays_bounded_over_hundreds_of_requests(server):
     """Every request from a new session (as browsers and API clients are): Gradio kept a copy of the page's
     state, with the last outputs, for each of up to 10,000 sessions, so memory grew by ~0.25 MB per request
-    without a plateau (measured: +90 MB over 350 requests). Now at most MAX_SESSIONS are kept.
+    without a plateau (measured: +90 MB over 350 requests). Now at most MAX_SESSIONS are kept. Run after the
+    concurrency test (as in a full run), glibc's per-thread malloc arenas added +118 MB; the demo caps them at two
+    (`cap_malloc_arenas`): +19 MB in the same order.
 
     Bound: 300 requests after a warm-up may add at most 30 MB (allocator noise is a few MB; before the fix this
     run added ~70 MB)."""
@@ -492,6 +494,15 @@ def test_memory_stays_bounded_over_hundreds_of_requests(server):
     print(f"resident memory: {before:.0f} MB -> {before + grown:.0f} MB over 300 requests")
     assert len(server.state_holder.session_data) <= demo_module.MAX_SESSIONS
     assert grown < 30, f"memory grew by {grown:.0f} MB over 300 requests"
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="glibc's mallopt (Linux)")
+def test_the_demo_caps_malloc_arenas():
+    """The memory soak's cause: one glibc arena per Gradio worker thread kept freed memory resident (+118 MB over 300
+    requests after the concurrency test, +19 MB with two arenas); `launch_demo` caps them."""
+    from ncsn_pipeline.demo.limits import MALLOC_ARENAS, cap_malloc_arenas
+
+    assert MALLOC_ARENAS == 2 and cap_malloc_arenas() is True
 
 
 def test_every_suggested_setting_is_accepted(server):

@@ -364,3 +364,18 @@ def test_bad_arguments(options, message):
 def test_builtin_names():
     assert BUILTIN_DATASETS == ("digits", "two-gaussians", "two-moons", "swiss-roll", "checkerboard")
     assert TOY_DATASETS == BUILTIN_DATASETS[1:]
+
+
+def test_a_folder_smaller_than_the_batch_is_refused_with_the_batch_to_use(tmp_path, capsys):
+    """Defect guarded: the README's folder example failed on any folder under 128 images without saying what to do."""
+    from ncsn_pipeline.cli.train import main
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(5):
+        Image.fromarray(np.full((8, 8), 40 * index, dtype=np.uint8)).save(folder / f"{index}.png")
+    arguments = ["--train_data_dir", str(folder), "--resolution", "8", "--output_dir", str(tmp_path / "out")]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert "--train_batch_size 128 is larger than the data set (5 examples): pass --train_batch_size 5" in error
+    assert not (tmp_path / "out" / "model_index.json").exists()

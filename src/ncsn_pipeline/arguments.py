@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any, Callable, List, Tuple
 
-from .checks import check_data_range, check_integer, check_positive
+import torch
+
+from .checks import check_data_range, check_integer, check_number, check_positive
 from .scheduling_utils import score_schedulers
 
 
@@ -55,6 +58,29 @@ positive_int = _argument_type(lambda value: check_integer("value", value), int, 
 non_negative_int = _argument_type(lambda value: check_integer("value", value, low=0), int, "an integer >= 0")
 positive_float = _argument_type(lambda value: check_positive("value", value), float, "a positive finite number")
 port = _argument_type(lambda value: check_integer("port", value, high=65535), int, "a port number from 1 to 65535")
+non_negative_float = _argument_type(
+    lambda value: check_number("value", value, 0.0, math.inf), float, "a finite number >= 0"
+)
+
+# Torch CPU threads of every command and the demo unless --threads says otherwise: one, measured by
+# benchmarks/command_threads.py (the bundled models' network calls are small, and on a shared machine a second
+# intra-op thread waits for a busy core; the default of torch, one per core, made ncsn-eval 24x slower there).
+DEFAULT_THREADS = 1
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch's CPU threads for the command (`apply_threads` sets them)."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=DEFAULT_THREADS,
+        help=f"torch CPU threads (default: {DEFAULT_THREADS}; more help large models on an otherwise idle machine)",
+    )
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Set torch's CPU threads to ``--threads`` (set explicitly: torch's default oversubscribes a shared machine)."""
+    torch.set_num_threads(args.threads)
 
 
 def data_range(text: str) -> List[float]:

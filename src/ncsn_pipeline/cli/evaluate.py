@@ -9,6 +9,8 @@ from typing import Optional, Sequence
 
 from ..arguments import (
     add_sampler_arguments,
+    add_threads_argument,
+    apply_threads,
     positive_int,
     run_command,
     strict_parser,
@@ -78,12 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write the folder's evaluation.json (what its model card shows; a local folder or bundled model)",
     )
+    add_threads_argument(parser)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-eval``; errors exit with status 2 and a message."""
-    return run_command(build_parser(), run, argv)
+
+    def run_with_threads(args: argparse.Namespace):
+        apply_threads(args)
+        return run(args)
+
+    return run_command(build_parser(), run_with_threads, argv)
 
 
 if __name__ == "__main__":

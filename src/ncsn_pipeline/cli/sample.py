@@ -9,6 +9,7 @@ Example::
     ncsn-sample --model ncsn-toy --output toy.png
     ncsn-sample --model ncsn-digits --sampler VEPredictorCorrectorScheduler --num_inference_steps 100
     ncsn-sample --model glyph-mixture --sampler_option steps_per_level=5 --output glyphs.png
+    ncsn-sample --model ncsn-digits --classifier ncsn-digits-classifier --class_label 3 --guidance_scale 2
     ncsn-sample --model path/to/saved/pipeline --output samples.png
 """
 
@@ -24,7 +25,10 @@ import torch
 
 from ..arguments import (
     add_sampler_arguments,
+    add_threads_argument,
     apply_sampler_arguments,
+    apply_threads,
+    non_negative_float,
     non_negative_int,
     positive_int,
     run_command,
@@ -33,7 +37,7 @@ from ..arguments import (
 from ..errors import HubError
 from ..images import save_image_grid, save_scatter_plot
 from ..modeling_toy import GaussianMixtureScore
-from ..pretrained import load_pipeline, model_names
+from ..pretrained import classifier_names, load_pipeline, load_pretrained_classifier, model_names
 from ..sampling import plain_and_annealed
 
 
@@ -60,16 +64,51 @@ def build_parser() -> argparse.ArgumentParser:
         "--class_label",
         type=non_negative_int,
         default=None,
-        help="the class to sample, for class-conditional models (default: every class in turn)",
+        help="the class to sample: for class-conditional models, or toward which --classifier guides (default: "
+        "every class in turn)",
     )
+    parser.add_argument(
+        "--classifier",
+        default=None,
+        help=f"classifier guidance: a bundled noise-conditional classifier ({', '.join(classifier_names())}) or a "
+        "folder saved by ncsn-train-classifier; the samples follow s(x) + guidance_scale * grad log p(y | x) "
+        "(default: none)",
+    )
+    parser.add_argument(
+        "--guidance_scale",
+        type=non_negative_float,
+        default=None,
+        help="weight of the classifier's gradient, with --classifier (default: 1, the exact conditional score)",
+    )
+    add_threads_argument(parser)
     return parser
+
+
+def _classifier(name_or_path: Optional[str]):
+    """The ``--classifier``: a bundled one by name, or a saved `NoiseConditionalClassifier` folder."""
+    if name_or_path is None:
+        return None
+    if name_or_path in classifier_names():
+        return load_pretrained_classifier(name_or_path)
+    if not Path(name_or_path).is_dir():
+        raise ValueError(
+            f"--classifier {name_or_path!r} is neither a bundled classifier ({classifier_names()}) nor a folder saved "
+            "by ncsn-train-classifier."
+        )
+    from ..modeling_classifier import NoiseConditionalClassifier
+
+    return NoiseConditionalClassifier.from_pretrained(name_or_path, use_safetensors=True).eval()
 
 
 def run(args: argparse.Namespace) -> str:
     """Sample as ``args`` says, write the PNG and return a one-paragraph summary."""
+    apply_threads(args)
     output = Path(args.output)
     if output.suffix.lower() != ".png":
         raise ValueError(f"--output must name a .png file, got {args.output!r}.")
+    if args.guidance_scale is not None and args.classifier is None:
+        raise ValueError("--guidance_scale weighs a classifier's gradient: give --classifier too.")
+    classifier = _classifier(args.classifier)
     pipe = load_pipeline(args.model)
     apply_sampler_arguments(pipe, args)
     pipe.set_progress_bar_config(disable=True)
@@ -83,8 +122,14 @@ def run(args: argparse.Namespace) -> str:
 
     started = time.perf_counter()
     num_classes = getattr(pipe.unet, "num_classes", None)
+    if classifier is not None:
+        if not is_image:
+            raise ValueError("--classifier guides image models; this model samples points.")
+        num_classes = classifier.num_classes  # the classes the classifier guides toward
     if args.class_label is not None and num_classes is None:
-        raise ValueError(f"--class_label needs a class-conditional model; {args.model!r} takes no classes.")
+        raise ValueError(
+            f"--class_label needs a class-conditional model or a --classifier; {args.model!r} takes no classes."
+        )
     labels = None
     if num_classes is not None:  # one class for the batch, or the classes in turn
         labels = [args.class_label] * batch_size if args.class_label is not None else list(range(num_classes))
@@ -92,10 +137,14 @@ def run(args: argparse.Namespace) -> str:
     if is_image:
         generator = torch.Generator().manual_seed(args.seed)
         steps = args.num_inference_steps
-        images = pipe(batch_size=batch_size, generator=generator, num_inference_steps=steps, class_labels=labels).images
+        guidance = {} if classifier is None else {"classifier": classifier, "guidance_scale": args.guidance_scale}
+        images = pipe(
+            batch_size=batch_size, generator=generator, num_inference_steps=steps, class_labels=labels, **guidance
+        ).images
         seconds = time.perf_counter() - started
         save_image_grid(images, output)
-        return f"Wrote {batch_size} samples to {output} with {pipe.scheduler.description}, {seconds:.1f} s."
+        guided = "" if classifier is None else f", guided by {args.classifier} (scale {args.guidance_scale or 1:g})"
+        return f"Wrote {batch_size} samples to {output} with {pipe.scheduler.description}{guided}, {seconds:.1f} s."
 
     plain, annealed = plain_and_annealed(pipe, batch_size, args.seed, num_inference_steps=args.num_inference_steps)
     seconds = time.perf_counter() - started

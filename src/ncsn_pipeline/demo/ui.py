@@ -52,6 +52,7 @@ from .limits import (
     SEED_RANGE,
     STEP_SCALE_RANGE,
     STEPS_PER_LEVEL_RANGE,
+    cap_malloc_arenas,
 )
 from .models import DemoModels
 from .playground import run_playground
@@ -447,6 +448,7 @@ def launch_demo(
     from starlette.middleware import Middleware
 
     gr = _import_gradio()
+    cap_malloc_arenas()  # before the worker threads allocate (see its docstring: the memory soak's cause)
     public = [fn._id for fn in demo.fns.values() if fn.api_name in PUBLIC_ENDPOINTS]
     return demo.launch(
         server_name=host,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, TextIO, Tuple
 
 import torch
 
@@ -60,11 +61,17 @@ def format_table(sample_metrics: Dict[str, object], floor: Dict[str, object]) ->
 
 
 def sample_in_batches(
-    pipe, num_samples: int, batch_size: int, seed: int, num_inference_steps: Optional[int] = None
+    pipe,
+    num_samples: int,
+    batch_size: int,
+    seed: int,
+    num_inference_steps: Optional[int] = None,
+    progress: Optional[TextIO] = None,
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], List[int], float]:
     """``num_samples`` images (``pt``, on the CPU) from one seeded generator across batches, the class asked for
     each (a class-conditional model gets the classes in turn, ``index % num_classes``; `None` for other models),
-    the network calls of each batch's run (an adaptive sampler's differ) and the sampling time in seconds."""
+    the network calls of each batch's run (an adaptive sampler's differ) and the sampling time in seconds.
+    ``progress``: a stream that gets one line per batch (samples done, seconds so far, time left)."""
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)  # one generator across batches: batches differ
     num_classes = getattr(pipe.unet, "num_classes", None)
@@ -81,6 +88,11 @@ def sample_in_batches(
         ).images
         batches.append(images.float().cpu())
         calls.append(pipe.scheduler.num_model_calls)
+        if progress is not None:
+            done, elapsed = start + count, time.perf_counter() - started
+            left = elapsed / done * (num_samples - done)
+            print(f"sampling: {done}/{num_samples} samples, {elapsed:.0f} s (about {left:.0f} s left)", file=progress)
+            progress.flush()
     return torch.cat(batches), labels, calls, time.perf_counter() - started
 
 
@@ -145,7 +157,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     classifier_seconds = time.perf_counter() - started
 
     images, labels, calls, sampling_seconds = sample_in_batches(
-        pipe, args.num_samples, args.batch_size, args.seed, args.num_inference_steps
+        pipe, args.num_samples, args.batch_size, args.seed, args.num_inference_steps, progress=sys.stderr
     )
     samples = resize_to_digits(images)
 

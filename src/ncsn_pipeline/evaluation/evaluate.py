@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     if not args.skip_samples:
         images, labels, calls, seconds = sample_in_batches(
-            pipe, args.num_samples, args.batch_size, args.seed, args.num_inference_steps
+            pipe, args.num_samples, args.batch_size, args.seed, args.num_inference_steps, progress=sys.stderr
         )
         report["sampling"] = {
             "num_samples": args.num_samples,
@@ -208,6 +209,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             args.data, pipe, args.likelihood_samples, args.seed, args.center_crop
         )
         started = time.perf_counter()
+        print(f"bits per dimension: {len(data)} examples through the probability-flow ODE...", file=sys.stderr)
+        pipe.set_progress_bar_config(disable=False, desc="likelihood batches")  # one line per batch of the ODE
         result = pipe.log_likelihood(
             data,
             batch_size=args.likelihood_batch_size,

@@ -214,7 +214,9 @@ def train(args: argparse.Namespace) -> Path:
     )
     if len(data.dataset) < args.train_batch_size:
         raise ValueError(
-            f"--train_batch_size {args.train_batch_size} is larger than the data set ({len(data.dataset)} examples)."
+            f"--train_batch_size {args.train_batch_size} is larger than the data set ({len(data.dataset)} examples): "
+            f"pass --train_batch_size {min(len(data.dataset), 16)} or another value up to {len(data.dataset)} (a small "
+            "folder trains with small batches; README, 'Train on your own data')."
         )
     scheduler = build_scheduler(args, data)
     noise_levels = scheduler.noise_levels.float()  # exactly the levels the saved scheduler uses

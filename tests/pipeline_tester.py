@@ -149,3 +149,22 @@ class PipelineTesterMixin:
         with pytest.raises(ValueError, match=message):
             self._call(pipe, **overrides)
         assert calls == []  # refused before the first network call
+
+    def test_a_model_of_discrete_levels_refuses_the_adaptive_sampler_before_the_first_call(self):
+        """Defect guarded: an NCSN v1 model (it knows only its training levels) with the adaptive sampler failed
+        mid-run in inpainting instead of being refused before the first network call, as NCSNPipeline did."""
+        from ncsn_pipeline import AdaptiveSDEScheduler, NCSNv1ScoreModel
+
+        torch.manual_seed(0)
+        model = NCSNv1ScoreModel(
+            in_channels=self.channels, sample_size=8, ngf=8, num_noise_levels=4, sigma_max=1.0, sigma_min=0.1
+        )
+        pipe = self.pipeline_class(unet=model, scheduler=AdaptiveSDEScheduler(sigma_max=1.0, sigma_min=0.1))
+        pipe.register_to_config(data_range=(0.0, 1.0))
+        pipe.set_progress_bar_config(disable=True)
+        calls = []
+        original = pipe.unet.forward
+        pipe.unet.forward = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+        with pytest.raises(ValueError, match="knows only its 4 training noise levels, but AdaptiveSDEScheduler"):
+            self._call(pipe, num_inference_steps=None)
+        assert calls == []

@@ -150,3 +150,6 @@ def test_the_first_commands_extra_provides_every_module_the_demo_imports():
         if not any(re.sub(r"[-_.]+", "-", dist).lower() in provided for dist in by_module.get(module, []))
     }
     assert missing == {}, f'modules the demo imports that ".[{extra}]" does not install: {missing}'
+    # diffusers loads models with low_cpu_mem_usage only where accelerate is installed, and says so on every load
+    # ("Cannot initialize model with low cpu memory usage because `accelerate` was not found") without it.
+    assert "accelerate" in provided

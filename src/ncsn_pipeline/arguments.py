@@ -25,9 +25,11 @@ from .scheduling_utils import score_schedulers
 def run_command(
     parser: argparse.ArgumentParser, run, argv=None, errors=(ValueError, OSError, RuntimeError, FloatingPointError)
 ) -> int:
-    """Parse ``argv`` and call ``run(args)``; an expected error exits with status 2 and ``<prog>: error: <message>``
-    (no traceback), the convention of every command of the package."""
+    """Parse ``argv``, set torch's threads if the command takes ``--threads``, and call ``run(args)``; an expected
+    error exits with status 2 and ``<prog>: error: <message>`` (no traceback), the convention of every command."""
     args = parser.parse_args(argv)
+    if hasattr(args, "threads"):  # commands that sample take --threads (`add_threads_argument`)
+        apply_threads(args)
     try:
         run(args)
     except errors as error:

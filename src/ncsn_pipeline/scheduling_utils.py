@@ -28,8 +28,15 @@ Every sampler of the package is a diffusers scheduler (``SchedulerMixin, ConfigM
    from the step before: ``timesteps`` starts with the first call's level and each ``step`` appends the next,
    so loops go over ``iter_timesteps()`` (for planned samplers, ``timesteps`` itself). ``max_model_calls``
    bounds a run (for planned samplers it is ``num_model_calls``); after a run ``num_model_calls`` is its count.
-7. **Discoverable.** ``compatibles`` lists every score sampler the package exports (`score_schedulers`), and
-   swaps between them are silent. `NCSNPipeline` refuses a scheduler without ``consumes_score = True``.
+7. **Discoverable.** ``compatibles`` lists every score sampler of the package (`score_schedulers`: each sampler
+   defined in a ``scheduling_*`` module registers itself), and swaps between them are silent and keep each
+   sampler's own level count. `NCSNPipeline` refuses a scheduler without ``consumes_score = True``.
+8. **Restartable or not.** Whether a pipeline may jump back and sample a stretch again (RePaint) follows from
+   ``can_begin_at`` (`can_restart_at_level_starts`, `restartable_samplers`), never from a list of names.
+
+Writing a sampler: one ``scheduling_<name>.py`` file with a class mixing `ScoreSchedulerMixin`, ``SchedulerMixin``
+and ``ConfigMixin``; ``set_timesteps`` ends with `_reset_run`, ``step`` begins with `_next_step_index` and ends with
+`_end_step` (finiteness, the index, the output); then export it from the package.
 
 ``tests/test_scheduler_contract.py`` checks all of this for every class `score_schedulers` finds.
 """

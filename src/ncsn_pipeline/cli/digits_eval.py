@@ -1,5 +1,5 @@
 """The command line of ``ncsn-digits-eval``: its arguments, checked, then
-`ncsn_pipeline.evaluation.cli.run`."""
+`ncsn_pipeline.evaluation.digits_evaluation.run`."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from typing import Optional, Sequence
 from ..arguments import (
     add_sampler_arguments,
     add_threads_argument,
-    apply_threads,
     positive_int,
     run_command,
     strict_parser,
 )
-from ..evaluation.cli import run
+from ..evaluation.digits_evaluation import run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,11 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-digits-eval``; errors exit with status 2 and a message."""
 
-    def run_with_threads(args: argparse.Namespace):
-        apply_threads(args)
-        return run(args)
-
-    return run_command(build_parser(), run_with_threads, argv)
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

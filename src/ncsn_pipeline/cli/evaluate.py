@@ -10,7 +10,6 @@ from typing import Optional, Sequence
 from ..arguments import (
     add_sampler_arguments,
     add_threads_argument,
-    apply_threads,
     positive_int,
     run_command,
     strict_parser,
@@ -87,11 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-eval``; errors exit with status 2 and a message."""
 
-    def run_with_threads(args: argparse.Namespace):
-        apply_threads(args)
-        return run(args)
-
-    return run_command(build_parser(), run_with_threads, argv)
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from ..arguments import (
     add_sampler_arguments,
     add_threads_argument,
     apply_sampler_arguments,
-    apply_threads,
     non_negative_float,
     non_negative_int,
     positive_int,
@@ -102,7 +101,6 @@ def _classifier(name_or_path: Optional[str]):
 
 def run(args: argparse.Namespace) -> str:
     """Sample as ``args`` says, write the PNG and return a one-paragraph summary."""
-    apply_threads(args)
     output = Path(args.output)
     if output.suffix.lower() != ".png":
         raise ValueError(f"--output must name a .png file, got {args.output!r}.")

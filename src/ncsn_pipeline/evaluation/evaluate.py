@@ -119,7 +119,7 @@ def feature_frechet_distance(network, images_a: torch.Tensor, images_b: torch.Te
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Evaluate as ``args`` says; return the report (also written to ``--output``)."""
-    from .cli import CARD_ROWS, sample_in_batches
+    from .digits_evaluation import CARD_ROWS, sample_in_batches
     from .digits_judge import (
         default_digit_classifier,
         evaluate_digit_samples,

@@ -1,8 +1,10 @@
-"""``ncsn-digits-eval`` (or ``python -m ncsn_pipeline.evaluation``): sample a digits pipeline and judge the samples.
+"""The digits evaluation behind ``ncsn-digits-eval`` (command line in `ncsn_pipeline.cli.digits_eval`): sample a
+digits pipeline and judge the samples.
 
     ncsn-digits-eval --pipeline path/to/pipeline --num_samples 500 --output metrics.json [--record]
 
-``--record`` also writes the pipeline folder's ``evaluation.json`` (`records`), which its model card shows.
+``--record`` also writes the pipeline folder's ``evaluation.json`` (`ncsn_pipeline.folder_records`), which its model
+card shows.
 """
 
 from __future__ import annotations

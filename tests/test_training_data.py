@@ -362,8 +362,8 @@ def test_bad_arguments(options, message):
 
 
 def test_builtin_names():
-    assert BUILTIN_DATASETS == ("digits", "two-gaussians", "two-moons", "swiss-roll", "checkerboard")
-    assert TOY_DATASETS == BUILTIN_DATASETS[1:]
+    assert BUILTIN_DATASETS == ("digits", "fashion-mnist", "two-gaussians", "two-moons", "swiss-roll", "checkerboard")
+    assert TOY_DATASETS == BUILTIN_DATASETS[2:]
 
 
 def test_a_folder_smaller_than_the_batch_is_refused_with_the_batch_to_use(tmp_path, capsys):

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from ..arguments import data_range, positive_float, positive_int, strict_parser
 from ..errors import HubError
-from ..training.data import BUILTIN_DATASETS
+from ..training.data import BUILTIN_DATASETS, FASHION_MNIST
 
 
 class _DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -45,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(BUILTIN_DATASETS),
     )
     data.add_argument("--dataset_config_name", default=None, help="the datasets configuration name, if any")
-    data.add_argument("--train_data_dir", default=None, help="a folder of images (searched recursively)")
+    data.add_argument(
+        "--train_data_dir",
+        default=None,
+        help=f"a folder of images (searched recursively); with --dataset_name {FASHION_MNIST}, the folder of its four "
+        "IDX files (default there: Debian's dataset-fashion-mnist, else the Hub)",
+    )
     data.add_argument("--image_column", default="image", help="the column holding images in a datasets data set")
     data.add_argument(
         "--class_conditional",
@@ -179,8 +184,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse and check the command line; every problem is reported with the offending value."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if (args.dataset_name is None) == (args.train_data_dir is None):
-        parser.error("pass exactly one of --dataset_name or --train_data_dir")
+    idx_folder = args.dataset_name == FASHION_MNIST and args.train_data_dir is not None  # its IDX files' folder
+    if (args.dataset_name is None) == (args.train_data_dir is None) and not idx_folder:
+        parser.error(
+            f"pass exactly one of --dataset_name or --train_data_dir (or both for --dataset_name {FASHION_MNIST}: "
+            "the folder of its IDX files)"
+        )
     if args.sigma_min >= args.sigma_max and not args.auto_noise_schedule:
         parser.error(f"--sigma_min ({args.sigma_min}) must be smaller than --sigma_max ({args.sigma_max})")
     if not 0.0 < args.ema_decay < 1.0:

@@ -13,7 +13,9 @@ draws exactly what the interrupted one would have.
 Sources (pass exactly one):
 
 * ``dataset_name`` set to a built-in name (`BUILTIN_DATASETS`): ``"digits"`` (scikit-learn's
-  handwritten digits, bundled with scikit-learn) or a 2-D toy (`TOY_DATASETS`). A built-in name
+  handwritten digits, bundled with scikit-learn), ``"fashion-mnist"`` (Fashion-MNIST's 60,000 training images,
+  from a folder of its IDX files given as ``train_data_dir``, Debian's ``dataset-fashion-mnist``, or the Hub:
+  `ncsn_pipeline.evaluation.fashion_mnist_data`) or a 2-D toy (`TOY_DATASETS`). A built-in name
   wins over a local folder of the same name; write ``"./digits"`` to load such a folder instead.
 * ``dataset_name`` set to anything else: a Hugging Face Hub id or a local path understood by
   ``datasets.load_dataset`` (or a folder written by ``Dataset.save_to_disk``); split ``"train"``.
@@ -51,6 +53,14 @@ from PIL import Image
 
 from ..checks import check_bool, check_integer
 from ..evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split
+from ..evaluation.fashion_mnist_data import (
+    DEBIAN_FOLDER,
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_NUM_LEVELS,
+    HUB_DATASET,
+    idx_folder_has_split,
+    load_fashion_mnist,
+)
 from .image_files import (
     IMAGE_EXTENSIONS,
     check_channels,
@@ -63,10 +73,12 @@ from .image_files import (
 )
 from .toys import _TOY_FORMULAS, TOY_DATASETS, sample_toy
 
-BUILTIN_DATASETS: Tuple[str, ...] = ("digits", *TOY_DATASETS)
+FASHION_MNIST = "fashion-mnist"
+BUILTIN_DATASETS: Tuple[str, ...] = ("digits", FASHION_MNIST, *TOY_DATASETS)
 
 # How many images `channels=None` looks at to decide between greyscale and colour.
 CHANNEL_INFERENCE_IMAGES = 100
+
 
 class DatasetUnavailableError(ValueError):
     """A Hugging Face data set could not be loaded: the Hub is offline or unreachable, or no such data set exists."""
@@ -207,6 +219,41 @@ def _load_digits(
         description=f"scikit-learn digits (train split, {len(dataset):,} images), {channels}x{resolution}x{resolution}",
     )
     return _with_labels(data, labels.tolist(), [str(digit) for digit in range(10)]) if class_conditional else data
+
+
+def _load_fashion_mnist(
+    resolution: int,
+    channels: Optional[int],
+    max_train_samples: Optional[int],
+    class_conditional: bool,
+    idx_folder: Optional[str],
+    cache_dir: Optional[str],
+) -> TrainingData:
+    if resolution % 28:
+        raise ValueError(
+            "Fashion-MNIST's images are 28x28 and are enlarged by whole pixel blocks, so resolution must be a "
+            f"multiple of 28 (28, 56, ...), got {resolution}."
+        )
+    channels = 1 if channels is None else channels
+    images, labels = load_fashion_mnist("train", folder=idx_folder, cache_dir=cache_dir)
+    if max_train_samples is not None:
+        images, labels = images[:max_train_samples], labels[:max_train_samples]
+    dataset = _UpsampledImages(images, resolution // 28, channels)
+    if idx_folder is not None:
+        where = f"IDX files in {Path(idx_folder).name}"
+    elif idx_folder_has_split(DEBIAN_FOLDER, "train"):
+        where = "Debian's dataset-fashion-mnist"
+    else:
+        where = f"the Hub's {HUB_DATASET}"
+    data = TrainingData(
+        dataset=dataset,
+        sample_shape=(channels, resolution, resolution),
+        num_levels=FASHION_MNIST_NUM_LEVELS,
+        is_image=True,
+        description=f"Fashion-MNIST (train split, {len(dataset):,} images; {where}), "
+        f"{channels}x{resolution}x{resolution}",
+    )
+    return _with_labels(data, labels.tolist(), list(FASHION_MNIST_CLASSES)) if class_conditional else data
 
 
 def _infer_channels(images: Any) -> int:
@@ -487,6 +534,9 @@ def load_training_data(
         DatasetUnavailableError: (a ``ValueError``) If a Hugging Face data set cannot be loaded, e.g.
             because the Hub is offline; the message suggests ``--train_data_dir`` or a built-in name.
     """
+    idx_folder = None
+    if dataset_name == FASHION_MNIST and train_data_dir is not None:  # the folder of its IDX files
+        idx_folder, train_data_dir = train_data_dir, None
     if (dataset_name is None) == (train_data_dir is None):
         raise ValueError(
             "Pass exactly one data source: dataset_name (a built-in name, a Hugging Face Hub id or a local "
@@ -529,6 +579,8 @@ def load_training_data(
     channels = check_channels(channels)
     if dataset_name == "digits":
         return _load_digits(resolution, channels, max_train_samples, class_conditional)
+    if dataset_name == FASHION_MNIST:
+        return _load_fashion_mnist(resolution, channels, max_train_samples, class_conditional, idx_folder, cache_dir)
     if train_data_dir is not None:
         return _load_image_folder(
             train_data_dir, resolution, channels, center_crop, max_train_samples, class_conditional

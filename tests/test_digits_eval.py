@@ -11,8 +11,8 @@ from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, NCSNScheduler
 from ncsn_pipeline.cli.digits_eval import main
 from ncsn_pipeline.evaluation.digits_data import load_digits_split
 from ncsn_pipeline.evaluation.digits_judge import (
-    _classify,
     classifier_accuracy,
+    classify,
     default_digit_classifier,
     evaluate_digit_samples,
     floor_metrics,
@@ -99,7 +99,7 @@ def test_mode_collapse_gives_coverage_one_and_a_large_fd(classifier, floor):
 
 def test_frechet_distance_of_a_set_with_itself_is_zero_and_symmetric(classifier, held_out):
     images, _ = held_out
-    features, _ = _classify(classifier, images)
+    features, _ = classify(classifier, images)
     scale = float(features.var(dim=0).sum())
     assert frechet_distance(features, features) < 1e-8 * scale
     first, second = features[:150], features[150:]

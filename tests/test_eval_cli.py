@@ -118,3 +118,25 @@ def test_frechet_distance_in_a_user_given_feature_network(tmp_path):
     assert any(name.startswith("Fréchet distance in features.pt features") for name in rows)
     with pytest.raises(SystemExit):  # one without the other
         evaluate.main(["ncsn-digits", "--feature_network", str(network_file), "--output", str(output)])
+
+
+def test_the_judge_is_chosen_by_the_training_record_or_the_shape(tmp_path):
+    import json as json_module
+
+    from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, NCSNScheduler, NCSNScoreModel
+    from ncsn_pipeline.evaluation.evaluate import choose_judge
+    from ncsn_pipeline.pretrained import load_pretrained
+
+    scheduler = NCSNScheduler(num_noise_levels=3)
+    fashion = NCSNPipeline(NCSNScoreModel(in_channels=1, sample_size=28, ngf=8), scheduler, data_range=(0, 1))
+    digits = load_pretrained("ncsn-digits")
+    points = NCSNPipeline(GaussianMixtureScore.ncsn_toy(), scheduler)
+    assert choose_judge("auto", fashion, None) == "fashion-mnist"
+    assert choose_judge("auto", digits, None) == "digits" and choose_judge("auto", points, None) == "none"
+    # A 56x56 model trained on Fashion-MNIST: its record says so.
+    big = NCSNPipeline(NCSNScoreModel(in_channels=1, sample_size=56, ngf=8), scheduler, data_range=(0, 1))
+    (tmp_path / "training_args.json").write_text(json_module.dumps({"args": {"dataset_name": "fashion-mnist"}}))
+    assert choose_judge("auto", big, tmp_path) == "fashion-mnist" and choose_judge("auto", big, None) == "digits"
+    assert choose_judge("none", digits, None) == "none"
+    with pytest.raises(ValueError, match="Unknown judge 'mnist'; choose one of"):
+        choose_judge("mnist", digits, None)

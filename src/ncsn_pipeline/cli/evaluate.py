@@ -14,7 +14,7 @@ from ..arguments import (
     run_command,
     strict_parser,
 )
-from ..evaluation.evaluate import run
+from ..evaluation.evaluate import JUDGES, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--record",
         action="store_true",
         help="also write the folder's evaluation.json (what its model card shows; a local folder or bundled model)",
+    )
+    parser.add_argument(
+        "--judge",
+        default="auto",
+        choices=JUDGES,
+        help="the sample-quality judge: digits, fashion-mnist, none, or auto (fashion-mnist for models trained on it "
+        "or of 1x28x28 images, digits for other 1-channel image models; default: auto)",
     )
     add_threads_argument(parser)
     return parser

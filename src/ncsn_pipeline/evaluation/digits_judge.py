@@ -135,8 +135,9 @@ def _augment(images_uint8: torch.Tensor, generator: torch.Generator) -> torch.Te
 
 
 @torch.no_grad()
-def _classify(classifier: DigitClassifier, images: torch.Tensor):
-    """Features (float64, CPU) and softmax probabilities (float64, CPU) of ``images``, in batches."""
+def classify(classifier: nn.Module, images: torch.Tensor):
+    """Features (float64, CPU) and softmax probabilities (float64, CPU) of ``images``, in batches, for any judge
+    with ``features(x)`` and ``head(features)`` (the digits and the Fashion-MNIST judges)."""
     classifier.eval()
     device = next(classifier.parameters()).device
     features, probabilities = [], []
@@ -159,7 +160,7 @@ def classifier_accuracy(classifier: DigitClassifier, split: str = "held_out") ->
         `float`: The fraction of correctly classified images.
     """
     images, labels = load_digits_split(split)
-    _, probabilities = _classify(classifier, upsample_digits(images))
+    _, probabilities = classify(classifier, upsample_digits(images))
     return float((probabilities.argmax(dim=1) == labels).double().mean())
 
 
@@ -288,15 +289,13 @@ def frechet_distance(features_a, features_b) -> float:
     )
 
 
-def _check_images(images, name: str) -> torch.Tensor:
-    """Validate ``(N, 1, 16, 16)`` images in ``[0, 1]`` and return them clamped, as float32."""
+def check_unit_images(images, name: str, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """Validate ``(N, 1, size, size)`` images in ``[0, 1]`` and return them clamped, as float32."""
     images = torch.as_tensor(images)
     if not images.is_floating_point():
         raise ValueError(f"{name} must be a float tensor of images in [0, 1], got dtype {images.dtype}.")
-    if images.ndim != 4 or tuple(images.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE) or images.shape[0] < 2:
-        raise ValueError(
-            f"{name} must have shape (N, 1, {IMAGE_SIZE}, {IMAGE_SIZE}) with N >= 2, got {tuple(images.shape)}."
-        )
+    if images.ndim != 4 or tuple(images.shape[1:]) != (1, size, size) or images.shape[0] < 2:
+        raise ValueError(f"{name} must have shape (N, 1, {size}, {size}) with N >= 2, got {tuple(images.shape)}.")
     images = images.detach().float().cpu()
     if not torch.isfinite(images).all():
         raise ValueError(f"{name} contains NaN or infinite values.")
@@ -307,6 +306,65 @@ def _check_images(images, name: str) -> torch.Tensor:
             f"values in [{low:.3g}, {high:.3g}]; rescale data in [-1, 1] or [0, 255] first."
         )
     return images.clamp(0.0, 1.0)
+
+
+def judge_samples(
+    classifier: nn.Module,
+    samples: torch.Tensor,
+    reference_images: torch.Tensor,
+    num_classes: int,
+    confidence: float,
+    reference_name: str,
+) -> Dict[str, object]:
+    """The judge's figures for checked ``samples`` against real ``reference_images`` (any judge; see
+    `evaluate_digit_samples` for the keys): confident rate, class coverage, histogram and entropy, Fréchet distance
+    in the judge's features."""
+    confidence = float(confidence)
+    if not 0.0 < confidence <= 1.0:
+        raise ValueError(f"confidence must be in (0, 1], got {confidence!r}.")
+    sample_features, probabilities = classify(classifier, samples)
+    reference_features, _ = classify(classifier, reference_images)
+    max_probability, predicted = probabilities.max(dim=1)
+    is_confident = max_probability >= confidence
+    histogram = torch.bincount(predicted, minlength=num_classes)
+    class_share = histogram.double() / histogram.sum()
+    nonzero_share = class_share[class_share > 0]
+    entropy_bits = float(-(nonzero_share * nonzero_share.log2()).sum())
+    return {
+        "num_samples": int(samples.shape[0]),
+        "confidence": confidence,
+        "confident_rate": float(is_confident.double().mean()),
+        "class_coverage": int(predicted[is_confident].unique().numel()),
+        "class_histogram": [int(count) for count in histogram],
+        "class_entropy_bits": max(0.0, entropy_bits),  # not -0.0 for a single class
+        "frechet_distance": frechet_distance(sample_features, reference_features),
+        "reference": reference_name,
+        "num_reference": int(reference_images.shape[0]),
+    }
+
+
+def requested_class_match(
+    classifier: nn.Module, samples: torch.Tensor, class_labels, num_classes: int, confidence: float
+) -> Dict[str, object]:
+    """How often checked class-conditional ``samples`` are judged the class asked for (any judge; see
+    `requested_class_rate` for the keys)."""
+    labels = torch.as_tensor(class_labels).long().cpu()
+    if labels.shape != (samples.shape[0],):
+        count = samples.shape[0]
+        raise ValueError(f"class_labels must hold one class per sample ({count}), got shape {tuple(labels.shape)}.")
+    _, probabilities = classify(classifier, samples)
+    max_probability, predicted = probabilities.max(dim=1)
+    match = predicted == labels
+    per_class = [
+        float(match[labels == index].double().mean()) if (labels == index).any() else None
+        for index in range(num_classes)
+    ]
+    return {
+        "num_samples": int(samples.shape[0]),
+        "match_rate": float(match.double().mean()),
+        "confident_match_rate": float((match & (max_probability >= confidence)).double().mean()),
+        "per_class_match_rate": per_class,
+    }
 
 
 def evaluate_digit_samples(
@@ -333,40 +391,19 @@ def evaluate_digit_samples(
         3.32 is uniform), ``frechet_distance`` (biased upward for small ``N``: compare only at the same
         ``N``), ``reference``, ``num_reference`` and ``held_out_accuracy`` (of the classifier).
     """
-    confidence = float(confidence)
-    if not 0.0 < confidence <= 1.0:
-        raise ValueError(f"confidence must be in (0, 1], got {confidence!r}.")
-    samples = _check_images(samples, "samples")
+    samples = check_unit_images(samples, "samples")
     if isinstance(reference, str):
         if reference != "held_out":
             raise ValueError(f"reference must be 'held_out' or a tensor of images, got {reference!r}.")
         reference_images = upsample_digits(load_digits_split("held_out")[0])
         reference_name = "held_out"
     else:
-        reference_images = _check_images(reference, "reference")
+        reference_images = check_unit_images(reference, "reference")
         reference_name = "custom"
     classifier = default_digit_classifier() if classifier is None else classifier
-
-    sample_features, probabilities = _classify(classifier, samples)
-    reference_features, _ = _classify(classifier, reference_images)
-    max_probability, predicted = probabilities.max(dim=1)
-    is_confident = max_probability >= confidence
-    histogram = torch.bincount(predicted, minlength=NUM_CLASSES)
-    class_share = histogram.double() / histogram.sum()
-    nonzero_share = class_share[class_share > 0]
-    entropy_bits = float(-(nonzero_share * nonzero_share.log2()).sum())
-    return {
-        "num_samples": int(samples.shape[0]),
-        "confidence": confidence,
-        "confident_rate": float(is_confident.double().mean()),
-        "class_coverage": int(predicted[is_confident].unique().numel()),
-        "class_histogram": [int(count) for count in histogram],
-        "class_entropy_bits": max(0.0, entropy_bits),  # not -0.0 for a single class
-        "frechet_distance": frechet_distance(sample_features, reference_features),
-        "reference": reference_name,
-        "num_reference": int(reference_images.shape[0]),
-        "held_out_accuracy": classifier_accuracy(classifier, "held_out"),
-    }
+    metrics = judge_samples(classifier, samples, reference_images, NUM_CLASSES, confidence, reference_name)
+    metrics["held_out_accuracy"] = classifier_accuracy(classifier, "held_out")
+    return metrics
 
 
 def requested_class_rate(
@@ -385,25 +422,9 @@ def requested_class_rate(
         probability >= ``confidence``), ``per_class_match_rate`` (one per requested digit, `None` if not asked
         for) and ``num_samples``.
     """
-    samples = _check_images(samples, "samples")
-    labels = torch.as_tensor(class_labels).long().cpu()
-    if labels.shape != (samples.shape[0],):
-        count = samples.shape[0]
-        raise ValueError(f"class_labels must hold one digit per sample ({count}), got shape {tuple(labels.shape)}.")
+    samples = check_unit_images(samples, "samples")
     classifier = default_digit_classifier() if classifier is None else classifier
-    _, probabilities = _classify(classifier, samples)
-    max_probability, predicted = probabilities.max(dim=1)
-    match = predicted == labels
-    per_class = [
-        float(match[labels == digit].double().mean()) if (labels == digit).any() else None
-        for digit in range(NUM_CLASSES)
-    ]
-    return {
-        "num_samples": int(samples.shape[0]),
-        "match_rate": float(match.double().mean()),
-        "confident_match_rate": float((match & (max_probability >= confidence)).double().mean()),
-        "per_class_match_rate": per_class,
-    }
+    return requested_class_match(classifier, samples, class_labels, NUM_CLASSES, confidence)
 
 
 def floor_metrics(

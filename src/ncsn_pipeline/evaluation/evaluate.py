@@ -29,7 +29,7 @@ import torch
 
 from ..arguments import apply_sampler_arguments
 from ..files import write_text_atomically
-from ..folder_records import write_evaluation
+from ..folder_records import read_training, write_evaluation
 
 DATA_SETS = ("digits",)
 
@@ -117,6 +117,26 @@ def feature_frechet_distance(network, images_a: torch.Tensor, images_b: torch.Te
     return frechet_distance(features(images_a.float()), features(images_b.float()))
 
 
+JUDGES = ("auto", "digits", "fashion-mnist", "none")
+
+
+def choose_judge(judge: str, pipe, folder: Optional[Path]) -> str:
+    """The sample-quality judge for ``pipe``: ``judge`` itself, or for ``"auto"``: ``"fashion-mnist"`` for a model
+    trained on it (its training record says so) or of 1 x 28 x 28 images, ``"digits"`` for other 1-channel image
+    models, ``"none"`` for the rest."""
+    if judge not in JUDGES:
+        raise ValueError(f"Unknown judge {judge!r}; choose one of {list(JUDGES)}.")
+    if judge != "auto":
+        return judge
+    if pipe.config.data_range is None or len(pipe.sample_shape) != 3 or pipe.sample_shape[0] != 1:
+        return "none"
+    record = read_training(folder) if folder is not None else None
+    trained_on = ((record or {}).get("args") or {}).get("dataset_name")
+    if trained_on == "fashion-mnist" or tuple(pipe.sample_shape) == (1, 28, 28):
+        return "fashion-mnist"
+    return "digits"
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Evaluate as ``args`` says; return the report (also written to ``--output``)."""
     from .digits_evaluation import CARD_ROWS, sample_in_batches
@@ -167,8 +187,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             "network_calls_per_sample": sum(calls) / len(calls),
             "seconds_per_sample": seconds / args.num_samples,
         }
-        is_digits = pipe.config.data_range is not None and pipe.sample_shape[0] == 1 and len(pipe.sample_shape) == 3
-        if is_digits:
+        judge = choose_judge(getattr(args, "judge", "auto"), pipe, folder)
+        if judge == "digits":
             classifier = default_digit_classifier()
             samples = evaluate_digit_samples(resize_to_digits(images), classifier)
             floor = floor_metrics(classifier, num_samples=args.num_samples)
@@ -183,6 +203,27 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 f"digits, which the model never saw; the classifier (held-out accuracy "
                 f"{samples['held_out_accuracy']:.3f}) is trained on the training split only; Fréchet distances "
                 "depend on N, compare only at the same N."
+            )
+        elif judge == "fashion-mnist":
+            from . import fashion_judge
+
+            samples = fashion_judge.evaluate_fashion_samples(images)
+            floor = fashion_judge.floor_metrics(num_samples=args.num_samples)
+            report["fashion-mnist"] = {"samples": samples, "floor": floor}
+            rows += [
+                {"name": name, "value": samples[key], "reference": floor[key]} for name, key in fashion_judge.CARD_ROWS
+            ]
+            shares = [count / samples["num_samples"] for count in samples["class_histogram"]]
+            floor_shares = [count / floor["num_samples"] for count in floor["class_histogram"]]
+            rows.append({"name": "smallest class share", "value": min(shares), "reference": min(floor_shares)})
+            if labels is not None:
+                requested = fashion_judge.requested_class_rate(images, labels)
+                report["fashion-mnist"]["requested_class"] = requested
+                rows.append({"name": "samples judged the class asked for", "value": requested["match_rate"]})
+            notes.append(
+                f"Samples: {args.num_samples} (seed {args.seed}) against Fashion-MNIST's 10,000 test images, which the "
+                f"model never saw; the judge (test accuracy {samples['test_accuracy']:.3f}) is trained on the training "
+                "split only; the reference column is real training images (same N). Fréchet distances depend on N."
             )
         if network is not None:
             if pipe.config.data_range is None or len(pipe.sample_shape) != 3:
@@ -259,7 +300,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             folder,
             metrics=rows,
             reference_label=(
-                f"floor: real training digits (same N = {args.num_samples})" if "digits" in report else "reference"
+                f"floor: real training digits (same N = {args.num_samples})"
+                if "digits" in report
+                else f"floor: real training images (same N = {args.num_samples})"
+                if "fashion-mnist" in report
+                else "reference"
             ),
             notes=report["card"]["notes"],
             command=command,
@@ -273,6 +318,8 @@ def _recorded_arguments(args: argparse.Namespace) -> List[str]:
     parts = [f"--num_samples {args.num_samples}", f"--seed {args.seed}"]
     if args.skip_samples:
         parts = ["--skip_samples"]
+    if getattr(args, "judge", "auto") != "auto":
+        parts.append(f"--judge {args.judge}")
     if args.sampler:
         parts.append(f"--sampler {args.sampler}")
     parts += [f"--sampler_option {key}={value}" for key, value in args.sampler_option or []]

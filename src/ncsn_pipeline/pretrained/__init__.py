@@ -5,6 +5,8 @@
   class-conditional: ``class_labels`` 0-9) and ``"ncsn-two-gaussians"`` (an MLP score model of NCSN's 2-D toy).
 * Bundled noise-conditional classifiers for classifier guidance (`load_pretrained_classifier`):
   ``"ncsn-digits-classifier"`` (trained with ``ncsn-train-classifier`` on the digits, for ``ncsn-digits``).
+* The Fashion-MNIST judge's weights and training record (``fashion-judge``), read by
+  `ncsn_pipeline.evaluation.fashion_judge` (not a pipeline, not a guidance classifier).
 * Built-in exact-score pipelines (`ncsn_pipeline.pretrained.builtin`), which need no weights:
   ``"ncsn-toy"``, ``"glyph-mixture"`` and ``"color-glyphs"``.
 

@@ -85,12 +85,21 @@ def upsample_digits(images: torch.Tensor, dequantize: bool = True) -> torch.Tens
     return scaled.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
 
 
-class DigitClassifier(nn.Module):
-    """A small CNN for ``1 x 16 x 16`` digits in ``[0, 1]``: two conv blocks, a 64-unit feature layer, 10 logits.
+class JudgeNetwork(nn.Module):
+    """What every judge is: ``conv_blocks`` -> ``feature_layer`` (the penultimate features of the Fréchet distance)
+    -> ``head`` (class logits); subclasses build the three."""
 
-    ``features(x)`` gives the penultimate (post-ReLU) activations used for the Fréchet distance;
-    ``forward(x)`` the class logits.
-    """
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate (post-ReLU) activations, shape ``(N, feature dimension)``."""
+        return self.feature_layer(self.conv_blocks(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits, shape ``(N, classes)``."""
+        return self.head(self.features(x))
+
+
+class DigitClassifier(JudgeNetwork):
+    """A small CNN for ``1 x 16 x 16`` digits in ``[0, 1]``: two conv blocks, a 64-unit feature layer, 10 logits."""
 
     def __init__(self):
         super().__init__()
@@ -105,13 +114,52 @@ class DigitClassifier(nn.Module):
         self.feature_layer = nn.Sequential(nn.Flatten(), nn.Linear(32 * 4 * 4, FEATURE_DIM), nn.ReLU())
         self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate activations, shape ``(N, 64)``."""
-        return self.feature_layer(self.conv_blocks(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits, shape ``(N, 10)``."""
-        return self.head(self.features(x))
+def shift_by_up_to_one_pixel(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``(N, 1, H, W)`` images each shifted by -1, 0 or +1 pixels along each axis (zeros enter at the edges)."""
+    batch, _, height, width = images.shape
+    padded = F.pad(images, (1, 1, 1, 1))
+    shifts = torch.randint(0, 3, (batch, 2), generator=generator)
+    rows = torch.arange(height)[None, :] + shifts[:, :1]
+    cols = torch.arange(width)[None, :] + shifts[:, 1:]
+    return padded[torch.arange(batch)[:, None, None], 0, rows[:, :, None], cols[:, None, :]][:, None]
+
+
+def fit_judge(
+    classifier: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    augment,
+    generator: torch.Generator,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    threads: int,
+    device: str = "cpu",
+) -> nn.Module:
+    """Train a judge with Adam (cosine-decayed to 0) on ``augment(images[batch], generator)``; the batch order and the
+    augmentation come from ``generator``, torch's thread count is ``threads`` during training and restored after."""
+    classifier.to(device)
+    steps_per_epoch = math.ceil(len(labels) / batch_size)
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=learning_rate)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        classifier.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(labels), generator=generator)
+            for start in range(0, len(labels), batch_size):
+                chosen = order[start : start + batch_size]
+                inputs = augment(images[chosen], generator).to(device)
+                loss = F.cross_entropy(classifier(inputs), labels[chosen].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+    finally:
+        torch.set_num_threads(previous_threads)
+    return classifier.eval()
 
 
 def _augment(images_uint8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -121,15 +169,9 @@ def _augment(images_uint8: torch.Tensor, generator: torch.Generator) -> torch.Te
     trained on ``(v + u) / 17`` (``u ~ U[0, 1)``) instead of the 17 exact levels, shifted by -1, 0 or +1
     pixels along each axis, with a little Gaussian pixel noise like a sampler's last noise level leaves.
     """
-    batch = images_uint8.shape[0]
     dequantised = (images_uint8.float() + torch.rand(images_uint8.shape, generator=generator)) / DIGITS_NUM_LEVELS
     images = dequantised.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
-    padded = F.pad(images, (1, 1, 1, 1))
-    shifts = torch.randint(0, 3, (batch, 2), generator=generator)
-    rows = torch.arange(IMAGE_SIZE)[None, :] + shifts[:, :1]  # (batch, 16)
-    cols = torch.arange(IMAGE_SIZE)[None, :] + shifts[:, 1:]
-    batch_index = torch.arange(batch)[:, None, None]
-    shifted = padded[batch_index, 0, rows[:, :, None], cols[:, None, :]][:, None]
+    shifted = shift_by_up_to_one_pixel(images, generator)
     noise = 0.02 * torch.randn(shifted.shape, generator=generator)
     return (shifted + noise).clamp(0.0, 1.0)
 
@@ -188,27 +230,7 @@ def train_digit_classifier(
     with torch.random.fork_rng(devices=[]):  # seed the weight initialisation without touching global RNG
         torch.manual_seed(seed)
         classifier = DigitClassifier()
-    classifier.to(device)
-    steps_per_epoch = math.ceil(len(labels) / batch_size)
-    optimizer = torch.optim.Adam(classifier.parameters(), lr=learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        classifier.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(labels), generator=generator)
-            for start in range(0, len(labels), batch_size):
-                chosen = order[start : start + batch_size]
-                inputs = _augment(images[chosen], generator).to(device)
-                loss = F.cross_entropy(classifier(inputs), labels[chosen].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-    finally:
-        torch.set_num_threads(previous_threads)
-    return classifier.eval()
+    return fit_judge(classifier, images, labels, _augment, generator, epochs, batch_size, learning_rate, 1, device)
 
 
 @functools.lru_cache(maxsize=1)

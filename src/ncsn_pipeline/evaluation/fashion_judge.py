@@ -19,17 +19,23 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import time
 from pathlib import Path
 from typing import Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_integer
-from .digits_judge import check_unit_images, classify, judge_samples, requested_class_match
+from .digits_judge import (
+    JudgeNetwork,
+    check_unit_images,
+    classify,
+    fit_judge,
+    judge_samples,
+    requested_class_match,
+    shift_by_up_to_one_pixel,
+)
 from .fashion_mnist_data import FASHION_MNIST_CLASSES, FASHION_MNIST_NUM_LEVELS, load_fashion_mnist
 
 IMAGE_SIZE = 28
@@ -53,8 +59,8 @@ def to_unit_images(images: torch.Tensor) -> torch.Tensor:
     return (images.float() + 0.5) / FASHION_MNIST_NUM_LEVELS
 
 
-class FashionClassifier(nn.Module):
-    """A small CNN for ``1 x 28 x 28`` garments in ``[0, 1]``; ``features(x)`` are the 128 penultimate activations."""
+class FashionClassifier(JudgeNetwork):
+    """A small CNN for ``1 x 28 x 28`` garments in ``[0, 1]``: three conv layers, 128 features, 10 logits."""
 
     def __init__(self):
         super().__init__()
@@ -71,26 +77,14 @@ class FashionClassifier(nn.Module):
         self.feature_layer = nn.Sequential(nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURE_DIM), nn.ReLU())
         self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate activations, shape ``(N, 128)``."""
-        return self.feature_layer(self.conv_blocks(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits, shape ``(N, 10)``."""
-        return self.head(self.features(x))
-
 
 def _augment(images_uint8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Uniform dequantisation, random shifts of up to one pixel, horizontal flips and pixel noise of std 0.02."""
+    """Uniform dequantisation, horizontal flips, random shifts of up to one pixel and pixel noise of std 0.02."""
     batch = images_uint8.shape[0]
     images = (images_uint8.float() + torch.rand(images_uint8.shape, generator=generator)) / FASHION_MNIST_NUM_LEVELS
     flip = torch.rand(batch, generator=generator) < 0.5
     images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-    padded = F.pad(images, (1, 1, 1, 1))
-    shifts = torch.randint(0, 3, (batch, 2), generator=generator)
-    rows = torch.arange(IMAGE_SIZE)[None, :] + shifts[:, :1]
-    cols = torch.arange(IMAGE_SIZE)[None, :] + shifts[:, 1:]
-    shifted = padded[torch.arange(batch)[:, None, None], 0, rows[:, :, None], cols[:, None, :]][:, None]
+    shifted = shift_by_up_to_one_pixel(images, generator)
     return (shifted + 0.02 * torch.randn(shifted.shape, generator=generator)).clamp(0.0, 1.0)
 
 
@@ -114,25 +108,7 @@ def train_fashion_classifier(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         classifier = FashionClassifier()
-    steps_per_epoch = math.ceil(len(labels) / batch_size)
-    optimizer = torch.optim.Adam(classifier.parameters(), lr=learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        classifier.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(labels), generator=generator)
-            for start in range(0, len(labels), batch_size):
-                chosen = order[start : start + batch_size]
-                loss = F.cross_entropy(classifier(_augment(images[chosen], generator)), labels[chosen])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-    finally:
-        torch.set_num_threads(previous_threads)
-    return classifier.eval()
+    return fit_judge(classifier, images, labels, _augment, generator, epochs, batch_size, learning_rate, threads)
 
 
 def save_fashion_classifier(classifier: FashionClassifier, folder: Path, record: Dict[str, object]) -> None:

@@ -29,6 +29,7 @@ def test_the_shipped_judge_is_accurate_on_the_test_split():
     assert abs(accuracy - record["test_accuracy"]) < 0.03  # a 2,000-image subset: standard error ~0.007
 
 
+@pytest.mark.slow
 def test_real_garments_score_at_the_floor_and_poor_ones_do_not():
     """The floor (real training images, N = 500) is mostly confident (measured 0.76: shirts, T-shirts, pullovers
     and coats look alike at 28x28), covers the classes, and sits close to the test split; the same images blurred to

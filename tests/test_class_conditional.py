@@ -288,6 +288,7 @@ def test_train_classifier_command_writes_a_classifier_and_its_record(tmp_path, c
         assert main(args) == 0
     finally:
         reset_accelerate_state()
+    assert "classifier steps: 100%" in capsys.readouterr().err  # the run shows its progress (and the loss)
     classifier = NoiseConditionalClassifier.from_pretrained(output)
     assert classifier.num_classes == 10 and classifier.config.block_out_channels == [8, 16]
     record = json.loads((output / "classifier_record.json").read_text())

@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..files import write_text_atomically
 from ..modeling_classifier import NoiseConditionalClassifier
@@ -154,6 +155,8 @@ def train_classifier(args: argparse.Namespace) -> Path:
     sigma_min, sigma_max = settings["sigma_min"], settings["sigma_max"]
 
     started, step, losses = time.perf_counter(), 0, []
+    # One progress bar for the run (on the main process), as ncsn-train shows: steps, rate, time left, the loss.
+    progress = tqdm(total=args.max_train_steps, desc="classifier steps", disable=not accelerator.is_main_process)
     classifier.train()
     while step < args.max_train_steps:
         for images, labels in loader:
@@ -170,10 +173,13 @@ def train_classifier(args: argparse.Namespace) -> Path:
             optimizer.zero_grad()
             step += 1
             losses.append(float(loss.detach()))
+            progress.update()
+            progress.set_postfix(loss=f"{losses[-1]:.3g}", refresh=False)
             if not math.isfinite(losses[-1]):
                 raise FloatingPointError(f"The loss became {losses[-1]} at step {step}: lower --learning_rate.")
             if step >= args.max_train_steps:
                 break
+    progress.close()
     train_seconds = time.perf_counter() - started
 
     accelerator.wait_for_everyone()

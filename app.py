@@ -1,6 +1,6 @@
 """Launch the ncsn-pipeline web demo (Gradio); the demo itself lives in ``ncsn_pipeline.demo``.
 
-    python app.py                          # http://127.0.0.1:7860, bundled digits model selected
+    python app.py                          # http://127.0.0.1:7860, bundled Fashion-MNIST model selected
     python app.py --port 8080 --host 0.0.0.0
     python app.py --model path/to/pipeline # or a Hub repository id 'user/name' (cached copy when offline)
     python app.py --share                  # also a temporary public gradio.live link (needs internet)

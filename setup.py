@@ -10,6 +10,8 @@ README = Path(__file__).parent / "README.md"
 TRAIN_REQUIRES = ["accelerate>=0.30", "transformers>=4.40", "datasets>=2.18", "scikit-learn>=1.3", "tensorboard"]
 # The demo's Inpainting tab draws held-out digits from scikit-learn's data set; accelerate lets diffusers load the
 # bundled models without its "low cpu memory usage" warning. The README's first command installs only this extra.
+# Standard FID / KID in ncsn-eval --fid (torchmetrics' estimators; no torchvision needed).
+FID_REQUIRES = ["torchmetrics>=1.3"]
 DEMO_REQUIRES = ["gradio>=6.31,<7", "scikit-learn>=1.3", "accelerate>=0.30"]
 
 
@@ -42,6 +44,7 @@ setup(
             "pretrained/*/*.json",
             "pretrained/*/*.md",
             "pretrained/*/*.png",
+            "pretrained/*/*.gz",
             "pretrained/*/*/*.json",
             "pretrained/*/*.safetensors",
             "pretrained/*/*/*.safetensors",
@@ -61,7 +64,8 @@ setup(
     extras_require={
         "train": TRAIN_REQUIRES,
         "demo": DEMO_REQUIRES,
-        "dev": TRAIN_REQUIRES + DEMO_REQUIRES + ["pytest>=7.4", "ruff>=0.4", "playwright>=1.40"],
+        "fid": FID_REQUIRES,
+        "dev": TRAIN_REQUIRES + DEMO_REQUIRES + FID_REQUIRES + ["pytest>=7.4", "ruff>=0.4", "playwright>=1.40"],
     },
     cmdclass={"build_py": BuildPyWithCards},
     entry_points={

@@ -5,7 +5,7 @@ the most noise levels and Langevin steps whose calls stay within the tab's call 
 calls x batch within ``MAX_IMAGE_WORK``, with the animation on; likewise for the playground with the most points.
 Each is run once through the same functions the demo's callbacks call; the slowest is printed last.
 
-    python benchmarks/demo_worst_case.py [--threads 2]
+    python benchmarks/demo_worst_case.py [--threads 2] [--only MODEL]
 """
 
 from __future__ import annotations
@@ -48,11 +48,14 @@ def largest_run(base_config, sampler: str, max_calls: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads (set explicitly: see DESIGN.md §12)")
+    parser.add_argument("--only", default=None, help="time one model's requests only (a key of the demo's tables)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = DemoModels.load()
     results = []
     for model, entry in models.images.items():
+        if args.only and model != args.only:
+            continue
         for sampler in SAMPLERS:
             levels, steps, calls = largest_run(entry.pipeline.scheduler.config, sampler, MAX_IMAGE_CALLS)
             for batch in sorted({1, min(MAX_BATCH_SIZE, MAX_IMAGE_WORK // calls)}):
@@ -62,6 +65,8 @@ def main() -> None:
                 results.append((seconds, f"images {model} {sampler} {levels}x{steps} ({calls} calls) batch {batch}"))
                 print(f"{seconds:6.1f} s  {results[-1][1]}", flush=True)
     for model, entry in models.points.items():
+        if args.only and model != args.only:
+            continue
         for sampler in SAMPLERS:
             levels, steps, calls = largest_run(entry.pipeline.scheduler.config, sampler, MAX_PLAYGROUND_CALLS)
             points = min(POINTS_RANGE[1], MAX_PLAYGROUND_WORK // (2 * calls))

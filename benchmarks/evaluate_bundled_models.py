@@ -7,10 +7,13 @@
 * ``ncsn-digits-classes``: the same samples scores (asked for the digits in turn) and how often the judge sees the
   digit asked for; its ``sample_grid.png`` shows one column per digit. (No bits/dim: the likelihood of a
   class-conditional model is per class.)
+* ``ncsn-fashion``: ``ncsn-eval ncsn-fashion --record`` with the Fashion-MNIST judge (confident rate, share per class,
+  Fréchet distance in the judge's features against the test split, each beside real training images, same N; the
+  class asked for; calls and seconds per sample), and its ``sample_grid.png`` (one column per class).
 * ``ncsn-two-gaussians``: recovered weight and spread of the (5, 5) mode, next to the same sampler
   driven by the exact score (``GaussianMixtureScore.ncsn_toy()``).
 
-    python benchmarks/evaluate_bundled_models.py [--num_samples 1000] [--only ncsn-digits] [--cards_only]
+    python benchmarks/evaluate_bundled_models.py [--num_samples 1000] [--only ncsn-fashion] [--cards_only]
 
 ``--cards_only`` re-renders the model cards from the records already there (after a change of the card template).
 """
@@ -37,14 +40,15 @@ from ncsn_pipeline.training.loop import save_sample_preview  # noqa: E402
 REPO_OWNER = "ncsn-pipeline"
 
 
-def evaluate_digits(num_samples: int, name: str = "ncsn-digits") -> None:
-    """Evaluate a bundled digits model with ``ncsn-eval`` (samples, and held-out bits/dim for the unconditional one)
-    into its evaluation.json."""
+def evaluate_images(num_samples: int, name: str = "ncsn-digits") -> None:
+    """Evaluate a bundled image model with ``ncsn-eval`` (samples with its judge, and for the unconditional digits
+    model held-out bits/dim) into its evaluation.json."""
     folder = pretrained_path(name)
     output = folder / "evaluation-run.json"
     pipe = NCSNPipeline.from_pretrained(folder)
     conditional = getattr(pipe.unet, "num_classes", None) is not None
-    argv = [name, "--num_samples", str(num_samples), "--seed", "0", *([] if conditional else ["--data", "digits"])]
+    likelihood = [] if conditional else ["--data", "digits"]
+    argv = [name, "--num_samples", str(num_samples), "--seed", "0", *likelihood]
     argv += ["--output", str(output)]
     evaluate.run(build_parser().parse_args([*argv, "--record"]))
     output.unlink()  # the card's evaluation.json keeps what matters
@@ -89,12 +93,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num_samples", type=int, default=1000, help="digits samples (and real ones for the floor)")
     parser.add_argument("--toy_samples", type=int, default=10000)
-    parser.add_argument("--only", choices=("ncsn-digits", "ncsn-digits-classes", "ncsn-two-gaussians"), default=None)
+    parser.add_argument(
+        "--only", choices=("ncsn-fashion", "ncsn-digits", "ncsn-digits-classes", "ncsn-two-gaussians"), default=None
+    )
     parser.add_argument("--cards_only", action="store_true", help="only re-render the cards from the records")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (set explicitly: see DESIGN.md §12)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     jobs = {
-        "ncsn-digits": lambda: evaluate_digits(args.num_samples),
-        "ncsn-digits-classes": lambda: evaluate_digits(args.num_samples, "ncsn-digits-classes"),
+        "ncsn-fashion": lambda: evaluate_images(args.num_samples, "ncsn-fashion"),
+        "ncsn-digits": lambda: evaluate_images(args.num_samples),
+        "ncsn-digits-classes": lambda: evaluate_images(args.num_samples, "ncsn-digits-classes"),
         "ncsn-two-gaussians": lambda: evaluate_two_gaussians(args.toy_samples),
     }
     for name, job in jobs.items():

@@ -1,12 +1,14 @@
-"""Draw the README's pictures of controllable generation from the bundled models (offline, ~1 minute on 2 cores).
+"""Draw the README's pictures of the bundled models (offline, ~1 minute on 2 cores).
 
-    python docs/make_controllable_figures.py
+    python docs/make_controllable_figures.py [fashion inpainting classes colorization]
 
 * ``docs/inpainting.png``: held-out digits with the right half / the centre / a random half of the pixels
   repainted by ``ncsn-digits`` (predictor-corrector, RePaint resampling 5 x 3): original, masked input, 6 fills.
 * ``docs/class_conditional.png``: one row per digit: ``ncsn-digits-classes`` asked for it (left), and ``ncsn-digits``
   guided toward it by ``ncsn-digits-classifier`` at scale 4 (right).
 * ``docs/colorization.png``: grey versions of the ``color-glyphs`` glyphs and 6 colorizations of each.
+* ``docs/fashion_classes.png``: one row per Fashion-MNIST class: 8 samples of ``ncsn-fashion`` asked for it (its
+  default sampler, seed = class index), then 4 real test images of the class.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import PIL.ImageDraw  # noqa: E402
 import torch  # noqa: E402
 
 from ncsn_pipeline import VEPredictorCorrectorScheduler  # noqa: E402
-from ncsn_pipeline.demo.inpainting import MASKS, held_out_digit  # noqa: E402
+from ncsn_pipeline.demo.inpainting import MASKS, held_out_image  # noqa: E402
 from ncsn_pipeline.images import samples_to_pil  # noqa: E402
 from ncsn_pipeline.inpainting import NCSNColorizePipeline, NCSNInpaintPipeline  # noqa: E402
 from ncsn_pipeline.pretrained import load_pretrained, load_pretrained_classifier  # noqa: E402
@@ -53,7 +55,7 @@ def inpainting_figure() -> None:
     pipe.set_progress_bar_config(disable=True)
     rows, captions = [], []
     for digit_index, mask_name in ((0, "right half"), (7, "centre square"), (21, "random half of the pixels")):
-        image, mask = held_out_digit(digit_index, 1, 8), MASKS[mask_name](8)[None]
+        image, mask = held_out_image("digits", digit_index, 1, 8), MASKS[mask_name](8)[None]
         filled = pipe(image, mask, batch_size=6, jump_length=5, jump_n_sample=3,
                       generator=torch.Generator().manual_seed(0)).images  # fmt: skip
         masked = torch.where(mask > 0.5, torch.full_like(image, 0.5), image)
@@ -93,11 +95,34 @@ def colorization_figure() -> None:
     _row_image(rows, captions).save(DOCS / "colorization.png")
 
 
+def fashion_figure() -> None:
+    from ncsn_pipeline.evaluation.fashion_mnist_data import FASHION_MNIST_CLASSES, load_fashion_mnist
+
+    pipe = load_pretrained("ncsn-fashion")
+    pipe.set_progress_bar_config(disable=True)
+    test_images, test_labels = load_fashion_mnist("test")
+    rows, captions = [], []
+    for label, name in enumerate(FASHION_MNIST_CLASSES):
+        samples = pipe(batch_size=8, class_labels=label, generator=torch.Generator().manual_seed(label)).images
+        real = test_images[test_labels == label][:4].float() / 255
+        blank = PIL.Image.new("RGB", (28, 28), "white")
+        rows.append(list(samples) + [blank] + samples_to_pil(real, (0, 1)))
+        captions.append(name)
+    _row_image(rows, captions, label_width=90).save(DOCS / "fashion_classes.png")
+
+
+FIGURES = {
+    "fashion": (fashion_figure, "fashion_classes.png"),
+    "inpainting": (inpainting_figure, "inpainting.png"),
+    "classes": (class_figure, "class_conditional.png"),
+    "colorization": (colorization_figure, "colorization.png"),
+}
+
 if __name__ == "__main__":
+    import sys
+
     torch.set_num_threads(2)
-    inpainting_figure()
-    class_figure()
-    colorization_figure()
-    print(
-        "wrote", ", ".join(str(DOCS / name) for name in ("inpainting.png", "class_conditional.png", "colorization.png"))
-    )
+    chosen = sys.argv[1:] or list(FIGURES)
+    for name in chosen:
+        FIGURES[name][0]()
+    print("wrote", ", ".join(str(DOCS / FIGURES[name][1]) for name in chosen))

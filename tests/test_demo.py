@@ -169,7 +169,7 @@ def test_glyph_mixture_with_every_sampler(client, sampler):
 
 
 BAD_GENERATE_INPUTS = [
-    (0, "no-such-model", "Unknown model 'no-such-model'; choose one of ['ncsn-digits', "),
+    (0, "no-such-model", "Unknown model 'no-such-model'; choose one of ['ncsn-fashion', 'ncsn-digits', "),
     (1, "DDPMScheduler", f"Unknown sampler 'DDPMScheduler'; choose one of {list(demo_module.SAMPLERS)}"),
     (2, 1, "noise levels must be a whole number from 2 to 100, got 1."),
     (2, 101, "noise levels must be a whole number from 2 to 100, got 101."),
@@ -251,7 +251,7 @@ def test_inpaint_fills_the_masked_half_and_keeps_the_rest(client):
     for fill in fills:
         assert np.array_equal(fill[:, :half], original[:, :half])  # known pixels returned unchanged
     assert not np.array_equal(fills[0][:, half:], fills[1][:, half:])  # the fills differ
-    assert "Held-out digit 5, right half repainted" in summary and "network calls" in summary
+    assert "Held-out digit 5 (" in summary and "right half repainted" in summary and "network calls" in summary
     resampled = client.predict(*_with(SMALL_INPAINT, 9, 3), api_name="/inpaint")[1]
     assert "RePaint resampling x3" in resampled
 
@@ -603,3 +603,35 @@ def test_user_model_joins_the_matching_tab(tmp_path):
     assert models.add_user_model(glyphs) == "images"
     result = demo_module.generate_images(models, glyphs, "NCSNScheduler", 3, 2, 1.0, 0, 2, False)
     assert result.calls == 7 and result.animation_path is None
+
+
+def test_a_fashion_mnist_model_repaints_held_out_fashion_images(tmp_path):
+    """A 1 x 28 x 28 model gets Fashion-MNIST's held-out test images (shipped with the package) in the Inpainting
+    tab; a digits model keeps the held-out digits; each set's own range is checked."""
+    import torch
+
+    from ncsn_pipeline import EDMScoreModel, NCSNPipeline, NCSNScheduler
+    from ncsn_pipeline.demo.inpainting import HELD_OUT_SETS, held_out_count, held_out_image, inpaint_image
+    from ncsn_pipeline.evaluation.fashion_mnist_data import load_held_out_slice
+
+    folder = str(tmp_path / "fashion")
+    torch.manual_seed(0)
+    model = EDMScoreModel(sample_size=28, block_out_channels=(8, 16), norm_num_groups=4)
+    NCSNPipeline(model, NCSNScheduler(sigma_max=20.0, num_noise_levels=3), data_range=(0, 1)).save_pretrained(folder)
+    models = demo_module.DemoModels.load(extra_model=folder)
+    assert models.images[folder].held_out == "fashion-mnist" and models.images["ncsn-digits"].held_out == "digits"
+    assert held_out_count("fashion-mnist") == 200 and held_out_count("digits") == 359
+    images, labels = load_held_out_slice()
+    assert torch.bincount(labels).tolist() == [20] * 10  # 20 test images per class
+    expected = (images[3].float() + 0.5) / 256
+    torch.testing.assert_close(held_out_image("fashion-mnist", 3, 1, 28), expected)
+    assert held_out_image("fashion-mnist", 3, 3, 56).shape == (3, 56, 56)  # whole pixel blocks, grey to RGB
+    result = inpaint_image(models, folder, 3, "right half", "DPMSolverPlusPlusScheduler", 3, 1, 1.0, 0, 2, 1)
+    class_name = HELD_OUT_SETS["fashion-mnist"][3][int(labels[3])]
+    assert result.summary.startswith(f"Held-out Fashion-MNIST test image 3 ({class_name}), right half repainted")
+    with pytest.raises(ValueError, match="held-out Fashion-MNIST test image must be a whole number from 0 to 199"):
+        inpaint_image(models, folder, 200, "right half", "DPMSolverPlusPlusScheduler", 3, 1, 1.0, 0, 2, 1)
+    assert ui.held_out_slider(models) == (
+        358,
+        "Image (held-out digits 0-358; held-out Fashion-MNIST test images 0-199)",
+    )

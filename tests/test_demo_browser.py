@@ -50,6 +50,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def demo_url():
     app = demo_module.build_demo()
+    demo_module.models = app.ncsn_models
     port = _free_port()
     demo_module.launch_demo(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
@@ -140,21 +141,25 @@ def test_choosing_a_sampler_updates_the_controls_in_the_page_and_generates_with_
     """The suggestions run as JavaScript in the page: the server only runs /generate and /playground."""
     page.goto(demo_url)
     steps = page.locator("#image-steps input[type=number]")
+    levels = page.locator("#image-levels input[type=number]")
     assert steps.input_value() == "1"  # the default sampler (DPM-Solver++) takes no Langevin steps
+    # The default model's own annealed-Langevin settings (kept in its scheduler config), as the page suggests them.
+    expected = demo_module.models.defaults("images", demo_module.DEFAULT_IMAGE_MODEL, "NCSNScheduler")
     page.locator("#image-sampler input").click()
     page.get_by_role("option", name=re.compile("annealed Langevin")).click()
     for _ in range(100):
-        if steps.input_value() == "5":  # the digits model's own Langevin steps per level, kept in its config
+        if steps.input_value() == str(expected["steps_per_level"]):
             break
         page.wait_for_timeout(100)
-    assert steps.input_value() == "5"
+    assert steps.input_value() == str(expected["steps_per_level"])
+    assert levels.input_value() == str(expected["noise_levels"])
     page.locator("#generate").click()
     info = page.locator("#run-info textarea")
     for _ in range(int(RESULT_TIMEOUT_MS / 200)):
         if "annealed Langevin" in info.input_value():
             break
         page.wait_for_timeout(200)
-    assert "annealed Langevin dynamics, 22 noise levels" in info.input_value()
+    assert f"annealed Langevin dynamics, {expected['noise_levels']} noise levels" in info.input_value()
 
 
 def test_inpainting_in_the_browser(page, demo_url, tmp_path):
@@ -170,8 +175,14 @@ def test_inpainting_in_the_browser(page, demo_url, tmp_path):
         if "repainted" in info.input_value():
             break
         page.wait_for_timeout(200)
-    assert "Held-out digit 0, centre square repainted" in info.input_value()
+    from ncsn_pipeline.demo.inpainting import HELD_OUT_SETS, held_out_label
+
+    source = demo_module.models.images[demo_module.DEFAULT_IMAGE_MODEL].held_out
+    what = HELD_OUT_SETS[source][0]
+    expected = f"{what[0].upper()}{what[1:]} 0 ({held_out_label(source, 0)}), centre square repainted"
+    assert expected in info.input_value()
     cell = demo_module.TILE_SIZE + 2 * demo_module.GRID_BORDER
     assert grid.evaluate("image => image.naturalWidth") == 3 * cell  # original, masked and 7 fills: 3 x 3 tiles
     _save(page, tmp_path, "inpainting_tab.png")
     assert page.outside_requests == [], "the page fetched something from outside the machine"
+

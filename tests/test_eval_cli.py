@@ -140,3 +140,84 @@ def test_the_judge_is_chosen_by_the_training_record_or_the_shape(tmp_path):
     assert choose_judge("none", digits, None) == "none"
     with pytest.raises(ValueError, match="Unknown judge 'mnist'; choose one of"):
         choose_judge("mnist", digits, None)
+
+
+def _stand_in_inception(path):
+    """A TorchScript file with the interface of NVlabs' Inception (see tests/test_inception_metrics.py)."""
+    import torch
+
+    class StandIn(torch.nn.Module):
+        def forward(self, images: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(images.float() / 255, 4).flatten(1)
+
+    torch.jit.script(StandIn()).save(str(path))
+    return path
+
+
+def test_fid_and_kid_against_a_reference_folder_reach_the_card(tmp_path):
+    pytest.importorskip("torchmetrics")
+    import numpy as np
+    from PIL import Image
+
+    from ncsn_pipeline.evaluation.digits_data import load_digits_split
+
+    inception = _stand_in_inception(tmp_path / "inception-2015-12-05.pt")
+    reference = tmp_path / "real digits"
+    reference.mkdir()
+    for index, digit in enumerate(load_digits_split("held_out")[0][:30]):
+        Image.fromarray((digit[0].numpy() * 255 / 16).round().astype(np.uint8)).save(reference / f"{index}.png")
+    folder = shutil.copytree(pretrained_path("ncsn-digits"), tmp_path / "digits")
+    output = tmp_path / "run.json"
+    arguments = [str(folder), "--num_samples", "30", "--fid", "--inception", str(inception), "--reference"]
+    assert evaluate.main([*arguments, str(reference), "--output", str(output), "--record", "--judge", "none"]) == 0
+    report = json.loads(output.read_text())
+    assert report["inception"]["samples"]["fid"] > 0 and report["inception"]["samples"]["num_reference"] == 30
+    names = [row["name"] for row in read_evaluation(folder)["metrics"]]
+    assert names[:2] == [
+        "FID (Inception, 30 samples vs 30 images of real digits; lower is better)",
+        "KID (Inception, subsets of 30; lower is better)",
+    ]
+    assert "FID (Inception, 30 samples" in render_model_card(folder).text
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["ncsn-digits", "--fid", "--skip_samples", "--data", "digits"], "--fid measures samples"),
+        (["ncsn-toy", "--fid"], "--fid needs a pipeline of 1- or 3-channel images"),
+        (["ncsn-digits", "--fid", "--inception", "nowhere.pt"], "--inception 'nowhere.pt' is not a file"),
+        (["ncsn-digits", "--fid", "--inception", "{file}"], "--fid needs real images to compare with"),
+        (["ncsn-digits", "--fid", "--inception", "{file}", "--reference", "nowhere"], "is not a folder of images"),
+    ],
+)
+def test_fid_problems_are_named_before_any_sampling(arguments, message, capsys, tmp_path, monkeypatch):
+    pytest.importorskip("torchmetrics")
+    monkeypatch.chdir(tmp_path)
+    file = str(_stand_in_inception(tmp_path / "inception.pt"))
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([argument.replace("{file}", file) for argument in arguments])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "evaluation-run.json").exists()
+
+
+def test_fid_of_a_fashion_mnist_model_defaults_to_the_test_split_with_a_floor(tmp_path):
+    pytest.importorskip("torchmetrics")
+    from ncsn_pipeline import EDMScoreModel, NCSNPipeline, NCSNScheduler
+    from ncsn_pipeline.evaluation.fashion_mnist_data import DEBIAN_FOLDER, idx_folder_has_split
+
+    if not idx_folder_has_split(DEBIAN_FOLDER, "test"):
+        pytest.skip("Debian's dataset-fashion-mnist is absent (.ci/run installs it)")
+    model = EDMScoreModel(sample_size=28, block_out_channels=(8, 16), norm_num_groups=4)
+    NCSNPipeline(model, NCSNScheduler(sigma_max=20.0, num_noise_levels=3), data_range=(0, 1)).save_pretrained(
+        tmp_path / "fashion"
+    )
+    output = tmp_path / "run.json"
+    inception = _stand_in_inception(tmp_path / "inception.pt")
+    arguments = [str(tmp_path / "fashion"), "--num_samples", "12", "--num_inference_steps", "3", "--judge", "none"]
+    assert evaluate.main([*arguments, "--fid", "--inception", str(inception), "--output", str(output)]) == 0
+    inception_report = json.loads(output.read_text())["inception"]
+    assert inception_report["reference"] == "12 Fashion-MNIST test images"
+    # Real training images against real test images: far closer than an untrained model's samples.
+    assert inception_report["floor"]["fid"] < inception_report["samples"]["fid"]
+    row = json.loads(output.read_text())["card"]["metrics"][0]
+    assert row["reference"] == inception_report["floor"]["fid"]

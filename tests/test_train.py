@@ -1,6 +1,7 @@
 """The accelerate training script: outputs, exact resume after SIGKILL, data parallelism, bad input."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -495,3 +497,109 @@ def test_a_signal_saves_a_checkpoint_at_the_current_step_and_exits_cleanly(tmp_p
     resumed = _run([*args, "--max_train_steps", str(step + 3), "--resume_from_checkpoint", "latest"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [entry["step"] for entry in _losses(out)] == list(range(1, step + 4))
+
+
+# ------------------------------------------------------------------------------------------------ the EDM recipe
+
+EDM_DIGITS = [
+    "--dataset_name", "digits", "--resolution", "8", "--class_conditional", "--model", "edm-unet",
+    "--block_out_channels", "8,16", "--auto_noise_schedule", "--train_batch_size", "16", "--num_samples", "10",
+    "--report_to", "none",
+]  # fmt: skip
+
+
+def test_the_edm_recipe_trains_a_preconditioned_unet_and_records_its_objective(tmp_path):
+    from ncsn_pipeline import EDMScoreModel
+    from ncsn_pipeline.training.data import load_training_data
+
+    out = tmp_path / "edm"
+    assert main([*EDM_DIGITS, "--output_dir", str(out), "--max_train_steps", "3", "--checkpointing_steps", "2"]) == 0
+    pipe = NCSNPipeline.from_pretrained(out)
+    assert isinstance(pipe.unet, EDMScoreModel) and pipe.unet.num_classes == 10
+    args = json.loads((out / "training_args.json").read_text())["args"]
+    # "auto" resolved to EDM's objective; sigma_data measured on the training images (in the data range [0, 1]).
+    assert (args["noise_sampling"], args["loss_weighting"]) == ("log-normal", "edm")
+    data = load_training_data(dataset_name="digits", resolution=8, class_conditional=True)
+    images = torch.stack([data.dataset[i][0] for i in range(len(data.dataset))]).float() / (data.num_levels - 1)
+    assert args["sigma_data"] == pytest.approx(images.std().item(), abs=1e-3)
+    assert pipe.unet.config.sigma_data == args["sigma_data"]
+    assert args["log_normal_mean"] == pytest.approx(-1.2 + math.log(args["sigma_data"] / 0.5), abs=1e-3)
+    card = render_model_card(out).text
+    assert "EDMScoreModel" in card and "EDM's weight" in card and "log sigma ~ N(" in card
+    pipe.set_progress_bar_config(disable=True)
+    samples = pipe(batch_size=2, class_labels=[3, 7], num_inference_steps=3, output_type="np").images
+    assert samples.shape == (2, 8, 8, 1) and np.isfinite(samples).all()
+    # The checkpoint resumes under the same command, and a changed objective is refused.
+    more = [*EDM_DIGITS, "--output_dir", str(out), "--resume_from_checkpoint", "latest", "--overwrite_output_dir"]
+    assert main([*more, "--max_train_steps", "4", "--log_normal_std", "2"]) == 2
+    assert main([*more, "--max_train_steps", "4"]) == 0
+
+
+def test_edm_sampling_draws_log_normal_levels_and_weighs_them(monkeypatch):
+    """compute_loss under the EDM objective: sigma ~ log-normal with the given mean and std, EDM's weight passed."""
+    from ncsn_pipeline import losses
+    from ncsn_pipeline.training.checkpoints import TrainingRandomness
+    from ncsn_pipeline.training.loop import Objective, compute_loss
+
+    seen = {}
+
+    def spy(model, clean, sigma, noise, weight=None):
+        seen.update(sigma=sigma, weight=weight)
+        return torch.zeros(())
+
+    monkeypatch.setattr(losses, "denoising_score_matching_loss", spy)
+    edm = Objective("log-normal", "edm", sigma_data=0.4, log_normal_mean=-1.0, log_normal_std=0.5)
+    compute_loss(None, torch.zeros(20000, 1), torch.tensor([9.0]), TrainingRandomness(0), objective=edm)
+    log_sigma = seen["sigma"].log()
+    # 20,000 draws: the standard error of the mean is 0.5 / sqrt(20000) = 0.0035, of the std about 0.0025.
+    assert log_sigma.mean().item() == pytest.approx(-1.0, abs=0.02)
+    assert log_sigma.std().item() == pytest.approx(0.5, abs=0.02)
+    torch.testing.assert_close(seen["weight"], (seen["sigma"] ** 2 + 0.16) / 0.16)
+    compute_loss(None, torch.zeros(100, 1), torch.tensor([9.0, 3.0]), TrainingRandomness(0))  # NCSN's objective
+    assert set(seen["sigma"].tolist()) == {9.0, 3.0} and seen["weight"] is None
+
+
+def test_max_train_minutes_stops_early_and_saves_the_pipeline(tmp_path):
+    out = tmp_path / "timed"
+    assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "100000", "--max_train_minutes", "0.002"]) == 0
+    record = json.loads((out / "training_args.json").read_text())
+    assert 1 <= record["global_step"] < 100000 and record["train_seconds"] < 5
+    NCSNPipeline.from_pretrained(out)
+
+
+def test_checkpoints_from_before_the_edm_options_still_resume(tmp_path):
+    out = tmp_path / "old"
+    assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "2", "--checkpointing_steps", "2"]) == 0
+    marker = out / "checkpoint-2" / COMPLETE_MARKER
+    saved = json.loads(marker.read_text())
+    for key in ("block_out_channels", "layers_per_block", "sigma_data", "noise_sampling", "log_normal_mean",
+                "log_normal_std", "loss_weighting"):  # fmt: skip
+        del saved["training_args"][key]
+    marker.write_text(json.dumps(saved))
+    assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "3", "--resume_from_checkpoint", "latest"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--loss", "ssm", "--noise_sampling", "log-normal"], "are for --loss dsm"),
+        (["--block_out_channels", "8,x"], "comma-separated channel counts"),
+        (["--block_out_channels", "8,16,16,16,16,16,16"], "one to six"),
+        (["--max_train_minutes", "0"], "a positive finite number"),
+        (["--threads", "0"], "an integer >= 1"),
+    ],
+)
+def test_bad_recipe_arguments_are_rejected(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dataset_name", "digits", "--output_dir", "x", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_edm_unet_refuses_points_and_an_image_size_it_cannot_halve(tmp_path, capsys):
+    assert main([*TOY, "--model", "edm-unet", "--output_dir", str(tmp_path / "a")]) == 2
+    assert "--model edm-unet needs image data" in capsys.readouterr().err
+    code = main([*EDM_DIGITS, "--block_out_channels", "8,8,8,8", "--output_dir", str(tmp_path / "b")])
+    assert code == 2  # four blocks halve 8 pixels three times: the U-Net needs at least 16
+    assert "sample_size must be a whole number from 16" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "model_index.json").exists()

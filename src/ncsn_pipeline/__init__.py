@@ -36,6 +36,7 @@ Example:
 
 from .inpainting import NCSNColorizePipeline, NCSNInpaintPipeline
 from .modeling_classifier import NoiseConditionalClassifier
+from .modeling_edm import EDMScoreModel
 from .modeling_ncsn import NCSNScoreModel
 from .modeling_ncsn_v1 import NCSNv1ScoreModel
 from .modeling_ncsnpp import NCSNppScoreModel
@@ -55,6 +56,7 @@ __version__ = "0.2.0"
 __all__ = [
     "AdaptiveSDEScheduler",
     "DPMSolverPlusPlusScheduler",
+    "EDMScoreModel",
     "EDMStochasticScheduler",
     "GaussianMixtureClassifier",
     "GaussianMixtureScore",

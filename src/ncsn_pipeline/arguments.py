@@ -95,6 +95,20 @@ def data_range(text: str) -> List[float]:
         ) from None
 
 
+def channel_list(text: str) -> List[int]:
+    """``'a,b,c'`` (e.g. ``'32,64,64'``): one to six channel counts, each an integer in [1, 1024]."""
+    parts = text.split(",")
+    try:
+        channels = [int(part) for part in parts]
+    except ValueError:
+        channels = []
+    if not 1 <= len(channels) <= 6 or any(not 1 <= value <= 1024 for value in channels):
+        raise argparse.ArgumentTypeError(
+            f"expected one to six comma-separated channel counts in [1, 1024], such as '32,64,64', got {text!r}"
+        )
+    return channels
+
+
 def sampler_option(text: str) -> Tuple[str, Any]:
     """``KEY=VALUE`` with a JSON value (``3``, ``0.2``, ``true``); a bare word stays a string."""
     key, separator, raw = text.partition("=")

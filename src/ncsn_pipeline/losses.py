@@ -8,7 +8,7 @@ mean as a float32 scalar whatever precision the model ran in.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -19,20 +19,26 @@ def _per_example(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def denoising_score_matching_loss(
-    model: Callable, clean: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor
+    model: Callable,
+    clean: torch.Tensor,
+    sigma: torch.Tensor,
+    noise: torch.Tensor,
+    weight: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Denoising score matching with weighting ``lambda(sigma) = sigma**2`` (NCSN, Song & Ermon 2019, eq. 5-6).
 
     1. Perturb: ``x_noisy = x + sigma * z``.
     2. The perturbation kernel's score is ``-(x_noisy - x) / sigma**2 = -z / sigma``.
     3. ``lambda(sigma) * 1/2 ||s(x_noisy, sigma) + z / sigma||**2 = 1/2 ||sigma * s(x_noisy, sigma) + z||**2``,
-       summed over dimensions, averaged over the batch.
+       summed over dimensions, times ``weight`` (if given), averaged over the batch.
 
     Args:
         model (`Callable`): Score model, ``model(x_noisy, sigma).sample``.
         clean (`torch.Tensor`): Clean data ``x``, shape ``(batch, ...)``.
         sigma (`torch.Tensor`): One noise level per example, shape ``(batch,)``.
         noise (`torch.Tensor`): Standard normal ``z``, same shape as ``clean``.
+        weight (`torch.Tensor`, *optional*): A further weight per example, shape ``(batch,)``, e.g.
+            `edm_loss_weight` (default: 1, NCSN's loss).
 
     Returns:
         `torch.Tensor`: The loss, a float32 scalar.
@@ -48,7 +54,33 @@ def denoising_score_matching_loss(
     score = model(noisy, sigma).sample
     # fp32 here: at sigma = 0.01 the target z/sigma squared and summed over an image overflows fp16.
     residual = _per_example(sigma, clean).float() * score.float() + noise.float()
-    return 0.5 * residual.pow(2).flatten(1).sum(dim=1).mean()
+    per_example = 0.5 * residual.pow(2).flatten(1).sum(dim=1)
+    if weight is not None:
+        per_example = weight.float() * per_example
+    return per_example.mean()
+
+
+def edm_loss_weight(sigma: torch.Tensor, sigma_data: float) -> torch.Tensor:
+    """The weight that turns `denoising_score_matching_loss` into EDM's loss (Karras et al. 2022, eq. 8 and Table 1).
+
+    With the denoiser ``D = x_noisy + sigma**2 s``, the residual of the loss above is ``sigma s + z = (D - x) / sigma``,
+    so NCSN's loss is ``1/2 ||D - x||**2 / sigma**2``. EDM weighs ``||D - x||**2`` by ``(sigma**2 + sigma_data**2) /
+    (sigma sigma_data)**2`` (a unit-variance target for the preconditioned network at every sigma), which is NCSN's
+    loss times ``(sigma**2 + sigma_data**2) / sigma_data**2``.
+
+    Example:
+        >>> edm_loss_weight(torch.tensor([0.0, 0.5]), sigma_data=0.5).tolist()
+        [1.0, 2.0]
+    """
+    return (sigma.float() ** 2 + sigma_data**2) / sigma_data**2
+
+
+def log_normal_noise_levels(
+    count: int, mean: float, std: float, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
+    """``count`` noise levels with ``log(sigma) ~ N(mean, std**2)`` (EDM's training distribution, Karras et al. 2022,
+    section 5: ``P_mean = -1.2``, ``P_std = 1.2`` for data with ``sigma_data = 0.5``)."""
+    return torch.exp(mean + std * torch.randn(count, generator=generator))
 
 
 def sliced_score_matching_loss(

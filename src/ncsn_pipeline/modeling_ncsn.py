@@ -41,7 +41,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
 from .checks import check_bool, check_choice, check_integer
-from .modeling_utils import StrictLoadingMixin, class_labels_per_example
+from .modeling_utils import ImageModelMixin, StrictLoadingMixin, class_labels_per_example
 
 __all__ = ["NCSNScoreModel"]
 
@@ -361,7 +361,7 @@ def sigma_per_example(
     return sigma.expand(batch_size)
 
 
-class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
+class NCSNScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""NCSNv2 score network ``s(x, sigma)`` estimating the score of noisy data, with a diffusers interface.
 
     The architecture is the ``NCSNv2`` RefineNet of Song & Ermon (2020) used for CIFAR-10 and CelebA. With
@@ -482,15 +482,7 @@ class NCSNScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
         self.normalizer = _InstanceNormPlusPlus(ngf, num_classes=num_class_embeds)
         self.end_conv = nn.Conv2d(ngf, in_channels, 3, padding=1)
 
-    @property
-    def num_classes(self) -> Optional[int]:
-        """Classes the model is conditioned on (``num_class_embeds``); `None` for an unconditional model."""
-        return self.config.num_class_embeds
 
-    @property
-    def sample_shape(self) -> tuple[int, int, int]:
-        """`tuple[int, int, int]`: Shape ``(in_channels, sample_size, sample_size)`` of one generated sample."""
-        return (self.config.in_channels, self.config.sample_size, self.config.sample_size)
 
     def forward(
         self,

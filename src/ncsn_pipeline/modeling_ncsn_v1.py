@@ -46,7 +46,7 @@ from .modeling_ncsn import (
     check_image_batch,
     sigma_per_example,
 )
-from .modeling_utils import StrictLoadingMixin
+from .modeling_utils import ImageModelMixin, StrictLoadingMixin
 from .noise_schedules import geometric_noise_levels
 
 __all__ = ["NCSNv1ScoreModel"]
@@ -192,7 +192,7 @@ class _ConditionalRefineBlock(nn.Module):
         return self.output_convs(hidden, level)
 
 
-class NCSNv1ScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
+class NCSNv1ScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""NCSN v1 score network (``CondRefineNetDilated``): the score ``s(x, sigma_i)`` at its training noise levels.
 
     The layout is that of the ``"ncsnv2"`` architecture of [`NCSNScoreModel`] (four encoder stages, the second
@@ -268,10 +268,6 @@ class NCSNv1ScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
         self.normalizer = _ConditionalInstanceNormPlusPlus(ngf, levels)
         self.end_conv = nn.Conv2d(ngf, in_channels, 3, padding=1)
 
-    @property
-    def sample_shape(self) -> tuple[int, int, int]:
-        """`tuple[int, int, int]`: Shape ``(in_channels, sample_size, sample_size)`` of one generated sample."""
-        return (self.config.in_channels, self.config.sample_size, self.config.sample_size)
 
     @property
     def noise_levels(self) -> torch.Tensor:

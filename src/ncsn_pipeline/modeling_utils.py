@@ -49,6 +49,21 @@ class StrictLoadingMixin:
         return (model, info) if wants_info else model
 
 
+class ImageModelMixin:
+    """What pipelines read off an image score model whose config has ``in_channels``, ``sample_size`` and (for
+    class-conditional models) ``num_class_embeds``."""
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        """Classes the model is conditioned on (``num_class_embeds``); `None` for an unconditional model."""
+        return self.config.get("num_class_embeds")
+
+    @property
+    def sample_shape(self) -> tuple:
+        """`tuple[int, int, int]`: Shape ``(in_channels, sample_size, sample_size)`` of one generated sample."""
+        return (self.config.in_channels, self.config.sample_size, self.config.sample_size)
+
+
 def class_labels_per_example(
     class_labels, batch_size: int, num_classes: Optional[int], device: torch.device
 ) -> Optional[torch.Tensor]:

@@ -14,7 +14,8 @@ from ..arguments import (
     run_command,
     strict_parser,
 )
-from ..evaluation.evaluate import JUDGES, run
+from ..evaluation.evaluate import run
+from ..evaluation.judge_choice import JUDGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +45,23 @@ def build_parser() -> argparse.ArgumentParser:
         "code, so use your own files)",
     )
     quality.add_argument(
-        "--reference", default=None, help="a folder of real images for --feature_network (prepared as ncsn-train does)"
+        "--reference",
+        default=None,
+        help="a folder of real images for --feature_network and --fid (prepared as ncsn-train does; for --fid on a "
+        "Fashion-MNIST model the default is its test split)",
+    )
+    quality.add_argument(
+        "--fid",
+        action="store_true",
+        help="add standard FID and KID (torchmetrics, extra 'fid') in the Inception features of the published FIDs, "
+        "against --reference (as many images as samples), beside the same figures for real training images where "
+        "the data set is known",
+    )
+    quality.add_argument(
+        "--inception",
+        default=None,
+        help="the Inception network for --fid: NVlabs' TorchScript inception-2015-12-05.pt (default: the cached copy, "
+        "downloaded on first use; loading a TorchScript file runs its code, so use the official file)",
     )
     likelihood = parser.add_argument_group("bits per dimension (probability-flow ODE)")
     likelihood.add_argument(

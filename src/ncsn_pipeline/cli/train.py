@@ -12,9 +12,19 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from ..arguments import data_range, positive_float, positive_int, strict_parser
+from ..arguments import (
+    add_threads_argument,
+    apply_threads,
+    channel_list,
+    data_range,
+    positive_float,
+    positive_int,
+    strict_parser,
+)
 from ..errors import HubError
 from ..training.data import BUILTIN_DATASETS, FASHION_MNIST
+
+MODELS = ("auto", "ncsnv2", "edm-unet", "mlp")
 
 
 class _DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -82,9 +92,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = parser.add_argument_group("model")
     model.add_argument(
-        "--model", choices=("auto", "ncsnv2", "mlp"), default="auto", help="ncsnv2 (images), mlp (2-D); auto picks"
+        "--model",
+        choices=MODELS,
+        default="auto",
+        help="ncsnv2 (NCSNv2 RefineNet, images), edm-unet (diffusers' UNet2DModel with EDM preconditioning, images: "
+        "the fastest to train, README 'Training recipe'), mlp (2-D points); auto: ncsnv2 for images, mlp for points",
     )
     model.add_argument("--ngf", type=positive_int, default=32, help="NCSNv2 RefineNet width (the paper uses 128)")
+    model.add_argument(
+        "--block_out_channels",
+        type=channel_list,
+        default=[32, 64, 64],
+        help="edm-unet: channels of each U-Net block, 'a,b,c' (each block but the last halves the resolution)",
+    )
+    model.add_argument("--layers_per_block", type=positive_int, default=1, help="edm-unet: residual layers per block")
+    model.add_argument(
+        "--sigma_data",
+        type=positive_float,
+        default=None,
+        help="edm-unet: the data's standard deviation for EDM's preconditioning (default: measured on the training "
+        "data)",
+    )
     model.add_argument("--hidden_size", type=positive_int, default=128, help="MLP width (2-D data)")
     model.add_argument("--num_layers", type=positive_int, default=3, help="MLP hidden layers (2-D data)")
 
@@ -118,8 +146,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     training.add_argument("--seed", type=int, default=0, help="seed of everything random in training")
     training.add_argument("--loss", choices=("dsm", "ssm"), default="dsm", help="denoising or sliced score matching")
+    training.add_argument(
+        "--noise_sampling",
+        choices=("auto", "levels", "log-normal"),
+        default="auto",
+        help="how each example's training sigma is drawn: levels (uniform over the scheduler's noise levels, NCSN), "
+        "log-normal (log sigma ~ N(--log_normal_mean, --log_normal_std**2), EDM); auto: log-normal for edm-unet, "
+        "else levels",
+    )
+    training.add_argument(
+        "--log_normal_mean",
+        type=float,
+        default=None,
+        help="mean of log sigma (default: EDM's -1.2 for sigma_data 0.5, shifted by log(sigma_data / 0.5))",
+    )
+    training.add_argument("--log_normal_std", type=positive_float, default=1.2, help="std of log sigma (EDM's P_std)")
+    training.add_argument(
+        "--loss_weighting",
+        choices=("auto", "sigma2", "edm"),
+        default="auto",
+        help="dsm loss weight: sigma2 (NCSN's lambda(sigma) = sigma^2) or edm (EDM's, which gives its preconditioned "
+        "network unit-variance targets); auto: edm for edm-unet, else sigma2",
+    )
     training.add_argument("--train_batch_size", type=positive_int, default=128, help="batch size per process")
     training.add_argument("--max_train_steps", type=positive_int, default=3000, help="optimizer updates in total")
+    training.add_argument(
+        "--max_train_minutes",
+        type=positive_float,
+        default=None,
+        help="also stop after this many minutes of training (all segments of a resumed run together), then save the "
+        "pipeline as at --max_train_steps; the record says how many steps ran",
+    )
     training.add_argument("--gradient_accumulation_steps", type=positive_int, default=1, help="batches per update")
     training.add_argument("--learning_rate", type=positive_float, default=1e-3, help="Adam learning rate")
     training.add_argument("--lr_scheduler", default="constant_with_warmup", help="a diffusers get_scheduler name")
@@ -140,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="autocast precision (loss stays fp32)"
     )
 
+    add_threads_argument(training)
     output = parser.add_argument_group("checkpoints, logging and samples")
     output.add_argument(
         "--checkpointing_steps", type=positive_int, default=500, help="save a checkpoint every N updates"
@@ -192,6 +250,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         )
     if args.sigma_min >= args.sigma_max and not args.auto_noise_schedule:
         parser.error(f"--sigma_min ({args.sigma_min}) must be smaller than --sigma_max ({args.sigma_max})")
+    if args.loss == "ssm" and (args.noise_sampling == "log-normal" or args.loss_weighting == "edm"):
+        parser.error(
+            f"--noise_sampling {args.noise_sampling} / --loss_weighting {args.loss_weighting} are for --loss dsm; "
+            "sliced score matching (--loss ssm) trains on the noise levels with lambda(sigma) = sigma^2"
+        )
     if not 0.0 < args.ema_decay < 1.0:
         parser.error(f"--ema_decay must lie in (0, 1), got {args.ema_decay}")
     if args.lr_warmup_steps < 0:
@@ -216,6 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..training.loop import TrainingInterrupted, train
 
     args = parse_args(argv)
+    apply_threads(args)
     try:
         train(args)
     except TrainingInterrupted as stopped:

@@ -1,12 +1,14 @@
-"""The demo's Inpainting tab: hide part of a held-out digit and let a score model fill it in.
+"""The demo's Inpainting tab: hide part of a held-out image and let a score model fill it in.
 
-The digit comes from the held-out split of scikit-learn's digits (never seen in training), resized to the model's
-image size and channels; the mask is one of `MASKS` (white = repaint, diffusers' convention). Sampling is
-`NCSNInpaintPipeline` with the chosen sampler and, optionally, RePaint's resampling.
+The image comes from the held-out set of the model's data (`HELD_OUT_SETS`: scikit-learn's held-out digits, or the
+Fashion-MNIST test images shipped with the package; never seen in training), resized to the model's image size and
+channels; the mask is one of `MASKS` (white = repaint, diffusers' convention). Sampling is `NCSNInpaintPipeline` with
+the chosen sampler and, optionally, RePaint's resampling.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 
 from ..checks import check_choice, check_integer
 from ..evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split
+from ..evaluation.fashion_mnist_files import FASHION_MNIST_CLASSES, FASHION_MNIST_NUM_LEVELS, load_held_out_slice
 from ..images import image_grid, samples_to_pil
 from ..inpainting import NCSNInpaintPipeline
 from .limits import (
@@ -64,7 +67,16 @@ MASKS: Dict[str, Callable[[int], torch.Tensor]] = {
     "centre square": _centre,
     "random half of the pixels": _random_pixels,
 }
-NUM_HELD_OUT_DIGITS = 359
+# source -> (what the tab calls it, loader of (uint8 images (N, 1, H, W), labels), grey levels, class names)
+HELD_OUT_SETS = {
+    "digits": ("held-out digit", lambda: load_digits_split("held_out"), DIGITS_NUM_LEVELS, None),
+    "fashion-mnist": (
+        "held-out Fashion-MNIST test image",
+        load_held_out_slice,
+        FASHION_MNIST_NUM_LEVELS,
+        FASHION_MNIST_CLASSES,
+    ),
+}
 
 
 @dataclass
@@ -77,18 +89,42 @@ class InpaintingResult:
     seconds: float
 
 
-def held_out_digit(index: int, channels: int, side: int) -> torch.Tensor:
-    """Held-out digit ``index`` in [0, 1], ``(channels, side, side)`` (grey levels at their bin centres)."""
-    images, _ = load_digits_split("held_out")
-    digit = (images[index].float() + 0.5) / DIGITS_NUM_LEVELS
-    digit = F.interpolate(digit[None], size=(side, side), mode="nearest" if side >= 8 else "area")[0]
-    return digit.expand(channels, -1, -1).clone()
+@functools.cache
+def held_out_images(source: str) -> torch.Tensor:
+    """Every image of a held-out set (`HELD_OUT_SETS`) in [0, 1], ``(N, 1, H, W)``, grey levels at their bin centres
+    (where the models' dequantised training data is centred)."""
+    source = check_choice("held-out set", source, list(HELD_OUT_SETS))
+    _, load, num_levels, _ = HELD_OUT_SETS[source]
+    images, _ = load()
+    return (images.float() + 0.5) / num_levels
 
 
-def inpaint_digit(
+def held_out_count(source: str) -> int:
+    """How many images the held-out set ``source`` has."""
+    return held_out_images(source).shape[0]
+
+
+def held_out_image(source: str, index: int, channels: int, side: int) -> torch.Tensor:
+    """Image ``index`` of the held-out set ``source`` in [0, 1], resized to ``(channels, side, side)``."""
+    images = held_out_images(source)
+    image = images[check_integer("held-out image", index, 0, images.shape[0] - 1, whole_floats=True)]
+    native = image.shape[-1]
+    mode = "nearest" if side >= native else "area"  # whole pixel blocks up, averages down
+    image = F.interpolate(image[None], size=(side, side), mode=mode)[0]
+    return image.expand(channels, -1, -1).clone()
+
+
+def held_out_label(source: str, index: int) -> str:
+    """What image ``index`` of ``source`` shows, for the summary (its class name, or its digit)."""
+    _, load, _, class_names = HELD_OUT_SETS[source]
+    label = int(load()[1][index])
+    return class_names[label] if class_names is not None else str(label)
+
+
+def inpaint_image(
     models: DemoModels,
     model: Any,
-    digit_index: Any,
+    image_index: Any,
     mask_name: Any,
     sampler: Any,
     noise_levels: Any,
@@ -101,7 +137,8 @@ def inpaint_digit(
     guidance_scale: Any = DEFAULT_GUIDANCE_SCALE,
     progress: Optional[Callable[..., Any]] = None,
 ) -> InpaintingResult:
-    """Check the inputs, fill the masked part of a held-out digit ``batch_size`` times and return the grid.
+    """Check the inputs, fill the masked part of the model's held-out image ``image_index`` ``batch_size`` times and
+    return the grid.
 
     Raises:
         ValueError: for an input outside its accepted range, a request above the demo's limits, or resampling with
@@ -110,7 +147,9 @@ def inpaint_digit(
     """
     # 1. Inputs.
     model = check_choice("model", model, list(models.images))
-    digit_index = check_integer("digit", digit_index, 0, NUM_HELD_OUT_DIGITS - 1, whole_floats=True)
+    source = models.images[model].held_out
+    what = HELD_OUT_SETS[source][0]
+    image_index = check_integer(what, image_index, 0, held_out_count(source) - 1, whole_floats=True)
     mask_name = check_choice("mask", mask_name, list(MASKS))
     sampler, noise_levels, steps_per_level, step_scale, seed = check_sampler_controls(
         sampler, noise_levels, steps_per_level, step_scale, seed
@@ -122,7 +161,7 @@ def inpaint_digit(
     entry = models.images[model]
     class_arguments = entry.class_arguments(class_name, guidance_scale, batch_size)
     channels, side, _ = entry.pipeline.sample_shape
-    image = held_out_digit(digit_index, channels, side)
+    image = held_out_image(source, image_index, channels, side)
     mask = MASKS[mask_name](side)[None]
     max_calls = min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch_size) // jump_n_sample
     scheduler = prepare_run(
@@ -159,7 +198,8 @@ def inpaint_digit(
     tiles: List[PIL.Image.Image] = samples_to_pil(torch.stack([image, masked]), (0.0, 1.0)) + list(filled)
     resampling = f", RePaint resampling x{jump_n_sample}" if jump_n_sample > 1 else ""
     summary = (
-        f"Held-out digit {digit_index}, {mask_name} repainted by {entry.label} with {scheduler.description}"
+        f"{what[0].upper()}{what[1:]} {image_index} ({held_out_label(source, image_index)}), {mask_name} repainted "
+        f"by {entry.label} with {scheduler.description}"
         f"{resampling}: {calls} network calls on the batch of {batch_size}, {seconds:.2f} s; seed {seed}. "
         "First tile: the original; second: what the model sees (grey = repainted); then the fills."
     )

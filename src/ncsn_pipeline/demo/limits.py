@@ -38,7 +38,8 @@ DENSITY_GRID_POINTS = 160
 ANIMATION_MAX_AGE_S = 1800  # animations older than this are deleted from the demo's temporary folder
 CACHE_CLEANUP = (600, ANIMATION_MAX_AGE_S)  # Gradio's copies of outputs: every 10 minutes, those older than 30
 
-DEFAULT_IMAGE_MODEL = "ncsn-digits"
+FASHION_MODEL = "ncsn-fashion"  # the bundled Fashion-MNIST model: the demo opens on it
+DEFAULT_IMAGE_MODEL = FASHION_MODEL
 DEFAULT_PLAYGROUND_MODEL = "two-gaussians"
 DEFAULT_SEED = 0
 DEFAULT_BATCH_SIZE = 16

@@ -19,7 +19,14 @@ from ..pretrained import (
     pretrained_names,
     pretrained_path,
 )
-from .limits import ANY_CLASS, DEFAULT_SAMPLER, GUIDANCE_SCALE_RANGE, MAX_IMAGE_CALLS, MAX_PLAYGROUND_CALLS
+from .limits import (
+    ANY_CLASS,
+    DEFAULT_SAMPLER,
+    FASHION_MODEL,
+    GUIDANCE_SCALE_RANGE,
+    MAX_IMAGE_CALLS,
+    MAX_PLAYGROUND_CALLS,
+)
 from .samplers import suggested_controls
 
 
@@ -41,6 +48,8 @@ class DemoModel:
         class_names: For class-aware image models, the name of each class (a class-conditional model's, or the
             classes of ``classifier``).
         classifier: A noise-conditional classifier that guides this (unconditional) model toward a class.
+        held_out: The held-out images the Inpainting tab repaints with this model
+            (`ncsn_pipeline.demo.inpainting.HELD_OUT_SETS`: ``"digits"`` or ``"fashion-mnist"``).
     """
 
     label: str
@@ -49,6 +58,7 @@ class DemoModel:
     exact: bool = False
     class_names: Optional[List[str]] = None
     classifier: Any = None
+    held_out: str = "digits"
 
     @property
     def class_conditional(self) -> bool:
@@ -72,6 +82,14 @@ class DemoModel:
         if class_name == ANY_CLASS or self.classifier is None:
             return {}
         return {"class_labels": names.index(class_name), "classifier": self.classifier, "guidance_scale": scale}
+
+
+def held_out_set_of(pipe: NCSNPipeline, folder: Optional[Path] = None) -> str:
+    """The held-out images the Inpainting tab gives a model: Fashion-MNIST's for models ``ncsn-eval`` judges as
+    Fashion-MNIST models (trained on it, or of 1 x 28 x 28 images), the digits for the rest."""
+    from ..evaluation.judge_choice import choose_judge
+
+    return "fashion-mnist" if choose_judge("auto", pipe, folder) == "fashion-mnist" else "digits"
 
 
 def class_names_of(pipe: NCSNPipeline, folder: Optional[Path] = None) -> Optional[List[str]]:
@@ -129,6 +147,14 @@ class DemoModels:
     def load(cls, extra_model: Optional[str] = None) -> DemoModels:
         """Bundled and built-in models, plus ``extra_model`` (``--model``) in the tab that fits its data."""
         models = cls()
+        if FASHION_MODEL in pretrained_names():  # always, in the package; first, as the default
+            pipe = load_pretrained(FASHION_MODEL)
+            models.images[FASHION_MODEL] = DemoModel(
+                "Fashion-MNIST, class-conditional (bundled EDM U-Net, trained)",
+                pipe,
+                class_names=class_names_of(pipe, pretrained_path(FASHION_MODEL)),
+                held_out="fashion-mnist",
+            )
         digits = DemoModel("digits (bundled NCSNv2, trained)", load_pretrained("ncsn-digits"))
         if "ncsn-digits-classifier" in classifier_names():  # classifier guidance toward a chosen digit
             digits.classifier = load_pretrained_classifier("ncsn-digits-classifier")
@@ -168,7 +194,9 @@ class DemoModels:
             if channels not in (1, 3):
                 raise DemoModelError(f"--model {name_or_path!r} has {channels} channels; the demo shows 1 or 3.")
             folder = Path(name_or_path) if Path(name_or_path).is_dir() else None
-            self.images[name_or_path] = DemoModel(label, pipe, class_names=class_names_of(pipe, folder))
+            self.images[name_or_path] = DemoModel(
+                label, pipe, class_names=class_names_of(pipe, folder), held_out=held_out_set_of(pipe, folder)
+            )
             return "images"
         if tuple(pipe.sample_shape) == (2,):
             exact = isinstance(pipe.unet, GaussianMixtureScore)

@@ -7,8 +7,9 @@ works without the ``demo`` extra). Three tabs, wired by `build_demo` (launch wit
   its controls, and for class-aware models a class (class-conditional models take it, ``ncsn-digits`` is guided
   toward it by its classifier); returns an upscaled grid, the sampler's description and timing, and optionally
   a GIF.
-* **Inpainting** (`ncsn_pipeline.demo.inpainting`): a held-out digit with a chosen part masked, filled in by an
-  image model with any sampler and optional RePaint resampling.
+* **Inpainting** (`ncsn_pipeline.demo.inpainting`): a held-out image of the model's data (a digit, or a
+  Fashion-MNIST test image) with a chosen part masked, filled in by an image model with any sampler and optional
+  RePaint resampling.
 * **2-D playground** (`ncsn_pipeline.demo.playground`): the score field at a chosen noise level over the
   perturbed density, and plain Langevin dynamics next to the chosen sampler from the same start.
 
@@ -26,7 +27,7 @@ from typing import Optional, Tuple
 
 from .guard import RequestGuard
 from .images import generate_images
-from .inpainting import MASKS, NUM_HELD_OUT_DIGITS, inpaint_digit
+from .inpainting import HELD_OUT_SETS, MASKS, held_out_count, inpaint_image
 from .limits import (
     ANY_CLASS,
     CACHE_CLEANUP,
@@ -124,6 +125,14 @@ def _stopping_when_client_gone(progress):
     return report
 
 
+def held_out_slider(models: DemoModels) -> Tuple[int, str]:
+    """The inpainting image slider's largest index and label: it spans the largest held-out set of the image models,
+    and the label gives each set's range (a model refuses an index beyond its own set, with that range)."""
+    sources = sorted({entry.held_out for entry in models.images.values()}, key=lambda source: source != "digits")
+    ranges = [f"{HELD_OUT_SETS[source][0]}s 0-{held_out_count(source) - 1}" for source in sources]
+    return max(held_out_count(source) for source in sources) - 1, f"Image ({'; '.join(ranges)})"
+
+
 def build_demo(
     extra_model: Optional[str] = None,
     *,
@@ -200,7 +209,7 @@ def build_demo(
             model, digit, mask, sampler, noise_levels, steps_per_level, step_scale, seed, batch_size, resampling,
             class_name, guidance_scale,
         )  # fmt: skip
-        result = user_errors(inpaint_digit, "Cannot inpaint")(*arguments, progress=progress)
+        result = user_errors(inpaint_image, "Cannot inpaint")(*arguments, progress=progress)
         return result.grid, result.summary
 
     def on_playground(
@@ -350,18 +359,15 @@ def build_demo(
                             label="Model",
                             elem_id="inpaint-model",
                         )
-                        digit = gr.Slider(
-                            0, NUM_HELD_OUT_DIGITS - 1, value=0, step=1, label="Held-out digit", elem_id="inpaint-digit"
-                        )
+                        last_image, image_label = held_out_slider(models)
+                        digit = gr.Slider(0, last_image, value=0, step=1, label=image_label, elem_id="inpaint-digit")
                         mask = gr.Dropdown(
                             list(MASKS), value="right half", label="Part to repaint", elem_id="inpaint-mask"
                         )
                         i_sampler, i_levels, i_steps, i_scale, i_seed = sampler_controls(
                             "inpaint", "images", DEFAULT_IMAGE_MODEL
                         )
-                        i_batch = gr.Slider(
-                            1, MAX_BATCH_SIZE, value=7, step=1, label="Fills", elem_id="inpaint-batch"
-                        )
+                        i_batch = gr.Slider(1, MAX_BATCH_SIZE, value=7, step=1, label="Fills", elem_id="inpaint-batch")
                         resampling = gr.Slider(
                             *RESAMPLING_RANGE,
                             value=1,
@@ -377,8 +383,18 @@ def build_demo(
                 fill.click(
                     on_inpaint,
                     [
-                        inpaint_model, digit, mask, i_sampler, i_levels, i_steps, i_scale, i_seed, i_batch,
-                        resampling, i_class, i_guidance,
+                        inpaint_model,
+                        digit,
+                        mask,
+                        i_sampler,
+                        i_levels,
+                        i_steps,
+                        i_scale,
+                        i_seed,
+                        i_batch,
+                        resampling,
+                        i_class,
+                        i_guidance,
                     ],  # fmt: skip
                     [inpaint_grid, inpaint_info],
                     api_name="inpaint",

@@ -29,7 +29,8 @@ import torch
 
 from ..arguments import apply_sampler_arguments
 from ..files import write_text_atomically
-from ..folder_records import read_training, write_evaluation
+from ..folder_records import write_evaluation
+from .judge_choice import choose_judge
 
 DATA_SETS = ("digits",)
 
@@ -117,24 +118,72 @@ def feature_frechet_distance(network, images_a: torch.Tensor, images_b: torch.Te
     return frechet_distance(features(images_a.float()), features(images_b.float()))
 
 
-JUDGES = ("auto", "digits", "fashion-mnist", "none")
+def plan_fid(args: argparse.Namespace, pipe, folder: Optional[Path]) -> Dict[str, Any]:
+    """Check ``--fid``'s requirements before any sampling: an image pipeline, torchmetrics, the Inception file (found
+    or downloaded) and the reference images (``--reference``, else Fashion-MNIST's test split for a model judged as
+    a Fashion-MNIST model). Returns what `run_fid` needs."""
+    from .inception_metrics import InceptionMetricsUnavailable, inception_path
+
+    if args.skip_samples:
+        raise ValueError("--fid measures samples; it cannot go with --skip_samples.")
+    if pipe.config.data_range is None or len(pipe.sample_shape) != 3 or pipe.sample_shape[0] not in (1, 3):
+        raise ValueError(f"--fid needs a pipeline of 1- or 3-channel images (this one makes {pipe.sample_shape}).")
+    try:
+        import torchmetrics  # noqa: F401
+    except ImportError:
+        raise InceptionMetricsUnavailable(
+            "--fid needs torchmetrics: pip install 'ncsn-pipeline[fid]' (or pip install torchmetrics)."
+        ) from None
+    plan: Dict[str, Any] = {"inception": inception_path(args.inception), "count": args.num_samples}
+    if args.reference is not None:
+        if not Path(args.reference).is_dir():
+            raise ValueError(f"--reference {args.reference!r} is not a folder of images.")
+        plan.update(reference="folder", label=f"images of {Path(args.reference).name}")
+    elif choose_judge("auto", pipe, folder) == "fashion-mnist" and tuple(pipe.sample_shape) == (1, 28, 28):
+        plan.update(reference="fashion-mnist", label="Fashion-MNIST test images")
+    else:
+        raise ValueError(
+            "--fid needs real images to compare with: pass --reference FOLDER (Fashion-MNIST models default to the "
+            "test split)."
+        )
+    return plan
 
 
-def choose_judge(judge: str, pipe, folder: Optional[Path]) -> str:
-    """The sample-quality judge for ``pipe``: ``judge`` itself, or for ``"auto"``: ``"fashion-mnist"`` for a model
-    trained on it (its training record says so) or of 1 x 28 x 28 images, ``"digits"`` for other 1-channel image
-    models, ``"none"`` for the rest."""
-    if judge not in JUDGES:
-        raise ValueError(f"Unknown judge {judge!r}; choose one of {list(JUDGES)}.")
-    if judge != "auto":
-        return judge
-    if pipe.config.data_range is None or len(pipe.sample_shape) != 3 or pipe.sample_shape[0] != 1:
-        return "none"
-    record = read_training(folder) if folder is not None else None
-    trained_on = ((record or {}).get("args") or {}).get("dataset_name")
-    if trained_on == "fashion-mnist" or tuple(pipe.sample_shape) == (1, 28, 28):
-        return "fashion-mnist"
-    return "digits"
+def run_fid(plan: Dict[str, Any], images: torch.Tensor, args: argparse.Namespace) -> Dict[str, Any]:
+    """FID and KID of ``images`` against the plan's reference (and, for Fashion-MNIST, of as many real training
+    images: the floor), with their card rows and note."""
+    from .inception_metrics import inception_metrics, load_inception
+
+    count = plan["count"]
+    floor = None
+    if plan["reference"] == "folder":
+        reference = load_image_folder(args.reference, images.shape[1:], count).float() / 255
+    else:
+        from .fashion_mnist_data import load_fashion_mnist
+
+        reference = load_fashion_mnist("test")[0][:count].float() / 255
+        floor = load_fashion_mnist("train")[0][:count].float() / 255
+    print(f"FID / KID: Inception features of {len(images)} samples and {len(reference)} reference images...",
+          file=sys.stderr)  # fmt: skip
+    features = load_inception(plan["inception"])  # loaded only now, when it is needed (it is TorchScript code)
+    result = inception_metrics(features, images, reference, args.batch_size, args.seed)
+    floor_result = (
+        inception_metrics(features, floor, reference, args.batch_size, args.seed) if floor is not None else None
+    )
+    label = f"{len(reference)} {plan['label']}"
+    fid_name = f"FID (Inception, {len(images)} samples vs {label}; lower is better)"
+    kid_name = f"KID (Inception, subsets of {result['kid_subset_size']}; lower is better)"
+    rows = [{"name": fid_name, "value": result["fid"]}, {"name": kid_name, "value": result["kid_mean"]}]
+    if floor_result is not None:
+        rows[0]["reference"], rows[1]["reference"] = floor_result["fid"], floor_result["kid_mean"]
+    note = (
+        f"FID / KID: torchmetrics with {Path(plan['inception']).name} (NVlabs' Inception of the published FIDs), "
+        f"{len(images)} samples against {label}; KID {result['kid_mean']:.4g} +- {result['kid_std']:.2g} over "
+        f"random subsets of {result['kid_subset_size']}"
+        + (f"; the reference column: {len(floor)} real training images" if floor is not None else "")
+        + ". FID depends on N: compare at the same N."
+    )
+    return {"samples": result, "floor": floor_result, "reference": label, "rows": rows, "note": note}
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
@@ -158,8 +207,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     pipe, folder = resolve_pipeline(args.pipeline)
     if args.record and folder is None:
         raise ValueError(f"--record writes a local folder's evaluation.json; {args.pipeline!r} has no local folder.")
-    if (args.feature_network is None) != (args.reference is None):
+    if args.feature_network is not None and args.reference is None:
         raise ValueError("--feature_network and --reference go together: features of samples and of real images.")
+    if args.reference is not None and args.feature_network is None and not getattr(args, "fid", False):
+        raise ValueError("--reference is the real images of --feature_network or --fid; pass one of them.")
     if args.reference is not None and not Path(args.reference).is_dir():
         raise ValueError(f"--reference {args.reference!r} is not a folder of images.")
     network = None
@@ -169,6 +220,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         network = torch.jit.load(args.feature_network, map_location="cpu").eval()
     if args.skip_samples and args.data is None:
         raise ValueError("Nothing to evaluate: --skip_samples without --data.")
+    fid_plan = plan_fid(args, pipe, folder) if getattr(args, "fid", False) else None
     pipe = pipe.to(args.device)
     apply_sampler_arguments(pipe, args)
     pipe.set_progress_bar_config(disable=True)
@@ -237,6 +289,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             rows.append(
                 {"name": f"Fréchet distance in {label} (N = {args.num_samples}; lower is better)", "value": distance}
             )
+        if fid_plan is not None:
+            report["inception"] = run_fid(fid_plan, images, args)
+            rows += report["inception"].pop("rows")
+            notes.append(report["inception"]["note"])
         rows.append({"name": "network calls per sample", "value": report["sampling"]["network_calls_per_sample"]})
         rows.append(
             {

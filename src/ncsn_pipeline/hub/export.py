@@ -40,13 +40,21 @@ DIFFUSERS_COMPONENTS = {("diffusers", "UNet2DModel")}
 
 def component_classes() -> Dict[str, type]:
     """Classes that may appear in an exported pipeline, by class name: the package's score models and samplers."""
+    from ..modeling_edm import EDMScoreModel
     from ..modeling_ncsn import NCSNScoreModel
     from ..modeling_ncsn_v1 import NCSNv1ScoreModel
     from ..modeling_ncsnpp import NCSNppScoreModel
     from ..modeling_toy import GaussianMixtureScore, ToyScoreModel
     from ..scheduling_utils import score_schedulers
 
-    score_models = (NCSNScoreModel, NCSNv1ScoreModel, NCSNppScoreModel, GaussianMixtureScore, ToyScoreModel)
+    score_models = (
+        EDMScoreModel,
+        NCSNScoreModel,
+        NCSNv1ScoreModel,
+        NCSNppScoreModel,
+        GaussianMixtureScore,
+        ToyScoreModel,
+    )
     models = {cls.__name__: cls for cls in score_models}
     return {**models, **score_schedulers()}
 

@@ -124,6 +124,14 @@ def render_model_card(
         )
         size = unet_config["sample_size"]
         sample_shape = f"{unet_config['in_channels']} x {size} x {size}"
+    elif unet_class == "EDMScoreModel":
+        network = (
+            f"diffusers' `UNet2DModel` with EDM preconditioning (`EDMScoreModel`, channels "
+            f"{unet_config['block_out_channels']}, {unet_config['layers_per_block']} layer(s) per block, sigma_data "
+            f"{unet_config['sigma_data']})"
+        )
+        size = unet_config["sample_size"]
+        sample_shape = f"{unet_config['in_channels']} x {size} x {size}"
     elif unet_class == "UNet2DModel" and unet_config.get("time_embedding_type") == "fourier":
         network = (
             f"NCSN++ as diffusers' `UNet2DModel` (Skip blocks, Fourier sigma embedding, channels "
@@ -154,6 +162,12 @@ def render_model_card(
     loss = {"dsm": "denoising score matching, lambda(sigma) = sigma^2", "ssm": "sliced score matching"}.get(
         args.get("loss"), "unknown"
     )
+    if args.get("loss") == "dsm" and args.get("loss_weighting") == "edm":
+        loss = f"denoising score matching with EDM's weight (sigma_data {args.get('sigma_data')})"
+    if args.get("noise_sampling") == "log-normal":
+        loss += f", log sigma ~ N({args.get('log_normal_mean')}, {args.get('log_normal_std')}^2)"
+    elif args.get("loss"):
+        loss += ", sigma uniform over the noise levels"
     ema = f", EMA {args['ema_decay']}" if args.get("use_ema") else ""
     optimisation = (
         f"Adam, lr {args.get('learning_rate')}, batch {args.get('train_batch_size')} x "
@@ -178,6 +192,7 @@ def render_model_card(
         example_class_labels=(", class_labels=0" if class_names else ""),
         is_image=is_image,
         is_colour=is_image and unet_config.get("in_channels") == 3,
+        edm=unet_class == "EDMScoreModel",
         model_name=model_name,
         repo_id=repo_id,
         description=description,

@@ -1,20 +1,24 @@
 """Named models: the one registry the CLI, the demo and `load_pretrained` use.
 
 * Bundled pipelines, trained with ``ncsn-train`` and shipped in this folder (commands in their cards):
-  ``"ncsn-digits"`` (NCSNv2 RefineNet on scikit-learn's 8x8 digits), ``"ncsn-digits-classes"`` (the same,
-  class-conditional: ``class_labels`` 0-9) and ``"ncsn-two-gaussians"`` (an MLP score model of NCSN's 2-D toy).
+  ``"ncsn-fashion"`` (an EDM-preconditioned U-Net on Fashion-MNIST at 28x28, class-conditional: ``class_labels``
+  0-9, the names in its card; the demo's default), ``"ncsn-digits"`` (NCSNv2 RefineNet on scikit-learn's 8x8
+  digits), ``"ncsn-digits-classes"`` (the same, class-conditional: ``class_labels`` 0-9) and
+  ``"ncsn-two-gaussians"`` (an MLP score model of NCSN's 2-D toy).
 * Bundled noise-conditional classifiers for classifier guidance (`load_pretrained_classifier`):
   ``"ncsn-digits-classifier"`` (trained with ``ncsn-train-classifier`` on the digits, for ``ncsn-digits``).
 * The Fashion-MNIST judge's weights and training record (``fashion-judge``), read by
-  `ncsn_pipeline.evaluation.fashion_judge` (not a pipeline, not a guidance classifier).
+  `ncsn_pipeline.evaluation.fashion_judge` (not a pipeline, not a guidance classifier), and 200 held-out
+  Fashion-MNIST test images (``fashion-mnist-held-out``, for the demo's inpainting tab; its README says which).
 * Built-in exact-score pipelines (`ncsn_pipeline.pretrained.builtin`), which need no weights:
   ``"ncsn-toy"``, ``"glyph-mixture"`` and ``"color-glyphs"``.
 
 Everything loads offline:
 
 >>> from ncsn_pipeline.pretrained import load_pretrained, model_names
->>> model_names()
-['color-glyphs', 'glyph-mixture', 'ncsn-digits', 'ncsn-digits-classes', 'ncsn-toy', 'ncsn-two-gaussians']
+>>> model_names()  # doctest: +NORMALIZE_WHITESPACE
+['color-glyphs', 'glyph-mixture', 'ncsn-digits', 'ncsn-digits-classes', 'ncsn-fashion', 'ncsn-toy',
+ 'ncsn-two-gaussians']
 >>> load_pretrained("ncsn-two-gaussians").sample_shape
 (2,)
 """

@@ -24,6 +24,16 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE_MARKER = "checkpoint_complete.json"
 # Arguments that must match to resume: they change the model, the data, the objective or the
 # meaning of a step. Anything else (max_train_steps, logging, sampling cadence ...) may change.
+# What checkpoints written before these arguments existed trained with (they are resumable with these values).
+ARGS_BEFORE_THEY_EXISTED = {
+    "block_out_channels": [32, 64, 64],
+    "layers_per_block": 1,
+    "sigma_data": None,
+    "noise_sampling": "levels",
+    "log_normal_mean": None,
+    "log_normal_std": 1.2,
+    "loss_weighting": "sigma2",
+}
 RESUME_MUST_MATCH = (
     "dataset_name",
     "train_data_dir",
@@ -37,6 +47,13 @@ RESUME_MUST_MATCH = (
     "num_toy_samples",
     "model",
     "ngf",
+    "block_out_channels",
+    "layers_per_block",
+    "sigma_data",
+    "noise_sampling",
+    "log_normal_mean",
+    "log_normal_std",
+    "loss_weighting",
     "hidden_size",
     "num_layers",
     "sigma_max",
@@ -185,6 +202,7 @@ def resolve_checkpoint(
 def check_resume_compatible(checkpoint: Path, args: argparse.Namespace, num_processes: int) -> None:
     """Refuse to resume when an argument that shapes the model, data or objective has changed."""
     saved = json.loads((checkpoint / COMPLETE_MARKER).read_text())["training_args"]
+    saved = {**ARGS_BEFORE_THEY_EXISTED, **saved}
     current = {**recorded_args(args), "num_processes": num_processes}
     differences = {
         key: (saved.get(key), current.get(key)) for key in RESUME_MUST_MATCH if saved.get(key) != current.get(key)

@@ -30,8 +30,9 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -49,6 +50,10 @@ from .checkpoints import (
 from .data import load_training_data
 from .records import command_line, training_record, trim_loss_log
 from .signals import StopRequest, TrainingInterrupted
+
+# EDM's training distribution of log(sigma) for data with sigma_data = 0.5 (Karras et al. 2022, section 5).
+EDM_SIGMA_DATA = 0.5
+EDM_LOG_SIGMA_MEAN = -1.2
 
 
 def to_model_input(
@@ -110,41 +115,112 @@ def build_scheduler(args, data):
     )
 
 
+def model_kind(args, data) -> str:
+    """The network ``--model`` names (``auto``: the NCSNv2 RefineNet for images, the MLP for points)."""
+    return args.model if args.model != "auto" else ("ncsnv2" if data.is_image else "mlp")
+
+
+def resolve_objective(args, data) -> None:
+    """Fill in what ``auto`` and unset flags of the objective mean for this run, on ``args`` (so that the recorded
+    arguments, resume checks and the model card see the values actually used).
+
+    ``edm-unet`` trains as EDM does (log-normal sigma, EDM's weight, ``sigma_data`` measured on the data); the other
+    networks as NCSN does (sigma uniform over the noise levels, ``lambda(sigma) = sigma^2``).
+    """
+    edm = model_kind(args, data) == "edm-unet"
+    if args.noise_sampling == "auto":
+        args.noise_sampling = "log-normal" if edm and args.loss == "dsm" else "levels"
+    if args.loss_weighting == "auto":
+        args.loss_weighting = "edm" if edm and args.loss == "dsm" else "sigma2"
+    needs_sigma_data = edm or args.loss_weighting == "edm" or args.noise_sampling == "log-normal"
+    if needs_sigma_data and args.sigma_data is None:
+        args.sigma_data = round(float(_stack_data(data, args).float().std()), 4)
+    if args.noise_sampling == "log-normal" and args.log_normal_mean is None:
+        args.log_normal_mean = round(EDM_LOG_SIGMA_MEAN + math.log(args.sigma_data / EDM_SIGMA_DATA), 4)
+
+
 def build_model(args, data):
-    """The score network: NCSNv2 RefineNet for images, an MLP for 2-D points."""
+    """The score network: NCSNv2 RefineNet or EDM-preconditioned U-Net for images, an MLP for 2-D points."""
+    from ..modeling_edm import EDMScoreModel
     from ..modeling_ncsn import NCSNScoreModel
     from ..modeling_toy import ToyScoreModel
 
-    kind = args.model if args.model != "auto" else ("ncsnv2" if data.is_image else "mlp")
-    if kind == "ncsnv2":
+    kind = model_kind(args, data)
+    if kind in ("ncsnv2", "edm-unet"):
         if not data.is_image:
-            raise ValueError(f"--model ncsnv2 needs image data, but {data.description} is not.")
+            raise ValueError(f"--model {kind} needs image data, but {data.description} is not.")
         channels, height, _ = data.sample_shape
         num_classes = None if data.class_names is None else len(data.class_names)
-        return NCSNScoreModel(in_channels=channels, sample_size=height, ngf=args.ngf, num_class_embeds=num_classes)
+        if kind == "ncsnv2":
+            return NCSNScoreModel(in_channels=channels, sample_size=height, ngf=args.ngf, num_class_embeds=num_classes)
+        groups = math.gcd(8, *args.block_out_channels)
+        return EDMScoreModel(
+            in_channels=channels,
+            sample_size=height,
+            block_out_channels=args.block_out_channels,
+            layers_per_block=args.layers_per_block,
+            norm_num_groups=groups,
+            num_class_embeds=num_classes,
+            sigma_data=args.sigma_data,
+        )
     if data.class_names is not None:
-        raise ValueError("Class-conditional training needs the NCSNv2 image model (--model ncsnv2 or auto).")
+        raise ValueError("Class-conditional training needs an image model (--model ncsnv2, edm-unet or auto).")
     if len(data.sample_shape) != 1:
         raise ValueError(f"--model mlp needs vector data, but {data.description} has shape {data.sample_shape}.")
     return ToyScoreModel(data_dim=data.sample_shape[0], hidden_size=args.hidden_size, num_layers=args.num_layers)
 
 
+@dataclass(frozen=True)
+class Objective:
+    """How training draws each example's sigma and weighs the dsm loss (the resolved arguments, `resolve_objective`).
+
+    ``noise_sampling``: ``"levels"`` (uniform over the scheduler's levels, NCSN) or ``"log-normal"`` (``log sigma ~
+    N(log_normal_mean, log_normal_std**2)``, EDM); ``loss_weighting``: ``"sigma2"`` (NCSN's ``lambda(sigma) =
+    sigma^2``) or ``"edm"`` (`ncsn_pipeline.losses.edm_loss_weight` with ``sigma_data``).
+    """
+
+    noise_sampling: str = "levels"
+    loss_weighting: str = "sigma2"
+    sigma_data: Optional[float] = None
+    log_normal_mean: Optional[float] = None
+    log_normal_std: float = 1.2
+
+    @classmethod
+    def from_args(cls, args) -> Objective:
+        return cls(args.noise_sampling, args.loss_weighting, args.sigma_data, args.log_normal_mean, args.log_normal_std)
+
+
 def compute_loss(
-    model, clean: torch.Tensor, noise_levels: torch.Tensor, randomness, loss: str = "dsm", class_labels=None
+    model,
+    clean: torch.Tensor,
+    noise_levels: torch.Tensor,
+    randomness,
+    loss: str = "dsm",
+    class_labels=None,
+    objective: Objective = Objective(),
 ) -> torch.Tensor:
-    """Draw one noise level per example (uniformly among the scheduler's levels) and evaluate ``loss`` (dsm, ssm);
-    a class-conditional model gets each example's ``class_labels``."""
-    from ..losses import denoising_score_matching_loss, sliced_score_matching_loss
+    """Draw one noise level per example as ``objective`` says and evaluate ``loss`` (dsm, ssm) with its weight; a
+    class-conditional model gets each example's ``class_labels``."""
+    from ..losses import (
+        denoising_score_matching_loss,
+        edm_loss_weight,
+        log_normal_noise_levels,
+        sliced_score_matching_loss,
+    )
 
     if class_labels is not None:
         model = functools.partial(model, class_labels=class_labels)
 
     generator = randomness.generator
-    indices = torch.randint(len(noise_levels), (clean.shape[0],), generator=generator)
-    sigma = noise_levels[indices].to(device=clean.device, dtype=clean.dtype)
+    if objective.noise_sampling == "log-normal":
+        sigma = log_normal_noise_levels(clean.shape[0], objective.log_normal_mean, objective.log_normal_std, generator)
+    else:
+        sigma = noise_levels[torch.randint(len(noise_levels), (clean.shape[0],), generator=generator)]
+    sigma = sigma.to(device=clean.device, dtype=clean.dtype)
     noise = torch.randn(clean.shape, generator=generator).to(device=clean.device, dtype=clean.dtype)
     if loss == "dsm":
-        return denoising_score_matching_loss(model, clean, sigma, noise)
+        weight = edm_loss_weight(sigma, objective.sigma_data) if objective.loss_weighting == "edm" else None
+        return denoising_score_matching_loss(model, clean, sigma, noise, weight)
     projections = torch.randn(clean.shape, generator=generator).to(device=clean.device, dtype=clean.dtype)
     return sliced_score_matching_loss(model, clean, sigma, noise, projections)
 
@@ -218,6 +294,8 @@ def train(args: argparse.Namespace) -> Path:
             f"pass --train_batch_size {min(len(data.dataset), 16)} or another value up to {len(data.dataset)} (a small "
             "folder trains with small batches; README, 'Train on your own data')."
         )
+    resolve_objective(args, data)
+    objective = Objective.from_args(args)
     scheduler = build_scheduler(args, data)
     noise_levels = scheduler.noise_levels.float()  # exactly the levels the saved scheduler uses
     model = build_model(args, data)
@@ -306,9 +384,15 @@ def train(args: argparse.Namespace) -> Path:
         range(args.max_train_steps), initial=global_step, disable=not accelerator.is_local_main_process, desc="steps"
     )
     started = time.perf_counter()
+    time_limit = None if getattr(args, "max_train_minutes", None) is None else 60.0 * args.max_train_minutes
+
+    def out_of_time() -> bool:
+        return time_limit is not None and earlier_seconds + time.perf_counter() - started >= time_limit
+
     first_epoch = (global_step * args.gradient_accumulation_steps) // len(dataloader)
     batches_to_skip = (global_step * args.gradient_accumulation_steps) % len(dataloader)
     epoch = first_epoch
+    time_up = False
     while global_step < args.max_train_steps:
         dataloader.set_epoch(epoch)
         batches = accelerator.skip_first_batches(dataloader, batches_to_skip) if batches_to_skip else dataloader
@@ -328,7 +412,9 @@ def train(args: argparse.Namespace) -> Path:
                 data_range=args.data_range,
             ).to(accelerator.device)
             with accelerator.accumulate(model):
-                loss = compute_loss(model, clean, noise_levels, randomness, loss=args.loss, class_labels=labels)
+                loss = compute_loss(
+                    model, clean, noise_levels, randomness, loss=args.loss, class_labels=labels, objective=objective
+                )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -341,9 +427,11 @@ def train(args: argparse.Namespace) -> Path:
                 ema_model.step(model.parameters())
             global_step += 1
             # One gather per step carries the loss and whether any process was asked to stop.
-            stop_flag = torch.tensor([float(stop.requested)], device=loss.device)
-            gathered = accelerator.gather(torch.cat([loss.detach()[None].float(), stop_flag])).reshape(-1, 2)
+            # The time limit too: every process must agree on the last step.
+            flags = torch.tensor([float(stop.requested), float(out_of_time())], device=loss.device)
+            gathered = accelerator.gather(torch.cat([loss.detach()[None].float(), flags])).reshape(-1, 3)
             mean_loss, stop_now = gathered[:, 0].mean().item(), bool(gathered[:, 1].any())
+            time_up = bool(gathered[:, 2].any())
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(
                     f"The loss became {mean_loss} at step {global_step}: lower --learning_rate (now "
@@ -371,8 +459,10 @@ def train(args: argparse.Namespace) -> Path:
                 save_sample_preview(
                     preview, output_dir / "samples" / f"step-{global_step:06d}.png", args.num_samples, 0
                 )
-            if global_step >= args.max_train_steps:
+            if global_step >= args.max_train_steps or time_up:
                 break
+        if time_up:
+            break
         epoch += 1
     progress.close()
     stop.uninstall()

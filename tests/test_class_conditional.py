@@ -188,6 +188,39 @@ def test_a_folder_with_one_subfolder_per_class(tmp_path):
         load_training_data(train_data_dir=str(tmp_path), resolution=8, class_conditional=True)
 
 
+def test_class_folders_that_lie_are_named_or_kept_inside_the_data(tmp_path, caplog):
+    """An empty class folder is an error naming it (not a silent renumbering), a link to a folder outside the data
+    is not followed (a link to / once made training walk the whole file system), and --max_train_samples keeps the
+    class numbering of the whole folder."""
+    root = tmp_path / "data"
+    for name, value in (("a-cat", 10), ("b-dog", 200)):
+        (root / name).mkdir(parents=True)
+        for index in range(2):
+            PIL.Image.new("L", (8, 8), value + index).save(root / name / f"{index}.png")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    PIL.Image.new("L", (8, 8), 99).save(outside / "stray.png")
+    (root / "c-link").symlink_to(outside, target_is_directory=True)
+    (root / "a-cat" / "stray.png").symlink_to(outside / "stray.png")
+    data = load_training_data(train_data_dir=str(root), resolution=8, class_conditional=True)
+    assert data.class_names == ["a-cat", "b-dog"] and len(data.dataset) == 4  # nothing from outside
+    assert "leads out of" in caplog.text
+    subset = load_training_data(train_data_dir=str(root), resolution=8, class_conditional=True, max_train_samples=2)
+    assert subset.class_names == ["a-cat", "b-dog"] and [int(subset.dataset[i][1]) for i in range(2)] == [0, 0]
+    (root / "a-empty").mkdir()
+    with pytest.raises(ValueError, match=r"Class folder\(s\) \['a-empty'\] in .* hold no images"):
+        load_training_data(train_data_dir=str(root), resolution=8, class_conditional=True)
+
+
+def test_a_label_column_with_a_huge_label_is_refused_before_building_class_names(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    images = [PIL.Image.new("L", (8, 8), index) for index in range(3)]
+    saved = datasets.Dataset.from_dict({"image": images, "label": [0, 1, 10**12]})
+    saved.save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(ValueError, match=r"holds the label 1000000000000, but 3 examples can hold at most 3 classes"):
+        load_training_data(dataset_name=str(tmp_path / "saved"), resolution=8, class_conditional=True)
+
+
 def test_a_data_set_label_column(tmp_path):
     datasets = pytest.importorskip("datasets")
     images = [PIL.Image.new("L", (8, 8), index) for index in range(4)]
@@ -307,6 +340,41 @@ def test_train_classifier_command_writes_a_classifier_and_its_record(tmp_path, c
         main(["--dataset_name", "digits", "--pipeline", str(tmp_path), "--output_dir", str(tmp_path / "other")])
     assert "is not a readable score pipeline folder" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("scheduler", "sigma_max", "4.7"), "sigma_max must be a positive finite number, got '4.7'"),
+        (("scheduler", "sigma_min", 0), "sigma_min must be a positive finite number, got 0"),
+        (("index", "data_range", [1.0, 0.0]), "data_range must be two finite numbers (low, high) with low < high"),
+        (("unet", "sample_size", "8"), "resolution (the score model's sample_size) must be a whole number"),
+        (("index", None, [1, 2]), "model_index.json is not a JSON object (list)"),
+    ],
+)
+def test_train_classifier_checks_the_pipeline_folders_values(tmp_path, capsys, edit, message):
+    """Values read from --pipeline's JSON files are checked like flags (they once ended in tracebacks or in
+    "math domain error"), before any training."""
+    import json
+    import shutil
+
+    from ncsn_pipeline.cli.train_classifier import main
+    from ncsn_pipeline.pretrained import pretrained_path
+
+    folder = shutil.copytree(pretrained_path("ncsn-digits"), tmp_path / "pipe")
+    files = {"scheduler": "scheduler/scheduler_config.json", "index": "model_index.json", "unet": "unet/config.json"}
+    which, key, value = edit
+    path = folder / files[which]
+    content = json.loads(path.read_text())
+    if key is None:
+        content = value
+    else:
+        content[key] = value
+    path.write_text(json.dumps(content))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dataset_name", "digits", "--pipeline", str(folder), "--output_dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------------------------ bundled digits

@@ -490,3 +490,165 @@ def test_input_mapping_follows_the_config(tmp_path):
     logit["data"]["logit_transform"] = True
     with pytest.raises(ConversionError, match="logit_transform is true"):
         _convert("ncsnv2-cifar10-tiny", tmp_path / "logit", config=logit)
+
+
+# --------------------------------------------------------------------------------------------------
+# Hostile configs (issue 21): not regular files, aliases, markup for the card
+# --------------------------------------------------------------------------------------------------
+def _config_text(name: str = "ncsnv2-cifar10-tiny") -> str:
+    return (REFERENCES / name / "config.yml").read_text()
+
+
+def test_a_config_that_is_not_a_regular_file_or_too_big_is_refused(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "config.yml"
+    os.mkfifo(fifo)  # reading it would block forever
+    checkpoint = REFERENCES / "ncsnv2-cifar10-tiny" / "checkpoint.pth"
+    with pytest.raises(ConversionError, match="is not a regular file"):
+        load_original_config(fifo)
+    with pytest.raises(ConversionError, match="is not a regular file"):
+        load_original_config("/dev/zero")  # endless
+    big = tmp_path / "big.yml"
+    big.write_text(_config_text() + "# " + "x" * (1024 * 1024) + "\n")
+    with pytest.raises(ConversionError, match="over 1,048,576 bytes"):
+        load_original_config(big)
+    assert convert_cli.main([str(checkpoint), "--config", str(fifo), "--output_dir", str(tmp_path / "out")]) == 2
+    assert "is not a regular file" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    """A 7-level alias chain in data.dataset once wrote a 72 MB conversion.json and a 144 MB card."""
+    levels = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 8)]
+    text = "\n".join(levels) + "\n" + _config_text().replace("dataset: CIFAR10", "dataset: *a7")
+    bomb = tmp_path / "bomb.yml"
+    bomb.write_text(text)
+    assert bomb.stat().st_size < 5000
+    with pytest.raises(ConversionError, match=r"uses a YAML alias \(\*a0, line 2\)"):
+        load_original_config(bomb)
+
+
+@pytest.mark.parametrize(
+    "dataset",
+    ['"<img src=x onerror=alert(1)>"', '"CIFAR10\\n# Fake heading\\nlicense: mit"', "[1, 2]", '"' + "A" * 65 + '"'],
+)
+def test_a_dataset_name_that_is_not_a_plain_name_is_refused(dataset, tmp_path):
+    config = tmp_path / "config.yml"
+    config.write_text(_config_text().replace("dataset: CIFAR10", f"dataset: {dataset}"))
+    folder = REFERENCES / "ncsnv2-cifar10-tiny"
+    with pytest.raises(ConversionError, match="data.dataset must be a plain name of at most 64") as error:
+        convert_checkpoint(folder / "checkpoint.pth", config, tmp_path / "out")
+    assert len(str(error.value)) < 300 and not (tmp_path / "out").exists()
+
+
+def test_record_values_reach_the_card_escaped(tmp_path):
+    """Whatever a folder's records hold, the card shows it as text: no HTML, no new lines, headings or table rows."""
+    from ncsn_pipeline.folder_records import write_evaluation
+    from ncsn_pipeline.hub import render_model_card
+
+    folder = _convert("ncsnv2-cifar10-tiny", tmp_path)
+    write_evaluation(
+        folder,
+        metrics=[{"name": "<script>alert(1)</script> | injected | row", "value": 1.0}],
+        reference_label="# Heading\nfloor",
+        notes="<b>bold</b>\n---\nlicense: mit",
+        command="ncsn-eval `rm -rf /` <this folder>",
+    )
+    card = render_model_card(folder).text
+    assert "<script>" not in card and "<b>" not in card and "# Heading" not in card.replace("\\# Heading", "")
+    assert "&lt;script>alert(1)&lt;/script> \\| injected \\| row" in card
+    assert "\nlicense: mit" not in card.split("---", 2)[2]  # no metadata-looking line below the real metadata
+    assert "Measured with `ncsn-eval 'rm -rf /' <this folder>`" in card  # a code span keeps <>, loses backticks
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGHUP"])
+def test_a_signal_while_writing_leaves_nothing_and_stale_staging_is_removed(signal_name, tmp_path, monkeypatch, capsys):
+    """SIGTERM / SIGHUP once left the hidden staging folder (114 MB for an NCSNv2 CIFAR-10 checkpoint) that no later
+    run removed; now the write is cleaned up, and a later run removes what a killed one left."""
+    import os
+    import signal
+
+    from ncsn_pipeline.conversion import convert as convert_module
+
+    folder = REFERENCES / "ncsnv2-cifar10-tiny"
+    output = tmp_path / "out"
+    stale = tmp_path / ".out.converting-999999"  # a conversion killed outright (no such process)
+    stale.mkdir()
+    (stale / "model_index.json").write_text("{}")
+    real_write = convert_module.write_conversion
+
+    def write_then_signal(staging, record):
+        real_write(staging, record)
+        os.kill(os.getpid(), getattr(signal, signal_name))  # arrives while the staging folder is half written
+
+    monkeypatch.setattr(convert_module, "write_conversion", write_then_signal)
+    arguments = [str(folder / "checkpoint.pth"), "--config", str(folder / "config.yml"), "--output_dir", str(output)]
+    assert convert_cli.main(arguments) == 128 + getattr(signal, signal_name)
+    assert f"{signal_name} received" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # no staging folder, no output, the stale one gone
+    assert signal.getsignal(getattr(signal, signal_name)) in (signal.SIG_DFL, signal.default_int_handler)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (("model", "ngf", "wide"), "ncsn-convert: error: "),
+        (("model", "ngf", [64]), "ncsn-convert: error: "),
+        (("data", "image_size", None), "ncsn-convert: error: "),
+        (("model", None, "not a section"), "ncsn-convert: error: "),
+    ],
+)
+def test_configs_of_the_wrong_shape_end_in_one_line_not_a_traceback(edit, message, tmp_path, capsys):
+    import yaml
+
+    folder = REFERENCES / "ncsnv2-cifar10-tiny"
+    config = yaml.safe_load((folder / "config.yml").read_text())
+    section, key, value = edit
+    if key is None:
+        config[section] = value
+    else:
+        config[section][key] = value
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    arguments = [str(folder / "checkpoint.pth"), "--config", str(path), "--output_dir", str(tmp_path / "out")]
+    assert convert_cli.main(arguments) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_that_expands_far_beyond_its_size_is_refused_before_loading(tmp_path):
+    """A deflated zip entry of zeros once made the converter allocate ~1 GB per MB of file; the zip directory says
+    how much an entry expands to, so the check costs nothing."""
+    import zipfile
+
+    plain = tmp_path / "plain.pth"
+    torch.save({"weights": torch.zeros(4 * 2**20)}, plain)  # 16 MB of zeros, stored as torch.save does
+    forged = tmp_path / "checkpoint.pth"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(forged, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+    assert forged.stat().st_size < 2**20
+    folder = REFERENCES / "ncsnv2-cifar10-tiny"
+    with pytest.raises(ConversionError, match=r"expands to 16,7\d\d,\d\d\d bytes from"):
+        convert_checkpoint(forged, folder / "config.yml", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_ncsnpp_config_that_would_build_a_huge_network_is_refused(tmp_path):
+    """The package's NCSN++ refused nf > 256, diffusers' UNet2DModel path had no limit (nf = 4096: many GB)."""
+    import json as json_module
+
+    folder = REFERENCES / "score-sde-ncsnpp-celebahq-tiny"
+    config_file = next(path for path in folder.iterdir() if path.suffix in (".json", ".yml", ".yaml"))
+    config = load_original_config(config_file)
+    config["model"]["nf"] = 4096
+    huge = tmp_path / "config.json"
+    huge.write_text(json_module.dumps(config))
+    with pytest.raises(ConversionError, match="nf must be a whole number from 4 to 256, got 4096"):
+        convert_checkpoint(folder / "checkpoint.pth", huge, tmp_path / "out")
+    config["model"]["nf"], config["model"]["ch_mult"] = 128, [1, 64]
+    huge.write_text(json_module.dumps(config))
+    with pytest.raises(ConversionError, match="8192 channels at the widest level; at most 2048"):
+        convert_checkpoint(folder / "checkpoint.pth", huge, tmp_path / "out")

@@ -399,6 +399,13 @@ def test_only_the_documented_endpoints_run_and_requests_stay_small(server):
     assert huge.status_code == 413 and "x" * 100 not in huge.text  # refused, and not echoed back
     for name in ("js_fn", "update", "nothing"):
         assert httpx.post(f"{server.test_url}gradio_api/call/{name}", json={"data": []}, timeout=30).status_code == 404
+    # 2 KB of nested lists (Python's json gives up with RecursionError near 1,000 levels): a 400, no traceback.
+    nested = b'{"data": ' + b"[" * 1000 + b"]" * 1000 + b', "fn_index": 0}'
+    for url in (join, f"{server.test_url}gradio_api/call/generate"):
+        deep = httpx.post(url, content=nested, headers={"content-type": "application/json"}, timeout=30)
+        assert deep.status_code == 400 and "deeper than 16 levels" in deep.text and "Traceback" not in deep.text
+    brackets_in_a_string = {"data": ["[" * 100], "fn_index": 99, "session_hash": "probe"}
+    assert httpx.post(join, json=brackets_in_a_string, timeout=30).status_code == 404  # a string is no nesting
     upload = httpx.post(f"{server.test_url}gradio_api/upload", files={"files": ("a.txt", b"x" * 1000)}, timeout=30)
     assert upload.status_code == 404
     info = httpx.get(f"{server.test_url}gradio_api/info", timeout=30).json()

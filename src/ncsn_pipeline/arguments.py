@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from typing import Any, Callable, List, Tuple
+import re
+import sys
+from typing import Any, Callable, List, Sequence, Tuple
 
 import torch
 
@@ -37,9 +39,42 @@ def run_command(
     return 0
 
 
+# A flag whose name says it holds a secret ("--hub_token", "--hub_tok", "--token", "--api_key", "--password").
+SECRET_FLAG = re.compile(r"^--?[\w-]*(tok|secret|passw|api_?key)[\w-]*$", re.IGNORECASE)
+HUB_TOKEN = re.compile(r"hf_[A-Za-z0-9]{8,}")  # the shape of a Hugging Face access token
+
+
+def mask_secret_arguments(text: str, argv: Sequence[str]) -> str:
+    """``text`` with every value given to a secret-looking flag in ``argv`` (``--hub_tok X``, ``--token=X``) and
+    every token-shaped word (``hf_...``) replaced by ``***``."""
+    secrets = []
+    for index, argument in enumerate(argv):
+        flag, equals, value = argument.partition("=")
+        if SECRET_FLAG.match(flag):
+            if equals:
+                secrets.append(value)
+            elif index + 1 < len(argv):
+                secrets.append(argv[index + 1])
+    for secret in sorted({secret for secret in secrets if secret}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return HUB_TOKEN.sub("***", text)
+
+
+class _StrictParser(argparse.ArgumentParser):
+    """`strict_parser`'s class: usage errors never echo a secret (argparse repeats unknown arguments verbatim)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):
+        super().error(mask_secret_arguments(message, getattr(self, "_argv", sys.argv[1:])))
+
+
 def strict_parser(**kwargs: Any) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` that refuses abbreviated flags (``allow_abbrev=False``)."""
-    return argparse.ArgumentParser(allow_abbrev=False, **kwargs)
+    """An ``ArgumentParser`` that refuses abbreviated flags (``allow_abbrev=False``) and masks secrets in its usage
+    errors (`mask_secret_arguments`)."""
+    return _StrictParser(allow_abbrev=False, **kwargs)
 
 
 def _argument_type(check: Callable[[Any], Any], convert: Callable[[str], Any], expected: str) -> Callable[[str], Any]:

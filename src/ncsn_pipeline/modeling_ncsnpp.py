@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,7 @@ __all__ = ["NCSNppScoreModel"]
 
 MAX_NF = 256  # the published models use nf = 128 (16 at 1024 px, with channel multiples up to 32)
 MAX_LEVELS = 8
+MAX_CHANNELS = 2048
 
 
 def _groups(channels: int) -> int:
@@ -213,6 +215,31 @@ def _norm_act_conv(modules: Iterator[nn.Module], hidden: torch.Tensor) -> torch.
     return conv(F.silu(norm(hidden)))
 
 
+def check_ncsnpp_size(in_channels: Any, nf: Any, num_res_blocks: Any, ch_mult: Any, sample_size: Any) -> tuple:
+    """Check the settings that set an NCSN++'s size, before anything is built (for `NCSNppScoreModel` and for the
+    ``UNet2DModel`` that ``ncsn-convert`` builds from a score_sde config); returns them as integers.
+
+    The widest level (``nf * max(ch_mult)``) is capped at `MAX_CHANNELS`: the published models reach 512, and a
+    config with ``nf = 4096`` would otherwise build a network of many gigabytes.
+    """
+    channels = check_integer("in_channels", in_channels, high=MAX_IN_CHANNELS)
+    nf = check_integer("nf", nf, low=4, high=MAX_NF)
+    num_res_blocks = check_integer("num_res_blocks", num_res_blocks, low=1, high=16)
+    if not isinstance(ch_mult, (list, tuple)) or not 1 <= len(ch_mult) <= MAX_LEVELS:
+        raise ValueError(f"ch_mult must be a list of 1 to {MAX_LEVELS} channel multiples, got {str(ch_mult)[:80]}.")
+    multiples = [check_integer("ch_mult entry", multiple, high=64) for multiple in ch_mult]
+    if nf * max(multiples) > MAX_CHANNELS:
+        raise ValueError(
+            f"nf x max(ch_mult) = {nf * max(multiples)} channels at the widest level; at most {MAX_CHANNELS} "
+            "(the published NCSN++ models reach 512)."
+        )
+    side_multiple = 2 ** (len(multiples) - 1)
+    size = check_integer("sample_size", sample_size, low=max(side_multiple, 2), high=MAX_SAMPLE_SIDE)
+    if size % side_multiple:
+        raise ValueError(f"sample_size must be a multiple of {side_multiple} for {len(multiples)} levels, got {size}.")
+    return channels, nf, num_res_blocks, multiples, size
+
+
 class NCSNppScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
     r"""NCSN++ score network ``s(x, sigma)`` (score-SDE, continuous VE SDE), in every configuration the reference
     code builds with a Fourier noise embedding.
@@ -289,18 +316,10 @@ class NCSNppScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
         scale_by_sigma: bool = True,
     ):
         super().__init__()
-        channels = check_integer("in_channels", in_channels, high=MAX_IN_CHANNELS)
-        nf = check_integer("nf", nf, low=4, high=MAX_NF)
-        num_res_blocks = check_integer("num_res_blocks", num_res_blocks, low=1, high=16)
-        if not isinstance(ch_mult, (list, tuple)) or not 1 <= len(ch_mult) <= MAX_LEVELS:
-            raise ValueError(f"ch_mult must be a list of 1 to {MAX_LEVELS} channel multiples, got {ch_mult!r}.")
-        multiples = [check_integer("ch_mult entry", multiple, high=64) for multiple in ch_mult]
+        channels, nf, num_res_blocks, multiples, size = check_ncsnpp_size(
+            in_channels, nf, num_res_blocks, ch_mult, sample_size
+        )
         side_multiple = 2 ** (len(multiples) - 1)
-        size = check_integer("sample_size", sample_size, low=max(side_multiple, 2), high=MAX_SAMPLE_SIDE)
-        if size % side_multiple:
-            raise ValueError(
-                f"sample_size must be a multiple of {side_multiple} for {len(multiples)} levels, got {size}."
-            )
         kind = check_choice("resblock_type", resblock_type, ["biggan", "ddpm"])
         check_choice("progressive", progressive, ["none", "output_skip", "residual"])
         check_choice("progressive_input", progressive_input, ["none", "input_skip", "residual"])

@@ -10,11 +10,15 @@ refused without being run. Afterwards::
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Optional, Sequence
 
+from safetensors import SafetensorError
+
 from ..arguments import strict_parser
 from ..conversion import PUBLISHED_CONFIGS, ConversionError, convert_checkpoint
+from ..conversion.convert import ConversionInterrupted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,14 +48,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_MESSAGE = 500  # an error may quote a value from the config: never echo an unbounded one
+
+
+def _one_line(error: BaseException) -> str:
+    """``error`` as one bounded line, naming its type where the message alone would not say what went wrong."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, (ConversionError, OSError)):
+        text = f"the config or checkpoint does not fit the conversion ({type(error).__name__}: {text})"
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-convert``."""
     args = build_parser().parse_args(argv)
     try:
         folder = convert_checkpoint(args.checkpoint, args.config, args.output_dir, weights=args.weights)
-    except (ConversionError, OSError) as error:
-        print(f"ncsn-convert: error: {error}", file=sys.stderr)
+    except ConversionInterrupted as stopped:
+        print(f"ncsn-convert: {stopped}", file=sys.stderr)
+        return 128 + getattr(signal, stopped.signal_name)
+    except (ConversionError, ValueError, TypeError, AttributeError, KeyError, IndexError, RuntimeError) as error:
+        # A config or checkpoint of the wrong shape, found wherever the conversion meets it: one line, status 2.
+        print(f"ncsn-convert: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except (OSError, SafetensorError) as error:  # reading or writing files (a full disk, a file-size limit)
+        print(f"ncsn-convert: error: {_one_line(error)}", file=sys.stderr)
+        return 1
     print(f"Wrote {folder}. Load it with NCSNPipeline.from_pretrained({str(folder)!r}).")
     return 0
 

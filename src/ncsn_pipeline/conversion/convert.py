@@ -7,9 +7,12 @@ It is written into a temporary sibling folder and renamed at the end, so a faile
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
+import threading
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
@@ -17,7 +20,7 @@ from ..folder_records import write_conversion
 from ..pipeline_ncsn import NCSNPipeline
 from ..scheduling_dpmpp import default_sampler
 from . import ermongroup, score_sde
-from .originals import ConversionError, load_original_checkpoint, load_original_config
+from .originals import ConversionError, dataset_name, load_original_checkpoint, load_original_config
 
 # The converter's table: one entry per family of published checkpoints (the first that matches a config converts it).
 CHECKPOINT_FAMILIES = (ermongroup.FAMILY, score_sde.FAMILY)
@@ -110,7 +113,7 @@ def convert_checkpoint(
         "checkpoint_sha256": _sha256(Path(checkpoint)),
         # File names only: a local path says nothing to the card's readers and may name the user's folders.
         "config": Path(config).name if not isinstance(config, dict) else "(given as a dict)",
-        "dataset": str(original["data"].get("dataset", "unknown")),
+        "dataset": dataset_name(original),
         "weights": chosen,
         # The sampler of the original code (the saved one, or restored by `<class>.from_config(pipe.scheduler.config)`).
         "original_sampler": type(original_sampler).__name__,
@@ -121,16 +124,73 @@ def convert_checkpoint(
         f"--weights {chosen}"
     )
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.parent / f".{output_dir.name}.converting-{os.getpid()}"
+    remove_stale_staging(output_dir)
+    staging = output_dir.parent / f"{_staging_prefix(output_dir)}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    try:
-        pipeline.save_pretrained(staging)
-        write_conversion(staging, record)
-        from ..hub.model_card import write_model_card
+    with _signals_interrupt():  # SIGTERM / SIGHUP end the write like Ctrl-C does: through the cleanup below
+        try:
+            pipeline.save_pretrained(staging)
+            write_conversion(staging, record)
+            from ..hub.model_card import write_model_card
 
-        write_model_card(staging, repo_id=output_dir.name)
-        staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            write_model_card(staging, repo_id=output_dir.name)
+            staging.rename(output_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return output_dir
+
+
+class ConversionInterrupted(Exception):
+    """A signal (SIGTERM, SIGHUP) stopped the conversion; nothing was left behind."""
+
+    def __init__(self, signal_name: str):
+        self.signal_name = signal_name
+        super().__init__(f"{signal_name} received: the conversion stopped and left nothing behind.")
+
+
+INTERRUPTING_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """While writing, turn SIGTERM and SIGHUP into `ConversionInterrupted` (their default ends the process at once,
+    skipping the cleanup); main thread only, where Python delivers signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number, frame):
+        raise ConversionInterrupted(signal.Signals(number).name)
+
+    names = [name for name in INTERRUPTING_SIGNALS if hasattr(signal, name)]
+    previous = {name: signal.signal(getattr(signal, name), interrupt) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def _staging_prefix(output_dir: Path) -> str:
+    return f".{output_dir.name}.converting-"
+
+
+def remove_stale_staging(output_dir: Path) -> None:
+    """Remove the staging folders of ``output_dir`` that conversions killed outright (SIGKILL, power loss) left:
+    those whose process no longer runs."""
+    prefix = _staging_prefix(output_dir)
+    for path in output_dir.parent.glob(f"{prefix}*"):
+        pid = path.name[len(prefix) :]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True

@@ -23,7 +23,14 @@ import torch
 from ..modeling_ncsn import NCSNScoreModel
 from ..modeling_ncsn_v1 import NCSNv1ScoreModel
 from ..scheduling_ncsn import NCSNScheduler
-from .originals import CheckpointFamily, ConversionError, ConvertedModel, config_value, load_converted_weights
+from .originals import (
+    CheckpointFamily,
+    ConversionError,
+    ConvertedModel,
+    config_value,
+    dataset_name,
+    load_converted_weights,
+)
 
 # NCSN v1's sampler (ermongroup/ncsn runners/anneal_runner.py): 100 Langevin steps per level, step_lr 2e-5.
 NCSN_V1_SAMPLING = {"steps_per_level": 100, "step_lr": 2e-5, "final_denoise": False}
@@ -75,7 +82,8 @@ def build_model(config: Dict[str, Any]) -> torch.nn.Module:
             value = config_value(config, "model", key, expected)
             if value != expected:
                 raise ConversionError(f"model.{key} is {value!r}; the published NCSNv2 models use {expected!r}.")
-        dataset = str(config_value(config, "data", "dataset")).upper()
+        config_value(config, "data", "dataset")  # required here: it picks the network
+        dataset = dataset_name(config).upper()
         if dataset not in NCSNV2_ARCHITECTURES:
             raise ConversionError(
                 f"data.dataset {dataset!r} has no NCSNv2 network in the reference code; known: "

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
+import stat
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
@@ -76,6 +79,27 @@ def load_converted_weights(model: torch.nn.Module, weights: Dict[str, torch.Tens
         raise ConversionError("The checkpoint holds NaN or infinite weights.")
 
 
+def _check_zip_directory(path: Path) -> None:
+    """Refuse a zip checkpoint whose entries expand far beyond the file, from its directory alone, before loading.
+
+    ``torch.save`` stores entries uncompressed, so their sizes add up to about the file's; a deflated entry of zeros
+    would make ``torch.load`` allocate ~1 GB per MB of file before any check could see the tensors.
+    """
+    if not zipfile.is_zipfile(path):
+        return  # the legacy (pre-1.6) format: read as it is
+    try:
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ConversionError(f"{path} is not a readable PyTorch checkpoint (a damaged zip file: {error}).") from None
+    size = path.stat().st_size
+    if expanded > 2 * size + 2**20:
+        raise ConversionError(
+            f"{path} expands to {expanded:,} bytes from {size:,} (torch.save stores tensors uncompressed): a "
+            "compressed or forged checkpoint, refused before loading it."
+        )
+
+
 def load_original_checkpoint(path: Union[str, os.PathLike]) -> Any:
     """Load a research checkpoint with ``torch.load(..., weights_only=True)`` on the CPU.
 
@@ -86,6 +110,7 @@ def load_original_checkpoint(path: Union[str, os.PathLike]) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConversionError(f"Checkpoint {str(path)!r} does not exist or is not a file.")
+    _check_zip_directory(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -124,14 +149,14 @@ def load_original_config(config: Union[str, os.PathLike, Dict[str, Any]]) -> Dic
             f"Known configurations: {sorted(PUBLISHED_CONFIGS)}."
         )
     try:
-        text = path.read_text()
+        text = _read_config_text(path)
         if path.suffix == ".json":
             loaded = json.loads(text)
         else:
-            import yaml
-
-            loaded = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+            loaded = _load_yaml_without_aliases(text)
+    except ConversionError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ConversionError(f"Cannot read config {path}: {error}") from None
     except Exception as error:  # yaml.YAMLError and friends
         raise ConversionError(f"Cannot parse config {path}: {error}") from None
@@ -145,6 +170,58 @@ def load_original_config(config: Union[str, os.PathLike, Dict[str, Any]]) -> Dic
             "'data' and 'model' sections."
         )
     return loaded
+
+
+MAX_CONFIG_BYTES = 1024 * 1024  # the published configs are 1-3 KB
+MAX_DATASET_NAME = 64
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.+-]*")
+
+
+def _read_config_text(path: Path) -> str:
+    """A config file's text: only a regular file (a FIFO would block forever, ``/dev/zero`` never ends) of at most
+    `MAX_CONFIG_BYTES`."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ConversionError(f"The config {path} is not a regular file; pass the .yml / .json file itself.")
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConversionError(f"The config {path} is over {MAX_CONFIG_BYTES:,} bytes; a training config is a few KB.")
+    return data.decode("utf-8")
+
+
+def _load_yaml_without_aliases(text: str) -> Any:
+    """``yaml.safe_load`` that refuses aliases (``*name``): a few hundred bytes of nested aliases ("billion laughs")
+    expand to gigabytes, and no training config needs them."""
+    import yaml
+
+    class _NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise ConversionError(
+                    f"The config uses a YAML alias (*{str(event.anchor)[:40]}, line {event.start_mark.line + 1}); "
+                    "ncsn-convert refuses aliases (they can expand without bound): write the value out."
+                )
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def dataset_name(config: Dict[str, Any]) -> str:
+    """The config's ``data.dataset``: a short plain name (letters, digits, `` _.+-``), else `ConversionError` with a
+    bounded excerpt; it goes into ``conversion.json`` and the model card."""
+    value = config.get("data", {}).get("dataset", "unknown")
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_DATASET_NAME
+        or DATASET_NAME.fullmatch(value) is None
+    ):
+        shown = repr(value)[:60] + ("..." if len(repr(value)) > 60 else "")
+        raise ConversionError(
+            f"data.dataset must be a plain name of at most {MAX_DATASET_NAME} letters, digits, spaces or _.+- "
+            f"(such as CIFAR10), got {shown}."
+        )
+    return value
 
 
 def config_value(config: Dict[str, Any], section: str, key: str, default: Any = KeyError) -> Any:

@@ -236,6 +236,19 @@ def ncsnpp_config(config: Dict[str, Any]) -> Dict[str, Any]:
 def build_model(config: Dict[str, Any], checkpoint: Any, weights=None):
     """``(model, its state dict from the checkpoint, "ema" or "raw")`` for an NCSN++ config: diffusers'
     ``UNet2DModel`` where it represents the config (`unet2d_problems` is empty), else `NCSNppScoreModel`."""
+    from ..modeling_ncsnpp import check_ncsnpp_size
+
+    model_config = config["model"]
+    try:  # the size first, whichever class is built: a config must not build a network of many gigabytes
+        check_ncsnpp_size(
+            config_value(config, "data", "num_channels"), config_value(config, "model", "nf"),
+            config_value(config, "model", "num_res_blocks"), model_config.get("ch_mult"),
+            config_value(config, "data", "image_size"),
+        )  # fmt: skip
+    except ValueError as error:
+        if isinstance(error, ConversionError):
+            raise
+        raise ConversionError(f"The config describes an NCSN++ the package cannot build: {error}") from None
     has_ema = isinstance(checkpoint, dict) and isinstance(checkpoint.get("ema"), dict)
     entries, chosen = _original_weights(checkpoint, weights or ("ema" if has_ema else "raw"))
     if not unet2d_problems(config):

@@ -14,11 +14,12 @@ Receive = Callable[[], Awaitable[Dict]]
 Send = Callable[[Dict], Awaitable[None]]
 
 MAX_REQUEST_BYTES = 64 * 1024  # the demo's inputs are a few numbers and names
+MAX_JSON_DEPTH = 16  # the demo's bodies are an object holding a flat list: deeper nesting is never legitimate
 
 
 class RequestGuard:
-    """Refuse uploads (404), direct (unqueued) calls (404), bodies over ``max_body_bytes`` (413) and queue joins of
-    other functions (404).
+    """Refuse uploads (404), direct (unqueued) calls (404), bodies over ``max_body_bytes`` (413), JSON bodies that
+    are malformed or nested deeper than `MAX_JSON_DEPTH` (400) and queue joins of other functions (404).
 
     Args:
         app: The ASGI application (Gradio's).
@@ -65,6 +66,9 @@ class RequestGuard:
             more = message.get("more_body", False)
             if len(body) > self.max_body_bytes:
                 return await _answer(send, 413, f"Request body over {self.max_body_bytes} bytes.")
+        if body.strip() and _json_nesting(body) > MAX_JSON_DEPTH:
+            # Checked before any parser sees it: Python's json recursion fails on ~1,000 levels (RecursionError).
+            return await _answer(send, 400, f"The request body nests JSON deeper than {MAX_JSON_DEPTH} levels.")
         if path.rstrip("/").endswith("/queue/join"):
             try:
                 fn_index = json.loads(body).get("fn_index")
@@ -82,6 +86,28 @@ class RequestGuard:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+
+def _json_nesting(body: bytes) -> int:
+    """The deepest nesting of ``[`` / ``{`` in a JSON text (brackets inside strings do not count), without parsing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 async def _answer(send: Send, status: int, message: str) -> None:

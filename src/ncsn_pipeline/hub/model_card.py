@@ -45,6 +45,26 @@ def _read_json(path: Path) -> Dict[str, Any]:
         raise ValueError(f"{path} is not valid JSON ({error}).") from None
 
 
+def card_text(value: Any) -> str:
+    """A recorded value as card prose or a table cell: one line, ``&``, ``<`` (every HTML tag starts with it) and
+    ``|`` escaped, and a leading ``#`` or ``>`` (a heading, a quote) neutralised, so that a config or checkpoint
+    cannot add HTML, headings, table rows or metadata lines to a card that ``ncsn-push`` publishes (issue 21:
+    ``data.dataset`` once went into the card verbatim)."""
+    flat = " ".join(str(value).splitlines()).strip()
+    text = flat.replace("&", "&amp;").replace("<", "&lt;").replace("|", "\\|")
+    return "\\" + text if text.startswith(("#", ">")) else text
+
+
+def card_code(value: Any) -> str:
+    """A recorded value inside a code span (commands, file names): one line, no backtick to break out of the span,
+    ``|`` escaped for tables; HTML is shown as text inside a code span, so it stays as it is."""
+    return " ".join(str(value).splitlines()).replace("`", "'").replace("|", "\\|")
+
+
+# Fields of conversion.json printed inside code spans; the others are prose.
+CONVERSION_CODE_FIELDS = ("checkpoint", "checkpoint_sha256", "config", "command", "original_sampler")
+
+
 def _format_number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -54,19 +74,19 @@ def _format_number(value: Any) -> str:
 def _evaluation_markdown(evaluation: Optional[Dict[str, Any]]) -> str:
     if not evaluation:
         return "No evaluation was recorded for this model."
-    reference_label = evaluation.get("reference_label", "reference")
+    reference_label = card_text(evaluation.get("reference_label", "reference"))
     lines = [f"| Metric | This model | {reference_label} |", "| --- | --- | --- |"]
     for metric in evaluation["metrics"]:
         reference = metric.get("reference")
         lines.append(
-            f"| {metric['name']} | {_format_number(metric['value'])} | "
-            f"{'' if reference is None else _format_number(reference)} |"
+            f"| {card_text(metric['name'])} | {card_text(_format_number(metric['value']))} | "
+            f"{'' if reference is None else card_text(_format_number(reference))} |"
         )
     parts = ["\n".join(lines)]
     if evaluation.get("notes"):
-        parts.append(evaluation["notes"])
+        parts.append(card_text(evaluation["notes"]))
     if evaluation.get("command"):
-        parts.append(f"Measured with `{evaluation['command']}`.")
+        parts.append(f"Measured with `{card_code(evaluation['command'])}`.")
     return "\n\n".join(parts)
 
 
@@ -88,9 +108,15 @@ def render_model_card(
     index = _read_json(folder / "model_index.json")
     unet_config = _read_json(folder / "unet" / "config.json")
     scheduler = _load_scheduler(folder, index)
+    # Every string from the records is printed escaped (`card_text`, `card_code`): a config can be hostile.
     training = read_training(folder) or {}
     evaluation = read_evaluation(folder)
     conversion = read_conversion(folder)
+    if conversion is not None:
+        conversion = {
+            key: (card_code if key in CONVERSION_CODE_FIELDS else card_text)(value) if isinstance(value, str) else value
+            for key, value in conversion.items()
+        }
     if conversion is not None:
         conversion = {
             **conversion,
@@ -156,7 +182,7 @@ def render_model_card(
     if conversion is not None:
         description = f"The published {conversion['family']} score model of {conversion['dataset']}, for diffusers."
     elif training:
-        description = f"An NCSN score model of {training.get('data', 'its training data')}."
+        description = f"An NCSN score model of {card_text(training.get('data', 'its training data'))}."
     else:
         description = f"An NCSN score model ({network})."
     loss = {"dsm": "denoising score matching, lambda(sigma) = sigma^2", "ssm": "sliced score matching"}.get(
@@ -180,7 +206,11 @@ def render_model_card(
     if conditional:
         count, recorded = unet_config["num_class_embeds"], training.get("class_names")
         numbered = [str(index) for index in range(count)]
-        class_names = recorded if isinstance(recorded, list) and len(recorded) == count else numbered
+        class_names = (
+            [card_text(name) for name in recorded]
+            if isinstance(recorded, list) and len(recorded) == count
+            else numbered
+        )
     shown = ", ".join(f"{index} = {name}" for index, name in enumerate((class_names or [])[:20]))
     if class_names is not None and class_names == [str(index) for index in range(len(class_names))]:
         shown = f"0 to {len(class_names) - 1}"
@@ -198,15 +228,17 @@ def render_model_card(
         description=description,
         example_batch_size=16 if is_image else 1000,
         example_output_type="pil" if is_image else "np",
-        network=network,
+        network=card_text(network),
         num_parameters=f"{num_parameters:,}",
-        sample_shape=sample_shape,
-        data_range=str(index.get("data_range")) if is_image else "raw (not images)",
-        data=training.get("data", "unknown"),
+        sample_shape=card_text(sample_shape),
+        data_range=card_text(index.get("data_range")) if is_image else "raw (not images)",
+        data=card_text(training.get("data", "unknown")),
         # A run resumed from a checkpoint lists its segments; running them in order reproduces it.
-        command=" && ".join(seg["command"] for seg in training["segments"])
-        if training.get("segments")
-        else training.get("command") or "unknown",
+        command=card_code(
+            " && ".join(seg["command"] for seg in training["segments"])
+            if training.get("segments")
+            else training.get("command") or "unknown"
+        ),
         loss=loss,
         noise_schedule=(
             f"{len(scheduler.noise_levels)} geometric levels "
@@ -215,7 +247,7 @@ def render_model_card(
         ),
         optimisation=optimisation,
         global_step=training.get("global_step", "unknown"),
-        hardware=training.get("hardware", "unknown"),
+        hardware=card_text(training.get("hardware", "unknown")),
         train_time=f"{training['train_seconds']:.0f} s" if "train_seconds" in training else "unknown",
         sampling=f"`{type(scheduler).__name__}`: {scheduler.description}",
         langevin_sampling=_langevin_settings(scheduler) if conversion is None else None,

@@ -30,8 +30,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..checks import check_data_range, check_integer, check_noise_range, check_positive
 from ..files import write_text_atomically
 from ..modeling_classifier import NoiseConditionalClassifier
+from ..modeling_ncsn import MAX_SAMPLE_SIDE
 from .checkpoints import TrainingRandomness
 from .data import load_training_data
 from .loop import to_model_input
@@ -52,6 +54,11 @@ def _noise_settings(args: argparse.Namespace) -> Dict[str, Any]:
         except (OSError, ValueError) as error:
             message = f"--pipeline {args.pipeline!r} is not a readable score pipeline folder: {error}"
             raise ValueError(message) from error
+        for name, config in (("scheduler/scheduler_config.json", scheduler), ("model_index.json", index),
+                             ("unet/config.json", unet)):  # fmt: skip
+            if not isinstance(config, dict):
+                kind = type(config).__name__
+                raise ValueError(f"--pipeline {args.pipeline!r}: {name} is not a JSON object ({kind}).")
         settings.update(sigma_max=scheduler.get("sigma_max"), sigma_min=scheduler.get("sigma_min"))
         settings["data_range"] = index.get("data_range") or [0.0, 1.0]
         settings["resolution"] = unet.get("sample_size")
@@ -60,10 +67,15 @@ def _noise_settings(args: argparse.Namespace) -> Dict[str, Any]:
             settings[key] = getattr(args, key)
     if settings["sigma_max"] is None or settings["sigma_min"] is None:
         raise ValueError("Give the noise range: --pipeline (a score pipeline folder) or --sigma_max and --sigma_min.")
-    if not settings["sigma_min"] < settings["sigma_max"]:
-        raise ValueError(f"--sigma_min {settings['sigma_min']} must be below --sigma_max {settings['sigma_max']}.")
+    # Values read from a folder are checked like flags: the package's one set of checks names the bad value.
+    settings["sigma_max"] = check_positive("sigma_max", settings["sigma_max"])
+    settings["sigma_min"] = check_positive("sigma_min", settings["sigma_min"])
+    check_noise_range(settings["sigma_min"], settings["sigma_max"])
+    settings["data_range"] = check_data_range(settings["data_range"])
     if settings["resolution"] is None:
         raise ValueError("Give the image size: --resolution, or --pipeline to take the score model's.")
+    settings["resolution"] = check_integer("resolution (the score model's sample_size)", settings["resolution"],
+                                           high=MAX_SAMPLE_SIDE)  # fmt: skip
     return settings
 
 

@@ -61,6 +61,7 @@ from ..evaluation.fashion_mnist_data import (
     idx_folder_has_split,
     load_fashion_mnist,
 )
+from ..modeling_ncsn import MAX_CLASS_EMBEDS as MAX_CLASSES
 from .image_files import (
     IMAGE_EXTENSIONS,
     check_channels,
@@ -135,10 +136,12 @@ def _with_labels(data: TrainingData, labels: Sequence[int], class_names: List[st
     )
 
 
-def _folder_labels(root: str, paths: Sequence[str]) -> Tuple[List[int], List[str]]:
-    """Labels from the first-level subfolder of each image (``root/<class>/...``), classes sorted by name."""
+def _folder_labels(root: str, all_paths: Sequence[str], paths: Sequence[str]) -> Tuple[List[int], List[str]]:
+    """Labels of ``paths`` from their first-level subfolder (``root/<class>/...``); the classes are every subfolder
+    of ``root`` (sorted by name, numbered by the whole folder so that ``max_train_samples`` renumbers nothing), and
+    one without images (``all_paths``) is an error that names it."""
     classes = []
-    for path in paths:
+    for path in all_paths:
         parts = os.path.relpath(path, root).split(os.sep)
         if len(parts) < 2:
             raise ValueError(
@@ -147,8 +150,21 @@ def _folder_labels(root: str, paths: Sequence[str]) -> Tuple[List[int], List[str
             )
         classes.append(parts[0])
     names = sorted(set(classes))
+    subfolders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    empty = [name for name in subfolders if name not in names and _leads_inside(root, name)]
+    if empty:
+        raise ValueError(
+            f"Class folder(s) {empty} in {root!r} hold no images: add images to each class folder or remove it (a "
+            "class without examples cannot be learned)."
+        )
     index = {name: i for i, name in enumerate(names)}
-    return [index[name] for name in classes], names
+    return [index[os.path.relpath(path, root).split(os.sep)[0]] for path in paths], names
+
+
+def _leads_inside(root: str, name: str) -> bool:
+    """Whether ``root/name`` stays inside ``root`` (a link out of it is skipped by `find_image_files`, not empty)."""
+    real_root, real = os.path.realpath(root), os.path.realpath(os.path.join(root, name))
+    return real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -307,9 +323,10 @@ def _load_image_folder(
         raise ValueError(
             f"No images found in {train_data_dir!r} or its subfolders (looked for {', '.join(IMAGE_EXTENSIONS)})."
         )
+    all_paths = paths
     if max_train_samples is not None:
         paths = paths[:max_train_samples]
-    labelled = _folder_labels(root, paths) if class_conditional else None  # before the slow checks
+    labelled = _folder_labels(root, all_paths, paths) if class_conditional else None  # before the slow checks
     # Check every file now: a damaged file should stop the run before training, not hours into it.
     verify_image_files(paths)
     if channels is None:
@@ -458,6 +475,12 @@ def _column_labels(hf_dataset: Any, label_column: str, dataset_name: str) -> Tup
         raise ValueError(
             f"Column {label_column!r} of {dataset_name!r} must hold integer class labels, got {bad!r} "
             f"({type(bad).__name__})."
+        )
+    if not names and values and max(values) >= min(len(values), MAX_CLASSES):
+        # Without class names the count is max + 1: bounded by the data before any list of names is built.
+        raise ValueError(
+            f"Column {label_column!r} holds the label {max(values)}, but {len(values):,} examples can hold at most "
+            f"{min(len(values), MAX_CLASSES):,} classes (labels 0 .. K-1, K <= the examples and <= {MAX_CLASSES:,})."
         )
     count = len(names) or (max(values) + 1 if values else 0)
     if values and (min(values) < 0 or max(values) >= count):

@@ -140,7 +140,8 @@ def find_image_files(root: str) -> List[str]:
     Files count as images by their ending (`IMAGE_EXTENSIONS`, any case). Hidden files and folders
     (names starting with ``"."``, e.g. ``.ipynb_checkpoints`` or macOS ``._photo.png``) are skipped, and so is
     anything that is not a regular file (a FIFO named ``x.png`` would block the first read forever), with a
-    warning. Symbolic links to folders are followed, each real folder once.
+    warning. Symbolic links are followed only where they stay inside ``root`` (each real folder once); a link that
+    leads out of it (to ``/``, say) is skipped with a warning, so the data is what the folder holds.
 
     Args:
         root (`str`): The folder.
@@ -150,17 +151,34 @@ def find_image_files(root: str) -> List[str]:
     """
     found = []
     visited = set()
+    real_root = os.path.realpath(root)
+
+    def inside(path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
     for folder, subfolders, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
         if real in visited:  # a link loop, or two links to the same folder
             subfolders[:] = []
             continue
         visited.add(real)
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        kept = []
+        for name in subfolders:
+            if name.startswith("."):
+                continue
+            if not inside(os.path.join(folder, name)):
+                logger.warning(f"Skipping {os.path.join(folder, name)}: a link that leads out of {root}.")
+                continue
+            kept.append(name)
+        subfolders[:] = kept
         for name in files:
             if name.startswith(".") or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
                 continue
             path = os.path.join(folder, name)
+            if not inside(path):
+                logger.warning(f"Skipping {path}: a link that leads out of {root}.")
+                continue
             if not os.path.isfile(path):  # a FIFO, socket, device or broken link
                 logger.warning(f"Skipping {path}: not a regular file.")
                 continue

@@ -180,6 +180,56 @@ def test_fid_and_kid_against_a_reference_folder_reach_the_card(tmp_path):
     assert "FID (Inception, 30 samples" in render_model_card(folder).text
 
 
+# ------------------------------------------------------------------------------------------------ hostile inputs
+
+
+def test_a_feature_network_with_setstate_is_refused_unloaded_and_before_sampling(tmp_path, capsys, monkeypatch):
+    """TorchScript's __setstate__ runs as the file loads (it can write files through torch.from_file): ncsn-eval
+    reads the archive's code first and refuses it, and loads any feature network only after sampling."""
+    from typing import Tuple
+
+    import torch
+
+    class Sneaky(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.ones(1)
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return images.flatten(1) * self.scale
+
+        @torch.jit.export
+        def __getstate__(self) -> Tuple[torch.Tensor, bool]:
+            return (self.scale, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: Tuple[torch.Tensor, bool]) -> None:
+            self.scale = state[0]
+            self.training = state[1]
+
+    sneaky = tmp_path / "sneaky.pt"
+    torch.jit.script(Sneaky()).save(str(sneaky))
+    loads = []
+    monkeypatch.setattr(torch.jit, "load", lambda *args, **kwargs: loads.append(args) or None)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["ncsn-digits", "--feature_network", str(sneaky), "--reference", str(tmp_path)])
+    assert exit_info.value.code == 2 and "defines __setstate__" in capsys.readouterr().err and loads == []
+    not_torchscript = tmp_path / "notes.txt"
+    not_torchscript.write_text("hello")
+    with pytest.raises(SystemExit):
+        evaluate.main(["ncsn-digits", "--feature_network", str(not_torchscript), "--reference", str(tmp_path)])
+    assert "is not a TorchScript file" in capsys.readouterr().err and loads == []
+
+
+def test_one_held_out_example_gives_bits_per_dim_without_a_standard_error(tmp_path):
+    output = tmp_path / "run.json"
+    arguments = ["ncsn-digits", "--skip_samples", "--data", "digits", "--likelihood_samples", "1", *FAST_ODE]
+    assert evaluate.main([*arguments, "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["likelihood"]["num_examples"] == 1 and report["likelihood"]["bits_per_dim_standard_error"] is None
+    assert "standard error not defined for one example" in report["card"]["notes"]
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
@@ -221,3 +271,48 @@ def test_fid_of_a_fashion_mnist_model_defaults_to_the_test_split_with_a_floor(tm
     assert inception_report["floor"]["fid"] < inception_report["samples"]["fid"]
     row = json.loads(output.read_text())["card"]["metrics"][0]
     assert row["reference"] == inception_report["floor"]["fid"]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["ncsn-digits", "--num_samples", "1"], "--num_samples must be at least 2 for Fréchet distances"),
+        (["ncsn-digits", "--num_samples", "1439"], "--num_samples 1439 is above the 1,438 real training images"),
+        (["ncsn-digits", "--num_probes", "1001", "--data", "digits"], "expected an integer from 1 to 1000"),
+        (["ncsn-digits", "--data", "no-such-folder"], "Unknown --data 'no-such-folder'"),
+    ],
+)
+def test_limits_are_checked_before_any_sampling(arguments, message, capsys, tmp_path, monkeypatch):
+    from ncsn_pipeline.evaluation import digits_evaluation
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(digits_evaluation, "sample_in_batches", lambda *a, **k: pytest.fail("sampled before checking"))
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(arguments)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_log_likelihood_checks_its_settings_before_the_first_solve():
+    import torch
+
+    from ncsn_pipeline.pretrained import load_pretrained
+
+    pipe = load_pretrained("ncsn-digits")
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    data = torch.rand(2, 1, 8, 8)
+    try:
+        for options, message in (
+            ({"num_levels": 0}, "num_levels must be an integer >= 2, got 0"),
+            ({"num_probes": 5000}, "num_probes must be a whole number from 1 to 1000"),
+            ({"divergence": "trace"}, "divergence"),
+        ):
+            with pytest.raises(ValueError, match=message):
+                pipe.log_likelihood(data, **options)
+        with pytest.raises(ValueError, match="at least one finite floating-point example"):
+            pipe.log_likelihood(torch.zeros(0, 1, 8, 8))
+        with pytest.raises(ValueError, match="integer pixels: dequantize them first"):
+            pipe.log_likelihood(torch.zeros(2, 1, 8, 8, dtype=torch.long))
+    finally:
+        hook.remove()
+    assert calls == []  # refused before any network call

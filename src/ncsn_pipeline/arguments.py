@@ -91,6 +91,13 @@ def _argument_type(check: Callable[[Any], Any], convert: Callable[[str], Any], e
     return parse
 
 
+def integer_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``."""
+    return _argument_type(
+        lambda value: check_integer("value", value, low=low, high=high), int, f"an integer from {low} to {high}"
+    )
+
+
 positive_int = _argument_type(lambda value: check_integer("value", value), int, "an integer >= 1")
 non_negative_int = _argument_type(lambda value: check_integer("value", value, low=0), int, "an integer >= 0")
 positive_float = _argument_type(lambda value: check_positive("value", value), float, "a positive finite number")

@@ -33,6 +33,7 @@ import torch
 from .checks import check_choice, check_integer, check_positive
 
 DIVERGENCES = ("hutchinson", "exact")
+MAX_PROBES = 1000  # Hutchinson-Skilling probes per example
 PROBES = ("rademacher", "gaussian")
 
 
@@ -174,7 +175,7 @@ def log_likelihood(
     if sigma_min >= sigma_max:
         raise ValueError(f"sigma_min ({sigma_min}) must be smaller than sigma_max ({sigma_max}).")
     check_choice("divergence", divergence, DIVERGENCES)
-    num_probes = check_integer("num_probes", num_probes, low=1, high=1000)
+    num_probes = check_integer("num_probes", num_probes, low=1, high=MAX_PROBES)
     check_positive("rtol", rtol)
     check_positive("atol", atol)
     if not isinstance(samples, torch.Tensor) or samples.ndim < 2 or samples.shape[0] == 0:

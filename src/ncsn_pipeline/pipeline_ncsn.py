@@ -342,17 +342,28 @@ class NCSNPipeline(DiffusionPipeline):
             flow carries far out (to about (-178, -178)), where ``p_sigma_max`` is not quite ``N(0, 200**2 I)``.
         """
         try:
-            from ncsn_pipeline.likelihood import bits_per_dim, log_likelihood
+            from ncsn_pipeline.likelihood import DIVERGENCES, MAX_PROBES, PROBES, bits_per_dim, log_likelihood
         except ImportError as error:  # the pipeline's exported, self-contained copy
             raise ImportError("log_likelihood needs the ncsn-pipeline package: pip install ncsn-pipeline") from error
         from ncsn_pipeline.likelihood import LogLikelihoodResult
 
         batch_size = check_integer("batch_size", batch_size)
+        # Every setting is checked before the first ODE solve (they were once checked after it).
+        if num_levels is not None:
+            num_levels = check_integer("num_levels", num_levels, low=2)
+        num_probes = check_integer("num_probes", num_probes, high=MAX_PROBES)
+        check_choice("divergence", divergence, list(DIVERGENCES))
+        check_choice("probe", probe, list(PROBES))
         samples = torch.as_tensor(samples)
         if samples.ndim < 2 or tuple(samples.shape[1:]) != tuple(self.sample_shape):
             raise ValueError(
                 f"samples must have shape (N, {', '.join(map(str, self.sample_shape))}) for this pipeline, got "
                 f"{tuple(samples.shape)}."
+            )
+        if samples.shape[0] == 0 or not samples.is_floating_point() or not bool(torch.isfinite(samples).all()):
+            raise ValueError(
+                f"samples must be at least one finite floating-point example, got {samples.shape[0]} of dtype "
+                f"{samples.dtype} (integer pixels: dequantize them first, ncsn_pipeline.likelihood.uniform_dequantize)."
             )
         if num_levels is not None and self.config.data_range is None:
             raise ValueError("num_levels (bits per dimension of discrete data) needs image data with a data_range.")

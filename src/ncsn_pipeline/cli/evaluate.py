@@ -10,12 +10,14 @@ from typing import Optional, Sequence
 from ..arguments import (
     add_sampler_arguments,
     add_threads_argument,
+    integer_in,
     positive_int,
     run_command,
     strict_parser,
 )
 from ..evaluation.evaluate import run
 from ..evaluation.judge_choice import JUDGES
+from ..likelihood import MAX_PROBES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     likelihood.add_argument(
         "--divergence", default="hutchinson", choices=("hutchinson", "exact"), help="divergence (default: hutchinson)"
     )
-    likelihood.add_argument("--num_probes", type=positive_int, default=1, help="Hutchinson probes (default: 1)")
+    likelihood.add_argument(
+        "--num_probes", type=integer_in(1, MAX_PROBES), default=1, help="Hutchinson probes, 1 to 1000 (default: 1)"
+    )
     likelihood.add_argument(
         "--probe", default="rademacher", choices=("rademacher", "gaussian"), help="probe (default: rademacher)"
     )

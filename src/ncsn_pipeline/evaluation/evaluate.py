@@ -186,6 +186,42 @@ def run_fid(plan: Dict[str, Any], images: torch.Tensor, args: argparse.Namespace
     return {"samples": result, "floor": floor_result, "reference": label, "rows": rows, "note": note}
 
 
+# The real images each judge's floor draws from (train splits): a sample count above it has no floor.
+FLOOR_SPLIT_SIZES = {"digits": 1438, "fashion-mnist": 60_000}
+
+
+def check_sample_count(num_samples: int, judge: str, frechet: bool) -> None:
+    """Before sampling: the judge's floor takes as many real images as samples, and a Fréchet distance needs two."""
+    if (judge != "none" or frechet) and num_samples < 2:
+        raise ValueError(f"--num_samples must be at least 2 for Fréchet distances (a covariance), got {num_samples}.")
+    if judge in FLOOR_SPLIT_SIZES and num_samples > FLOOR_SPLIT_SIZES[judge]:
+        raise ValueError(
+            f"--num_samples {num_samples} is above the {FLOOR_SPLIT_SIZES[judge]:,} real training images the "
+            f"{judge} judge's floor is measured on (the same N for both); pass at most that, or --judge none."
+        )
+
+
+def check_feature_network_file(path: str) -> None:
+    """``--feature_network`` exists and is a TorchScript archive without ``__setstate__``: loading TorchScript runs
+    its code, and ``__setstate__`` runs at load time (it can write any file the user can, through
+    ``torch.from_file``), before anything else could look at the network."""
+    import zipfile
+
+    if not Path(path).is_file():
+        raise ValueError(f"--feature_network {path!r} is not a file.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"--feature_network {path!r} is not a TorchScript file (torch.jit.save writes a zip archive).")
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            parts = info.filename.split("/")
+            if "code" in parts[:2] and info.filename.endswith(".py") and info.file_size < 2**24:
+                if b"__setstate__" in archive.read(info):
+                    raise ValueError(
+                        f"--feature_network {path!r} defines __setstate__, code that would run as the file loads; "
+                        "ncsn-eval refuses it. Use a feature network you saved yourself with torch.jit.save."
+                    )
+
+
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     """Evaluate as ``args`` says; return the report (also written to ``--output``)."""
     from .digits_evaluation import CARD_ROWS, sample_in_batches
@@ -213,13 +249,16 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         raise ValueError("--reference is the real images of --feature_network or --fid; pass one of them.")
     if args.reference is not None and not Path(args.reference).is_dir():
         raise ValueError(f"--reference {args.reference!r} is not a folder of images.")
-    network = None
     if args.feature_network is not None:
-        if not Path(args.feature_network).is_file():
-            raise ValueError(f"--feature_network {args.feature_network!r} is not a file.")
-        network = torch.jit.load(args.feature_network, map_location="cpu").eval()
+        check_feature_network_file(args.feature_network)  # loaded (it runs its code) only when it is needed
     if args.skip_samples and args.data is None:
         raise ValueError("Nothing to evaluate: --skip_samples without --data.")
+    judge = choose_judge(getattr(args, "judge", "auto"), pipe, folder)
+    if not args.skip_samples:
+        check_sample_count(args.num_samples, judge, args.feature_network is not None or getattr(args, "fid", False))
+    held_out = None
+    if args.data is not None:  # read before sampling: a bad folder stops the run before the expensive part
+        held_out = held_out_data(args.data, pipe, args.likelihood_samples, args.seed, args.center_crop)
     fid_plan = plan_fid(args, pipe, folder) if getattr(args, "fid", False) else None
     pipe = pipe.to(args.device)
     apply_sampler_arguments(pipe, args)
@@ -239,7 +278,6 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             "network_calls_per_sample": sum(calls) / len(calls),
             "seconds_per_sample": seconds / args.num_samples,
         }
-        judge = choose_judge(getattr(args, "judge", "auto"), pipe, folder)
         if judge == "digits":
             classifier = default_digit_classifier()
             samples = evaluate_digit_samples(resize_to_digits(images), classifier)
@@ -277,9 +315,10 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 f"model never saw; the judge (test accuracy {samples['test_accuracy']:.3f}) is trained on the training "
                 "split only; the reference column is real training images (same N). Fréchet distances depend on N."
             )
-        if network is not None:
+        if args.feature_network is not None:
             if pipe.config.data_range is None or len(pipe.sample_shape) != 3:
                 raise ValueError("--feature_network needs an image pipeline.")
+            network = torch.jit.load(args.feature_network, map_location="cpu").eval()
             reference = load_image_folder(args.reference, pipe.sample_shape).float() / 255
             distance = feature_frechet_distance(network, images, reference, args.batch_size)
             label = (
@@ -301,10 +340,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             }
         )
 
-    if args.data is not None:
-        data, num_levels, description = held_out_data(
-            args.data, pipe, args.likelihood_samples, args.seed, args.center_crop
-        )
+    if held_out is not None:
+        data, num_levels, description = held_out
         started = time.perf_counter()
         print(f"bits per dimension: {len(data)} examples through the probability-flow ODE...", file=sys.stderr)
         pipe.set_progress_bar_config(disable=False, desc="likelihood batches")  # one line per batch of the ODE
@@ -341,7 +378,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             f"Bits/dim: {description}, of the data perturbed to sigma_min = {float(config.sigma_min):g} with the prior "
             f"N(0, {float(config.sigma_max):.4g}^2 I) (probability-flow ODE, rtol = atol = {args.tolerance:g}, "
             f"{report['likelihood']['divergence']} divergence; standard error "
-            f"{report['likelihood']['bits_per_dim_standard_error']:.3f})."
+            + (
+                f"{report['likelihood']['bits_per_dim_standard_error']:.3f})."
+                if len(bpd) > 1
+                else "not defined for one example)."
+            )
         )
 
     report["card"] = {"metrics": rows, "notes": " ".join([f"Sampler: {pipe.scheduler.description}.", *notes])}

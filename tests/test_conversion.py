@@ -652,3 +652,43 @@ def test_an_ncsnpp_config_that_would_build_a_huge_network_is_refused(tmp_path):
     huge.write_text(json_module.dumps(config))
     with pytest.raises(ConversionError, match="8192 channels at the widest level; at most 2048"):
         convert_checkpoint(folder / "checkpoint.pth", huge, tmp_path / "out")
+
+
+@pytest.mark.parametrize("weights, key", [("ema", "out_ema"), ("raw", "out_raw")])
+def test_a_28_pixel_ncsnv2_is_known_by_its_keys_and_reproduces_the_original_code(weights, key, tmp_path):
+    """A 28-pixel NCSNv2 (data.dataset MNIST, which the reference's table of four data sets lacks) was refused; its
+    network is now read off the checkpoint's keys, and the conversion gives the original code's output (made with
+    ermongroup/ncsnv2's own models, tests/data/reference-checkpoints/README.md), raw and EMA weights alike."""
+    name = "ncsnv2-mnist28-tiny"
+    reference = load_file(REFERENCES / name / "reference.safetensors")
+    pipe = NCSNPipeline.from_pretrained(_convert(name, tmp_path, weights=weights))
+    assert type(pipe.unet).__name__ == "NCSNScoreModel" and pipe.unet.config.architecture == "ncsnv2"
+    assert pipe.sample_shape == (1, 28, 28)
+    with torch.no_grad():
+        output = pipe.unet(reference["x"], reference["sigmas"]).sample
+    assert _relative_error(output, reference[key]) < RTOL
+    assert _relative_error(reference["out_raw"], reference["out_ema"]) > 0.01  # the two weight sets do differ
+
+
+def test_architecture_override_and_inference_from_keys(tmp_path, capsys):
+    from ncsn_pipeline.conversion.ermongroup import ncsnv2_architecture
+
+    config = {"data": {"dataset": "MNIST"}}
+    assert ncsnv2_architecture(config, ["res1.0.conv1.weight", "res4.1.conv2.weight"]) == "ncsnv2"
+    assert ncsnv2_architecture(config, ["res5.0.conv1.weight"]) == "ncsnv2-deeper"
+    assert ncsnv2_architecture(config, ["res5.0.conv1.weight", "res31.0.conv1.weight"]) == "ncsnv2-deepest"
+    assert ncsnv2_architecture({"data": {"dataset": "lsun"}}, ["res1.0.conv1.weight"]) == "ncsnv2-deeper"  # dataset
+    assert ncsnv2_architecture(config, [], "ncsnv2-deepest") == "ncsnv2-deepest"  # the override wins
+    with pytest.raises(ConversionError, match="pass --architecture"):
+        ncsnv2_architecture(config)
+    # The override reaches the network (a wrong one is then named by the weights that do not fit) and the record.
+    folder = REFERENCES / "ncsnv2-mnist28-tiny"
+    arguments = [str(folder / "checkpoint.pth"), "--config", str(folder / "config.yml")]
+    assert convert_cli.main([*arguments, "--output_dir", str(tmp_path / "a"), "--architecture", "ncsnv2-deeper"]) == 2
+    assert "does not match the model its config describes" in capsys.readouterr().err
+    assert convert_cli.main([*arguments, "--output_dir", str(tmp_path / "b"), "--architecture", "ncsnv2"]) == 0
+    assert "--architecture ncsnv2" in json.loads((tmp_path / "b" / "conversion.json").read_text())["command"]
+    sde = REFERENCES / "score-sde-ncsnpp-cifar10-tiny"
+    code = convert_cli.main([str(sde / "checkpoint.pth"), "--config", str(sde / "config.json"), "--output_dir",
+                             str(tmp_path / "c"), "--architecture", "ncsnv2"])  # fmt: skip
+    assert code == 2 and "this is a score-SDE NCSN++" in capsys.readouterr().err

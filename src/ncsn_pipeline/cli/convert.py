@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         "weights (raw); default: ema where the checkpoint has it (NCSNv2, score-SDE), raw otherwise (NCSN v1 kept "
         "none)",
     )
+    parser.add_argument(
+        "--architecture",
+        choices=["ncsnv2", "ncsnv2-deeper", "ncsnv2-deepest"],
+        default=None,
+        help="NCSNv2 checkpoints: which network (NCSNv2, Deeper, Deepest); default: the reference's choice for the "
+        "config's data.dataset, else what the checkpoint's keys show (e.g. a 28-pixel MNIST NCSNv2)",
+    )
     return parser
 
 
@@ -63,7 +70,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-convert``."""
     args = build_parser().parse_args(argv)
     try:
-        folder = convert_checkpoint(args.checkpoint, args.config, args.output_dir, weights=args.weights)
+        folder = convert_checkpoint(
+            args.checkpoint, args.config, args.output_dir, weights=args.weights, architecture=args.architecture
+        )
     except ConversionInterrupted as stopped:
         print(f"ncsn-convert: {stopped}", file=sys.stderr)
         return 128 + getattr(signal, stopped.signal_name)

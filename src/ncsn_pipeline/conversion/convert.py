@@ -61,6 +61,7 @@ def convert_checkpoint(
     config: Union[str, os.PathLike, Dict[str, Any]],
     output_dir: Union[str, os.PathLike],
     weights: Optional[str] = None,
+    architecture: Optional[str] = None,
 ) -> Path:
     """Convert a published NCSN, NCSNv2 or score-SDE NCSN++ checkpoint into an `NCSNPipeline` folder.
 
@@ -75,6 +76,8 @@ def convert_checkpoint(
         output_dir: The folder to write; it must not exist.
         weights: ``"ema"`` (the exponential moving average, what the papers sample), ``"raw"``, or `None` for
             EMA where the checkpoint has it and raw otherwise (NCSN v1 kept none).
+        architecture: For NCSNv2 checkpoints: ``"ncsnv2"``, ``"ncsnv2-deeper"`` or ``"ncsnv2-deepest"``; `None`
+            (the default) takes the reference's choice for the config's dataset, else the checkpoint's own keys.
 
     Returns:
         `Path`: ``output_dir``, loadable with ``NCSNPipeline.from_pretrained``.
@@ -99,7 +102,7 @@ def convert_checkpoint(
             + "; ".join(entry.description for entry in CHECKPOINT_FAMILIES)
             + "."
         )
-    converted = family.build(original, load_original_checkpoint(checkpoint), weights)
+    converted = family.build(original, load_original_checkpoint(checkpoint), weights, architecture)
     family, model, data_range, chosen = converted.family, converted.model, converted.data_range, converted.weights
     scheduler = original_sampler = converted.scheduler
     if not callable(getattr(model, "level_indices", None)):  # NCSN v1 samples on its training levels only
@@ -121,7 +124,7 @@ def convert_checkpoint(
     }
     record["command"] = (
         f"ncsn-convert {record['checkpoint']} --config {record['config']} --output_dir {output_dir.name} "
-        f"--weights {chosen}"
+        f"--weights {chosen}" + (f" --architecture {architecture}" if architecture else "")
     )
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(output_dir)

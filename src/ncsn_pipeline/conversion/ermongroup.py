@@ -16,11 +16,11 @@ its training levels; the noise levels are geometric from ``sigma_begin`` to ``si
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import torch
 
-from ..modeling_ncsn import NCSNScoreModel
+from ..modeling_ncsn import ARCHITECTURES, NCSNScoreModel
 from ..modeling_ncsn_v1 import NCSNv1ScoreModel
 from ..scheduling_ncsn import NCSNScheduler
 from .originals import (
@@ -61,8 +61,35 @@ def _input_mapping(config: Dict[str, Any]) -> Tuple[bool, Tuple[float, float]]:
     return True, (0.0, 1.0)
 
 
-def build_model(config: Dict[str, Any]) -> torch.nn.Module:
-    """The score model (random weights) that ``config`` describes."""
+def ncsnv2_architecture(
+    config: Dict[str, Any], state_keys: Optional[Iterable[str]] = None, architecture: Optional[str] = None
+) -> str:
+    """Which NCSNv2 network a checkpoint is: ``architecture`` if given (``--architecture``), else the reference's
+    choice for the config's ``data.dataset`` (CIFAR10 / CELEBA: NCSNv2, LSUN: Deeper, FFHQ: Deepest), else what the
+    checkpoint's own keys say (``res31``: Deepest, ``res5``: Deeper, neither: NCSNv2). The 28-pixel branch of the
+    reference (``data.image_size: 28``) is NCSNv2 itself: its ``adjust_padding`` only acts in blocks without
+    dilation, and the only block it is set on is dilated."""
+    if architecture is not None:
+        if architecture not in ARCHITECTURES:
+            raise ConversionError(f"--architecture must be one of {sorted(ARCHITECTURES)}, got {architecture!r}.")
+        return architecture
+    dataset = dataset_name(config).upper()
+    if dataset in NCSNV2_ARCHITECTURES:
+        return NCSNV2_ARCHITECTURES[dataset]
+    if state_keys is None:
+        raise ConversionError(
+            f"data.dataset {dataset!r} does not say which NCSNv2 network this is (the reference's table: "
+            f"{sorted(NCSNV2_ARCHITECTURES)}); pass --architecture ({', '.join(sorted(ARCHITECTURES))})."
+        )
+    stages = {key.split(".")[0] for key in state_keys}
+    return "ncsnv2-deepest" if "res31" in stages else "ncsnv2-deeper" if "res5" in stages else "ncsnv2"
+
+
+def build_model(
+    config: Dict[str, Any], state_keys: Optional[Iterable[str]] = None, architecture: Optional[str] = None
+) -> torch.nn.Module:
+    """The score model (random weights) that ``config`` describes; for NCSNv2, the network `ncsnv2_architecture`
+    picks (from ``architecture``, the dataset, or the checkpoint's ``state_keys``)."""
     center_input, _ = _input_mapping(config)
     channels = config_value(config, "data", "channels")
     size = config_value(config, "data", "image_size")
@@ -82,18 +109,11 @@ def build_model(config: Dict[str, Any]) -> torch.nn.Module:
             value = config_value(config, "model", key, expected)
             if value != expected:
                 raise ConversionError(f"model.{key} is {value!r}; the published NCSNv2 models use {expected!r}.")
-        config_value(config, "data", "dataset")  # required here: it picks the network
-        dataset = dataset_name(config).upper()
-        if dataset not in NCSNV2_ARCHITECTURES:
-            raise ConversionError(
-                f"data.dataset {dataset!r} has no NCSNv2 network in the reference code; known: "
-                f"{sorted(NCSNV2_ARCHITECTURES)}."
-            )
         return NCSNScoreModel(
             in_channels=channels,
             sample_size=size,
             ngf=ngf,
-            architecture=NCSNV2_ARCHITECTURES[dataset],
+            architecture=ncsnv2_architecture(config, state_keys, architecture),
             center_input=center_input,
         )
     except ValueError as error:
@@ -168,10 +188,16 @@ def state_dict(checkpoint: Any, config: Dict[str, Any], weights: Optional[str]) 
     return {_package_key(key, v1): value for key, value in model.items()}, chosen
 
 
-def build(config: Dict[str, Any], checkpoint: Any, weights: Optional[str]) -> ConvertedModel:
+def build(
+    config: Dict[str, Any], checkpoint: Any, weights: Optional[str], architecture: Optional[str] = None
+) -> ConvertedModel:
     """The converter's entry for ermongroup checkpoints: model with the checkpoint's weights, sampler, data range."""
     state, chosen = state_dict(checkpoint, config, weights)
-    model = build_model(config)
+    if architecture is not None and family(config) != "ncsnv2":
+        raise ConversionError(
+            f"--architecture picks an NCSNv2 network; this is an NCSN v1 checkpoint ({architecture!r})."
+        )
+    model = build_model(config, state_keys=state, architecture=architecture)
     load_converted_weights(model, state)
     _, data_range = _input_mapping(config)
     return ConvertedModel(family(config), model, build_scheduler(config), data_range, chosen)

@@ -45,13 +45,13 @@ class CheckpointFamily:
     Args:
         description: How to recognise its configs, for the error when no family matches.
         matches: ``matches(config) -> bool`` for a loaded original config.
-        build: ``build(config, checkpoint, weights) -> ConvertedModel``; ``weights`` is ``"ema"``, ``"raw"`` or
-            `None` (EMA where the checkpoint has it).
+        build: ``build(config, checkpoint, weights, architecture) -> ConvertedModel``; ``weights`` is ``"ema"``,
+            ``"raw"`` or `None` (EMA where the checkpoint has it); ``architecture`` is ``--architecture`` or `None`.
     """
 
     description: str
     matches: Callable[[Dict[str, Any]], bool]
-    build: Callable[[Dict[str, Any], Any, Optional[str]], ConvertedModel]
+    build: Callable[[Dict[str, Any], Any, Optional[str], Optional[str]], ConvertedModel]
 
 
 def load_converted_weights(model: torch.nn.Module, weights: Dict[str, torch.Tensor]) -> None:
@@ -211,11 +211,7 @@ def dataset_name(config: Dict[str, Any]) -> str:
     """The config's ``data.dataset``: a short plain name (letters, digits, `` _.+-``), else `ConversionError` with a
     bounded excerpt; it goes into ``conversion.json`` and the model card."""
     value = config.get("data", {}).get("dataset", "unknown")
-    if (
-        not isinstance(value, str)
-        or len(value) > MAX_DATASET_NAME
-        or DATASET_NAME.fullmatch(value) is None
-    ):
+    if not isinstance(value, str) or len(value) > MAX_DATASET_NAME or DATASET_NAME.fullmatch(value) is None:
         shown = repr(value)[:60] + ("..." if len(repr(value)) > 60 else "")
         raise ConversionError(
             f"data.dataset must be a plain name of at most {MAX_DATASET_NAME} letters, digits, spaces or _.+- "

@@ -281,9 +281,14 @@ def build_scheduler(config: Dict[str, Any]):
     )
 
 
-def build(config: Dict[str, Any], checkpoint: Any, weights: Optional[str]) -> ConvertedModel:
+def build(
+    config: Dict[str, Any], checkpoint: Any, weights: Optional[str], architecture: Optional[str] = None
+) -> ConvertedModel:
     """The converter's entry for score_sde NCSN++ checkpoints: model with the checkpoint's weights, the PC sampler,
-    and the data range (``[-1, 1]`` for ``data.centered`` configs, else ``[0, 1]``)."""
+    and the data range (``[-1, 1]`` for ``data.centered`` configs, else ``[0, 1]``). The config alone decides the
+    network, so ``architecture`` (``--architecture``, for NCSNv2) is refused."""
+    if architecture is not None:
+        raise ConversionError(f"--architecture picks an NCSNv2 network; this is a score-SDE NCSN++ ({architecture!r}).")
     model, state, chosen = build_model(config, checkpoint, weights)
     load_converted_weights(model, state)
     data_range = (-1.0, 1.0) if config_value(config, "data", "centered", False) else (0.0, 1.0)

@@ -583,11 +583,26 @@ def test_a_signal_while_writing_leaves_nothing_and_stale_staging_is_removed(sign
         os.kill(os.getpid(), getattr(signal, signal_name))  # arrives while the staging folder is half written
 
     monkeypatch.setattr(convert_module, "write_conversion", write_then_signal)
-    arguments = [str(folder / "checkpoint.pth"), "--config", str(folder / "config.yml"), "--output_dir", str(output)]
-    assert convert_cli.main(arguments) == 128 + getattr(signal, signal_name)
-    assert f"{signal_name} received" in capsys.readouterr().err
-    assert sorted(path.name for path in tmp_path.iterdir()) == []  # no staging folder, no output, the stale one gone
-    assert signal.getsignal(getattr(signal, signal_name)) in (signal.SIG_DFL, signal.default_int_handler)
+    number = getattr(signal, signal_name)
+    outer = signal.signal(number, signal.SIG_DFL)  # as in a terminal (under nohup, SIGHUP is ignored: see below)
+    try:
+        arguments = [
+            str(folder / "checkpoint.pth"),
+            "--config",
+            str(folder / "config.yml"),
+            "--output_dir",
+            str(output),
+        ]
+        assert convert_cli.main(arguments) == 128 + number
+        assert f"{signal_name} received" in capsys.readouterr().err
+        assert sorted(path.name for path in tmp_path.iterdir()) == []  # no staging, no output, the stale one gone
+        assert signal.getsignal(number) is signal.SIG_DFL  # the handler is put back
+        # A signal the process ignores (nohup) stays ignored: the conversion runs to the end.
+        signal.signal(number, signal.SIG_IGN)
+        assert convert_cli.main(arguments) == 0 and (output / "model_index.json").is_file()
+        assert signal.getsignal(number) is signal.SIG_IGN
+    finally:
+        signal.signal(number, outer)
 
 
 @pytest.mark.parametrize(

@@ -166,7 +166,12 @@ def _signals_interrupt():
     def interrupt(number, frame):
         raise ConversionInterrupted(signal.Signals(number).name)
 
-    names = [name for name in INTERRUPTING_SIGNALS if hasattr(signal, name)]
+    # A signal the process ignores stays ignored (``nohup`` ignores SIGHUP: the user asked to keep running).
+    names = [
+        name
+        for name in INTERRUPTING_SIGNALS
+        if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN
+    ]
     previous = {name: signal.signal(getattr(signal, name), interrupt) for name in names}
     try:
         yield

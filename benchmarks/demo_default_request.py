@@ -41,6 +41,7 @@ def main() -> None:
     from ncsn_pipeline.demo.limits import (
         ANY_CLASS,
         DEFAULT_BATCH_SIZE,
+        DEFAULT_FILLS,
         DEFAULT_GUIDANCE_SCALE,
         DEFAULT_IMAGE_MODEL,
         DEFAULT_SAMPLER,
@@ -52,7 +53,7 @@ def main() -> None:
     generate = [DEFAULT_IMAGE_MODEL, DEFAULT_SAMPLER, tuned["noise_levels"], tuned["steps_per_level"], 1.0,
                 DEFAULT_SEED, DEFAULT_BATCH_SIZE, True, ANY_CLASS, DEFAULT_GUIDANCE_SCALE]  # fmt: skip
     inpaint = [DEFAULT_IMAGE_MODEL, 0, "right half", DEFAULT_SAMPLER, tuned["noise_levels"], tuned["steps_per_level"],
-               1.0, DEFAULT_SEED, 7, 1, ANY_CLASS, DEFAULT_GUIDANCE_SCALE]  # fmt: skip
+               1.0, DEFAULT_SEED, DEFAULT_FILLS, 1, ANY_CLASS, DEFAULT_GUIDANCE_SCALE]  # fmt: skip
 
     port = _free_port()
     started = time.perf_counter()

@@ -150,6 +150,41 @@ class PipelineTesterMixin:
             self._call(pipe, **overrides)
         assert calls == []  # refused before the first network call
 
+    def _refused_before_any_work(self, pipe, message, **inputs):
+        calls = []
+        original = pipe.unet.forward
+        pipe.unet.forward = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+        with pytest.raises(ValueError, match=message):
+            pipe(**inputs)
+        assert calls == []  # refused before the first network call
+
+    def test_a_batch_beyond_the_machines_memory_is_refused_by_name(self):
+        """Issue 21, item 11: batch_size=10**12 ended in the allocator's RuntimeError (256 GB requested); now a
+        ValueError naming batch_size, the memory needed and the memory there is, before any allocation."""
+        inputs = {**self.get_inputs(1), "batch_size": 10**12, "num_inference_steps": FEW_LEVELS, "output_type": "np"}
+        self._refused_before_any_work(
+            self.get_pipeline(),
+            r"batch_size=1000000000000 needs \d+\.\d GiB for its samples alone, more than the",
+            **inputs,
+        )
+
+    @pytest.mark.parametrize(
+        "overrides, message",
+        [
+            ({"callback_on_step_end": 3}, "callback_on_step_end must be a function called as callback"),
+            ({"return_dict": "no"}, "return_dict must be True or False, got 'no'"),
+        ],
+    )
+    def test_callback_and_return_dict_are_checked_before_any_work(self, overrides, message):
+        inputs = {**self.get_inputs(self.batch_size), "num_inference_steps": FEW_LEVELS, "output_type": "np"}
+        self._refused_before_any_work(self.get_pipeline(), message, **inputs, **overrides)
+
+    def test_a_callback_that_returns_something_else_than_a_dict_is_named(self):
+        """It ended in ``AttributeError: 'list' object has no attribute 'get'`` after the first step."""
+        message = r"callback_on_step_end must return a dict \(such as \{'sample': \.\.\.\}\) or None, got list"
+        with pytest.raises(ValueError, match=message):
+            self._call(self.get_pipeline(), callback_on_step_end=lambda *args: [1])
+
     def test_a_model_of_discrete_levels_refuses_the_adaptive_sampler_before_the_first_call(self):
         """Defect guarded: an NCSN v1 model (it knows only its training levels) with the adaptive sampler failed
         mid-run in inpainting instead of being refused before the first network call, as NCSNPipeline did."""

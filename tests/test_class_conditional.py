@@ -138,6 +138,8 @@ def test_the_class_conditional_ncsn_model_depends_on_the_label_and_round_trips(t
         ({"class_labels": 10}, r"class_labels must lie in \[0, 9\] for this model, got 10"),
         ({"class_labels": [1, 2, 3]}, r"one class index per sample \(2\), got shape \(3,\)"),
         ({"class_labels": torch.tensor([0.5, 1.0])}, "class_labels must be integer class indices"),
+        ({"class_labels": "3"}, r"class_labels must be an int, a sequence of ints or an integer tensor .* got str"),
+        ({"class_labels": [[1], [2, 3]]}, r"class_labels must be an int, .* \[0, 9\] per sample\), got list"),
         ({"class_labels": 1, "guidance_scale": 2.0}, "guidance_scale=2.0 needs a classifier"),
         ({"class_labels": 1, "classifier": "resnet"}, "classifier must be a noise-conditional classifier"),
     ],

@@ -242,3 +242,11 @@ def test_bad_call_arguments(kwargs, match):
 def test_bad_data_range(data_range):
     with pytest.raises(ValueError, match="data_range must be two finite numbers"):
         NCSNPipeline(GaussianMixtureScore.ncsn_toy(), NCSNScheduler(), data_range=data_range)
+
+
+@pytest.mark.parametrize("unet", [None, "ncsn-digits", GaussianMixtureScore.ncsn_toy().forward])
+def test_the_score_model_is_checked_when_the_pipeline_is_built(unet):
+    """Issue 21, item 11: ``None`` was accepted (and failed at the first call), a string failed inside diffusers'
+    register_modules with ``AttributeError: 'str' object has no attribute '__module__'``."""
+    with pytest.raises(ValueError, match=r"unet must be a score model \(a torch.nn.Module called as unet\(x, sigma\)"):
+        NCSNPipeline(unet, NCSNScheduler())

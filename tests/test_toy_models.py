@@ -63,6 +63,10 @@ def test_config_is_plain_json_whatever_the_input_type(tmp_path):
         (dict(weights=[1.0], means=[[float("nan")]], stds=1.0), "means must be finite"),
         (dict(weights=[0.5, 0.5], means=[[0.0], [1.0]], stds=[1.0, 0.0]), r"stds must be 2 positive finite numbers"),
         (dict(weights=[0.5, 0.5], means=[[0.0], [1.0]], stds=[1.0]), r"stds must be 2 positive"),
+        # Issue 21, item 11: these ended in torch's own messages, which named no argument.
+        (dict(weights=[0.5, 0.5], means=[[0.0], [1.0, 2.0]], stds=1.0), r"means must be numbers \(a rectangular list"),
+        (dict(weights="half", means=[[0.0], [1.0]], stds=1.0), r"weights must be numbers .*, got 'half'"),
+        (dict(weights=[0.5, 0.5], means=[[0.0], [1.0]], stds=["a", "b"]), r"stds must be numbers"),
     ],
 )
 def test_bad_mixture_config(kwargs, match):
@@ -132,6 +136,7 @@ def test_gaussian_score_is_the_exact_score_of_the_perturbed_gaussian():
         (dict(mean=[0.0, 0.0], covariance=[[1.0, 2.0], [2.0, 1.0]]), "positive definite; its smallest eigenvalue"),
         (dict(mean=[0.0, float("nan")], covariance=[[1.0, 0.0], [0.0, 1.0]]), "mean must be a non-empty list"),
         (dict(mean=[0.0, 0.0], covariance=[[1.0, 0.0], [0.0, 1.0]], shape=(3,)), r"shape \(3,\) holds 3 values"),
+        (dict(mean=[0.0, 0.0], covariance=[[1.0], [0.0, 1.0]]), r"covariance must be numbers \(a rectangular list"),
     ],
 )
 def test_gaussian_score_refuses_bad_definitions(kwargs, message):

@@ -19,7 +19,7 @@ from torch import nn
 
 from .checks import check_bool, check_integer
 from .guidance import ClassifierOutput
-from .modeling_utils import StrictLoadingMixin, class_labels_per_example
+from .modeling_utils import StrictLoadingMixin, as_float64_tensor, class_labels_per_example
 
 # Limits of `ToyScoreModel` (a config file is untrusted input): widths, depth and 50M parameters (200 MB).
 MAX_TOY_WIDTH = 65_536
@@ -86,8 +86,8 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
     ):
         super().__init__()
         check_bool("class_conditional", class_conditional)
-        weights_t = torch.as_tensor(weights, dtype=torch.float64)
-        means_t = torch.as_tensor(means, dtype=torch.float64)
+        weights_t = as_float64_tensor("weights", weights)
+        means_t = as_float64_tensor("means", means)
         if weights_t.ndim != 1 or len(weights_t) < 1:
             raise ValueError(f"weights must be a non-empty list of numbers, got {weights!r}.")
         if not torch.isfinite(weights_t).all() or (weights_t <= 0).any() or abs(weights_t.sum().item() - 1) > 1e-6:
@@ -100,7 +100,7 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
             raise ValueError("means must be finite.")
         if isinstance(stds, numbers.Real):
             stds = [float(stds)] * len(weights_t)
-        stds_t = torch.as_tensor(stds, dtype=torch.float64)
+        stds_t = as_float64_tensor("stds", stds)
         if stds_t.shape != weights_t.shape or not torch.isfinite(stds_t).all() or (stds_t <= 0).any():
             raise ValueError(f"stds must be {len(weights_t)} positive finite numbers, got {stds!r}.")
         # Store plain lists in the config so it is JSON-serialisable whatever the caller passed.
@@ -259,8 +259,8 @@ class GaussianScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
         shape: Optional[Sequence[int]] = None,
     ):
         super().__init__()
-        mean_t = torch.as_tensor(mean, dtype=torch.float64)
-        covariance_t = torch.as_tensor(covariance, dtype=torch.float64)
+        mean_t = as_float64_tensor("mean", mean)
+        covariance_t = as_float64_tensor("covariance", covariance)
         if mean_t.ndim != 1 or len(mean_t) < 1 or not torch.isfinite(mean_t).all():
             raise ValueError(f"mean must be a non-empty list of finite numbers, got {mean!r}.")
         dimension = len(mean_t)
@@ -305,7 +305,7 @@ class GaussianScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
         known = torch.as_tensor(list(known_index), dtype=torch.long)
         unknown = torch.tensor([i for i in range(len(self.center)) if i not in set(known.tolist())], dtype=torch.long)
         gain = covariance[unknown][:, known] @ torch.linalg.inv(covariance[known][:, known])
-        values = torch.as_tensor(known_values, dtype=torch.float64).reshape(-1)
+        values = as_float64_tensor("known_values", known_values).reshape(-1)
         mean = self.center[unknown] + gain @ (values - self.center[known])
         return unknown, mean, covariance[unknown][:, unknown] - gain @ covariance[known][:, unknown]
 

@@ -1,4 +1,4 @@
-"""What the package's score models share: strict loading, and the check of class labels.
+"""What the package's score models share: strict loading, and the checks of class labels and of array arguments.
 
 Strict loading: a weight file must match the model exactly.
 
@@ -13,6 +13,26 @@ import os
 from typing import Optional, Union
 
 import torch
+
+
+def as_float64_tensor(name: str, value, what: str = "numbers") -> torch.Tensor:
+    """``value`` (nested sequences, an array or a tensor of real numbers) as a float64 tensor; `ValueError` naming
+    ``name`` for anything torch cannot read as one (strings, ragged lists, objects).
+
+    >>> as_float64_tensor("means", [[0.0], [1.0]]).shape
+    torch.Size([2, 1])
+    >>> as_float64_tensor("means", [[0.0], [1.0, 2.0]])
+    Traceback (most recent call last):
+    ...
+    ValueError: means must be numbers (a rectangular list, an array or a tensor), got [[0.0], [1.0, 2.0]].
+    """
+    try:
+        if isinstance(value, torch.Tensor) and value.is_complex():
+            raise TypeError
+        return torch.as_tensor(value, dtype=torch.float64)  # float64 from the start: no float32 rounding
+    except (TypeError, ValueError, RuntimeError):
+        shown = repr(value) if len(repr(value)) <= 200 else f"{type(value).__name__} {repr(value)[:200]}..."
+        raise ValueError(f"{name} must be {what} (a rectangular list, an array or a tensor), got {shown}.") from None
 
 
 class StrictLoadingMixin:
@@ -84,7 +104,13 @@ def class_labels_per_example(
             f"This model is class-conditional ({num_classes} classes): pass class_labels, one class index in "
             f"[0, {num_classes - 1}] per sample."
         )
-    labels = torch.as_tensor(class_labels)
+    try:
+        labels = torch.as_tensor(class_labels)
+    except (TypeError, ValueError, RuntimeError):  # strings, ragged lists, objects
+        raise ValueError(
+            f"class_labels must be an int, a sequence of ints or an integer tensor (one class index in "
+            f"[0, {num_classes - 1}] per sample), got {type(class_labels).__name__}."
+        ) from None
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"class_labels must be integer class indices, got dtype {labels.dtype}.")
     if labels.ndim == 0:

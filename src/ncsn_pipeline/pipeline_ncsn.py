@@ -17,11 +17,36 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from safetensors import SafetensorError
 
-from .checks import check_choice, check_data_range, check_integer
+from .checks import check_bool, check_choice, check_data_range, check_integer
 from .errors import CorruptedWeightsError
 from .guidance import prepare_conditioning
 
 OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def _memory_bytes(device: torch.device) -> Optional[int]:
+    """The memory of ``device``: the machine's physical memory for the CPU, the accelerator's own for CUDA; `None`
+    where it cannot be read."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.get_device_properties(device).total_memory)
+        if device.type == "cpu":
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError, RuntimeError):  # no sysconf (Windows), no such device
+        pass
+    return None
+
+
+def check_sample_memory(batch_size: int, sample_shape: Sequence[int], dtype: torch.dtype, device: torch.device):
+    """Refuse a batch whose samples alone need more memory than ``device`` has (a sampling run holds several such
+    tensors), before anything is allocated: a mistyped ``batch_size`` gets this message, not an allocator error."""
+    available = _memory_bytes(device)
+    needed = batch_size * math.prod(sample_shape) * torch.empty(0, dtype=dtype).element_size()
+    if available is not None and needed > available:
+        raise ValueError(
+            f"batch_size={batch_size} needs {needed / 2**30:.1f} GiB for its samples alone, more than the "
+            f"{available / 2**30:.1f} GiB of memory of {device}; use a smaller batch (or several calls)."
+        )
 
 
 def check_score_scheduler(scheduler) -> None:
@@ -167,6 +192,11 @@ class NCSNPipeline(DiffusionPipeline):
         super().__init__()
         if data_range is not None:
             data_range = check_data_range(data_range)
+        if not isinstance(unet, torch.nn.Module):
+            raise ValueError(
+                f"unet must be a score model (a torch.nn.Module called as unet(x, sigma).sample, such as "
+                f"NCSNScoreModel), got {type(unet).__name__}."
+            )
         check_score_scheduler(scheduler)
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(data_range=data_range)
@@ -408,11 +438,26 @@ class NCSNPipeline(DiffusionPipeline):
     # ---------------------------------------------------------------------------- the shared sampling loop
     # Every pipeline of the package (this one, inpainting, colorization, and later ones) samples through these
     # methods, so that they share one set of checks, one loop, the callback and the ending.
-    def _check_call(self, batch_size: int, generator, output_type: str, callback_on_step_end_tensor_inputs) -> None:
-        """The checks of every call, before any work: the sampler, the batch, the generators, the outputs."""
+    def _check_call(
+        self,
+        batch_size: int,
+        generator,
+        output_type: str,
+        callback_on_step_end_tensor_inputs,
+        callback_on_step_end: Optional[Callable] = None,
+        return_dict: bool = True,
+    ) -> None:
+        """The checks of every call, before any work: the sampler, the batch (and the memory its samples need), the
+        generators, the callback and the outputs."""
         check_score_scheduler(self.scheduler)  # it may have been swapped since __init__
-        check_integer("batch_size", batch_size)
+        self._checked_batch_size(batch_size)
+        check_bool("return_dict", return_dict)
         check_choice("output_type", output_type, OUTPUT_TYPES)
+        if callback_on_step_end is not None and not callable(callback_on_step_end):
+            raise ValueError(
+                "callback_on_step_end must be a function called as callback(pipe, step_index, timestep, "
+                f"callback_kwargs), or None; got {type(callback_on_step_end).__name__}."
+            )
         generators = generator if isinstance(generator, list) else [generator]
         if not all(item is None or isinstance(item, torch.Generator) for item in generators) or None in generators[1:]:
             raise ValueError(
@@ -428,6 +473,12 @@ class NCSNPipeline(DiffusionPipeline):
             )
         if output_type == "pil" and self.config.data_range is None:
             self._postprocess(torch.empty(0), output_type)  # raises the explanatory error now, not after sampling
+
+    def _checked_batch_size(self, batch_size: Any) -> int:
+        """``batch_size`` if it is an integer >= 1 whose samples fit in the device's memory (`check_sample_memory`)."""
+        batch_size = check_integer("batch_size", batch_size)
+        check_sample_memory(batch_size, self.sample_shape, self.unet.dtype, self.device)
+        return batch_size
 
     def _conditioning(self, batch_size: int, class_labels, classifier, guidance_scale):
         """Check the class arguments of a call (`ncsn_pipeline.guidance.prepare_conditioning`)."""
@@ -494,8 +545,13 @@ class NCSNPipeline(DiffusionPipeline):
                 sample = after_step(sample, index)
             if callback_on_step_end is not None:
                 callback_kwargs = {"sample": sample} if "sample" in callback_on_step_end_tensor_inputs else {}
-                callback_outputs = callback_on_step_end(self, index, sigma, callback_kwargs) or {}
-                sample = callback_outputs.get("sample", sample)
+                callback_outputs = callback_on_step_end(self, index, sigma, callback_kwargs)
+                if callback_outputs is not None and not isinstance(callback_outputs, dict):
+                    raise ValueError(
+                        "callback_on_step_end must return a dict (such as {'sample': ...}) or None, got "
+                        f"{type(callback_outputs).__name__}."
+                    )
+                sample = (callback_outputs or {}).get("sample", sample)
             progress.update()
         if own_progress:
             progress.close()
@@ -562,7 +618,9 @@ class NCSNPipeline(DiffusionPipeline):
             (8, 8)
         """
         # 0. Validate the arguments before any work.
-        self._check_call(batch_size, generator, output_type, callback_on_step_end_tensor_inputs)
+        self._check_call(
+            batch_size, generator, output_type, callback_on_step_end_tensor_inputs, callback_on_step_end, return_dict
+        )
         conditioning = self._conditioning(batch_size, class_labels, classifier, guidance_scale)
 
         # 1. Noise levels of this run (checked against the model's own levels).

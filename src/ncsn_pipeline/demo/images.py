@@ -17,6 +17,7 @@ import torch
 from ..checks import check_bool, check_choice, check_integer
 from ..images import image_grid, samples_to_pil
 from ..pipeline_ncsn import NCSNPipeline
+from .cost import check_request_time, max_calls_in_time
 from .limits import (
     ANIMATION_MAX_AGE_S,
     ANY_CLASS,
@@ -109,7 +110,8 @@ def generate_images(
     in it stops the run there (the web demo stops runs whose client has disconnected that way).
 
     Raises:
-        ValueError: for an input outside its accepted range or a request above `MAX_IMAGE_WORK`.
+        ValueError: for an input outside its accepted range, a request above `MAX_IMAGE_WORK` or one predicted to
+            take longer than `MAX_PREDICTED_SECONDS` on this machine.
         FloatingPointError: when sampling diverges (the message suggests a smaller step size).
     """
     # 1. Inputs.
@@ -123,11 +125,13 @@ def generate_images(
     # 2. A per-request pipeline around the shared network, and the work it will do.
     entry = models.images[model]
     class_arguments = entry.class_arguments(class_name, guidance_scale, batch_size)
-    max_calls = min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch_size)  # an adaptive sampler's cap
-    scheduler = prepare_run(
+    cost = entry.call_cost(guided="classifier" in class_arguments)
+    max_calls = min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch_size, max_calls_in_time(cost, batch_size))
+    scheduler = prepare_run(  # max_calls: an adaptive sampler's cap
         sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale, max_calls
     )
     check_work(scheduler.max_model_calls, batch_size, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
+    check_request_time(cost, scheduler.max_model_calls, batch_size)
     pipe = NCSNPipeline(unet=entry.pipeline.unet, scheduler=scheduler, data_range=entry.pipeline.config.data_range)
     pipe.set_progress_bar_config(disable=True)
 

@@ -22,6 +22,7 @@ from ..evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split
 from ..evaluation.fashion_mnist_files import FASHION_MNIST_CLASSES, FASHION_MNIST_NUM_LEVELS, load_held_out_slice
 from ..images import image_grid, samples_to_pil
 from ..inpainting import NCSNInpaintPipeline
+from .cost import check_request_time, max_calls_in_time
 from .limits import (
     ANY_CLASS,
     DEFAULT_GUIDANCE_SCALE,
@@ -141,8 +142,8 @@ def inpaint_image(
     return the grid.
 
     Raises:
-        ValueError: for an input outside its accepted range, a request above the demo's limits, or resampling with
-            a sampler that cannot restart.
+        ValueError: for an input outside its accepted range, a request above the demo's limits (calls, work, or
+            predicted time on this machine), or resampling with a sampler that cannot restart.
         FloatingPointError: when sampling diverges.
     """
     # 1. Inputs.
@@ -163,14 +164,17 @@ def inpaint_image(
     channels, side, _ = entry.pipeline.sample_shape
     image = held_out_image(source, image_index, channels, side)
     mask = MASKS[mask_name](side)[None]
-    max_calls = min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch_size) // jump_n_sample
-    scheduler = prepare_run(
-        sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale, max(max_calls, 1)
-    )
-    check_work(scheduler.max_model_calls * jump_n_sample, batch_size, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
+    cost = entry.call_cost(guided="classifier" in class_arguments)
+    max_calls = min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch_size, max_calls_in_time(cost, batch_size))
+    scheduler = prepare_run(  # an adaptive sampler's cap: each level's calls are made jump_n_sample times
+        sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale,
+        max(max_calls // jump_n_sample, 1),
+    )  # fmt: skip
+    total = scheduler.max_model_calls * jump_n_sample
+    check_work(total, batch_size, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
+    check_request_time(cost, total, batch_size)
     pipe = NCSNInpaintPipeline(entry.pipeline.unet, scheduler, data_range=entry.pipeline.config.data_range)
     pipe.set_progress_bar_config(disable=True)
-    total = scheduler.max_model_calls * jump_n_sample
     calls = 0
 
     def count_call(module, inputs, output):

@@ -43,6 +43,7 @@ DEFAULT_IMAGE_MODEL = FASHION_MODEL
 DEFAULT_PLAYGROUND_MODEL = "two-gaussians"
 DEFAULT_SEED = 0
 DEFAULT_BATCH_SIZE = 16
+DEFAULT_FILLS = 7  # the Inpainting tab's batch: with the original and the masked input, a grid of 3 x 3
 DEFAULT_POINTS = 1000
 ANY_CLASS = "any"  # the class choice of models without classes, and of class-aware ones left free
 DEFAULT_GUIDANCE_SCALE = 2.0
@@ -68,6 +69,7 @@ def check_work(calls: int, samples: int, max_calls: int, limit: int, what: str) 
             f"Use fewer noise levels, fewer steps per level or a smaller {what}."
         )
     return work
+
 
 # glibc's malloc arenas the demo's process may use (see `cap_malloc_arenas`).
 MALLOC_ARENAS = 2

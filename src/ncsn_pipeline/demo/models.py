@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import torch
+
 from ..checks import check_number
 from ..folder_records import read_training
+from ..guidance import classifier_log_prob_gradient
 from ..modeling_toy import GaussianMixtureScore
 from ..pipeline_ncsn import NCSNPipeline
 from ..pretrained import (
@@ -19,6 +22,7 @@ from ..pretrained import (
     pretrained_names,
     pretrained_path,
 )
+from .cost import CallCost, measure_call_cost
 from .limits import (
     ANY_CLASS,
     DEFAULT_SAMPLER,
@@ -59,11 +63,34 @@ class DemoModel:
     class_names: Optional[List[str]] = None
     classifier: Any = None
     held_out: str = "digits"
+    costs: Dict[bool, CallCost] = field(default_factory=dict, repr=False)
 
     @property
     def class_conditional(self) -> bool:
         """Whether the score model itself takes class labels."""
         return getattr(self.pipeline.unet, "num_classes", None) is not None
+
+    def call_cost(self, guided: bool = False) -> CallCost:
+        """The time of one network call on this machine (`ncsn_pipeline.demo.cost`), with the classifier's gradient
+        when ``guided``; measured on first use and kept."""
+        if guided not in self.costs:
+            self.costs[guided] = measure_call_cost(self._timed_call(guided))
+        return self.costs[guided]
+
+    def _timed_call(self, guided: bool):
+        """One network call on ``n`` samples as a request makes it (class labels, classifier gradient)."""
+        unet, shape = self.pipeline.unet, tuple(self.pipeline.sample_shape)
+        parameter = next(iter(unet.parameters()), None) if isinstance(unet, torch.nn.Module) else None
+        tensor_options = {"device": parameter.device, "dtype": parameter.dtype} if parameter is not None else {}
+
+        def call(n: int) -> None:
+            sample, sigma = torch.randn(n, *shape, **tensor_options), torch.ones(n, **tensor_options)
+            labels = torch.zeros(n, dtype=torch.long, device=sample.device)
+            unet(sample, sigma, class_labels=labels) if self.class_conditional else unet(sample, sigma)
+            if guided:
+                classifier_log_prob_gradient(self.classifier, sample, sigma, labels)
+
+        return call
 
     def class_arguments(self, class_name: Any, guidance_scale: Any, batch_size: int) -> Dict[str, Any]:
         """The pipeline arguments for the UI's class choice (checked; errors name the value and the choices).
@@ -206,6 +233,14 @@ class DemoModels:
             f"--model {name_or_path!r} samples data of shape {pipe.sample_shape} without a data_range: the demo "
             "shows images (pipelines with a data_range) and 2-D points."
         )
+
+    def time_networks(self) -> None:
+        """Time every image model's network call (and its classifier's gradient, where it has one) now, so that no
+        request pays for it (`DemoModel.call_cost`)."""
+        for entry in self.images.values():
+            entry.call_cost(guided=False)
+            if entry.classifier is not None:
+                entry.call_cost(guided=True)
 
     def defaults(self, tab: str, key: str, sampler: str = DEFAULT_SAMPLER) -> Dict[str, int]:
         """Noise levels and steps per level to suggest for a model and sampler (`suggested_controls`)."""

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from typing import Optional, Tuple
 
+from .cost import MAX_PREDICTED_SECONDS, DeadlinePassed, check_deadline
 from .guard import RequestGuard
 from .images import generate_images
 from .inpainting import HELD_OUT_SETS, MASKS, held_out_count, inpaint_image
@@ -33,6 +35,7 @@ from .limits import (
     CACHE_CLEANUP,
     CONCURRENCY_LIMIT,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_FILLS,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_IMAGE_MODEL,
     DEFAULT_PLAYGROUND_MODEL,
@@ -68,7 +71,8 @@ CSS = """
 LIMITS_TEXT = (
     f"Limits: batch size 1-{MAX_BATCH_SIZE}, noise levels {NOISE_LEVELS_RANGE[0]}-{NOISE_LEVELS_RANGE[1]}, "
     f"steps per level {STEPS_PER_LEVEL_RANGE[0]}-{STEPS_PER_LEVEL_RANGE[1]}, network calls <= {MAX_IMAGE_CALLS}, "
-    f"network calls x batch size <= {MAX_IMAGE_WORK}. Requests wait in a queue of {QUEUE_MAX_SIZE}; "
+    f"network calls x batch size <= {MAX_IMAGE_WORK}, at most {MAX_PREDICTED_SECONDS:.0f} s of work on this machine "
+    f"(each model is timed at start-up). Requests wait in a queue of {QUEUE_MAX_SIZE}; "
     f"{CONCURRENCY_LIMIT} runs at a time."
 )
 
@@ -115,11 +119,14 @@ def _client_gone() -> bool:
 
 
 def _stopping_when_client_gone(progress):
-    """``progress`` (called after every network call) that first stops the run if the client has gone."""
+    """``progress`` (called after every network call) that first stops the run if the client has gone or the run
+    has passed its deadline (`REQUEST_DEADLINE_SECONDS` from now)."""
+    started = time.perf_counter()
 
     def report(fraction: float, desc: Optional[str] = None) -> None:
         if _client_gone():
             raise ClientGone("The client disconnected: the run was stopped.")
+        check_deadline(started)
         progress(fraction, desc=desc)
 
     return report
@@ -156,6 +163,7 @@ def build_demo(
     """
     gr = _import_gradio()
     models = models or DemoModels.load(extra_model)
+    models.time_networks()  # the requests' predicted times (`ncsn_pipeline.demo.cost`) need them from the first one
     tracker = gr.Progress()  # Gradio injects a live progress bar into callbacks with such a default
 
     def user_errors(function, title: str):
@@ -165,7 +173,7 @@ def build_demo(
         def call(*args, progress, **kwargs):
             try:
                 return function(models, *args, progress=_stopping_when_client_gone(progress), **kwargs)
-            except (ValueError, FloatingPointError, ClientGone) as error:
+            except (ValueError, FloatingPointError, ClientGone, DeadlinePassed) as error:
                 raise _user_error(gr, error, title) from None
 
         return call
@@ -367,7 +375,9 @@ def build_demo(
                         i_sampler, i_levels, i_steps, i_scale, i_seed = sampler_controls(
                             "inpaint", "images", DEFAULT_IMAGE_MODEL
                         )
-                        i_batch = gr.Slider(1, MAX_BATCH_SIZE, value=7, step=1, label="Fills", elem_id="inpaint-batch")
+                        i_batch = gr.Slider(
+                            1, MAX_BATCH_SIZE, value=DEFAULT_FILLS, step=1, label="Fills", elem_id="inpaint-batch"
+                        )
                         resampling = gr.Slider(
                             *RESAMPLING_RANGE,
                             value=1,

@@ -90,7 +90,7 @@ class NCSNColorizePipeline(NCSNInpaintPipeline):
             grey = low + (high - low) * grey
         if not torch.isfinite(grey).all():
             raise ValueError("image must be finite.")
-        count = len(grey) if batch_size is None else check_integer("batch_size", batch_size)
+        count = len(grey) if batch_size is None else self._checked_batch_size(batch_size)
         grey = broadcast_batch(grey, "image", count)
         known = torch.zeros(count, *shape, dtype=torch.float64)
         known[:, :1] = math.sqrt(3) * grey  # the grey coordinate of a pixel whose channel mean is `grey`
@@ -138,7 +138,14 @@ class NCSNColorizePipeline(NCSNInpaintPipeline):
         jump_length = check_integer("jump_length", jump_length)
         jump_n_sample = check_integer("jump_n_sample", jump_n_sample)
         known, mask = self._prepare_grey(image, batch_size)
-        self._check_call(known.shape[0], generator, output_type, callback_on_step_end_tensor_inputs)
+        self._check_call(
+            known.shape[0],
+            generator,
+            output_type,
+            callback_on_step_end_tensor_inputs,
+            callback_on_step_end,
+            return_dict,
+        )
         conditioning = self._conditioning(known.shape[0], class_labels, classifier, guidance_scale)
         sample = self._sample_with_replacement(
             known,

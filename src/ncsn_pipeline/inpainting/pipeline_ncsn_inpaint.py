@@ -96,7 +96,7 @@ class NCSNInpaintPipeline(NCSNPipeline):
                 )
             mask = mask.expand(-1, channels, -1, -1)
         mask = (mask > 0.5).to(torch.float64)  # white / 1 = repaint
-        count = max(len(known), len(mask)) if batch_size is None else check_integer("batch_size", batch_size)
+        count = max(len(known), len(mask)) if batch_size is None else self._checked_batch_size(batch_size)
         known, mask = broadcast_batch(known, "image", count), broadcast_batch(mask, "mask_image", count)
         return known, mask, (None if pixels is None else broadcast_batch(pixels, "image", count))
 
@@ -150,7 +150,14 @@ class NCSNInpaintPipeline(NCSNPipeline):
         jump_length = check_integer("jump_length", jump_length)
         jump_n_sample = check_integer("jump_n_sample", jump_n_sample)
         known, mask, known_pixels = self._prepare(image, mask_image, batch_size)
-        self._check_call(known.shape[0], generator, output_type, callback_on_step_end_tensor_inputs)
+        self._check_call(
+            known.shape[0],
+            generator,
+            output_type,
+            callback_on_step_end_tensor_inputs,
+            callback_on_step_end,
+            return_dict,
+        )
         conditioning = self._conditioning(known.shape[0], class_labels, classifier, guidance_scale)
         sample = self._sample_with_replacement(
             known,

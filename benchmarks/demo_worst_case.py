@@ -203,6 +203,9 @@ def _request(url: str, api: str, data) -> str:
         )
         event_id = json.loads(joined.read())["event_id"]
         stream = urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event_id}", timeout=600).read().decode()
+    except urllib.error.HTTPError as error:  # the queue refuses a join with 503 when it is full
+        text = error.read().decode(errors="replace")
+        return "queue full" if error.code == 503 and "queue is full" in text.lower() else f"error: {error} {text[:200]}"
     except (urllib.error.URLError, OSError) as error:
         return f"error: {error}"
     if "event: complete" in stream:
@@ -244,7 +247,7 @@ def burst_round(url: str, count: int, bodies):
     return outcomes, page_seconds
 
 
-def burst(count: int, threads: int) -> None:
+def burst(count: int, threads: int, rounds: int) -> None:
     bodies = default_bodies(DemoModels.load())
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -263,11 +266,11 @@ def burst(count: int, threads: int) -> None:
                 if server.poll() is not None or time.perf_counter() - started > 300:
                     raise SystemExit("app.py did not start") from None
                 time.sleep(0.5)
-        print(f"app.py served after {time.perf_counter() - started:.1f} s; {count} requests at once, twice")
+        print(f"app.py served after {time.perf_counter() - started:.1f} s; {count} requests at once, {rounds} times")
         for api, data in bodies.items():  # warm-up: one of each
             assert _request(url, api, data) == "served", api
         memory = [_resident_mb(server.pid)]
-        for round_number in (1, 2):
+        for round_number in range(1, rounds + 1):
             began = time.perf_counter()
             outcomes, page_seconds = burst_round(url, count, bodies)
             memory.append(_resident_mb(server.pid))
@@ -281,10 +284,8 @@ def burst(count: int, threads: int) -> None:
                 + (f", 'queue full' answered within {max(refused):.2f} s" if refused else "")
                 + f"; page read {len(page_seconds)} times meanwhile, slowest {max(page_seconds):.2f} s"
             )
-        print(
-            f"server resident memory: {memory[0]:.0f} MB after warm-up, {memory[1]:.0f} MB after burst 1, "
-            f"{memory[2]:.0f} MB after burst 2"
-        )
+        steps = ", ".join(f"{mb:.0f} MB after burst {number}" for number, mb in enumerate(memory[1:], start=1))
+        print(f"server resident memory: {memory[0]:.0f} MB after warm-up, {steps}")
     finally:
         server.terminate()
         server.wait()
@@ -299,11 +300,12 @@ def main() -> None:
     parser.add_argument("--samplers", default=None, help="comma-separated sampler classes (default: every one)")
     parser.add_argument("--busy", type=int, default=0, help="busy single-threaded processes meanwhile (default 0)")
     parser.add_argument("--burst", type=int, default=0, help="instead: N concurrent default requests to app.py")
+    parser.add_argument("--rounds", type=int, default=4, help="bursts, one after the other (default 4)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.burst:
         with busy_processes(args.busy):
-            burst(args.burst, args.threads)
+            burst(args.burst, args.threads, args.rounds)
         return
     models = DemoModels.load()
     models.time_networks()  # as app.py does at start-up, on a machine not yet busy

@@ -382,6 +382,7 @@ def test_train_classifier_checks_the_pipeline_folders_values(tmp_path, capsys, e
 # ------------------------------------------------------------------------------------------------ bundled digits
 
 
+@pytest.mark.slow  # a statistical run on the bundled model (~12 s)
 def test_the_bundled_class_conditional_digits_model_draws_the_digit_asked_for(tmp_path):
     """``ncsn-eval`` asks a class-conditional model for the classes in turn and scores the samples with the
     package's digits judge (a network trained apart from the model): N = 100, ten of each digit. The acceptance
@@ -397,6 +398,7 @@ def test_the_bundled_class_conditional_digits_model_draws_the_digit_asked_for(tm
     assert min(requested["per_class_match_rate"]) >= 0.6, requested  # no digit left behind
 
 
+@pytest.mark.slow  # a statistical run on the bundled model (~11 s)
 def test_the_bundled_classifier_guides_the_unconditional_digits_model():
     from ncsn_pipeline.evaluation.digits_judge import requested_class_rate, resize_to_digits
     from ncsn_pipeline.pretrained import load_pretrained, load_pretrained_classifier

@@ -707,3 +707,23 @@ def test_architecture_override_and_inference_from_keys(tmp_path, capsys):
     code = convert_cli.main([str(sde / "checkpoint.pth"), "--config", str(sde / "config.json"), "--output_dir",
                              str(tmp_path / "c"), "--architecture", "ncsnv2"])  # fmt: skip
     assert code == 2 and "this is a score-SDE NCSN++" in capsys.readouterr().err
+
+
+def test_a_write_error_while_saving_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """Issue 21, item 1: a full disk or a file-size limit while the weights are written raised safetensors'
+    SafetensorError, which escaped main() as a traceback; now one line, exit 1, no output and no staging folder."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def disk_full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    folder = REFERENCES / "ncsnv2-cifar10-tiny"
+    output = tmp_path / "out"
+    arguments = [str(folder / "checkpoint.pth"), "--config", str(folder / "config.yml"), "--output_dir", str(output)]
+    assert convert_cli.main(arguments) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ncsn-convert: error: ") and "StorageFull" in err and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # neither the output nor a hidden staging folder

@@ -53,6 +53,7 @@ def test_asked_for_classes_are_matched_for_real_images():
         fashion_judge.requested_class_rate(fashion_judge.to_unit_images(images[:N]), labels[:3])
 
 
+@pytest.mark.slow  # ncsn-eval end to end on 28x28 samples (~18 s)
 def test_ncsn_eval_judges_a_28x28_model_with_the_fashion_judge(tmp_path):
     from ncsn_pipeline.cli import evaluate
 

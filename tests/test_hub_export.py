@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel, score_schedulers
+from ncsn_pipeline import DPMSolverPlusPlusScheduler, NCSNPipeline, NCSNScheduler, NCSNScoreModel, score_schedulers
 from ncsn_pipeline.cli.export import main as export_main
 from ncsn_pipeline.cli.push import main as push_main
 from ncsn_pipeline.hub import UPLOAD_PATTERNS, export_for_hub
@@ -91,14 +91,21 @@ def _write_standalone(how, pipe, folder, target):
 
 @pytest.mark.parametrize(
     "how",
-    # Every way for every sampler in the slow tier; the fast tier keeps the export itself for each sampler.
+    # Every way for every sampler in the slow tier; the fast tier keeps the export itself for the default sampler.
     [
         "export_for_hub",
         pytest.param("save_pretrained", marks=pytest.mark.slow),
         pytest.param("ncsn-export", marks=pytest.mark.slow),
     ],
 )
-@pytest.mark.parametrize("sampler", score_schedulers())
+@pytest.mark.parametrize(
+    "sampler",
+    # The package's default sampler in the fast tier (a fresh interpreter each, ~10 s), the others in the slow tier.
+    [
+        name if name == DPMSolverPlusPlusScheduler.__name__ else pytest.param(name, marks=pytest.mark.slow)
+        for name in score_schedulers()
+    ],
+)
 def test_plain_diffusers_loads_the_export_without_the_package(tmp_path, sampler, how):
     pipe, folder = _tiny_pipeline(tmp_path, sampler)
     export = _write_standalone(how, pipe, folder, tmp_path / "export")

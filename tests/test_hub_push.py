@@ -181,6 +181,7 @@ def test_wrong_token_and_unreachable_hub_give_clear_errors(tmp_path):
         assert hub.repo_ids() == []
 
 
+@pytest.mark.slow  # every sampler through the Hub stand-in (~13 s)
 def test_every_sampler_is_pushed_with_its_card_and_reloads_both_ways(tmp_path):
     torch.manual_seed(0)
     unet = NCSNScoreModel(in_channels=1, sample_size=8, ngf=4)

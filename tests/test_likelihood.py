@@ -140,6 +140,7 @@ def test_bits_per_dim_offsets_and_dequantization():
         uniform_dequantize(torch.tensor([[0.5]]))
 
 
+@pytest.mark.slow  # probability-flow ODE solves on a trained model (~18 s)
 def test_the_pipeline_reports_nats_and_bits_per_dim_in_batches():
     model = NCSNScoreModel(in_channels=1, sample_size=8, ngf=8)
     pipe = NCSNPipeline(model, NCSNScheduler(sigma_max=2.0, sigma_min=0.05, num_noise_levels=4), data_range=(0, 1))

@@ -102,6 +102,7 @@ def test_ncsn_fashion_meets_issue_20s_bars_in_its_recorded_evaluation():
     assert _metric(evaluation, "network calls per sample")["value"] <= 50
 
 
+@pytest.mark.slow  # a statistical run: 100 samples of the Fashion-MNIST U-Net (~36 s on 2 cores)
 def test_ncsn_fashion_draws_the_class_asked_for():
     """A fresh draw (100 samples, ten per class, seed 1 rather than the card's 0) judged by the Fashion-MNIST judge:
     the card's rate on 1,000 samples is >= 0.85; 100 draws have a binomial standard deviation of 0.036, so 0.78 leaves

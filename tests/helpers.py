@@ -39,3 +39,22 @@ class RunGauge:
         """Forget the peak (start a new measurement)."""
         with self._lock:
             self.peak = self.current
+
+
+def write_wide_ncsnpp_config(tmp_path, nf: int = 4096, ch_mult=None):
+    """The tiny score-SDE NCSN++ fixture's checkpoint and a copy of its config with ``nf`` (and ``ch_mult``) changed:
+    a config that would build a network of many gigabytes. Returns ``(checkpoint, config_path)``."""
+    import json
+    from pathlib import Path
+
+    from ncsn_pipeline.conversion import load_original_config
+
+    folder = Path(__file__).parent / "data" / "reference-checkpoints" / "score-sde-ncsnpp-celebahq-tiny"
+    config_file = next(path for path in folder.iterdir() if path.suffix in (".json", ".yml", ".yaml"))
+    config = load_original_config(config_file)
+    config["model"]["nf"] = nf
+    if ch_mult is not None:
+        config["model"]["ch_mult"] = ch_mult
+    huge = tmp_path / "config.json"
+    huge.write_text(json.dumps(config))
+    return folder / "checkpoint.pth", huge

@@ -20,6 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import write_wide_ncsnpp_config
 from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel, VEPredictorCorrectorScheduler, score_schedulers
 from ncsn_pipeline.cli import convert as convert_cli
 from ncsn_pipeline.conversion import PUBLISHED_CONFIGS, ConversionError, convert_checkpoint, load_original_config
@@ -653,20 +654,12 @@ def test_a_checkpoint_that_expands_far_beyond_its_size_is_refused_before_loading
 
 def test_an_ncsnpp_config_that_would_build_a_huge_network_is_refused(tmp_path):
     """The package's NCSN++ refused nf > 256, diffusers' UNet2DModel path had no limit (nf = 4096: many GB)."""
-    import json as json_module
-
-    folder = REFERENCES / "score-sde-ncsnpp-celebahq-tiny"
-    config_file = next(path for path in folder.iterdir() if path.suffix in (".json", ".yml", ".yaml"))
-    config = load_original_config(config_file)
-    config["model"]["nf"] = 4096
-    huge = tmp_path / "config.json"
-    huge.write_text(json_module.dumps(config))
+    checkpoint, huge = write_wide_ncsnpp_config(tmp_path, nf=4096)
     with pytest.raises(ConversionError, match="nf must be a whole number from 4 to 256, got 4096"):
-        convert_checkpoint(folder / "checkpoint.pth", huge, tmp_path / "out")
-    config["model"]["nf"], config["model"]["ch_mult"] = 128, [1, 64]
-    huge.write_text(json_module.dumps(config))
+        convert_checkpoint(checkpoint, huge, tmp_path / "out")
+    checkpoint, huge = write_wide_ncsnpp_config(tmp_path, nf=128, ch_mult=[1, 64])
     with pytest.raises(ConversionError, match="8192 channels at the widest level; at most 2048"):
-        convert_checkpoint(folder / "checkpoint.pth", huge, tmp_path / "out")
+        convert_checkpoint(checkpoint, huge, tmp_path / "out")
 
 
 @pytest.mark.parametrize("weights, key", [("ema", "out_ema"), ("raw", "out_raw")])

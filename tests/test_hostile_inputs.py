@@ -7,7 +7,6 @@ shows as a memory error, a kill or a timeout instead of the one-line refusal. A 
 shows the cap leaves room for real work.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from helpers import write_wide_ncsnpp_config
 
 resource = pytest.importorskip("resource", reason="memory caps use POSIX rlimits")
 
@@ -90,16 +91,9 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
 
 
 def test_an_ncsnpp_config_of_many_gigabytes_is_refused_before_building(tmp_path):
-    folder = REFERENCES / "score-sde-ncsnpp-celebahq-tiny"
-    config_file = next(path for path in folder.iterdir() if path.suffix in (".json", ".yml", ".yaml"))
-    from ncsn_pipeline.conversion import load_original_config
-
-    config = load_original_config(config_file)
-    config["model"]["nf"] = 4096
-    huge = tmp_path / "config.json"
-    huge.write_text(json.dumps(config))
+    checkpoint, huge = write_wide_ncsnpp_config(tmp_path, nf=4096)
     output = tmp_path / "out"
-    result = _convert_capped(folder / "checkpoint.pth", "--config", huge, "--output_dir", output)
+    result = _convert_capped(checkpoint, "--config", huge, "--output_dir", output)
     _assert_refused(result, "nf must be a whole number from 4 to 256, got 4096", output)
 
 

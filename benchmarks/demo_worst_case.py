@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 from ncsn_pipeline.demo import DemoModels  # noqa: E402
 from ncsn_pipeline.demo.cost import MAX_PREDICTED_SECONDS as MAX_PREDICTED_S  # noqa: E402
-from ncsn_pipeline.demo.cost import max_calls_in_time  # noqa: E402
+from ncsn_pipeline.demo.cost import max_image_calls  # noqa: E402
 from ncsn_pipeline.demo.images import generate_images  # noqa: E402
 from ncsn_pipeline.demo.inpainting import inpaint_image  # noqa: E402
 from ncsn_pipeline.demo.limits import (  # noqa: E402
@@ -49,7 +49,6 @@ from ncsn_pipeline.demo.limits import (  # noqa: E402
     GUIDANCE_SCALE_RANGE,
     MAX_BATCH_SIZE,
     MAX_IMAGE_CALLS,
-    MAX_IMAGE_WORK,
     MAX_PLAYGROUND_CALLS,
     MAX_PLAYGROUND_WORK,
     NOISE_LEVELS_RANGE,
@@ -109,7 +108,7 @@ def slowest_image_request(entry, sampler: str, guided: bool, jump_n_sample: int 
     fixed_sizes = None if SAMPLERS[sampler].adaptive else run_sizes(config, sampler, MAX_IMAGE_CALLS, jump_n_sample)
     best = None
     for batch in range(1, MAX_BATCH_SIZE + 1):
-        max_calls = min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch, max_calls_in_time(cost, batch))
+        max_calls = max_image_calls(cost, batch)
         sizes = fixed_sizes or run_sizes(config, sampler, max_calls, jump_n_sample)
         fitting = [calls for calls in sizes if calls <= max_calls and cost.seconds(calls, batch) <= MAX_PREDICTED_S]
         if fitting:

@@ -523,19 +523,27 @@ def test_the_demo_caps_malloc_arenas():
 
 
 def test_every_suggested_setting_is_accepted(server):
-    """The sliders' suggestions for every model and sampler stay within the tab's call limit (else Run fails)."""
+    """The sliders' suggestions for every model and sampler stay within the tab's call limit and, for image models at
+    the default batch, within the predicted-time limit (else Run fails: the default model's annealed-Langevin
+    suggestion was refused once the time was priced)."""
+    from ncsn_pipeline.demo.cost import check_request_time, max_image_calls
+
     models = server.ncsn_models
-    for tab, table, max_calls in (
-        ("images", models.images, demo_module.MAX_IMAGE_CALLS),
-        ("points", models.points, demo_module.MAX_PLAYGROUND_CALLS),
-    ):
+    for tab, table in (("images", models.images), ("points", models.points)):
         for key, entry in table.items():
             for sampler in demo_module.SAMPLERS:
                 suggested = models.defaults(tab, key, sampler)
                 config = entry.pipeline.scheduler.config
+                max_calls = (  # what a request of the default batch may make (the cap of an adaptive sampler)
+                    max_image_calls(entry.call_cost(), demo_module.DEFAULT_BATCH_SIZE)
+                    if tab == "images"
+                    else demo_module.MAX_PLAYGROUND_CALLS
+                )
                 levels, steps = suggested["noise_levels"], suggested["steps_per_level"]
                 run = demo_module.prepare_run(sampler, config, levels, steps, 1.0, max_calls)
                 assert run.max_model_calls <= max_calls, (tab, key, sampler, suggested)
+                if tab == "images":  # and within the predicted-time limit at the default batch, on this machine
+                    check_request_time(entry.call_cost(), run.max_model_calls, demo_module.DEFAULT_BATCH_SIZE)
 
 
 def test_twenty_concurrent_clients(server):

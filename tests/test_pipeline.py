@@ -173,18 +173,81 @@ def test_non_finite_weights_are_refused(tmp_path):
         NCSNPipeline.from_pretrained(tmp_path)
 
 
-def test_missing_weights_do_not_fall_back_to_pickle(tmp_path):
+def _bin_only_folder(tmp_path):
+    """A pipeline folder in diffusers' layout whose model has only ``unet/diffusion_pytorch_model.bin``."""
     pipe = _image_pipeline()
     pipe.save_pretrained(tmp_path)
-    weights = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
     torch.save(pipe.unet.state_dict(), tmp_path / "unet" / "diffusion_pytorch_model.bin")
-    weights.unlink()
-    with pytest.raises(
-        ValueError, match=r"holds only pickle weights \(diffusion_pytorch_model.bin\); ncsn-pipeline never"
-    ):
-        NCSNPipeline.from_pretrained(tmp_path)
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    return pipe
+
+
+def test_a_folder_with_only_bin_weights_loads_them_as_tensors_and_samples(tmp_path):
+    """Issue 22, item 4: older diffusers repositories hold only ``.bin`` weights; they load (read with
+    ``torch.load(weights_only=True)``) and sample exactly as the safetensors original."""
+    pipe = _bin_only_folder(tmp_path)
+    loaded = NCSNPipeline.from_pretrained(tmp_path)
+    for name, tensor in pipe.unet.state_dict().items():
+        assert torch.equal(loaded.unet.state_dict()[name], tensor), name
+    run = dict(batch_size=2, num_inference_steps=3, output_type="np")
+    expected = pipe(generator=torch.Generator().manual_seed(0), **run).images
+    assert np.array_equal(loaded(generator=torch.Generator().manual_seed(0), **run).images, expected)
     with pytest.raises(ValueError, match="use_safetensors=False .* is not supported"):
         NCSNPipeline.from_pretrained(tmp_path, use_safetensors=False)
+
+
+class _CreatesAFile:
+    """Pickled as a call of ``pathlib.Path.touch``: unpickling it (without weights_only) creates the file."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.target),))
+
+
+@pytest.mark.parametrize("where", ["a tensor's place", "the whole file"])
+def test_a_malicious_bin_is_refused_and_its_payload_never_runs(tmp_path, where):
+    """A ``.bin`` whose unpickling would create a file: refused by name, and the file is never created."""
+    folder = tmp_path / "pipeline"
+    pipe = _bin_only_folder(folder)
+    target = tmp_path / "created-by-the-payload"
+    state = pipe.unet.state_dict()
+    payload = (
+        {**state, "begin_conv.bias": _CreatesAFile(target)} if where == "a tensor's place" else _CreatesAFile(target)
+    )
+    torch.save(payload, folder / "unet" / "diffusion_pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"diffusion_pytorch_model.bin holds more than tensors .*it was not loaded"):
+        NCSNPipeline.from_pretrained(folder)
+    assert not target.exists()
+    # The payload is real: plain unpickling runs it.
+    with open(folder / "unet" / "diffusion_pytorch_model.bin", "rb") as handle:
+        assert handle.read(2) == b"PK"  # torch.save's zip format
+    torch.load(folder / "unet" / "diffusion_pytorch_model.bin", weights_only=False)
+    assert target.exists()
+
+
+def test_other_pickle_weights_are_still_refused(tmp_path):
+    pipe = _image_pipeline()
+    pipe.save_pretrained(tmp_path)
+    torch.save(pipe.unet.state_dict(), tmp_path / "unet" / "model.ckpt")
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(
+        ValueError, match=r"holds only pickle weights \(model.ckpt\); ncsn-pipeline reads pickle weights only"
+    ):
+        NCSNPipeline.from_pretrained(tmp_path)
+
+
+def test_a_bin_that_holds_something_else_than_named_tensors_is_refused(tmp_path):
+    _bin_only_folder(tmp_path)
+    torch.save([torch.zeros(2)], tmp_path / "unet" / "diffusion_pytorch_model.bin")
+    with pytest.raises(ValueError, match="holds a list, not a dict of named tensors"):
+        NCSNPipeline.from_pretrained(tmp_path)
+    (tmp_path / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="is not a readable PyTorch weight file"):
+        NCSNPipeline.from_pretrained(tmp_path)
 
 
 @pytest.mark.parametrize("keys", [{"drop": 1}, {"add": 1}, {"drop": 1, "add": 1}, {"reshape": 1}])

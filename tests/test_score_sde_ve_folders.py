@@ -144,3 +144,33 @@ def test_a_score_sde_repository_loads_by_repo_id(score_sde_folder, tmp_path):
         pipe(generator=torch.Generator().manual_seed(2), **kwargs).images,
         local(generator=torch.Generator().manual_seed(2), **kwargs).images,
     )
+
+
+def test_a_bin_only_score_sde_repository_loads_by_repo_id(score_sde_folder, tmp_path):
+    """Issue 22, item 4: the older ``google/ncsnpp-*`` repositories hold ``diffusion_pytorch_model.bin`` only. The
+    download fetches it when there is no safetensors file, it is read as tensors only, and it samples as the
+    safetensors folder does."""
+    import shutil
+
+    import huggingface_hub
+    from safetensors.torch import load_file
+
+    from hub_stand_in import running_stand_in
+
+    folder = tmp_path / "bin-only"
+    shutil.copytree(score_sde_folder, folder)
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(weights), folder / "unet" / "diffusion_pytorch_model.bin")
+    weights.unlink()
+    with running_stand_in() as hub, hub.patched_client(tmp_path / "home"):
+        huggingface_hub.create_repo("google/ncsnpp-bin-only")
+        huggingface_hub.upload_folder(repo_id="google/ncsnpp-bin-only", folder_path=folder)
+        pipe = NCSNPipeline.from_pretrained("google/ncsnpp-bin-only")
+    local = NCSNPipeline.from_pretrained(score_sde_folder)
+    for each in (pipe, local):
+        each.set_progress_bar_config(disable=True)
+    kwargs = dict(batch_size=2, num_inference_steps=4, output_type="np")
+    np.testing.assert_array_equal(
+        pipe(generator=torch.Generator().manual_seed(2), **kwargs).images,
+        local(generator=torch.Generator().manual_seed(2), **kwargs).images,
+    )

@@ -93,24 +93,67 @@ def _resolve_folder(name_or_path: Union[str, os.PathLike], kwargs: Dict[str, Any
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+BIN_WEIGHTS = "diffusion_pytorch_model.bin"  # diffusers' name for pickle weights (older repositories have only these)
 
 
-def _refuse_pickle_only(folder: Path) -> None:
-    """Name the pickle weight file of a component folder that has no safetensors file, and say how to convert it."""
-    for component in ("unet",):
-        files = sorted(path for path in (folder / component).glob("*") if path.is_file())
-        if files and not any(path.suffix == ".safetensors" for path in files):
-            pickles = [path.name for path in files if path.suffix in PICKLE_SUFFIXES]
-            if pickles:
-                raise ValueError(
-                    f"{folder / component} holds only pickle weights ({', '.join(pickles)}); ncsn-pipeline never loads "
-                    "pickle files, since loading one can run arbitrary code. Convert them once, in an environment you "
-                    "trust, with `Model.from_pretrained(folder, subfolder='unet', use_safetensors=False)"
-                    ".save_pretrained(...)` (safetensors is the default), or ask the publisher for safetensors weights."
-                )
+def check_bin_weights(path: Path) -> None:
+    """Read diffusers' ``.bin`` weights with ``torch.load(weights_only=True)`` and require a dict of tensors.
+
+    ``weights_only`` unpickles tensors and plain containers only: a file that names any other function or class (the
+    way a pickle runs code) is refused before anything in it runs. diffusers then reads the file the same way.
+
+    Raises:
+        ValueError: if the file holds anything but tensors (no code from it has run).
+        CorruptedWeightsError: if it is not a readable PyTorch file.
+    """
+    import pickle
+    import zipfile
+
+    with open(path, "rb") as handle:
+        if not zipfile.is_zipfile(handle) and handle.read(1) != b"\x80":  # torch.save's zip, or a legacy pickle
+            raise CorruptedWeightsError(f"{path} is not a readable PyTorch weight file (neither a zip nor a pickle).")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message is long and general; the line naming what the file asked for says why.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = next((line for line in lines if "error:" in line.lower()), lines[0] if lines else "")[:300]
+        raise ValueError(
+            f"{path} holds more than tensors ({reason}); it was not loaded: unpickling it could run code. Ask the "
+            "publisher for safetensors weights."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CorruptedWeightsError(f"{path} is not a readable PyTorch weight file ({error}).") from error
+    if not isinstance(state, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+    ):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a dict of named tensors (a model's weights).")
 
 
-def _load_score_sde_ve_folder(cls, folder: Path, index: Dict[str, Any], torch_dtype=None):
+def _use_safetensors(folder: Path) -> bool:
+    """How the score model of a pipeline folder is loaded: from safetensors (`True`, preferred), or from diffusers'
+    ``.bin`` when it is the only weight file (`False`, after `check_bin_weights`); other pickle files are refused
+    with what to do instead."""
+    component = folder / "unet"
+    files = sorted(path for path in component.glob("*") if path.is_file()) if component.is_dir() else []
+    if not files or any(path.suffix == ".safetensors" for path in files):
+        return True  # (a folder without weights gets diffusers' own message)
+    if (component / BIN_WEIGHTS).is_file():
+        check_bin_weights(component / BIN_WEIGHTS)
+        return False
+    pickles = [path.name for path in files if path.suffix in PICKLE_SUFFIXES]
+    if pickles:
+        raise ValueError(
+            f"{component} holds only pickle weights ({', '.join(pickles)}); ncsn-pipeline reads pickle weights only "
+            f"from diffusers' {BIN_WEIGHTS} (tensors only, with torch.load(weights_only=True)), since loading other "
+            "pickle files can run arbitrary code. Convert them once, in an environment you trust, with "
+            "`Model.from_pretrained(folder, subfolder='unet', use_safetensors=False).save_pretrained(...)` "
+            "(safetensors is the default), or ask the publisher for safetensors weights."
+        )
+    return True
+
+
+def _load_score_sde_ve_folder(cls, folder: Path, index: Dict[str, Any], torch_dtype=None, use_safetensors=True):
     """A folder in diffusers' ``ScoreSdeVePipeline`` layout (the ``google/ncsnpp-*`` repositories): a
     ``UNet2DModel`` with a Fourier sigma embedding, which returns the score, and a ``ScoreSdeVeScheduler``.
 
@@ -129,7 +172,10 @@ def _load_score_sde_ve_folder(cls, folder: Path, index: Dict[str, Any], torch_dt
     if unet_class != "UNet2DModel":
         raise ValueError(f"{folder}: a ScoreSdeVePipeline folder with a {unet_class} model; expected UNet2DModel.")
     unet = UNet2DModel.from_pretrained(
-        folder, subfolder="unet", use_safetensors=True, **({"torch_dtype": torch_dtype} if torch_dtype else {})
+        folder,
+        subfolder="unet",
+        use_safetensors=use_safetensors,
+        **({"torch_dtype": torch_dtype} if torch_dtype else {}),
     )
     if unet.config.time_embedding_type != "fourier":
         raise ValueError(
@@ -212,12 +258,14 @@ class NCSNPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], **kwargs) -> NCSNPipeline:
-        """Load a pipeline from a local folder or a Hub repository; weights only from safetensors, checked finite.
+        """Load a pipeline from a local folder or a Hub repository; weights from safetensors (or, in a folder that has
+        none, diffusers' ``.bin`` read as tensors only), checked finite.
 
         A repository id (``"user/name"``) is downloaded with ``huggingface_hub`` (or found in the cache
         when ``HF_HUB_OFFLINE=1``) and built from this package's classes: code files in the repository
         are never executed. Takes the arguments of [`DiffusionPipeline.from_pretrained`] for local
-        folders (``use_safetensors`` defaults to `True`, so no pickle file is ever loaded) and
+        folders (safetensors preferred; a ``.bin`` weight file is read only with ``torch.load(weights_only=True)``,
+        which refuses anything but tensors, so no code from it runs: `check_bin_weights`) and
         ``revision``, ``token``, ``cache_dir`` for repositories.
 
         Raises:
@@ -225,12 +273,13 @@ class NCSNPipeline(DiffusionPipeline):
                 corrupted, or a weight is NaN or infinite; the message names the file.
         """
         folder = _resolve_folder(pretrained_model_name_or_path, kwargs)
-        if kwargs.setdefault("use_safetensors", True) is not True:
+        if kwargs.get("use_safetensors", True) is not True:
             raise ValueError(
-                "NCSNPipeline loads weights only from safetensors files; use_safetensors=False (pickle weights, which "
-                "can run arbitrary code when loaded) is not supported."
+                "NCSNPipeline chooses the weight file itself: safetensors, or diffusers' .bin read with "
+                "torch.load(weights_only=True) where a folder has no safetensors file; use_safetensors=False (pickle "
+                "weights of any kind, which can run arbitrary code when loaded) is not supported."
             )
-        _refuse_pickle_only(folder)
+        kwargs["use_safetensors"] = _use_safetensors(folder)
         try:
             index = json.loads((folder / "model_index.json").read_text())
             if isinstance(index.get("_class_name"), list):  # Hub layout with code files: build from our classes
@@ -238,7 +287,9 @@ class NCSNPipeline(DiffusionPipeline):
 
                 pipe = load_exported_folder(folder, cls, **kwargs)
             elif (index.get("scheduler") or [None, None])[1] == "ScoreSdeVeScheduler":
-                pipe = _load_score_sde_ve_folder(cls, folder, index, kwargs.get("torch_dtype"))
+                pipe = _load_score_sde_ve_folder(
+                    cls, folder, index, kwargs.get("torch_dtype"), kwargs["use_safetensors"]
+                )
             else:
                 pipe = super().from_pretrained(folder, **kwargs)
         except (SafetensorError, OSError) as error:

@@ -18,6 +18,8 @@ from typing import Callable, Optional
 
 import torch
 
+from .limits import MAX_IMAGE_CALLS, MAX_IMAGE_WORK
+
 # Refuse requests predicted (from the start-up timing, on an otherwise idle machine) to take longer than this. Two
 # busy single-threaded processes next to the demo on 2 cores made its requests up to 2.1x slower than predicted
 # (benchmarks/demo_worst_case.py --busy 2, README): 12 s keeps them within the 30 s bound.
@@ -78,6 +80,12 @@ def max_calls_in_time(cost: CallCost, batch_size: int, limit: float = MAX_PREDIC
     """The most network calls on ``batch_size`` samples within ``limit`` (at least 4: the fewest an adaptive sampler
     is given; more than the limit allows is then refused by `check_request_time`)."""
     return max(cost.calls_within(limit, batch_size), 4)
+
+
+def max_image_calls(cost: CallCost, batch_size: int) -> int:
+    """The most network calls an image request on ``batch_size`` samples may make: the tab's call limit, the work
+    limit (calls x batch) and the predicted-time limit together (an adaptive sampler's cap; the page's suggestions)."""
+    return min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch_size, max_calls_in_time(cost, batch_size))
 
 
 def check_request_time(cost: CallCost, calls: int, batch_size: int, limit: float = MAX_PREDICTED_SECONDS) -> float:

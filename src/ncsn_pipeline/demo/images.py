@@ -17,7 +17,7 @@ import torch
 from ..checks import check_bool, check_choice, check_integer
 from ..images import image_grid, samples_to_pil
 from ..pipeline_ncsn import NCSNPipeline
-from .cost import check_request_time, max_calls_in_time
+from .cost import check_request_time, max_image_calls
 from .limits import (
     ANIMATION_MAX_AGE_S,
     ANY_CLASS,
@@ -126,7 +126,7 @@ def generate_images(
     entry = models.images[model]
     class_arguments = entry.class_arguments(class_name, guidance_scale, batch_size)
     cost = entry.call_cost(guided="classifier" in class_arguments)
-    max_calls = min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch_size, max_calls_in_time(cost, batch_size))
+    max_calls = max_image_calls(cost, batch_size)
     scheduler = prepare_run(  # max_calls: an adaptive sampler's cap
         sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale, max_calls
     )

@@ -22,7 +22,7 @@ from ..evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split
 from ..evaluation.fashion_mnist_files import FASHION_MNIST_CLASSES, FASHION_MNIST_NUM_LEVELS, load_held_out_slice
 from ..images import image_grid, samples_to_pil
 from ..inpainting import NCSNInpaintPipeline
-from .cost import check_request_time, max_calls_in_time
+from .cost import check_request_time, max_image_calls
 from .limits import (
     ANY_CLASS,
     DEFAULT_GUIDANCE_SCALE,
@@ -165,7 +165,7 @@ def inpaint_image(
     image = held_out_image(source, image_index, channels, side)
     mask = MASKS[mask_name](side)[None]
     cost = entry.call_cost(guided="classifier" in class_arguments)
-    max_calls = min(MAX_IMAGE_CALLS, MAX_IMAGE_WORK // batch_size, max_calls_in_time(cost, batch_size))
+    max_calls = max_image_calls(cost, batch_size)
     scheduler = prepare_run(  # an adaptive sampler's cap: each level's calls are made jump_n_sample times
         sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale,
         max(max_calls // jump_n_sample, 1),

@@ -22,13 +22,13 @@ from ..pretrained import (
     pretrained_names,
     pretrained_path,
 )
-from .cost import CallCost, measure_call_cost
+from .cost import CallCost, max_image_calls, measure_call_cost
 from .limits import (
     ANY_CLASS,
+    DEFAULT_BATCH_SIZE,
     DEFAULT_SAMPLER,
     FASHION_MODEL,
     GUIDANCE_SCALE_RANGE,
-    MAX_IMAGE_CALLS,
     MAX_PLAYGROUND_CALLS,
 )
 from .samplers import suggested_controls
@@ -243,6 +243,11 @@ class DemoModels:
                 entry.call_cost(guided=True)
 
     def defaults(self, tab: str, key: str, sampler: str = DEFAULT_SAMPLER) -> Dict[str, int]:
-        """Noise levels and steps per level to suggest for a model and sampler (`suggested_controls`)."""
-        table, max_calls = (self.images, MAX_IMAGE_CALLS) if tab == "images" else (self.points, MAX_PLAYGROUND_CALLS)
-        return suggested_controls(table[key].pipeline.scheduler.config, sampler, max_calls)
+        """Noise levels and steps per level to suggest for a model and sampler (`suggested_controls`); for an image
+        model, as many calls as the default batch may take on this machine (`DemoModel.call_cost`), so that the
+        page's suggestions are always accepted."""
+        if tab != "images":
+            return suggested_controls(self.points[key].pipeline.scheduler.config, sampler, MAX_PLAYGROUND_CALLS)
+        entry = self.images[key]
+        max_calls = max_image_calls(entry.call_cost(), DEFAULT_BATCH_SIZE)
+        return suggested_controls(entry.pipeline.scheduler.config, sampler, max_calls)

@@ -181,7 +181,7 @@ def load_exported_folder(folder: Path, pipeline_class, **kwargs):
             components[component] = UNet2DModel.from_pretrained(
                 folder,
                 subfolder=component,
-                use_safetensors=True,
+                use_safetensors=kwargs.get("use_safetensors", True),
                 **({"torch_dtype": torch_dtype} if torch_dtype else {}),
             )
             continue
@@ -195,7 +195,7 @@ def load_exported_folder(folder: Path, pipeline_class, **kwargs):
             components[component] = component_class.from_pretrained(
                 folder,
                 subfolder=component,
-                use_safetensors=True,
+                use_safetensors=kwargs.get("use_safetensors", True),
                 **({"torch_dtype": torch_dtype} if torch_dtype is not None else {}),
             )
     return pipeline_class(**components, data_range=index.get("data_range"))

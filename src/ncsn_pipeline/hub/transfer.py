@@ -133,18 +133,28 @@ def push_folder_to_hub(
 def download_pipeline(
     repo_id: str, revision: Optional[str] = None, token: Optional[str] = None, cache_dir: Optional[str] = None
 ) -> Path:
-    """Download (or find in the cache, offline) the files of a pipeline repository; return the local folder."""
+    """Download (or find in the cache, offline) the files of a pipeline repository; return the local folder.
+
+    Safetensors weights are fetched; diffusers' ``unet/diffusion_pytorch_model.bin`` only for a repository without
+    them (older ones, such as ``google/ncsnpp-*``), and then read as tensors only (`check_bin_weights`).
+    """
     from huggingface_hub import constants, snapshot_download
 
-    return Path(
-        _hub_call(
-            f"download {repo_id}",
-            snapshot_download,
-            repo_id,
-            revision=revision,
-            token=token,
-            cache_dir=cache_dir,
-            allow_patterns=[pattern for pattern in UPLOAD_PATTERNS if not pattern.endswith(".py")],
-            local_files_only=constants.HF_HUB_OFFLINE,
+    def download(patterns):
+        return Path(
+            _hub_call(
+                f"download {repo_id}",
+                snapshot_download,
+                repo_id,
+                revision=revision,
+                token=token,
+                cache_dir=cache_dir,
+                allow_patterns=patterns,
+                local_files_only=constants.HF_HUB_OFFLINE,
+            )
         )
-    )
+
+    folder = download([pattern for pattern in UPLOAD_PATTERNS if not pattern.endswith(".py")])
+    if not any((folder / "unet").glob("*.safetensors")):
+        folder = download(["unet/diffusion_pytorch_model.bin"])
+    return folder

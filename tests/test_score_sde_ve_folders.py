@@ -125,6 +125,17 @@ def test_a_score_sde_folder_without_a_fourier_model_is_refused(tmp_path):
         NCSNPipeline.from_pretrained(tmp_path / "positional")
 
 
+def _assert_same_samples(pipe, other):
+    """Both pipelines draw the same samples from the same seed."""
+    for each in (pipe, other):
+        each.set_progress_bar_config(disable=True)
+    kwargs = dict(batch_size=2, num_inference_steps=4, output_type="np")
+    np.testing.assert_array_equal(
+        pipe(generator=torch.Generator().manual_seed(2), **kwargs).images,
+        other(generator=torch.Generator().manual_seed(2), **kwargs).images,
+    )
+
+
 def test_a_score_sde_repository_loads_by_repo_id(score_sde_folder, tmp_path):
     """The same folder published on a (stand-in) Hub as diffusers publishes it, loaded by repository id."""
     import huggingface_hub
@@ -136,14 +147,7 @@ def test_a_score_sde_repository_loads_by_repo_id(score_sde_folder, tmp_path):
         huggingface_hub.upload_folder(repo_id="google/ncsnpp-tiny", folder_path=score_sde_folder)
         pipe = NCSNPipeline.from_pretrained("google/ncsnpp-tiny")
     assert isinstance(pipe.scheduler, VEPredictorCorrectorScheduler) and pipe.scheduler.config.num_noise_levels == 40
-    local = NCSNPipeline.from_pretrained(score_sde_folder)
-    for each in (pipe, local):
-        each.set_progress_bar_config(disable=True)
-    kwargs = dict(batch_size=2, num_inference_steps=4, output_type="np")
-    np.testing.assert_array_equal(
-        pipe(generator=torch.Generator().manual_seed(2), **kwargs).images,
-        local(generator=torch.Generator().manual_seed(2), **kwargs).images,
-    )
+    _assert_same_samples(pipe, NCSNPipeline.from_pretrained(score_sde_folder))
 
 
 def test_a_bin_only_score_sde_repository_loads_by_repo_id(score_sde_folder, tmp_path):
@@ -166,11 +170,4 @@ def test_a_bin_only_score_sde_repository_loads_by_repo_id(score_sde_folder, tmp_
         huggingface_hub.create_repo("google/ncsnpp-bin-only")
         huggingface_hub.upload_folder(repo_id="google/ncsnpp-bin-only", folder_path=folder)
         pipe = NCSNPipeline.from_pretrained("google/ncsnpp-bin-only")
-    local = NCSNPipeline.from_pretrained(score_sde_folder)
-    for each in (pipe, local):
-        each.set_progress_bar_config(disable=True)
-    kwargs = dict(batch_size=2, num_inference_steps=4, output_type="np")
-    np.testing.assert_array_equal(
-        pipe(generator=torch.Generator().manual_seed(2), **kwargs).images,
-        local(generator=torch.Generator().manual_seed(2), **kwargs).images,
-    )
+    _assert_same_samples(pipe, NCSNPipeline.from_pretrained(score_sde_folder))

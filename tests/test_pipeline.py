@@ -313,3 +313,19 @@ def test_the_score_model_is_checked_when_the_pipeline_is_built(unet):
     register_modules with ``AttributeError: 'str' object has no attribute '__module__'``."""
     with pytest.raises(ValueError, match=r"unet must be a score model \(a torch.nn.Module called as unet\(x, sigma\)"):
         NCSNPipeline(unet, NCSNScheduler())
+
+
+def test_a_bin_that_expands_far_beyond_its_size_is_refused_before_loading(tmp_path):
+    """A deflated entry of zeros would make torch.load allocate ~1 GB per MB of file; the zip directory tells."""
+    import zipfile
+
+    _bin_only_folder(tmp_path)
+    weights = tmp_path / "unet" / "diffusion_pytorch_model.bin"
+    plain = tmp_path / "plain.bin"
+    torch.save({"weight": torch.zeros(4 * 2**20)}, plain)  # 16 MB of zeros
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(weights, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+    assert weights.stat().st_size < 2**20
+    with pytest.raises(ValueError, match=r"diffusion_pytorch_model.bin expands to 16,7\d\d,\d\d\d bytes from"):
+        NCSNPipeline.from_pretrained(tmp_path)

@@ -112,6 +112,16 @@ def check_bin_weights(path: Path) -> None:
     with open(path, "rb") as handle:
         if not zipfile.is_zipfile(handle) and handle.read(1) != b"\x80":  # torch.save's zip, or a legacy pickle
             raise CorruptedWeightsError(f"{path} is not a readable PyTorch weight file (neither a zip nor a pickle).")
+    if zipfile.is_zipfile(path):
+        # torch.save stores entries uncompressed: entries far larger than the file are a zip bomb, which torch.load
+        # would expand in memory before any check. The zip directory tells without reading them.
+        with zipfile.ZipFile(path) as archive:
+            expanded, size = sum(info.file_size for info in archive.infolist()), path.stat().st_size
+        if expanded > 2 * size + 2**20:
+            raise ValueError(
+                f"{path} expands to {expanded:,} bytes from {size:,} (torch.save stores tensors uncompressed): a "
+                "compressed archive, refused before loading."
+            )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -783,7 +783,8 @@ def test_a_burst_of_fifty_requests_is_answered_and_leaves_memory_flat(server):
         assert outcomes.count("served") >= demo_module.QUEUE_MAX_SIZE // 2
         return outcomes
 
-    burst(), burst()  # warm-up: Gradio's kept sessions (MAX_SESSIONS) and caches fill up
+    for _ in range(2):  # warm-up: Gradio's kept sessions (MAX_SESSIONS) and caches fill up
+        burst()
     memory = [_resident_mb()]
     for _ in range(4):
         outcomes = burst()

@@ -86,7 +86,10 @@ class DemoModel:
         def call(n: int) -> None:
             sample, sigma = torch.randn(n, *shape, **tensor_options), torch.ones(n, **tensor_options)
             labels = torch.zeros(n, dtype=torch.long, device=sample.device)
-            unet(sample, sigma, class_labels=labels) if self.class_conditional else unet(sample, sigma)
+            if self.class_conditional:
+                unet(sample, sigma, class_labels=labels)
+            else:
+                unet(sample, sigma)
             if guided:
                 classifier_log_prob_gradient(self.classifier, sample, sigma, labels)
 

@@ -158,14 +158,18 @@ class PipelineTesterMixin:
             pipe(**inputs)
         assert calls == []  # refused before the first network call
 
+    # The argument that sets the number of samples, and how the memory error names it.
+    batch_argument, batch_name = "batch_size", "batch_size"
+
     def test_a_batch_beyond_the_machines_memory_is_refused_by_name(self):
         """Issue 21, item 11: batch_size=10**12 ended in the allocator's RuntimeError (256 GB requested); now a
         ValueError naming batch_size, the memory needed and the memory there is, before any allocation."""
-        inputs = {**self.get_inputs(1), "batch_size": 10**12, "num_inference_steps": FEW_LEVELS, "output_type": "np"}
+        inputs = {**self.get_inputs(1), self.batch_argument: 10**12, "num_inference_steps": FEW_LEVELS}
         self._refused_before_any_work(
             self.get_pipeline(),
-            r"batch_size=1000000000000 needs \d+\.\d GiB for its samples alone, more than the",
+            rf"{self.batch_name}=1000000000000 needs \d+\.\d GiB for its samples alone, more than the",
             **inputs,
+            output_type="np",
         )
 
     @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ defect. The within-mode spread (true 1.0) is estimated to ~1 %; at the default b
 excess is <= 9 % (EDM's churn at few levels), <= 2.5 % with 50 levels, so 12 % and 4 % bound them.
 """
 
+import math
+
 import pytest
 import torch
 
@@ -89,13 +91,29 @@ def test_bad_settings_are_refused(build, message):
         build()
 
 
-def test_a_multistep_run_begins_at_the_first_level_only():
-    scheduler = DPMSolverPlusPlusScheduler(sigma_max=100.0, num_noise_levels=6)
-    sample = torch.zeros(2, 2)
-    with pytest.raises(ValueError, match="cannot begin at timestep .* it keeps state from earlier steps"):
-        scheduler.step(sample, float(scheduler.timesteps[2]), sample)
-    with pytest.raises(ValueError, match="begin_index 2 is not where a run of DPMSolverPlusPlusScheduler can start"):
-        scheduler.set_begin_index(2)
+@pytest.mark.parametrize("algorithm", ["2m", "2m-sde", "3m-sde"])
+def test_a_multistep_run_begun_mid_schedule_warms_up_with_first_then_second_order(algorithm):
+    """A run begun at level 2 (no earlier predictions) takes a first-order step there, then a second-order one, as
+    diffusers' multistep solvers do (``lower_order_nums``): the same steps as a run whose history was empty."""
+    scheduler = DPMSolverPlusPlusScheduler(sigma_max=100.0, num_noise_levels=6, algorithm=algorithm, eta=0.0)
+    sigmas = scheduler.sigmas.tolist()
+    sample, score = torch.full((2, 2), 3.0, dtype=torch.float64), torch.full((2, 2), -0.01, dtype=torch.float64)
+    first = scheduler.step(score, float(scheduler.timesteps[2]), sample).prev_sample  # begins at level 2
+    denoised = sample + sigmas[2] ** 2 * score
+    # 1. First order (DDIM in sigma form): x' = (sigma_3 / sigma_2) x + (1 - sigma_3 / sigma_2) D.
+    ratio = sigmas[3] / sigmas[2]
+    assert torch.allclose(first, ratio * sample + (1 - ratio) * denoised, rtol=1e-12)
+    # 2. Second order with the prediction of the first step (eta = 0: every variant is Algorithm 2's ODE step).
+    second = scheduler.step(score, float(scheduler.timesteps[3]), first).prev_sample
+    denoised_next = first + sigmas[3] ** 2 * score
+    h, h_before = math.log(sigmas[3] / sigmas[4]), math.log(sigmas[2] / sigmas[3])
+    r = h_before / h
+    if algorithm == "2m":
+        prediction = (1 + 1 / (2 * r)) * denoised_next - 1 / (2 * r) * denoised
+        expected = (sigmas[4] / sigmas[3]) * first - math.expm1(-h) * prediction
+        assert torch.allclose(second, expected, rtol=1e-12)
+    first_order = (sigmas[4] / sigmas[3]) * first - math.expm1(-h) * denoised_next
+    assert not torch.allclose(second, first_order)  # a correction from the first step's prediction was made
 
 
 def test_edm_churn_is_computed_in_the_levels_float64():

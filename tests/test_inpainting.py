@@ -12,7 +12,7 @@ import PIL.Image
 import pytest
 import torch
 
-from ncsn_pipeline import GaussianScore, VEPredictorCorrectorScheduler, score_schedulers
+from ncsn_pipeline import DPMSolverPlusPlusScheduler, GaussianScore, VEPredictorCorrectorScheduler, score_schedulers
 from ncsn_pipeline.inpainting import COLOR_BASIS, NCSNColorizePipeline, NCSNInpaintPipeline, to_color_basis
 from ncsn_pipeline.pretrained import load_pretrained
 from ncsn_pipeline.scheduling_utils import restartable_samplers
@@ -117,6 +117,11 @@ def _check_moments(samples, mean, covariance):
     )
 
 
+def _default_resampling_sampler():
+    # The default sampler (DPM-Solver++ 3M-SDE), which restarts at any level with lower-order steps.
+    return DPMSolverPlusPlusScheduler(sigma_max=20.0, sigma_min=0.01, num_noise_levels=50, algorithm="3m-sde")
+
+
 @pytest.mark.parametrize("dimension, known_index, seed", [(4, [0, 3], 0), (5, [2], 1), (6, [0, 1, 4], 2)])
 def test_resampled_inpainting_follows_the_gaussian_conditional(dimension, known_index, seed):
     mean, covariance = _random_gaussian(dimension, seed)
@@ -139,10 +144,14 @@ def test_resampled_inpainting_follows_the_gaussian_conditional(dimension, known_
     _check_moments(samples[:, unknown], conditional_mean, conditional_covariance)
 
 
-def test_resampling_measurably_reduces_the_bias_of_plain_replacement():
+@pytest.mark.parametrize("sampler, reduction", [(_resampling_sampler, 3), (_default_resampling_sampler, 2)])
+def test_resampling_measurably_reduces_the_bias_of_plain_replacement(sampler, reduction):
+    """With the predictor-corrector sampler, whose Langevin corrector harmonises too, resampling removes most of the
+    bias; the default sampler (DPM-Solver++, restarting each window with lower-order steps) removes about as much as
+    the samplers without a corrector (``benchmarks/inpainting_bias.py``)."""
     mean, covariance = _random_gaussian(4, 0)
     known, mask = mean + 1.5, torch.tensor([0.0, 1.0, 1.0, 0.0])
-    pipe = NCSNInpaintPipeline(GaussianScore(mean.tolist(), covariance.tolist()), _resampling_sampler())
+    pipe = NCSNInpaintPipeline(GaussianScore(mean.tolist(), covariance.tolist()), sampler())
     unknown, conditional_mean, _ = pipe.unet.conditional([0, 3], known[[0, 3]])
     pipe.set_progress_bar_config(disable=True)
     errors = []
@@ -157,8 +166,8 @@ def test_resampling_measurably_reduces_the_bias_of_plain_replacement():
             output_type="pt",
         ).images.double()
         errors.append(float((samples[:, unknown].mean(0) - conditional_mean).abs().max()))
-    # Plain replacement is pulled toward the unconditional mean (by ~0.1-0.2 here); resampling removes most of it.
-    assert errors[0] > 0.08 and errors[1] < errors[0] / 3, errors
+    # Plain replacement is pulled toward the unconditional mean (by ~0.1-0.5 here); resampling removes much of it.
+    assert errors[0] > 0.08 and errors[1] < errors[0] / reduction, errors
 
 
 def _color_transform(pixels):

@@ -7,7 +7,7 @@ import torch
 from diffusers import DiffusionPipeline
 
 import ncsn_pipeline
-from ncsn_pipeline import NCSNColorizePipeline, NCSNInpaintPipeline, NCSNPipeline
+from ncsn_pipeline import NCSNColorizePipeline, NCSNImg2ImgPipeline, NCSNInpaintPipeline, NCSNPipeline
 from pipeline_tester import TESTED_PIPELINES, PipelineTesterMixin
 
 
@@ -40,6 +40,16 @@ class TestNCSNColorizePipeline(PipelineTesterMixin):
 
     def get_inputs(self, batch_size):
         return {"image": torch.full((batch_size, 1, 8, 8), 0.5)}
+
+
+class TestNCSNImg2ImgPipeline(PipelineTesterMixin):
+    pipeline_class = NCSNImg2ImgPipeline
+    batch_argument, batch_name = "num_images_per_prompt", r"1 image\(s\) x num_images_per_prompt"
+
+    def get_inputs(self, batch_size):
+        # strength 1: the whole run, so that the common checks see every call of the sampler.
+        image = torch.linspace(0, 1, 64).reshape(1, 1, 8, 8).expand(batch_size, -1, -1, -1)
+        return {"image": image, "strength": 1.0}
 
 
 def test_every_exported_pipeline_has_the_common_tests():

@@ -8,6 +8,7 @@ noise schedules, sampling helpers, losses, and the low modules every layer may u
 Subpackages (applications, each on top of the core):
 
 * ``inpainting``: inpainting and colorization pipelines (`NCSNInpaintPipeline`, `NCSNColorizePipeline`).
+* ``editing``: SDEdit image-to-image (`NCSNImg2ImgPipeline`).
 * ``training``: the training loop of ``ncsn-train`` and ``ncsn-train-classifier``, data, checkpoints.
 * ``evaluation``: the digits judge, ``ncsn-eval``'s measurements.
 * ``conversion``: published research checkpoints -> pipeline folders (one table entry per family).
@@ -34,6 +35,7 @@ Example:
 
 """
 
+from .editing import NCSNImg2ImgPipeline
 from .inpainting import NCSNColorizePipeline, NCSNInpaintPipeline
 from .modeling_classifier import NoiseConditionalClassifier
 from .modeling_edm import EDMScoreModel
@@ -62,6 +64,7 @@ __all__ = [
     "GaussianMixtureScore",
     "GaussianScore",
     "NCSNColorizePipeline",
+    "NCSNImg2ImgPipeline",
     "NCSNInpaintPipeline",
     "NCSNPipeline",
     "NCSNPipelineOutput",

@@ -19,7 +19,7 @@ torch.Size([2, 1, 8, 8])
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import PIL.Image
@@ -99,3 +99,41 @@ def broadcast_batch(tensor: torch.Tensor, name: str, count: int) -> torch.Tensor
     if len(tensor) not in (1, count):
         raise ValueError(f"{name} holds {len(tensor)} items for a batch of {count}; give 1 or {count}.")
     return tensor.expand(count, *tensor.shape[1:])
+
+
+def images_to_data(
+    image: ImageInput, sample_shape: Sequence[int], data_range: Optional[Sequence[float]], name: str = "image"
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The data a pipeline starts from: ``(data, pixels)``, both float64 ``(N, *sample_shape)`` on the CPU.
+
+    For an image pipeline (``data_range = (low, high)``) ``image`` takes every form of the module docstring, grey
+    images become RGB for a 3-channel model, and ``data = low + (high - low) * pixels`` (``pixels`` in [0, 1]); for raw
+    data (``data_range=None``) ``image`` is a finite tensor of samples and ``pixels`` is `None`.
+
+    >>> data, pixels = images_to_data(np.full((8, 8), 0.5), (3, 8, 8), (-1.0, 1.0))
+    >>> data.shape, float(data.max()), float(pixels.max())
+    (torch.Size([1, 3, 8, 8]), 0.0, 0.5)
+    """
+    shape = tuple(sample_shape)
+    if data_range is None:  # raw (non-image) data: tensors in the data space itself
+        if not isinstance(image, torch.Tensor):
+            raise ValueError(f"For non-image data (data_range=None), {name} must be a tensor, got {type(image).__name__}.")
+        size = int(np.prod(shape))
+        if image.numel() == 0 or image.numel() % size != 0:
+            raise ValueError(f"{name} must hold samples of shape {shape}, got shape {tuple(image.shape)}.")
+        data = image.detach().to(torch.float64).cpu().reshape(-1, *shape)
+        if not torch.isfinite(data).all():
+            raise ValueError(f"{name} must be finite.")
+        return data, None
+    channels = shape[0]
+    pixels = preprocess_images(image, name, "RGB" if channels == 3 else "L")
+    if pixels.shape[1] == 1 and channels == 3:
+        pixels = pixels.expand(-1, 3, -1, -1)
+    if tuple(pixels.shape[1:]) != shape:
+        raise ValueError(
+            f"{name} must be {shape[1]} x {shape[2]} with {channels} channel(s) for this model, got "
+            f"{tuple(pixels.shape[1:])} (channels, height, width)."
+        )
+    check_unit_range(pixels, name)
+    low, high = data_range
+    return low + (high - low) * pixels, pixels

@@ -37,14 +37,17 @@ def _memory_bytes(device: torch.device) -> Optional[int]:
     return None
 
 
-def check_sample_memory(batch_size: int, sample_shape: Sequence[int], dtype: torch.dtype, device: torch.device):
+def check_sample_memory(
+    batch_size: int, sample_shape: Sequence[int], dtype: torch.dtype, device: torch.device, name: str = "batch_size"
+):
     """Refuse a batch whose samples alone need more memory than ``device`` has (a sampling run holds several such
-    tensors), before anything is allocated: a mistyped ``batch_size`` gets this message, not an allocator error."""
+    tensors), before anything is allocated: a mistyped ``batch_size`` gets this message, not an allocator error.
+    ``name`` says what set the batch (``"batch_size"``, or ``"2 images x num_images_per_prompt"``)."""
     available = _memory_bytes(device)
     needed = batch_size * math.prod(sample_shape) * torch.empty(0, dtype=dtype).element_size()
     if available is not None and needed > available:
         raise ValueError(
-            f"batch_size={batch_size} needs {needed / 2**30:.1f} GiB for its samples alone, more than the "
+            f"{name}={batch_size} needs {needed / 2**30:.1f} GiB for its samples alone, more than the "
             f"{available / 2**30:.1f} GiB of memory of {device}; use a smaller batch (or several calls)."
         )
 

@@ -137,8 +137,41 @@ class AdaptiveSDEScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Scheduler
         self._iterating = False  # set by `iter_timesteps`, the only loop that sees the levels decided during a run
 
     def can_begin_at(self, index: int) -> bool:
-        """Only at ``sigma_max``: each later level is decided by the steps before it."""
+        """Only at the first call: each later level is decided by the steps before it (`set_begin_sigma` moves the
+        first call to any level)."""
         return index == 0
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Start a fresh run at the first call, ``sigma_max`` (the only index known before a run)."""
+        super().set_begin_index(begin_index)  # checks the index
+        self.set_begin_sigma(self.config.sigma_max)
+
+    def set_begin_sigma(self, sigma: float) -> float:
+        """Start the next run exactly at ``sigma``, any level in ``[sigma_min, sigma_max]`` (SDEdit): the position
+        becomes ``u = log(sigma / sigma_min) / log(sigma_max / sigma_min)`` and the first step spans ``1 /
+        num_inference_steps`` of the whole range, or what is left of it. The sample the run begins with must be at
+        noise level ``sigma``; a run begun at ``sigma_min`` is the denoising step alone.
+
+        >>> scheduler = AdaptiveSDEScheduler(sigma_max=10.0, sigma_min=0.1)
+        >>> scheduler.set_begin_sigma(1.0), scheduler.timesteps.tolist()
+        (1.0, [1.0])
+        """
+        sigma = self._checked_begin_sigma(sigma)
+        sigma_min = float(self.config.sigma_min)
+        if sigma < sigma_min * (1 - 1e-6) or (sigma <= sigma_min and not self.config.final_denoise):
+            raise ValueError(
+                f"sigma must be a noise level in {'[' if self.config.final_denoise else '('}{sigma_min:.6g}, "
+                f"{self.init_noise_sigma:.6g}] for {type(self).__name__} (its sigma_min to sigma_max), got {sigma!r}."
+            )
+        sigma = max(sigma, sigma_min)
+        self.set_timesteps(self.num_inference_steps, device=self.timesteps.device)
+        self._position = math.log(sigma / sigma_min) / math.log(self.config.sigma_max / sigma_min)
+        self._step_length = min(self._position, 1.0 / self.num_inference_steps)
+        self.timesteps = torch.tensor([sigma], device=self.timesteps.device, dtype=self.timesteps.dtype)
+        if self._position == 0.0:
+            self._phase = "denoise"
+        self._begin_index = 0
+        return sigma
 
     @property
     def max_model_calls(self) -> int:

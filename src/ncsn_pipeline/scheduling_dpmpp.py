@@ -40,7 +40,9 @@ class DPMSolverPlusPlusScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Sch
     3. ``"3m-sde"``: as 2, with the third-order correction from ``D_i, D_{i-1}, D_{i-2}``.
 
     The last step (to ``sigma = 0``) returns ``D_{N-1}``, NCSNv2's denoising step. ``N`` model calls in all. A run
-    begins at ``sigma_max`` (the multistep history makes later starts differ from a full run's tail).
+    may begin at any level (``set_begin_index``, ``set_begin_sigma``: RePaint, SDEdit): without earlier predictions
+    its first step is first order and its second second order (as diffusers' ``lower_order_nums``), so it is the
+    tail of a full run in distribution (``benchmarks/begin_anywhere.py``).
     The stochastic variants renew part of the noise at every step, which (unlike the deterministic ODE) lets
     them correct a start that does not match ``p_sigma_max`` and errors of a learned score.
 
@@ -69,6 +71,7 @@ class DPMSolverPlusPlusScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Sch
     """
 
     order = 1
+    multistep = True
     sampler_name = "DPM-Solver++ multistep"
     step_size_key = None
 
@@ -106,11 +109,6 @@ class DPMSolverPlusPlusScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Sch
         self.timesteps = self.sigmas.to(device=device, dtype=torch.float32)
         self._level_start_indices = list(range(levels))  # one call per level
         self._reset_run()
-
-    def can_begin_at(self, index: int) -> bool:
-        """Only at the first level: each later step uses the predictions of the steps before it, so a run begun
-        there would not be the tail of a full run."""
-        return index == 0
 
     def _reset_run(self) -> None:
         super()._reset_run()

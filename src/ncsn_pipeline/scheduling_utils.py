@@ -17,8 +17,13 @@ Every sampler of the package is a diffusers scheduler (``SchedulerMixin, ConfigM
 3. **Start mid-schedule.** The first ``step`` of a run starts at its ``timestep``: ``level_start_indices``
    lists where levels begin in ``timesteps``; a timestep value maps to the first level start with that value,
    and a value not in the schedule raises `ValueError`. ``set_begin_index`` sets the start explicitly
-   (diffusers' img2img convention), at any call for which ``can_begin_at`` is true (every call, unless the
-   sampler keeps state between calls, as Heun's method does).
+   (diffusers' img2img convention), at any call for which ``can_begin_at`` is true (every call, unless a step
+   needs the call before it, as Heun's correction does; every level start in any case), and ``set_begin_sigma``
+   at the level start nearest a noise level (SDEdit; the adaptive sampler begins exactly there). A run begun at
+   ``timesteps[k]`` takes a sample at noise level ``timesteps[k]`` and is the tail of a full run: exactly (same
+   sample, same random state) for one-step samplers, in distribution for ``multistep`` samplers, which warm up
+   with lower-order steps as diffusers' multistep solvers do, and for the adaptive sampler, which chooses its
+   own steps.
 4. **Prior and training.** Sampling starts from ``N(0, init_noise_sigma**2 I)`` with ``init_noise_sigma =
    sigma_max``; ``scale_model_input`` is the identity; ``add_noise(x, z, sigma)`` is ``x + sigma z`` for a
    scalar, ``(1,)`` or ``(batch,)`` sigma; ``noise_levels`` are the levels a model for the sampler is trained on.
@@ -32,7 +37,8 @@ Every sampler of the package is a diffusers scheduler (``SchedulerMixin, ConfigM
    defined in a ``scheduling_*`` module registers itself), and swaps between them are silent and keep each
    sampler's own level count. `NCSNPipeline` refuses a scheduler without ``consumes_score = True``.
 8. **Restartable or not.** Whether a pipeline may jump back and sample a stretch again (RePaint) follows from
-   ``can_begin_at`` (`can_restart_at_level_starts`, `restartable_samplers`), never from a list of names.
+   ``can_begin_at`` (`can_restart_at_level_starts`, `restartable_samplers`), never from a list of names: every
+   planned sampler can; the adaptive one, which has no planned levels to jump back to, cannot.
 
 Writing a sampler: one ``scheduling_<name>.py`` file with a class mixing `ScoreSchedulerMixin`, ``SchedulerMixin``
 and ``ConfigMixin``; ``set_timesteps`` ends with `_reset_run`, ``step`` begins with `_next_step_index` and ends with
@@ -43,6 +49,7 @@ and ``ConfigMixin``; ``set_timesteps`` ends with `_reset_run`, ``step`` begins w
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
@@ -126,8 +133,8 @@ def score_schedulers() -> Dict[str, type]:
 
 def can_restart_at_level_starts(scheduler) -> bool:
     """Whether a run of ``scheduler`` may begin at every one of its level starts (the contract's `can_begin_at`),
-    so that a pipeline may jump back and sample a stretch of levels again (RePaint's resampling); samplers that
-    keep state between calls (multistep methods, the adaptive solver) cannot."""
+    so that a pipeline may jump back and sample a stretch of levels again (RePaint's resampling); the adaptive
+    solver, whose levels are decided during a run, cannot."""
     return not scheduler.adaptive and all(scheduler.can_begin_at(index) for index in scheduler.level_start_indices)
 
 
@@ -136,7 +143,8 @@ def restartable_samplers() -> List[str]:
     judged on each sampler's default settings).
 
     >>> restartable_samplers()  # doctest: +NORMALIZE_WHITESPACE
-    ['EDMStochasticScheduler', 'NCSNScheduler', 'ProbabilityFlowHeunScheduler', 'VEPredictorCorrectorScheduler']
+    ['DPMSolverPlusPlusScheduler', 'EDMStochasticScheduler', 'NCSNScheduler', 'ProbabilityFlowHeunScheduler',
+     'VEPredictorCorrectorScheduler']
     """
     return [name for name, sampler in score_schedulers().items() if can_restart_at_level_starts(sampler())]
 
@@ -155,6 +163,9 @@ class ScoreSchedulerMixin:
 
     consumes_score = True
     adaptive = False
+    # Whether a step uses the model outputs of earlier calls (a run begun mid-schedule then warms up with
+    # lower-order steps: the tail of a full run in distribution, not call for call).
+    multistep = False
     sampler_name: str = ""
     # Options ``from_config`` sets to these values when the source config lacks them (the constructor resolves them,
     # e.g. NCSNScheduler's step_lr=None: NCSNv2's technique 4), rather than to the constructor's defaults.
@@ -219,7 +230,42 @@ class ScoreSchedulerMixin:
                 f"from 0 to {len(self.timesteps) - 1} for which `can_begin_at` is true, such as the level starts "
                 f"{self._level_start_indices[:6]}{' ...' if len(self._level_start_indices) > 6 else ''}."
             )
+        self._reset_run()  # a new run: no step index, no history of an earlier run
         self._begin_index = int(begin_index)
+
+    def set_begin_sigma(self, sigma: float) -> float:
+        """Start the next run at the level start nearest ``sigma`` (in ``log sigma``) where a run may begin.
+
+        Call after ``set_timesteps``. The sample the run begins with must be at the returned noise level
+        (``timesteps[begin_index]``), for instance clean data plus that much Gaussian noise (SDEdit).
+
+        Args:
+            sigma (`float`): A noise level in ``(0, init_noise_sigma]``.
+
+        Returns:
+            `float`: The noise level the run begins at.
+
+        >>> from ncsn_pipeline import NCSNScheduler
+        >>> scheduler = NCSNScheduler(sigma_max=10.0, sigma_min=0.1, num_noise_levels=3, steps_per_level=2)
+        >>> scheduler.set_begin_sigma(1.2), scheduler.begin_index
+        (1.0, 2)
+        """
+        sigma = self._checked_begin_sigma(sigma)
+        starts = [start for start in self._level_start_indices if self.can_begin_at(start)]
+        levels = self.timesteps.detach().cpu().double()[torch.tensor(starts)]
+        distances = (levels.log() - math.log(sigma)).abs()
+        begin = starts[int(distances.argmin())]  # the first of equally near ones
+        self.set_begin_index(begin)
+        return float(self.timesteps[begin])
+
+    def _checked_begin_sigma(self, sigma: Any) -> float:
+        """``sigma`` as a float in ``(0, init_noise_sigma]``, or a `ValueError` naming it and the range."""
+        top = self.init_noise_sigma
+        if isinstance(sigma, torch.Tensor) and sigma.numel() == 1:
+            sigma = sigma.item()
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma <= top * (1 + 1e-6):
+            raise ValueError(f"sigma must be a noise level in (0, {top:.6g}] (init_noise_sigma), got {sigma!r}.")
+        return min(float(sigma), top)
 
     def _reset_run(self) -> None:
         """Forget the position of any earlier run (called at the end of ``set_timesteps``)."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..checks import check_integer
-from ..image_processor import ImageInput, broadcast_batch, check_unit_range, preprocess_images
+from ..image_processor import ImageInput, broadcast_batch, images_to_data, preprocess_images
 from ..pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
 from ..sampling import standard_normal
 from ..scheduling_utils import can_restart_at_level_starts, restartable_samplers
@@ -62,33 +62,19 @@ class NCSNInpaintPipeline(NCSNPipeline):
         """Known data (in the data space), the repaint mask and, for images, the known pixels in [0, 1]; each
         ``(batch, *sample_shape)`` float64."""
         shape = tuple(self.sample_shape)
-        data_range = self.config.data_range
-        pixels = None
-        if data_range is None:  # raw (non-image) data: tensors in the data space itself
-            if not isinstance(image, torch.Tensor) or not isinstance(mask_image, torch.Tensor):
+        known, pixels = images_to_data(image, shape, self.config.data_range)  # pixels: the output's known values
+        if pixels is None:  # raw (non-image) data
+            if not isinstance(mask_image, torch.Tensor):
                 raise ValueError("For non-image data (data_range=None), image and mask_image must be tensors.")
-            known = image.detach().to(torch.float64).cpu().reshape(-1, *shape)
             mask = mask_image.detach().to(torch.float64).cpu()
             mask = mask.reshape(-1, *shape) if mask.numel() % int(np.prod(shape)) == 0 else mask
-            if not torch.isfinite(known).all() or not torch.isfinite(mask).all():
-                raise ValueError("image and mask_image must be finite.")
-        else:
-            channels = shape[0]
-            known = preprocess_images(image, "image", "RGB" if channels == 3 else "L")
-            mask = preprocess_images(mask_image, "mask_image", "L")  # masks are single-channel
-            if known.shape[1] == 1 and channels == 3:
-                known = known.expand(-1, 3, -1, -1)
-            if tuple(known.shape[1:]) != shape:
-                raise ValueError(
-                    f"image must be {shape[1]} x {shape[2]} with {channels} channel(s) for this model, got "
-                    f"{tuple(known.shape[1:])} (channels, height, width)."
-                )
-            check_unit_range(known, "image")
             if not torch.isfinite(mask).all():
                 raise ValueError("mask_image must be finite.")
-            pixels = known  # [0, 1]: the output's known pixels are these values exactly
-            low, high = data_range
-            known = low + (high - low) * known
+        else:
+            channels = shape[0]
+            mask = preprocess_images(mask_image, "mask_image", "L")  # masks are single-channel
+            if not torch.isfinite(mask).all():
+                raise ValueError("mask_image must be finite.")
             if mask.shape[1] not in (1, channels) or tuple(mask.shape[2:]) != shape[1:]:
                 raise ValueError(
                     f"mask_image must be {shape[1]} x {shape[2]} (one channel or {channels}), got "

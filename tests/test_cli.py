@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import PIL.Image
 import pytest
 
@@ -60,6 +61,9 @@ def test_a_class_conditional_model_samples_one_class_or_every_class_in_turn(tmp_
         (["--model", "ncsn-digits", "--class_label", "3"], "--class_label needs a class-conditional model"),
         (["--model", "ncsn-digits-classes", "--class_label", "10"], "class_labels must lie in [0, 9]"),
         (["--class_label", "-1"], "expected an integer >= 0, got '-1'"),
+        (["--model", "ncsn-digits", "--strength", "0.5"], "--strength sets how much of --image is noised away"),
+        (["--model", "ncsn-digits", "--image", "missing.png"], "--image 'missing.png' is not a file"),
+        (["--model", "ncsn-digits", "--image", "x.png", "--strength", "1.5"], "a number from 0 to 1, got '1.5'"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(argv, message, capsys, tmp_path, monkeypatch):
@@ -72,7 +76,7 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys, tmp_path, monk
 
 
 HELP_WORDS = {
-    "ncsn-sample": ["--sampler", "--sampler_option", "glyph-mixture", "ncsn-digits"],
+    "ncsn-sample": ["--sampler", "--sampler_option", "glyph-mixture", "ncsn-digits", "--image", "--strength"],
     "ncsn-push": ["--private", "--public"],
     "ncsn-export": ["trust_remote_code=True"],
     "ncsn-train": ["--no_ema", "--hub_public"],
@@ -180,3 +184,38 @@ def test_ncsn_eval_reports_its_progress(tmp_path, capsys):
     assert evaluate.main([*arguments, "--output", str(output)]) == 0
     err = capsys.readouterr().err
     assert "sampling: 10/20 samples" in err and "sampling: 20/20 samples" in err
+
+
+def _write_picture(path, size=28, mode="L"):
+    pixels = (np.arange(size * size).reshape(size, size) * 255 // (size * size - 1)).astype(np.uint8)
+    picture = PIL.Image.fromarray(pixels)
+    picture.convert(mode).save(path)
+    return path
+
+
+def test_ncsn_sample_edits_images_a_row_per_image(tmp_path, capsys):
+    """SDEdit from the command line: each input (any size or mode, resized to the model's) in its row, then its
+    edits; strength 0 gives the resized input back in every cell."""
+    grey, colour = _write_picture(tmp_path / "grey.png"), _write_picture(tmp_path / "colour.png", 16, "RGB")
+    output = tmp_path / "edits.png"
+    argv = ["--model", "ncsn-digits", "--image", str(grey), str(colour), "--batch_size", "3", "--output", str(output)]
+    assert main([*argv, "--strength", "0.4", "--num_inference_steps", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "Wrote 3 edits of each of 2 image(s)" in out and "grey.png resized from 28x28" in out
+    assert "colour.png resized from 16x16" in out and "strength 0.4, begun at sigma" in out
+    grid = PIL.Image.open(output)
+    assert grid.size == (4 * 68, 2 * 68)  # 4 columns (the input, 3 edits) x 2 rows, 64 px tiles in 2 px frames
+    assert main([*argv, "--strength", "0"]) == 0
+    cells = np.asarray(PIL.Image.open(output).convert("L"), dtype=np.int16)
+    first_row = [cells[2:66, 2 + 68 * column : 66 + 68 * column] for column in range(4)]
+    assert all(np.array_equal(cell, first_row[0]) for cell in first_row[1:])  # the input, unchanged
+    assert "begun at" not in capsys.readouterr().out  # strength 0: no run
+
+
+def test_ncsn_sample_refuses_a_file_that_is_not_an_image(tmp_path, capsys):
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "ncsn-digits", "--image", str(text), "--output", str(tmp_path / "x.png")])
+    assert exit_info.value.code != 0 and "cannot identify image file" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -1,6 +1,7 @@
 """Hub layout of a pushed pipeline: self-contained code files that plain diffusers can load."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -193,6 +194,11 @@ def test_a_class_conditional_model_exports_with_classes_in_its_card_and_code(tmp
     card = (export / "README.md").read_text()
     assert "class-conditional" in card and "class_labels=0" in card and "| Classes | 0 to 9 |" in card
     assert 'NCSNInpaintPipeline.from_pretrained("someone/classes")' in card
+    # The card's image-to-image example runs as written (on the exported folder in place of the Hub id).
+    block = next(code for code in re.findall(r"```python\n(.*?)```", card, flags=re.S) if "NCSNImg2ImgPipeline" in code)
+    scope = {"torch": torch, "image": torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(0))}
+    exec(block.replace('"someone/classes"', repr(str(export))), scope)  # noqa: S102 - the card's own example
+    assert len(scope["edited"]) == 4 and scope["edited"][0].size == (8, 8)
     result = subprocess.run(
         [sys.executable, "-c", PLAIN_DIFFUSERS_CLASSES, str(export), str(tmp_path / "plain.npy")],
         capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",

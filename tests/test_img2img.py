@@ -95,7 +95,8 @@ MIXTURE = dict(weights=[0.3, 0.7], means=[[-2.0], [2.0]], stds=[0.5, 0.5])
 
 def _mixture_cdf(x, sigma):
     spread = math.sqrt(0.25 + sigma**2)
-    return sum(w * 0.5 * math.erfc(-(x - m[0]) / (spread * math.sqrt(2))) for w, m in zip(MIXTURE["weights"], MIXTURE["means"]))
+    modes = zip(MIXTURE["weights"], MIXTURE["means"])
+    return sum(weight * 0.5 * math.erfc(-(x - mean[0]) / (spread * math.sqrt(2))) for weight, mean in modes)
 
 
 def _upper_mode_weight(start, sigma):
@@ -185,7 +186,12 @@ def test_strength_sets_where_the_run_begins():
     pipe = _image_pipe()
     for strength, first_call in ((1.0, 0), (0.5, 5), (0.25, 7)):
         seen = []
-        pipe(GREY, strength=strength, callback_on_step_end=lambda p, i, t, k: seen.append((i, float(t))) or k)
+
+        def record(pipeline, index, sigma, tensors, seen=seen):
+            seen.append((index, float(sigma)))
+            return tensors
+
+        pipe(GREY, strength=strength, callback_on_step_end=record)
         scheduler = pipe.scheduler
         assert [index for index, _ in seen] == list(range(first_call, scheduler.num_model_calls)), strength
         assert seen[0][1] == pytest.approx(float(scheduler.timesteps[first_call]))

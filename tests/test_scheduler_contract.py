@@ -195,8 +195,8 @@ def test_a_run_begun_mid_schedule_matches_the_full_runs_tail_in_distribution(nam
     distribution. Tolerances, about 4.5 standard errors of the difference of two independent runs of 4000 toy samples
     (mode weight 0.8: 0.009; means of the 800-sample mode with std 1: 0.05; standard deviations: 0.035), while a
     warm-up at the wrong order or level moves the means by whole units."""
-    options = {"algorithm": "3m-sde"} if name == "DPMSolverPlusPlusScheduler" else {}
-    for options in [options, {"algorithm": "2m"}] if options else [options]:
+    variants = [{"algorithm": "3m-sde"}, {"algorithm": "2m"}] if name == "DPMSolverPlusPlusScheduler" else [{}]
+    for options in variants:
         full = SAMPLERS[name].from_config(ACCURATE, **options)
         record = {}
         final = _summary(_run(full, sample=torch.randn(4000, 2, generator=torch.Generator().manual_seed(0)) * 20.0,

@@ -105,6 +105,7 @@ port = _argument_type(lambda value: check_integer("port", value, high=65535), in
 non_negative_float = _argument_type(
     lambda value: check_number("value", value, 0.0, math.inf), float, "a finite number >= 0"
 )
+unit_float = _argument_type(lambda value: check_number("value", value, 0.0, 1.0), float, "a number from 0 to 1")
 
 # Torch CPU threads of every command and the demo unless --threads says otherwise: one, measured by
 # benchmarks/command_threads.py (the bundled models' network calls are small, and on a shared machine a second

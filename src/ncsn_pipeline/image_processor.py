@@ -117,7 +117,8 @@ def images_to_data(
     shape = tuple(sample_shape)
     if data_range is None:  # raw (non-image) data: tensors in the data space itself
         if not isinstance(image, torch.Tensor):
-            raise ValueError(f"For non-image data (data_range=None), {name} must be a tensor, got {type(image).__name__}.")
+            kind = type(image).__name__
+            raise ValueError(f"For non-image data (data_range=None), {name} must be a tensor, got {kind}.")
         size = int(np.prod(shape))
         if image.numel() == 0 or image.numel() % size != 0:
             raise ValueError(f"{name} must hold samples of shape {shape}, got shape {tuple(image.shape)}.")

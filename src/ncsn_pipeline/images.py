@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import PIL.Image
 import torch
@@ -30,10 +30,12 @@ def samples_to_pil(sample: torch.Tensor, data_range: Sequence[float]) -> List[PI
     return [PIL.Image.fromarray(array, mode="RGB") for array in arrays]
 
 
-def image_grid(images: Sequence[PIL.Image.Image], tile: int = 64, border: int = 2) -> PIL.Image.Image:
-    """A near-square grid of ``images``, each upscaled (nearest neighbour, sharp pixels) to ``tile`` px in a grey
-    frame that keeps neighbouring samples apart; empty cells are white."""
-    columns = math.ceil(math.sqrt(len(images)))
+def image_grid(
+    images: Sequence[PIL.Image.Image], tile: int = 64, border: int = 2, columns: Optional[int] = None
+) -> PIL.Image.Image:
+    """A grid of ``images`` (near-square unless ``columns`` is given), each upscaled (nearest neighbour, sharp
+    pixels) to ``tile`` px in a grey frame that keeps neighbouring samples apart; empty cells are white."""
+    columns = columns or math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / columns)
     side = max(tile, images[0].width)
     cell = side + 2 * border
@@ -48,9 +50,9 @@ def image_grid(images: Sequence[PIL.Image.Image], tile: int = 64, border: int = 
     return grid
 
 
-def save_image_grid(images: Sequence[PIL.Image.Image], path: Path) -> None:
+def save_image_grid(images: Sequence[PIL.Image.Image], path: Path, columns: Optional[int] = None) -> None:
     """Write `image_grid` of ``images`` to ``path`` as PNG, atomically."""
-    grid = image_grid(images)
+    grid = image_grid(images, columns=columns)
     write_atomically(path, lambda temporary: grid.save(temporary, format="PNG"))
 
 

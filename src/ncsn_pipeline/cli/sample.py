@@ -2,7 +2,8 @@
 
 For 2-D data it plots plain Langevin dynamics at the smallest noise level next to the chosen sampler, both
 started from the same points with the same number of model calls, and prints the mode weights each
-recovers (NCSN's central point, Song & Ermon 2019, Figure 3). For images it writes a grid.
+recovers (NCSN's central point, Song & Ermon 2019, Figure 3). For images it writes a grid; with ``--image`` it edits
+the given pictures (SDEdit, `NCSNImg2ImgPipeline`) and writes one row per picture: the input, then its edits.
 
 Example::
 
@@ -10,6 +11,7 @@ Example::
     ncsn-sample --model ncsn-digits --sampler VEPredictorCorrectorScheduler --num_inference_steps 100
     ncsn-sample --model glyph-mixture --sampler_option steps_per_level=5 --output glyphs.png
     ncsn-sample --model ncsn-digits --classifier ncsn-digits-classifier --class_label 3 --guidance_scale 2
+    ncsn-sample --model ncsn-fashion --image my_shoe.png --strength 0.5 --output edits.png   # SDEdit
     ncsn-sample --model path/to/saved/pipeline --output samples.png
 """
 
@@ -19,8 +21,9 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
+import PIL.Image
 import torch
 
 from ..arguments import (
@@ -32,6 +35,7 @@ from ..arguments import (
     positive_int,
     run_command,
     strict_parser,
+    unit_float,
 )
 from ..errors import HubError
 from ..images import save_image_grid, save_scatter_plot
@@ -79,8 +83,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="weight of the classifier's gradient, with --classifier (default: 1, the exact conditional score)",
     )
+    parser.add_argument(
+        "--image",
+        nargs="+",
+        default=None,
+        help="image files to edit (SDEdit) instead of sampling from noise: each is converted to the model's channels "
+        "and resized to its size; --batch_size edits of each are written in its row (default: 8)",
+    )
+    parser.add_argument(
+        "--strength",
+        type=unit_float,
+        default=None,
+        help="with --image: how much of each image is noised away before sampling back, from 0 (the image itself) to "
+        "1 (a new sample) (default: 0.5)",
+    )
     add_threads_argument(parser)
     return parser
+
+
+def _read_images(paths: Sequence[str], pipe) -> Tuple[List[PIL.Image.Image], List[str]]:
+    """The ``--image`` files as PIL images of the model's channels and size, and a note for each one resized."""
+    channels, height, width = pipe.sample_shape
+    images, notes = [], []
+    for path in paths:
+        with PIL.Image.open(path) as opened:
+            image = opened.convert("RGB" if channels == 3 else "L")
+        if image.size != (width, height):
+            notes.append(f"{path} resized from {image.width}x{image.height}")
+            image = image.resize((width, height), resample=PIL.Image.LANCZOS)
+        images.append(image)
+    return images, notes
 
 
 def _classifier(name_or_path: Optional[str]):
@@ -106,6 +138,11 @@ def run(args: argparse.Namespace) -> str:
         raise ValueError(f"--output must name a .png file, got {args.output!r}.")
     if args.guidance_scale is not None and args.classifier is None:
         raise ValueError("--guidance_scale weighs a classifier's gradient: give --classifier too.")
+    if args.strength is not None and args.image is None:
+        raise ValueError("--strength sets how much of --image is noised away: give --image too.")
+    for path in args.image or []:
+        if not Path(path).is_file():
+            raise ValueError(f"--image {path!r} is not a file.")
     classifier = _classifier(args.classifier)
     pipe = load_pipeline(args.model)
     apply_sampler_arguments(pipe, args)
@@ -116,7 +153,12 @@ def run(args: argparse.Namespace) -> str:
             f"Cannot plot samples of shape {pipe.sample_shape}: only 2-D points, or images from a pipeline with a "
             "data_range, can be written as PNG."
         )
+    if args.image is not None and not is_image:
+        raise ValueError(f"--image edits images; {args.model!r} samples points.")
     batch_size = args.batch_size or (64 if is_image else 2000)
+    inputs, notes = _read_images(args.image, pipe) if args.image is not None else ([], [])
+    if inputs:  # edits: --batch_size of each image
+        batch_size = len(inputs) * (args.batch_size or 8)
 
     started = time.perf_counter()
     num_classes = getattr(pipe.unet, "num_classes", None)
@@ -136,12 +178,14 @@ def run(args: argparse.Namespace) -> str:
         generator = torch.Generator().manual_seed(args.seed)
         steps = args.num_inference_steps
         guidance = {} if classifier is None else {"classifier": classifier, "guidance_scale": args.guidance_scale}
+        guided = "" if classifier is None else f", guided by {args.classifier} (scale {args.guidance_scale or 1:g})"
+        if inputs:
+            return _edit(pipe, inputs, notes, args, output, labels, guidance, guided, started)
         images = pipe(
             batch_size=batch_size, generator=generator, num_inference_steps=steps, class_labels=labels, **guidance
         ).images
         seconds = time.perf_counter() - started
         save_image_grid(images, output)
-        guided = "" if classifier is None else f", guided by {args.classifier} (scale {args.guidance_scale or 1:g})"
         return f"Wrote {batch_size} samples to {output} with {pipe.scheduler.description}{guided}, {seconds:.1f} s."
 
     plain, annealed = plain_and_annealed(pipe, batch_size, args.seed, num_inference_steps=args.num_inference_steps)
@@ -167,6 +211,39 @@ def run(args: argparse.Namespace) -> str:
         )
     save_scatter_plot(output, panels, title=f"{args.model}: same start, same number of score evaluations")
     return summary
+
+
+def _edit(pipe, inputs, notes, args, output: Path, labels, guidance, guided: str, started: float) -> str:
+    """``--image``: SDEdit each input ``--batch_size`` times; write a row per input (it, then its edits)."""
+    from ..editing import NCSNImg2ImgPipeline
+
+    editor = NCSNImg2ImgPipeline(unet=pipe.unet, scheduler=pipe.scheduler, data_range=pipe.config.data_range)
+    editor.set_progress_bar_config(disable=True)
+    strength = 0.5 if args.strength is None else args.strength
+    per_image = args.batch_size or 8
+    edits = editor(
+        inputs,
+        strength=strength,
+        num_images_per_prompt=per_image,
+        generator=torch.Generator().manual_seed(args.seed),
+        num_inference_steps=args.num_inference_steps,
+        class_labels=labels,
+        **guidance,
+    ).images
+    seconds = time.perf_counter() - started
+    rows = []
+    for index, image in enumerate(inputs):
+        rows += [image, *edits[index * per_image : (index + 1) * per_image]]
+    save_image_grid(rows, output, columns=per_image + 1)
+    scheduler = editor.scheduler
+    begin = scheduler.begin_index or 0
+    calls = 0 if strength == 0 else scheduler.num_model_calls - begin
+    begun = "" if strength == 0 else f", begun at sigma {float(scheduler.timesteps[begin]):.4g} ({calls} model calls)"
+    resized = f" ({'; '.join(notes)})" if notes else ""
+    return (
+        f"Wrote {per_image} edits of each of {len(inputs)} image(s){resized} to {output} (rows: the input, then its "
+        f"edits), strength {strength:g}{begun}, with {scheduler.description}{guided}, {seconds:.1f} s."
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

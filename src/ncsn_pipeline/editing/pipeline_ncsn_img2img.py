@@ -12,7 +12,6 @@ at the perturbed input; ``tests/test_img2img.py`` checks both closed forms on a 
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch

@@ -1,6 +1,6 @@
 """Draw the README's pictures of the bundled models (offline, ~1 minute on 2 cores).
 
-    python docs/make_controllable_figures.py [fashion inpainting classes colorization]
+    python docs/make_controllable_figures.py [fashion inpainting classes colorization sdedit]
 
 * ``docs/inpainting.png``: held-out digits with the right half / the centre / a random half of the pixels
   repainted by ``ncsn-digits`` (predictor-corrector, RePaint resampling 5 x 3): original, masked input, 6 fills.
@@ -9,6 +9,8 @@
 * ``docs/colorization.png``: grey versions of the ``color-glyphs`` glyphs and 6 colorizations of each.
 * ``docs/fashion_classes.png``: one row per Fashion-MNIST class: 8 samples of ``ncsn-fashion`` asked for it (its
   default sampler, seed = class index), then 4 real test images of the class.
+* ``docs/sdedit.png``: SDEdit with ``ncsn-fashion`` (its default sampler, the image's own class): three held-out test
+  images, each edited 6 times at strengths 0.3, 0.5 and 0.7.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import PIL.Image  # noqa: E402
 import PIL.ImageDraw  # noqa: E402
 import torch  # noqa: E402
 
-from ncsn_pipeline import VEPredictorCorrectorScheduler  # noqa: E402
-from ncsn_pipeline.demo.inpainting import MASKS, held_out_image  # noqa: E402
+from ncsn_pipeline import NCSNImg2ImgPipeline, VEPredictorCorrectorScheduler  # noqa: E402
+from ncsn_pipeline.demo.inpainting import MASKS, held_out_image, held_out_images  # noqa: E402
 from ncsn_pipeline.images import samples_to_pil  # noqa: E402
 from ncsn_pipeline.inpainting import NCSNColorizePipeline, NCSNInpaintPipeline  # noqa: E402
 from ncsn_pipeline.pretrained import load_pretrained, load_pretrained_classifier  # noqa: E402
@@ -111,11 +113,30 @@ def fashion_figure() -> None:
     _row_image(rows, captions, label_width=90).save(DOCS / "fashion_classes.png")
 
 
+def sdedit_figure() -> None:
+    from ncsn_pipeline.evaluation.fashion_mnist_files import load_held_out_slice
+
+    fashion = load_pretrained("ncsn-fashion")
+    pipe = NCSNImg2ImgPipeline(fashion.unet, fashion.scheduler, data_range=fashion.config.data_range)
+    pipe.set_progress_bar_config(disable=True)
+    _, labels = load_held_out_slice()
+    rows, captions = [], []
+    for index in (0, 1, 8):
+        image = held_out_images("fashion-mnist")[index]
+        for strength in (0.3, 0.5, 0.7):
+            edits = pipe(image, strength=strength, num_images_per_prompt=6, class_labels=int(labels[index]),
+                         generator=torch.Generator().manual_seed(index)).images  # fmt: skip
+            rows.append(samples_to_pil(image[None], (0, 1)) + list(edits))
+            captions.append(f"image {index}, strength {strength}")
+    _row_image(rows, captions, label_width=130).save(DOCS / "sdedit.png")
+
+
 FIGURES = {
     "fashion": (fashion_figure, "fashion_classes.png"),
     "inpainting": (inpainting_figure, "inpainting.png"),
     "classes": (class_figure, "class_conditional.png"),
     "colorization": (colorization_figure, "colorization.png"),
+    "sdedit": (sdedit_figure, "sdedit.png"),
 }
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ demo_module = SimpleNamespace(
 SMALL_GENERATE = ["ncsn-digits", "NCSNScheduler", 4, 2, 1.0, 0, 4, False, "any", 2.0]
 # model, digit, mask, sampler, noise levels, steps per level, step size scale, seed, fills, resampling, class, guidance
 SMALL_INPAINT = ["ncsn-digits", 5, "right half", "VEPredictorCorrectorScheduler", 6, 1, 1.0, 0, 3, 1, "any", 2.0]
+# model, image, strength, sampler, noise levels, steps per level, step size scale, seed, edits, class, guidance
+SMALL_EDIT = ["ncsn-digits", 5, 0.5, "DPMSolverPlusPlusScheduler", 20, 1, 1.0, 0, 3, "any", 2.0]
 # distribution, sampler, noise levels, steps per level, step size scale, field sigma, seed, points
 SMALL_PLAYGROUND = ["two-gaussians", "NCSNScheduler", 10, 30, 1.0, 1.0, 0, 500]
 QUICK_S = 5.0  # a rejection must come back this fast (no sampling happens)
@@ -277,6 +279,51 @@ def test_inpaint_rejects_bad_input_with_a_readable_message(client, index, value,
     assert message in str(error.value)
 
 
+def test_edit_keeps_a_light_edit_near_the_image_and_strength_zero_returns_it(client):
+    grid, summary = client.predict(*SMALL_EDIT, api_name="/edit")
+    original, noised, *edits = _tiles(grid, 5)
+    assert not np.array_equal(noised, original)  # the start is the image plus noise
+    assert all(np.abs(edit.astype(float) - original).mean() < 60 for edit in edits)  # strength 0.5 keeps the digit
+    assert not np.array_equal(edits[0], edits[1])  # the edits differ
+    assert "Held-out digit 5 (" in summary and "at strength 0.5 (noised to sigma" in summary
+    assert "DPM-Solver++" in summary and "network calls on the batch of 3" in summary
+    grid, summary = client.predict(*_with(SMALL_EDIT, 2, 0.0), api_name="/edit")
+    original, noised, *edits = _tiles(grid, 5)
+    assert all(np.array_equal(tile, original) for tile in (noised, *edits)) and "0 network calls" in summary
+
+
+def test_a_class_conditional_model_edits_within_the_images_own_class_unless_told_otherwise(server):
+    """Fashion-MNIST test image 0 is an ankle boot: with class "any" the class-conditional model edits it as an ankle
+    boot (classes in turn would turn it into sandals and shirts); a chosen class is used as chosen."""
+    from ncsn_pipeline.demo.editing import edit_image
+
+    fashion = demo_module.FASHION_MODEL
+    kept = edit_image(server.ncsn_models, fashion, 0, 0.3, "DPMSolverPlusPlusScheduler", 10, 1, 1.0, 0, 1)
+    assert "test image 0 (Ankle boot) edited by" in kept.summary and "as class Ankle boot at strength" in kept.summary
+    other = edit_image(server.ncsn_models, fashion, 0, 0.3, "DPMSolverPlusPlusScheduler", 10, 1, 1.0, 0, 1, "Sandal")
+    assert "as class Sandal at strength" in other.summary
+
+
+@pytest.mark.parametrize(
+    "index, value, message",
+    [
+        (1, 359, "digit must be a whole number from 0 to 358, got 359."),
+        (2, 1.5, "strength must be a finite number from 0 to 1, got 1.5."),
+        (2, "half", "strength must be a finite number from 0 to 1, got 'half'."),
+        (3, "DDIM", "Unknown sampler 'DDIM'"),
+        (4, 100, "Too many network calls"),  # 100 levels x 41 calls at strength 1
+        (9, "cat", "class 'cat' is not a class of"),
+    ],
+)
+def test_edit_rejects_bad_input_with_a_readable_message(client, index, value, message):
+    arguments = _with(SMALL_EDIT, index, value)
+    if index == 4:
+        arguments = _with(_with(_with(arguments, 5, 40), 3, "NCSNScheduler"), 2, 1.0)
+    with pytest.raises(AppError) as error:
+        client.predict(*arguments, api_name="/edit")
+    assert message in str(error.value)
+
+
 def _call_raw(url: str, api_name: str, body: str) -> str:
     """Send a raw JSON body (NaN and Infinity included) through the queued ``/call`` route; return the SSE text."""
     joined = httpx.post(
@@ -371,9 +418,10 @@ def test_every_event_is_queued_and_no_direct_route_runs_it(server):
     # api_open=False refuses queued events on the direct routes, so every event with a server function must be
     # queued; the others run only in the browser (JavaScript) and have no server function.
     assert all(fn.queue or fn.fn is None for fn in server.fns.values())
-    assert [fn.api_name for fn in server.fns.values() if fn.fn is not None] == ["generate", "inpaint", "playground"]
-    sampling = [fn for fn in server.fns.values() if fn.api_name in ("generate", "playground", "inpaint")]
-    assert len(sampling) == 3
+    served = [fn.api_name for fn in server.fns.values() if fn.fn is not None]
+    assert served == ["generate", "inpaint", "edit", "playground"]
+    sampling = [fn for fn in server.fns.values() if fn.api_name in ("generate", "playground", "inpaint", "edit")]
+    assert len(sampling) == 4
     assert all(fn.concurrency_id == demo_module.SAMPLING_CONCURRENCY_ID for fn in sampling)
     assert all(fn.concurrency_limit == demo_module.CONCURRENCY_LIMIT for fn in sampling)
 
@@ -389,12 +437,13 @@ def test_every_event_is_queued_and_no_direct_route_runs_it(server):
 
 
 def test_only_the_documented_endpoints_run_and_requests_stay_small(server):
-    public = {fn._id for fn in server.fns.values() if fn.api_name in ("generate", "playground", "inpaint")}
+    public = {fn._id for fn in server.fns.values() if fn.api_name in ("generate", "playground", "inpaint", "edit")}
     join = f"{server.test_url}gradio_api/queue/join"
     for fn_index in [*(set(range(len(server.fns) + 2)) - public), 99]:
         body = {"data": [], "fn_index": fn_index, "session_hash": "probe", "event_data": None, "trigger_id": None}
         response = httpx.post(join, json=body, timeout=30)
-        assert response.status_code == 404 and "call /generate, /playground or /inpaint" in response.text, fn_index
+        assert response.status_code == 404, fn_index
+        assert "call /generate, /playground, /inpaint or /edit" in response.text, fn_index
     huge = httpx.post(join, content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"}, timeout=30)
     assert huge.status_code == 413 and "x" * 100 not in huge.text  # refused, and not echoed back
     for name in ("js_fn", "update", "nothing"):
@@ -409,7 +458,7 @@ def test_only_the_documented_endpoints_run_and_requests_stay_small(server):
     upload = httpx.post(f"{server.test_url}gradio_api/upload", files={"files": ("a.txt", b"x" * 1000)}, timeout=30)
     assert upload.status_code == 404
     info = httpx.get(f"{server.test_url}gradio_api/info", timeout=30).json()
-    assert set(info["named_endpoints"]) == {"/generate", "/playground", "/inpaint"}
+    assert set(info["named_endpoints"]) == {"/generate", "/playground", "/inpaint", "/edit"}
     assert not info.get("unnamed_endpoints")
     labels = [item["label"] for endpoint in info["named_endpoints"].values() for item in endpoint["returns"]]
     assert all(label and not label.startswith("value_") for label in labels), labels
@@ -687,10 +736,11 @@ def priced_models(server):
     return priced
 
 
-@pytest.mark.parametrize("tab", ["images", "inpainting"])
+@pytest.mark.parametrize("tab", ["images", "inpainting", "editing"])
 def test_a_request_predicted_to_take_too_long_is_refused_before_any_network_call(priced_models, tab):
     """40 calls x 0.5 s = 20 s > MAX_PREDICTED_SECONDS (12 s): refused with the prediction, nothing sampled; 23 calls
     (11.5 s predicted) are accepted (and, the real network being fast, run)."""
+    from ncsn_pipeline.demo.editing import edit_image
     from ncsn_pipeline.demo.inpainting import inpaint_image
 
     entry = priced_models.images["ncsn-digits"]
@@ -700,11 +750,15 @@ def test_a_request_predicted_to_take_too_long_is_refused_before_any_network_call
             request = lambda levels: demo_module.generate_images(  # noqa: E731
                 priced_models, "ncsn-digits", "DPMSolverPlusPlusScheduler", levels, 1, 1.0, 0, 2, False, "3", 20.0
             )
-        else:
+        elif tab == "inpainting":
             request = lambda levels: inpaint_image(  # noqa: E731
                 priced_models, "ncsn-digits", 0, "right half", "DPMSolverPlusPlusScheduler", levels, 1, 1.0, 0, 2, 1,
                 "3", 20.0,
             )  # fmt: skip
+        else:  # editing at strength 1: every call of the run
+            request = lambda levels: edit_image(  # noqa: E731
+                priced_models, "ncsn-digits", 0, 1.0, "DPMSolverPlusPlusScheduler", levels, 1, 1.0, 0, 2, "3", 20.0
+            )
         with pytest.raises(ValueError, match=r"40 network calls on a batch of 2 would take about 20 s here, the limit "
                            r"is 12 s\. Use fewer noise levels"):  # fmt: skip
             request(40)

@@ -186,3 +186,36 @@ def test_inpainting_in_the_browser(page, demo_url, tmp_path):
     _save(page, tmp_path, "inpainting_tab.png")
     assert page.outside_requests == [], "the page fetched something from outside the machine"
 
+
+
+def test_editing_in_the_browser(page, demo_url, tmp_path):
+    """The Editing tab with the page's own defaults (strength 0.5, the default sampler), then a stronger edit."""
+    page.goto(demo_url)
+    page.get_by_role("tab", name="Editing").click()
+    page.locator("#edit").click()
+    grid = page.locator('#edit-grid img[src*="/gradio_api/file="]')
+    grid.wait_for(state="visible", timeout=RESULT_TIMEOUT_MS)
+    info = page.locator("#edit-info textarea")
+    for _ in range(int(RESULT_TIMEOUT_MS / 200)):
+        if "edited by" in info.input_value():
+            break
+        page.wait_for_timeout(200)
+    from ncsn_pipeline.demo.inpainting import HELD_OUT_SETS, held_out_label
+
+    source = demo_module.models.images[demo_module.DEFAULT_IMAGE_MODEL].held_out
+    what = HELD_OUT_SETS[source][0]
+    expected = f"{what[0].upper()}{what[1:]} 0 ({held_out_label(source, 0)}) edited by"
+    assert expected in info.input_value() and "at strength 0.5 (noised to sigma" in info.input_value()
+    cell = demo_module.TILE_SIZE + 2 * demo_module.GRID_BORDER
+    assert grid.evaluate("image => image.naturalWidth") == 3 * cell  # original, noised start and 7 edits: 3 x 3
+    _save(page, tmp_path, "editing_tab.png")
+    strength = page.locator("#edit-strength input[type=number]")
+    strength.fill("0.8")
+    strength.press("Enter")
+    page.locator("#edit").click()
+    for _ in range(int(RESULT_TIMEOUT_MS / 200)):
+        if "at strength 0.8" in info.input_value():
+            break
+        page.wait_for_timeout(200)
+    assert "at strength 0.8 (noised to sigma" in info.input_value()
+    assert page.outside_requests == [], "the page fetched something from outside the machine"

@@ -13,6 +13,8 @@ from typing import Awaitable, Callable, Collection, Dict
 Receive = Callable[[], Awaitable[Dict]]
 Send = Callable[[Dict], Awaitable[None]]
 
+# The endpoints that run (one per tab), by api_name: the only ones a request may reach.
+PUBLIC_ENDPOINTS = ("generate", "playground", "inpaint", "edit")
 MAX_REQUEST_BYTES = 64 * 1024  # the demo's inputs are a few numbers and names
 MAX_JSON_DEPTH = 16  # the demo's bodies are an object holding a flat list: deeper nesting is never legitimate
 
@@ -32,7 +34,7 @@ class RequestGuard:
         self,
         app,
         allowed_fn_indices: Collection[int],
-        allowed_api_names: Collection[str] = ("generate", "playground", "inpaint"),
+        allowed_api_names: Collection[str] = PUBLIC_ENDPOINTS,
         max_body_bytes: int = MAX_REQUEST_BYTES,
     ):
         self.app = app

@@ -44,6 +44,7 @@ DEFAULT_PLAYGROUND_MODEL = "two-gaussians"
 DEFAULT_SEED = 0
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_FILLS = 7  # the Inpainting tab's batch: with the original and the masked input, a grid of 3 x 3
+DEFAULT_STRENGTH = 0.5  # the Editing tab's SDEdit strength
 DEFAULT_POINTS = 1000
 ANY_CLASS = "any"  # the class choice of models without classes, and of class-aware ones left free
 DEFAULT_GUIDANCE_SCALE = 2.0

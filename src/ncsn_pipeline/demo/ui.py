@@ -1,7 +1,7 @@
 """Gradio web demo: sample images with any sampler of the package and explore score fields in 2-D.
 
 The only module of the package that imports Gradio (inside `build_demo` and `launch_demo`, so the package
-works without the ``demo`` extra). Three tabs, wired by `build_demo` (launch with ``python app.py``):
+works without the ``demo`` extra). Four tabs, wired by `build_demo` (launch with ``python app.py``):
 
 * **Images** (`ncsn_pipeline.demo.images`): a bundled or built-in image model (or ``--model``), a sampler and
   its controls, and for class-aware models a class (class-conditional models take it, ``ncsn-digits`` is guided
@@ -10,6 +10,8 @@ works without the ``demo`` extra). Three tabs, wired by `build_demo` (launch wit
 * **Inpainting** (`ncsn_pipeline.demo.inpainting`): a held-out image of the model's data (a digit, or a
   Fashion-MNIST test image) with a chosen part masked, filled in by an image model with any sampler and optional
   RePaint resampling.
+* **Editing** (`ncsn_pipeline.demo.editing`): SDEdit: a held-out image noised to the level a strength sets and
+  sampled back by an image model with any sampler, optionally toward a class.
 * **2-D playground** (`ncsn_pipeline.demo.playground`): the score field at a chosen noise level over the
   perturbed density, and plain Langevin dynamics next to the chosen sampler from the same start.
 
@@ -27,7 +29,8 @@ import time
 from typing import Optional, Tuple
 
 from .cost import MAX_PREDICTED_SECONDS, DeadlinePassed, check_deadline
-from .guard import RequestGuard
+from .editing import edit_image
+from .guard import PUBLIC_ENDPOINTS, RequestGuard
 from .images import generate_images
 from .inpainting import HELD_OUT_SETS, MASKS, held_out_count, inpaint_image
 from .limits import (
@@ -42,6 +45,7 @@ from .limits import (
     DEFAULT_POINTS,
     DEFAULT_SAMPLER,
     DEFAULT_SEED,
+    DEFAULT_STRENGTH,
     GUIDANCE_SCALE_RANGE,
     MAX_BATCH_SIZE,
     MAX_IMAGE_CALLS,
@@ -62,10 +66,8 @@ from .models import DemoModels
 from .playground import run_playground
 from .samplers import SAMPLERS, sampler_choices
 
-PUBLIC_ENDPOINTS = ("generate", "playground", "inpaint")
-
 CSS = """
-#result-grid img, #trajectory img, #inpaint-grid img { image-rendering: pixelated; }
+#result-grid img, #trajectory img, #inpaint-grid img, #edit-grid img { image-rendering: pixelated; }
 """
 
 LIMITS_TEXT = (
@@ -218,6 +220,27 @@ def build_demo(
             class_name, guidance_scale,
         )  # fmt: skip
         result = user_errors(inpaint_image, "Cannot inpaint")(*arguments, progress=progress)
+        return result.grid, result.summary
+
+    def on_edit(
+        model,
+        image_index,
+        strength,
+        sampler,
+        noise_levels,
+        steps_per_level,
+        step_scale,
+        seed,
+        batch_size,
+        class_name,
+        guidance_scale,
+        progress=tracker,
+    ):
+        arguments = (
+            model, image_index, strength, sampler, noise_levels, steps_per_level, step_scale, seed, batch_size,
+            class_name, guidance_scale,
+        )  # fmt: skip
+        result = user_errors(edit_image, "Cannot edit")(*arguments, progress=progress)
         return result.grid, result.summary
 
     def on_playground(
@@ -412,6 +435,54 @@ def build_demo(
                 )
                 follow_suggestions(inpaint_model, i_sampler, i_levels, i_steps, "images")
 
+            with gr.Tab("Editing", id="editing"):
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=300):
+                        edit_model = gr.Dropdown(
+                            [(entry.label, key) for key, entry in models.images.items()],
+                            value=DEFAULT_IMAGE_MODEL,
+                            label="Model",
+                            elem_id="edit-model",
+                        )
+                        edit_image_index = gr.Slider(
+                            0, last_image, value=0, step=1, label=image_label, elem_id="edit-image"
+                        )
+                        strength = gr.Slider(
+                            0.0,
+                            1.0,
+                            value=DEFAULT_STRENGTH,
+                            step=0.05,
+                            label="Strength (0 = the image itself, 1 = a new sample)",
+                            elem_id="edit-strength",
+                        )
+                        e_sampler, e_levels, e_steps, e_scale, e_seed = sampler_controls(
+                            "edit", "images", DEFAULT_IMAGE_MODEL
+                        )
+                        e_batch = gr.Slider(
+                            1, MAX_BATCH_SIZE, value=DEFAULT_FILLS, step=1, label="Edits", elem_id="edit-batch"
+                        )
+                        e_class, e_guidance = class_controls("edit")
+                        edit = gr.Button("Edit", variant="primary", elem_id="edit")
+                        gr.Markdown(
+                            "SDEdit (Meng et al. 2022): the image is noised to the level the strength sets, then "
+                            "sampled back. Samplers that solve the reverse SDE (DPM-Solver++ SDE, adaptive) keep the "
+                            "most of the image; the Langevin samplers also mix toward the whole data distribution."
+                        )
+                    with gr.Column(scale=2):
+                        edit_grid = result_image("Original, noised start, edits", "edit-grid")
+                        edit_info = gr.Textbox(label="Run", interactive=False, elem_id="edit-info")
+                edit.click(
+                    on_edit,
+                    [
+                        edit_model, edit_image_index, strength, e_sampler, e_levels, e_steps, e_scale, e_seed,
+                        e_batch, e_class, e_guidance,
+                    ],  # fmt: skip
+                    [edit_grid, edit_info],
+                    api_name="edit",
+                    **sampling,
+                )
+                follow_suggestions(edit_model, e_sampler, e_levels, e_steps, "images")
+
             with gr.Tab("2-D playground", id="playground"):
                 with gr.Row():
                     with gr.Column(scale=1, min_width=300):
@@ -470,7 +541,7 @@ def launch_demo(
 ):
     """Launch ``demo`` with the demo's settings: offline theme, no MCP server, monitoring or run history, Gradio's
     per-session state bounded to the ``max_sessions`` most recent sessions, and the `RequestGuard` in front (only
-    /generate, /playground and /inpaint run, small request bodies, no uploads)."""
+    /generate, /playground, /inpaint and /edit run, small request bodies, no uploads)."""
     from starlette.middleware import Middleware
 
     gr = _import_gradio()

@@ -207,3 +207,20 @@ class PipelineTesterMixin:
         with pytest.raises(ValueError, match="knows only its 4 training noise levels, but AdaptiveSDEScheduler"):
             self._call(pipe, num_inference_steps=None)
         assert calls == []
+
+    def test_classifier_free_guidance_makes_one_call_on_the_doubled_batch_per_step(self):
+        """Every pipeline guides a model with the "no class" label through the shared loop: the calls of an unguided
+        run, each on the conditional and the "no class" halves at once."""
+        torch.manual_seed(0)
+        model = NCSNScoreModel(in_channels=self.channels, sample_size=8, ngf=8, num_class_embeds=3,
+                               unconditional_class=True)  # fmt: skip
+        pipe = self.pipeline_class(unet=model, scheduler=self.get_pipeline().scheduler, data_range=(0, 1))
+        pipe.set_progress_bar_config(disable=True)
+        batches = []
+        hook = model.register_forward_hook(lambda module, args, output: batches.append(args[0].shape[0]))
+        try:
+            output = self._call(pipe, class_labels=1, guidance_scale=3.0).images
+        finally:
+            hook.remove()
+        assert output.shape[0] == self.batch_size and np.isfinite(output).all()
+        assert batches == [2 * self.batch_size] * pipe.scheduler.num_model_calls

@@ -268,6 +268,60 @@ def test_class_conditional_training_writes_a_conditional_pipeline(tmp_path):
     assert images.shape == (2, 8, 8, 1) and np.isfinite(images).all()
 
 
+@pytest.mark.parametrize("model", ["ncsnv2", "edm-unet"])
+def test_label_dropout_trains_a_model_that_knows_the_no_class_label(tmp_path, model):
+    """``--label_dropout``: the saved network has one more class embedding, the "no class" label, and samples with
+    classifier-free guidance (and without labels: the whole data)."""
+    from ncsn_pipeline.cli.train import main
+
+    output = tmp_path / "run"
+    size = ["--ngf", "8"] if model == "ncsnv2" else ["--block_out_channels", "8,8"]
+    try:
+        code = main([
+            "--dataset_name", "digits", "--resolution", "8", "--model", model, *size, "--class_conditional",
+            "--label_dropout", "0.2", "--auto_noise_schedule", "--max_train_steps", "2", "--train_batch_size", "16",
+            "--num_samples", "10", "--report_to", "none", "--output_dir", str(output),
+        ])  # fmt: skip
+    finally:
+        reset_accelerate_state()
+    assert code == 0
+    pipe = NCSNPipeline.from_pretrained(output)
+    assert pipe.unet.num_classes == 10 and pipe.unet.unconditional_label == 10 and pipe.unet.config.unconditional_class
+    pipe.set_progress_bar_config(disable=True)
+    guided = pipe(batch_size=2, class_labels=[3, 7], guidance_scale=3.0, num_inference_steps=3, output_type="np")
+    anything = pipe(batch_size=2, num_inference_steps=3, output_type="np")
+    assert np.isfinite(guided.images).all() and np.isfinite(anything.images).all()
+
+
+def test_label_dropout_replaces_that_share_of_labels_reproducibly():
+    from ncsn_pipeline.training.loop import drop_labels
+
+    labels = torch.arange(10).repeat(2000)
+    dropped = drop_labels(labels, 0.1, 10, torch.Generator().manual_seed(0))
+    again = drop_labels(labels, 0.1, 10, torch.Generator().manual_seed(0))
+    share = float((dropped == 10).double().mean())
+    assert torch.equal(dropped, again) and abs(share - 0.1) < 0.01  # 4.7 standard errors (0.0021)
+    kept = dropped != 10
+    assert torch.equal(dropped[kept], labels[kept])  # the others keep their class
+    assert torch.equal(drop_labels(labels, 0.0, 10, torch.Generator()), labels)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--label_dropout", "0.1"], "--label_dropout 0.1 drops class labels: it needs --class_conditional"),
+        (["--class_conditional", "--label_dropout", "1"], "--label_dropout must be below 1"),
+        (["--class_conditional", "--label_dropout", "-0.1"], "a number from 0 to 1, got '-0.1'"),
+    ],
+)
+def test_bad_label_dropout_is_refused(argv, message, capsys, tmp_path):
+    from ncsn_pipeline.cli.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--dataset_name", "digits", "--output_dir", str(tmp_path / "run"), *argv])
+    assert message in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------------------------------------ the classifier
 
 

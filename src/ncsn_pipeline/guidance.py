@@ -12,6 +12,17 @@ sharpen the class at the cost of diversity, 0 ignores the classifier.
 A classifier is any module called as ``classifier(sample, sigma)`` returning an object with ``.logits`` of shape
 ``(batch, num_classes)`` and having a ``num_classes`` attribute: `ncsn_pipeline.NoiseConditionalClassifier`, or the
 exact `ncsn_pipeline.GaussianMixtureClassifier` for tests.
+
+Classifier-free guidance (Ho & Salimans 2022) needs no classifier: a class-conditional model trained with label
+dropout (``ncsn-train --class_conditional --label_dropout P``) also knows the "no class" label, so it gives both
+``s(x | y)`` and ``s(x)``, and with ``guidance_scale = w`` the sampler follows
+
+    s(x | y) + (w - 1) (s(x | y) - s(x)) = grad_x log [p_sigma(x | y)^w p_sigma(x)^(1 - w)],
+
+the score of ``p_sigma(x | y) p_sigma(y | x)^(w - 1)``: the class sharpened as classifier guidance at scale
+``w - 1`` would. This is diffusers' convention (``w = 1`` is the plain conditional model, ``w = 0`` the
+unconditional one, as in its pipelines' ``guidance_scale``); Ho & Salimans' ``w`` is ours minus one. Both scores come
+from one network call on the doubled batch.
 """
 
 from __future__ import annotations
@@ -69,9 +80,18 @@ class Conditioning:
     guide_labels: Optional[torch.Tensor] = None  # the classes a classifier guides toward
     classifier: Any = None
     guidance_scale: float = 0.0
+    # Classifier-free guidance: the model's "no class" label for each example (the scale is ``guidance_scale``).
+    unconditional_labels: Optional[torch.Tensor] = None
 
     def score(self, unet: Any, sample: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """The (conditional) score at ``sample``: the model's, plus the scaled classifier gradient if guided."""
+        """The (conditional) score at ``sample``: the model's, plus the scaled classifier gradient if guided, or the
+        classifier-free combination ``s(x | y) + (w - 1) (s(x | y) - s(x))`` from one call on the doubled batch."""
+        if self.unconditional_labels is not None:
+            sigma = sigma.expand(sample.shape[0]) if sigma.ndim == 0 else sigma
+            labels = torch.cat([self.model_labels, self.unconditional_labels])
+            both = unet(torch.cat([sample, sample]), torch.cat([sigma, sigma]), class_labels=labels).sample
+            conditional, unconditional = both.chunk(2)
+            return conditional + (self.guidance_scale - 1) * (conditional - unconditional)
         if self.model_labels is None:
             score = unet(sample, sigma).sample
         else:
@@ -97,19 +117,23 @@ def prepare_conditioning(
 ) -> Conditioning:
     """Check a pipeline call's class arguments and return its `Conditioning`.
 
-    * A class-conditional model (``unet.num_classes`` set) needs ``class_labels``; they are passed to it.
+    * A class-conditional model (``unet.num_classes`` set) needs ``class_labels``; they are passed to it. One that
+      also knows the "no class" label (``unet.unconditional_label``) samples the whole data without them.
     * With a ``classifier``, ``class_labels`` are the classes to guide toward and ``guidance_scale`` (default 1,
       the exact conditional score) weighs the classifier's gradient.
+    * Without a classifier, ``guidance_scale`` is classifier-free guidance, for a model that knows the "no class"
+      label (see the module docstring; 1 is the plain conditional model).
     * ``class_labels`` for an unconditional model without a classifier, or ``guidance_scale`` without a
-      classifier, are refused with a message saying what would be accepted.
+      classifier for a model without the "no class" label, are refused with a message saying what would be
+      accepted.
     """
     num_classes = model_num_classes(unet)
+    unconditional_label = getattr(unet, "unconditional_label", None)
     if classifier is None:
         if guidance_scale is not None:
-            raise ValueError(
-                f"guidance_scale={guidance_scale!r} needs a classifier: pass classifier= (a noise-conditional "
-                "classifier such as NoiseConditionalClassifier) together with class_labels."
-            )
+            return _classifier_free(num_classes, unconditional_label, batch_size, device, class_labels, guidance_scale)
+        if unconditional_label is not None and class_labels is None:  # the whole data, through the "no class" label
+            return Conditioning(model_labels=torch.full((batch_size,), unconditional_label, device=device))
         return Conditioning(model_labels=class_labels_per_example(class_labels, batch_size, num_classes, device))
     classifier_classes = getattr(classifier, "num_classes", None)
     if not isinstance(classifier_classes, int) or not callable(classifier):
@@ -127,3 +151,28 @@ def prepare_conditioning(
     if num_classes is not None:
         model_labels = class_labels_per_example(class_labels, batch_size, num_classes, device)
     return Conditioning(model_labels, guide_labels, classifier, scale)
+
+
+def _classifier_free(
+    num_classes, unconditional_label, batch_size, device, class_labels, guidance_scale
+) -> Conditioning:
+    """The `Conditioning` of classifier-free guidance at ``guidance_scale``, checked (see `prepare_conditioning`)."""
+    if unconditional_label is None:
+        raise ValueError(
+            f"guidance_scale={guidance_scale!r} needs a classifier (pass classifier=, a noise-conditional classifier "
+            "such as NoiseConditionalClassifier, with class_labels), or a class-conditional model that also learned "
+            "the 'no class' label for classifier-free guidance (ncsn-train --class_conditional --label_dropout 0.1)."
+        )
+    if class_labels is None:
+        raise ValueError(
+            f"Classifier-free guidance needs class_labels: the class of each sample, in [0, {num_classes - 1}]."
+        )
+    scale = check_number("guidance_scale", guidance_scale, 0.0, MAX_GUIDANCE_SCALE)
+    labels = class_labels_per_example(class_labels, batch_size, num_classes, device)
+    if scale == 1.0:  # the plain conditional model: one call on the batch
+        return Conditioning(model_labels=labels)
+    if scale == 0.0:  # the unconditional model
+        return Conditioning(model_labels=torch.full_like(labels, unconditional_label))
+    return Conditioning(
+        model_labels=labels, guidance_scale=scale, unconditional_labels=torch.full_like(labels, unconditional_label)
+    )

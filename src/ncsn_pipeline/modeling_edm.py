@@ -35,8 +35,14 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DModel, UNet2DOutput
 
 from .checks import check_integer, check_positive
-from .modeling_ncsn import MAX_CLASS_EMBEDS, MAX_IN_CHANNELS, MAX_SAMPLE_SIDE, check_image_batch, sigma_per_example
-from .modeling_utils import ImageModelMixin, StrictLoadingMixin, class_labels_per_example
+from .modeling_ncsn import (
+    MAX_IN_CHANNELS,
+    MAX_SAMPLE_SIDE,
+    check_class_embeddings,
+    check_image_batch,
+    sigma_per_example,
+)
+from .modeling_utils import ImageModelMixin, StrictLoadingMixin, model_class_labels
 
 __all__ = ["EDMScoreModel", "edm_preconditioning"]
 
@@ -87,6 +93,8 @@ class EDMScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixin
         norm_num_groups (`int`, defaults to 8): GroupNorm groups.
         num_class_embeds (`int`, *optional*): Make the model class-conditional with that many classes; ``forward``
             then needs ``class_labels``.
+        unconditional_class (`bool`, defaults to `False`): With ``num_class_embeds``, also learn the "no class" label,
+            index ``num_class_embeds`` (``ncsn-train --label_dropout``; classifier-free guidance).
         sigma_data (`float`, defaults to 0.5): The standard deviation of the training data (EDM's ``sigma_data``;
             ``ncsn-train`` measures it on the data).
 
@@ -116,11 +124,11 @@ class EDMScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixin
         norm_num_groups: int = 8,
         num_class_embeds: Optional[int] = None,
         sigma_data: float = 0.5,
+        unconditional_class: bool = False,
     ):
         super().__init__()
         in_channels = check_integer("in_channels", in_channels, high=MAX_IN_CHANNELS)
-        if num_class_embeds is not None:
-            num_class_embeds = check_integer("num_class_embeds", num_class_embeds, high=MAX_CLASS_EMBEDS)
+        embeddings = check_class_embeddings(num_class_embeds, unconditional_class)
         check_positive("sigma_data", sigma_data)
         norm_num_groups = check_integer("norm_num_groups", norm_num_groups, high=MAX_CHANNELS)
         layers_per_block = check_integer("layers_per_block", layers_per_block, high=MAX_LAYERS_PER_BLOCK)
@@ -152,7 +160,7 @@ class EDMScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixin
             layers_per_block=layers_per_block,
             norm_num_groups=norm_num_groups,
             time_embedding_type="fourier",
-            num_class_embeds=num_class_embeds,
+            num_class_embeds=embeddings,
         )
 
 
@@ -160,7 +168,9 @@ class EDMScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixin
     def _checked_inputs(self, sample, timestep, class_labels):
         check_image_batch(sample, self.config.in_channels, self.side_multiple, self.min_side)
         sigma = sigma_per_example(timestep, sample.shape[0], sample.device, self.dtype)
-        labels = class_labels_per_example(class_labels, sample.shape[0], self.config.num_class_embeds, sample.device)
+        labels = model_class_labels(
+            class_labels, sample.shape[0], self.num_classes, self.unconditional_label, sample.device
+        )
         return sample.to(self.dtype), sigma[:, None, None, None], labels
 
     def _denoise(self, x: torch.Tensor, sigma: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:

@@ -41,7 +41,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
 from .checks import check_bool, check_choice, check_integer
-from .modeling_utils import ImageModelMixin, StrictLoadingMixin, class_labels_per_example
+from .modeling_utils import ImageModelMixin, StrictLoadingMixin, model_class_labels
 
 __all__ = ["NCSNScoreModel"]
 
@@ -82,6 +82,17 @@ ARCHITECTURES = {
         ("res5", "refine1", 4, 4, True, 4),
     ),
 }
+
+
+def check_class_embeddings(num_class_embeds: Optional[int], unconditional_class: bool) -> Optional[int]:
+    """The class embeddings of a class-conditional image model: ``num_class_embeds`` (checked), plus one for the "no
+    class" label when ``unconditional_class``; `None` for an unconditional model (which cannot have that label)."""
+    check_bool("unconditional_class", unconditional_class)
+    if num_class_embeds is None:
+        if unconditional_class:
+            raise ValueError("unconditional_class=True needs num_class_embeds (the classes of the model).")
+        return None
+    return check_integer("num_class_embeds", num_class_embeds, high=MAX_CLASS_EMBEDS) + int(unconditional_class)
 
 
 def _halvings(architecture: str) -> int:
@@ -418,6 +429,10 @@ class NCSNScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixi
             ``UNet2DModel`` name): every InstanceNorm++ gets a learned per-class scale and shift (NCSN's
             conditional instance normalisation, with classes instead of noise levels), and ``forward`` then needs
             ``class_labels``. `None` (the default, and the published models): unconditional.
+        unconditional_class (`bool`, *optional*, defaults to `False`):
+            With ``num_class_embeds``, also learn the "no class" label, index ``num_class_embeds`` (``ncsn-train
+            --label_dropout``): ``class_labels=None`` or that index gives the score of the whole data, which
+            classifier-free guidance needs.
 
     Example:
 
@@ -445,11 +460,11 @@ class NCSNScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixi
         architecture: str = "ncsnv2",
         center_input: bool = False,
         num_class_embeds: Optional[int] = None,
+        unconditional_class: bool = False,
     ):
         super().__init__()
         in_channels = check_integer("in_channels", in_channels, high=MAX_IN_CHANNELS)
-        if num_class_embeds is not None:
-            num_class_embeds = check_integer("num_class_embeds", num_class_embeds, high=MAX_CLASS_EMBEDS)
+        embeddings = check_class_embeddings(num_class_embeds, unconditional_class)
         architecture = check_choice("architecture", architecture, list(ARCHITECTURES))
         check_bool("center_input", center_input)
         self.side_multiple = 2 ** _halvings(architecture)
@@ -468,10 +483,8 @@ class NCSNScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixi
         self.stages = ARCHITECTURES[architecture]
         self.begin_conv = nn.Conv2d(in_channels, ngf, 3, padding=1)
         for name, _, in_mult, out_mult, down, dilation in self.stages:
-            first = _ResidualBlock(
-                in_mult * ngf, out_mult * ngf, down=down, dilation=dilation, num_classes=num_class_embeds
-            )
-            second = _ResidualBlock(out_mult * ngf, out_mult * ngf, dilation=dilation, num_classes=num_class_embeds)
+            first = _ResidualBlock(in_mult * ngf, out_mult * ngf, down=down, dilation=dilation, num_classes=embeddings)
+            second = _ResidualBlock(out_mult * ngf, out_mult * ngf, dilation=dilation, num_classes=embeddings)
             setattr(self, name, nn.ModuleList([first, second]))
         # Decoder, deepest stage first: it fuses its stage's features with the previous refine block's output.
         for index in range(len(self.stages) - 1, -1, -1):
@@ -479,7 +492,7 @@ class NCSNScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixi
             branches = [out_mult * ngf] if index == len(self.stages) - 1 else [out_mult * ngf] * 2
             refined_mult = self.stages[index - 1][3] if index > 0 else 1
             setattr(self, refine, _RefineBlock(branches, refined_mult * ngf, end=index == 0))
-        self.normalizer = _InstanceNormPlusPlus(ngf, num_classes=num_class_embeds)
+        self.normalizer = _InstanceNormPlusPlus(ngf, num_classes=embeddings)
         self.end_conv = nn.Conv2d(ngf, in_channels, 3, padding=1)
 
 
@@ -519,7 +532,9 @@ class NCSNScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixi
         # Computing in the model's dtype lets a float32 model score float16/float64 inputs and vice versa.
         compute_dtype = self.dtype
         sigma = sigma_per_example(timestep, sample.shape[0], sample.device, compute_dtype)
-        labels = class_labels_per_example(class_labels, sample.shape[0], self.config.num_class_embeds, sample.device)
+        labels = model_class_labels(
+            class_labels, sample.shape[0], self.num_classes, self.unconditional_label, sample.device
+        )
 
         hidden = sample.to(compute_dtype)
         if self.config.center_input:

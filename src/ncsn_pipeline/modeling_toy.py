@@ -19,7 +19,7 @@ from torch import nn
 
 from .checks import check_bool, check_integer
 from .guidance import ClassifierOutput
-from .modeling_utils import StrictLoadingMixin, as_float64_tensor, class_labels_per_example
+from .modeling_utils import StrictLoadingMixin, as_float64_tensor, model_class_labels
 
 # Limits of `ToyScoreModel` (a config file is untrusted input): widths, depth and 50M parameters (200 MB).
 MAX_TOY_WIDTH = 65_536
@@ -68,6 +68,9 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
         class_conditional (`bool`, defaults to `False`): Each mode is a class: ``forward`` then takes
             ``class_labels`` and returns the score of the chosen mode alone, ``(mu_y - x) / (s_y**2 + sigma**2)``
             (the exact class-conditional score; `GaussianMixtureClassifier` is the matching exact classifier).
+        unconditional_class (`bool`, defaults to `False`): With ``class_conditional``, also take the "no class"
+            label (index K, or ``class_labels=None``) and return the mixture's score there, as a model trained with
+            label dropout does: the exact reference of classifier-free guidance.
 
     Example:
         >>> import torch
@@ -83,9 +86,13 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
         means: Sequence = ((-5.0, -5.0), (5.0, 5.0)),
         stds: Union[Sequence[float], float] = (1.0, 1.0),
         class_conditional: bool = False,
+        unconditional_class: bool = False,
     ):
         super().__init__()
         check_bool("class_conditional", class_conditional)
+        check_bool("unconditional_class", unconditional_class)
+        if unconditional_class and not class_conditional:
+            raise ValueError("unconditional_class=True needs class_conditional=True (the modes are the classes).")
         weights_t = as_float64_tensor("weights", weights)
         means_t = as_float64_tensor("means", means)
         if weights_t.ndim != 1 or len(weights_t) < 1:
@@ -113,6 +120,11 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
     def num_classes(self) -> Optional[int]:
         """The number of modes if the model is class-conditional, else `None`."""
         return len(self.config.weights) if self.config.class_conditional else None
+
+    @property
+    def unconditional_label(self) -> Optional[int]:
+        """The "no class" label (index K) when ``unconditional_class``, else `None`."""
+        return self.num_classes if self.config.get("unconditional_class") else None
 
     @property
     def sample_shape(self) -> Tuple[int, ...]:
@@ -186,12 +198,15 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
             `UNet2DOutput` or `tuple`: ``.sample`` is the score, same shape and dtype as ``sample``.
         """
         flat, variances = self._flatten(sample, timestep)
-        labels = class_labels_per_example(class_labels, sample.shape[0], self.num_classes, flat.device)
-        # 1. Responsibilities r_k(x) of each mode under the perturbed mixture (one-hot at y given a class).
-        if labels is None:
-            responsibilities = torch.softmax(self._log_joint(flat, variances), dim=1)
-        else:
-            responsibilities = torch.nn.functional.one_hot(labels, len(self.mode_variances)).to(flat.dtype)
+        batch, classes, unconditional = sample.shape[0], self.num_classes, self.unconditional_label
+        labels = model_class_labels(class_labels, batch, classes, unconditional, flat.device)
+        # 1. Responsibilities r_k(x) of each mode under the perturbed mixture (one-hot at y given a class; the
+        #    mixture's own for the "no class" label).
+        modes = len(self.mode_variances)
+        responsibilities = torch.softmax(self._log_joint(flat, variances), dim=1)
+        if labels is not None:
+            chosen = torch.nn.functional.one_hot(labels.clamp(max=modes - 1), modes).to(flat.dtype)
+            responsibilities = torch.where((labels < modes)[:, None], chosen, responsibilities)
         # 2. Score = sum_k r_k (mu_k - x) / v_k, i.e. (sum_k (r_k / v_k) mu_k) - (sum_k r_k / v_k) x.
         weighted = responsibilities / variances
         score = weighted @ self.mode_means - weighted.sum(dim=1, keepdim=True) * flat

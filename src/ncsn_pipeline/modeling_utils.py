@@ -79,6 +79,12 @@ class ImageModelMixin:
         return self.config.get("num_class_embeds")
 
     @property
+    def unconditional_label(self) -> Optional[int]:
+        """The "no class" label (index ``num_classes``) of a model that also learned ``s(x)`` (``unconditional_class``,
+        trained with label dropout: classifier-free guidance); `None` otherwise."""
+        return self.num_classes if self.num_classes is not None and self.config.get("unconditional_class") else None
+
+    @property
     def sample_shape(self) -> tuple:
         """`tuple[int, int, int]`: Shape ``(in_channels, sample_size, sample_size)`` of one generated sample."""
         return (self.config.in_channels, self.config.sample_size, self.config.sample_size)
@@ -123,3 +129,20 @@ def class_labels_per_example(
         bad = labels[(labels < 0) | (labels >= num_classes)][0].item()
         raise ValueError(f"class_labels must lie in [0, {num_classes - 1}] for this model, got {bad}.")
     return labels.to(device=device, dtype=torch.long)
+
+
+def model_class_labels(
+    class_labels, batch_size: int, num_classes: Optional[int], unconditional_label: Optional[int], device: torch.device
+) -> Optional[torch.Tensor]:
+    """The labels a score model's ``forward`` takes: `class_labels_per_example`, where a model that also knows the "no
+    class" label (``unconditional_label``, index ``num_classes``; classifier-free guidance) takes that index too, and
+    takes ``class_labels=None`` as "no class" for every example (it samples the whole data then).
+
+    >>> model_class_labels(None, 3, 10, 10, "cpu").tolist()
+    [10, 10, 10]
+    """
+    if num_classes is not None and unconditional_label is not None:
+        if class_labels is None:
+            return torch.full((batch_size,), unconditional_label, dtype=torch.long, device=device)
+        return class_labels_per_example(class_labels, batch_size, num_classes + 1, device)
+    return class_labels_per_example(class_labels, batch_size, num_classes, device)

@@ -20,6 +20,7 @@ from ..arguments import (
     positive_float,
     positive_int,
     strict_parser,
+    unit_float,
 )
 from ..errors import HubError
 from ..training.data import BUILTIN_DATASETS, FASHION_MNIST
@@ -69,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
         "per class under --train_data_dir, or --label_column of a datasets data set",
     )
     data.add_argument("--label_column", default="label", help="the class column of a datasets data set")
+    data.add_argument(
+        "--label_dropout",
+        type=unit_float,
+        default=0.0,
+        help="with --class_conditional: the share of training examples whose class is replaced by a 'no class' "
+        "label, so that the one network also learns the unconditional score and samples with classifier-free "
+        "guidance (guidance_scale=w); 0.1 is usual (default: 0, no 'no class' label)",
+    )
     data.add_argument("--cache_dir", default=None, help="where datasets caches downloads")
     data.add_argument("--resolution", type=positive_int, default=32, help="images are resized to this square size")
     data.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 (grey) or 3 (RGB); default: infer")
@@ -255,6 +264,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             f"--noise_sampling {args.noise_sampling} / --loss_weighting {args.loss_weighting} are for --loss dsm; "
             "sliced score matching (--loss ssm) trains on the noise levels with lambda(sigma) = sigma^2"
         )
+    if args.label_dropout > 0 and not args.class_conditional:
+        parser.error(f"--label_dropout {args.label_dropout:g} drops class labels: it needs --class_conditional")
+    if args.label_dropout >= 1.0:
+        parser.error("--label_dropout must be below 1 (at 1 no example keeps its class); 0.1 is usual")
     if not 0.0 < args.ema_decay < 1.0:
         parser.error(f"--ema_decay must lie in (0, 1), got {args.ema_decay}")
     if args.lr_warmup_steps < 0:

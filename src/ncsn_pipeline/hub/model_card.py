@@ -220,6 +220,8 @@ def render_model_card(
         class_names=class_names,
         class_names_text=shown + (", ..." if class_names and len(class_names) > 20 else ""),
         example_class_labels=(", class_labels=0" if class_names else ""),
+        classifier_free=bool(class_names) and bool(unet_config.get("unconditional_class")),
+        label_dropout=card_text(args["label_dropout"]) if args and args.get("label_dropout") else None,
         is_image=is_image,
         is_colour=is_image and unet_config.get("in_channels") == 3,
         edm=unet_class == "EDMScoreModel",

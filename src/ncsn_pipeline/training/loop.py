@@ -151,8 +151,13 @@ def build_model(args, data):
             raise ValueError(f"--model {kind} needs image data, but {data.description} is not.")
         channels, height, _ = data.sample_shape
         num_classes = None if data.class_names is None else len(data.class_names)
+        # With label dropout the network also learns the "no class" label (classifier-free guidance).
+        unconditional_class = num_classes is not None and getattr(args, "label_dropout", 0.0) > 0
         if kind == "ncsnv2":
-            return NCSNScoreModel(in_channels=channels, sample_size=height, ngf=args.ngf, num_class_embeds=num_classes)
+            return NCSNScoreModel(
+                in_channels=channels, sample_size=height, ngf=args.ngf, num_class_embeds=num_classes,
+                unconditional_class=unconditional_class,
+            )  # fmt: skip
         groups = math.gcd(8, *args.block_out_channels)
         return EDMScoreModel(
             in_channels=channels,
@@ -162,6 +167,7 @@ def build_model(args, data):
             norm_num_groups=groups,
             num_class_embeds=num_classes,
             sigma_data=args.sigma_data,
+            unconditional_class=unconditional_class,
         )
     if data.class_names is not None:
         raise ValueError("Class-conditional training needs an image model (--model ncsnv2, edm-unet or auto).")
@@ -223,6 +229,15 @@ def compute_loss(
         return denoising_score_matching_loss(model, clean, sigma, noise, weight)
     projections = torch.randn(clean.shape, generator=generator).to(device=clean.device, dtype=clean.dtype)
     return sliced_score_matching_loss(model, clean, sigma, noise, projections)
+
+
+def drop_labels(labels: torch.Tensor, probability: float, unconditional_label: int, generator) -> torch.Tensor:
+    """Classifier-free guidance's label dropout (Ho & Salimans 2022): each label becomes the "no class" label with
+    ``probability``, drawn from the run's generator (so a resumed run drops the same ones)."""
+    if probability <= 0:
+        return labels
+    dropped = torch.rand(labels.shape, generator=generator).to(labels.device) < probability
+    return torch.where(dropped, torch.full_like(labels, unconditional_label), labels)
 
 
 def save_sample_preview(pipeline, path: Path, num_samples: int, seed: int) -> None:
@@ -403,6 +418,8 @@ def train(args: argparse.Namespace) -> Path:
             if data.class_names is not None:
                 batch, labels = batch
                 labels = labels.to(accelerator.device)
+                dropout = getattr(args, "label_dropout", 0.0)
+                labels = drop_labels(labels, dropout, len(data.class_names), randomness.generator)
             clean = to_model_input(
                 batch,
                 data,

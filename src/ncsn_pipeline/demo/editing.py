@@ -15,12 +15,12 @@ from typing import Any, Callable, List, Optional
 import PIL.Image
 import torch
 
-from ..checks import check_choice, check_integer, check_number
+from ..checks import check_integer, check_number
 from ..editing import NCSNImg2ImgPipeline, strength_to_sigma
 from ..images import image_grid, samples_to_pil
 from ..sampling import standard_normal
 from .cost import check_request_time, max_image_calls
-from .inpainting import HELD_OUT_SETS, held_out_count, held_out_image, held_out_label
+from .inpainting import check_held_out_choice, held_out_image, held_out_label
 from .limits import (
     ANY_CLASS,
     DEFAULT_GUIDANCE_SCALE,
@@ -32,7 +32,7 @@ from .limits import (
     check_work,
 )
 from .models import DemoModels
-from .samplers import check_sampler_controls, prepare_run
+from .samplers import CountedCalls, check_sampler_controls, prepare_run
 
 
 @dataclass
@@ -69,10 +69,7 @@ def edit_image(
         FloatingPointError: when sampling diverges.
     """
     # 1. Inputs.
-    model = check_choice("model", model, list(models.images))
-    source = models.images[model].held_out
-    what = HELD_OUT_SETS[source][0]
-    image_index = check_integer(what, image_index, 0, held_out_count(source) - 1, whole_floats=True)
+    model, source, what, image_index = check_held_out_choice(models, model, image_index)
     strength = check_number("strength", strength, 0.0, 1.0)
     sampler, noise_levels, steps_per_level, step_scale, seed = check_sampler_controls(
         sampler, noise_levels, steps_per_level, step_scale, seed
@@ -101,26 +98,16 @@ def edit_image(
     check_request_time(cost, total, batch_size)
     pipe = NCSNImg2ImgPipeline(entry.pipeline.unet, scheduler, data_range=entry.pipeline.config.data_range)
     pipe.set_progress_bar_config(disable=True)
-    # The pipeline plans the run again from the request's levels (the same scheduler and levels: the same start).
-    calls = 0
 
-    def count_call(module, inputs, output):
-        nonlocal calls
-        calls += 1
-        if progress is not None:
-            progress(min(calls / max(total, 1), 1.0), desc=f"network call {calls} of at most {total}")
-
-    # 3. Edit (each network call reported through a forward hook, which also stops a run whose client left).
-    hook = entry.pipeline.unet.register_forward_hook(count_call)
+    # 3. Edit (each network call reported through a forward hook, which also stops a run whose client left; the
+    #    pipeline plans the run again from the same levels, so it begins where the cost was counted).
     started = time.perf_counter()
-    try:
+    with CountedCalls(entry.pipeline.unet, total, progress) as counted:
         edits = pipe(
             image, strength=strength, num_images_per_prompt=batch_size, generator=torch.Generator().manual_seed(seed),
             num_inference_steps=noise_levels, output_type="pil", **class_arguments,
         ).images  # fmt: skip
-    finally:
-        hook.remove()
-    seconds = time.perf_counter() - started
+    seconds, calls = time.perf_counter() - started, counted.calls
 
     # 4. The original, the noised start (what the sampler sees first) and the edits.
     data_low, data_high = entry.pipeline.config.data_range

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import PIL.Image
 import torch
@@ -36,7 +36,7 @@ from .limits import (
     check_work,
 )
 from .models import DemoModels
-from .samplers import check_sampler_controls, prepare_run
+from .samplers import CountedCalls, check_sampler_controls, prepare_run
 
 
 def _half(side: int, rows: bool, first: bool) -> torch.Tensor:
@@ -122,6 +122,15 @@ def held_out_label(source: str, index: int) -> str:
     return class_names[label] if class_names is not None else str(label)
 
 
+def check_held_out_choice(models: DemoModels, model: Any, image_index: Any) -> Tuple[str, str, str, int]:
+    """The image tabs' model and held-out image, checked: ``(model, held-out set, what an image of it is called,
+    image index)``."""
+    model = check_choice("model", model, list(models.images))
+    source = models.images[model].held_out
+    what = HELD_OUT_SETS[source][0]
+    return model, source, what, check_integer(what, image_index, 0, held_out_count(source) - 1, whole_floats=True)
+
+
 def inpaint_image(
     models: DemoModels,
     model: Any,
@@ -147,10 +156,7 @@ def inpaint_image(
         FloatingPointError: when sampling diverges.
     """
     # 1. Inputs.
-    model = check_choice("model", model, list(models.images))
-    source = models.images[model].held_out
-    what = HELD_OUT_SETS[source][0]
-    image_index = check_integer(what, image_index, 0, held_out_count(source) - 1, whole_floats=True)
+    model, source, what, image_index = check_held_out_choice(models, model, image_index)
     mask_name = check_choice("mask", mask_name, list(MASKS))
     sampler, noise_levels, steps_per_level, step_scale, seed = check_sampler_controls(
         sampler, noise_levels, steps_per_level, step_scale, seed
@@ -175,26 +181,16 @@ def inpaint_image(
     check_request_time(cost, total, batch_size)
     pipe = NCSNInpaintPipeline(entry.pipeline.unet, scheduler, data_range=entry.pipeline.config.data_range)
     pipe.set_progress_bar_config(disable=True)
-    calls = 0
-
-    def count_call(module, inputs, output):
-        nonlocal calls
-        calls += 1
-        if progress is not None:
-            progress(min(calls / total, 1.0), desc=f"network call {calls} of at most {total}")
 
     # 3. Sample (each network call reported through a forward hook, which also stops a run whose client left).
-    hook = entry.pipeline.unet.register_forward_hook(count_call)
     started = time.perf_counter()
-    try:
+    with CountedCalls(entry.pipeline.unet, total, progress) as counted:
         filled = pipe(
             image, mask, batch_size=batch_size, generator=torch.Generator().manual_seed(seed),
             num_inference_steps=noise_levels, jump_length=RESAMPLING_JUMP_LENGTH, jump_n_sample=jump_n_sample,
             output_type="pil", **class_arguments,
         ).images  # fmt: skip
-    finally:
-        hook.remove()
-    seconds = time.perf_counter() - started
+    seconds, calls = time.perf_counter() - started, counted.calls
 
     # 4. The original, the masked input (repainted part grey) and the fills.
     shown_mask = mask.expand(channels, -1, -1)

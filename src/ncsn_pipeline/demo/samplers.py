@@ -12,7 +12,7 @@ package's exports appears here without any change.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..checks import check_choice, check_integer, check_number
 from ..scheduling_utils import score_schedulers
@@ -88,3 +88,24 @@ def suggested_controls(base_config: Any, sampler: str, max_calls: int) -> Dict[s
         else:
             break
     return {"noise_levels": levels, "steps_per_level": steps}
+
+
+class CountedCalls:
+    """Counts a network's calls during one request (a forward hook, removed on exit) and reports each to
+    ``progress`` (which also stops a run whose client left, or that passed its deadline)."""
+
+    def __init__(self, network: Any, total: int, progress: Optional[Callable[..., Any]] = None):
+        self.network, self.total, self.progress, self.calls = network, total, progress, 0
+
+    def _count(self, module, inputs, output) -> None:
+        self.calls += 1
+        if self.progress is not None:
+            fraction = min(self.calls / max(self.total, 1), 1.0)
+            self.progress(fraction, desc=f"network call {self.calls} of at most {self.total}")
+
+    def __enter__(self) -> CountedCalls:
+        self._hook = self.network.register_forward_hook(self._count)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._hook.remove()

@@ -139,6 +139,22 @@ def test_negative_training_flags_say_what_they_turn_off():
     assert build_parser().parse_args(["--output_dir", "x", "--dataset_name", "digits"]).hub_private is None
 
 
+def test_ncsn_sample_applies_classifier_free_guidance_to_a_model_with_the_no_class_label(tmp_path, capsys):
+    import torch
+
+    from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel
+
+    torch.manual_seed(0)
+    model = NCSNScoreModel(in_channels=1, sample_size=8, ngf=4, num_class_embeds=3, unconditional_class=True)
+    folder = tmp_path / "guided"
+    scheduler = NCSNScheduler(sigma_max=3.0, num_noise_levels=4, steps_per_level=1)
+    NCSNPipeline(model, scheduler, data_range=(0, 1)).save_pretrained(folder)
+    output = tmp_path / "twos.png"
+    argv = ["--model", str(folder), "--class_label", "2", "--guidance_scale", "3", "--batch_size", "4"]
+    assert main([*argv, "--output", str(output)]) == 0
+    assert "classifier-free guidance (scale 3)" in capsys.readouterr().out and output.is_file()
+
+
 def test_ncsn_sample_uses_the_bundled_classifier_guidance(tmp_path, capsys):
     """The API and the demo guide the digits model with the bundled classifier; the command can too."""
     output = tmp_path / "threes.png"

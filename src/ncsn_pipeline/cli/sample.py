@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--guidance_scale",
         type=non_negative_float,
         default=None,
-        help="weight of the classifier's gradient, with --classifier (default: 1, the exact conditional score)",
+        help="weight of the classifier's gradient, with --classifier (default: 1, the exact conditional score); for a "
+        "class-conditional model trained with --label_dropout and no --classifier, the classifier-free guidance w of "
+        "s(x|y) + (w - 1)(s(x|y) - s(x)) (1: the plain conditional model)",
     )
     parser.add_argument(
         "--image",
@@ -136,8 +138,6 @@ def run(args: argparse.Namespace) -> str:
     output = Path(args.output)
     if output.suffix.lower() != ".png":
         raise ValueError(f"--output must name a .png file, got {args.output!r}.")
-    if args.guidance_scale is not None and args.classifier is None:
-        raise ValueError("--guidance_scale weighs a classifier's gradient: give --classifier too.")
     if args.strength is not None and args.image is None:
         raise ValueError("--strength sets how much of --image is noised away: give --image too.")
     for path in args.image or []:
@@ -145,6 +145,12 @@ def run(args: argparse.Namespace) -> str:
             raise ValueError(f"--image {path!r} is not a file.")
     classifier = _classifier(args.classifier)
     pipe = load_pipeline(args.model)
+    classifier_free = getattr(pipe.unet, "unconditional_label", None) is not None
+    if args.guidance_scale is not None and classifier is None and not classifier_free:
+        raise ValueError(
+            "--guidance_scale weighs a classifier's gradient: give --classifier too (or use a class-conditional model "
+            f"trained with --label_dropout, for classifier-free guidance; {args.model!r} is neither)."
+        )
     apply_sampler_arguments(pipe, args)
     pipe.set_progress_bar_config(disable=True)
     is_image = pipe.config.data_range is not None
@@ -177,8 +183,11 @@ def run(args: argparse.Namespace) -> str:
     if is_image:
         generator = torch.Generator().manual_seed(args.seed)
         steps = args.num_inference_steps
-        guidance = {} if classifier is None else {"classifier": classifier, "guidance_scale": args.guidance_scale}
-        guided = "" if classifier is None else f", guided by {args.classifier} (scale {args.guidance_scale or 1:g})"
+        guidance = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
+        guided = "" if not guidance else f", classifier-free guidance (scale {args.guidance_scale:g})"
+        if classifier is not None:
+            guidance = {"classifier": classifier, "guidance_scale": args.guidance_scale}
+            guided = f", guided by {args.classifier} (scale {args.guidance_scale or 1:g})"
         if inputs:
             return _edit(pipe, inputs, notes, args, output, labels, guidance, guided, started)
         images = pipe(

@@ -8,7 +8,8 @@ samples ``--per_class`` images of every digit with its saved sampler at each gui
 conditional model, 0 = the unconditional one: its digits do not follow the label). The package's digits judge (the
 classifier of ``ncsn-digits-eval``) scores them: how often it sees the digit asked for, how often confidently (max
 probability >= 0.9), the worst digit's rate, and the Fréchet distance in its features to the held-out digits (real
-training digits, the same number, give the floor). Writes ``benchmarks/results/classifier_free_digits.txt``.
+training digits, the same number, give the floor). With ``--model``, the bundled ``ncsn-digits-classes`` (trained
+without label dropout) is scored beside it, plain conditional. Writes ``benchmarks/results/classifier_free_digits.txt``.
 """
 
 from __future__ import annotations
@@ -57,18 +58,23 @@ def main() -> None:
         f"{'w':>5} {'match':>6} {'confident match':>16} {'worst digit':>12} {'Fréchet':>8} {'calls':>6} {'seconds':>8}",
     ]
     print("\n".join(lines), flush=True)
-    for scale in args.scales:
+    runs = [(f"{scale:g}", pipe, {"guidance_scale": scale}) for scale in args.scales]
+    if args.model:
+        bundled = load_pretrained("ncsn-digits-classes")
+        bundled.set_progress_bar_config(disable=True)
+        runs.append(("bundled ncsn-digits-classes, no label dropout (w = 1)", bundled, {}))
+    for name, model, guidance in runs:
         started = time.perf_counter()
-        images = pipe(batch_size=len(labels), class_labels=labels, guidance_scale=scale,
-                      generator=torch.Generator().manual_seed(0), output_type="pt").images  # fmt: skip
+        images = model(batch_size=len(labels), class_labels=labels, generator=torch.Generator().manual_seed(0),
+                       output_type="pt", **guidance).images  # fmt: skip
         seconds = time.perf_counter() - started
         digits = resize_to_digits(images)
         rates = requested_class_rate(digits, labels)
         worst = min(rate for rate in rates["per_class_match_rate"] if rate is not None)
         frechet = evaluate_digit_samples(digits)["frechet_distance"]
         lines.append(
-            f"{scale:>5g} {rates['match_rate']:>6.3f} {rates['confident_match_rate']:>16.3f} {worst:>12.3f} "
-            f"{frechet:>8.2f} {pipe.scheduler.num_model_calls:>6} {seconds:>8.1f}"
+            f"{name:>5} {rates['match_rate']:>6.3f} {rates['confident_match_rate']:>16.3f} {worst:>12.3f} "
+            f"{frechet:>8.2f} {model.scheduler.num_model_calls:>6} {seconds:>8.1f}"
         )
         print(lines[-1], flush=True)
     (ROOT / "benchmarks" / "results" / "classifier_free_digits.txt").write_text("\n".join(lines) + "\n")

@@ -133,6 +133,61 @@ class PipelineTesterMixin:
         output = self._call(pipe).images
         assert output.shape[0] == self.batch_size and np.isfinite(output).all()
 
+    def test_a_compiled_network_is_traced_once_for_every_sampler(self):
+        """Issue 23, item 3: ``pipe.unet = torch.compile(pipe.unet)`` traces the network once, as one graph, for
+        runs of two lengths with every sampler: the sigma reaches it as a tensor (a float would be baked into the
+        graph and retraced at every step) and its input checks do not break the graph. The graph is the eager
+        network's (a backend that runs the traced graph as is gives the eager output). One compiled network serves
+        all samplers, as a user switching samplers on one pipeline would have it."""
+        import torch._dynamo
+
+        pipe = self.get_pipeline()
+        eager_network = pipe.unet
+        traced = []
+
+        def counting_backend(graph_module, example_inputs):
+            traced.append(graph_module)
+            return graph_module.forward
+
+        torch._dynamo.reset()
+        compiled_network = torch.compile(eager_network, backend=counting_backend, fullgraph=True)
+        try:
+            for sampler, scheduler_class in sorted(score_schedulers().items()):
+                pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
+                for steps in (FEW_LEVELS, FEW_LEVELS + 2):
+                    pipe.unet = eager_network
+                    expected = self._call(pipe, num_inference_steps=steps).images
+                    pipe.unet = compiled_network
+                    output = self._call(pipe, num_inference_steps=steps).images
+                    np.testing.assert_allclose(output, expected, atol=1e-6, err_msg=f"{sampler}, {steps} steps")
+                    assert len(traced) == 1, f"{sampler}, {steps} steps: traced {len(traced)} times"
+        finally:
+            torch._dynamo.reset()
+
+    @pytest.mark.parametrize("sampler", sorted(score_schedulers()))
+    def test_a_bfloat16_pipeline_keeps_the_sample_in_bfloat16_for_every_sampler(self, sampler):
+        """Issue 23, item 3: after ``pipe.to(torch.bfloat16)`` the network sees bfloat16 samples and every step
+        returns one (no float32 or float64 leaks in from the sigmas or the sampler's state, which would double or
+        quadruple the memory and leave the network to cast back); the images come out float32, as diffusers'."""
+        pipe = self.get_pipeline().to(torch.bfloat16)
+        pipe.scheduler = score_schedulers()[sampler].from_config(pipe.scheduler.config)
+        network_inputs, step_samples = [], []
+        hook = pipe.unet.register_forward_hook(
+            lambda module, args, output: network_inputs.append((args[0].dtype, output.sample.dtype))
+        )
+
+        def record(pipeline, index, sigma, tensors):
+            step_samples.append(tensors["sample"].dtype)
+
+        try:
+            output = self._call(pipe, output_type="pt", callback_on_step_end=record).images
+        finally:
+            hook.remove()
+        assert len(network_inputs) == pipe.scheduler.num_model_calls
+        assert set(network_inputs) == {(torch.bfloat16, torch.bfloat16)}
+        assert step_samples == [torch.bfloat16] * pipe.scheduler.num_model_calls
+        assert output.dtype == torch.float32 and torch.isfinite(output).all()
+
     @pytest.mark.parametrize(
         "overrides, message",
         [

@@ -41,7 +41,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
 from .checks import check_bool, check_choice, check_integer
-from .modeling_utils import ImageModelMixin, StrictLoadingMixin, model_class_labels
+from .modeling_utils import ImageModelMixin, StrictLoadingMixin, check_all, model_class_labels
 
 __all__ = ["NCSNScoreModel"]
 
@@ -194,9 +194,7 @@ class _ResidualBlock(nn.Module):
         num_classes (`int`, *optional*): Classes of the class-conditional normalisation, if any.
     """
 
-    def __init__(
-        self, in_channels: int, out_channels: int, down: bool = False, dilation: int = 1, num_classes=None
-    ):
+    def __init__(self, in_channels: int, out_channels: int, down: bool = False, dilation: int = 1, num_classes=None):
         super().__init__()
         self.normalize1 = _InstanceNormPlusPlus(in_channels, num_classes=num_classes)
         if down:
@@ -361,14 +359,14 @@ def sigma_per_example(
         )
     sigma = requested.to(device=device, dtype=dtype)
     # Validated after the cast so that values which under- or overflow the model dtype are caught too;
-    # a single `.any()` keeps it to one host-device synchronisation.
-    invalid = ~(torch.isfinite(sigma) & (sigma > 0))
-    if bool(invalid.any()):
-        bad_values = requested[invalid.to(requested.device)].tolist()
-        shown = bad_values[0] if requested.ndim == 0 else bad_values
-        raise ValueError(
-            f"`timestep` (the noise level sigma) must be finite and > 0 in the model dtype {dtype}, got {shown}."
-        )
+    # a single `.all()` keeps it to one host-device synchronisation.
+    valid = torch.isfinite(sigma) & (sigma > 0)
+
+    def shown() -> str:
+        bad_values = requested[~valid.to(requested.device)].tolist()
+        return str(bad_values[0] if requested.ndim == 0 else bad_values)
+
+    check_all(valid, f"`timestep` (the noise level sigma) must be finite and > 0 in the model dtype {dtype}", shown)
     return sigma.expand(batch_size)
 
 
@@ -494,8 +492,6 @@ class NCSNScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixi
             setattr(self, refine, _RefineBlock(branches, refined_mult * ngf, end=index == 0))
         self.normalizer = _InstanceNormPlusPlus(ngf, num_classes=embeddings)
         self.end_conv = nn.Conv2d(ngf, in_channels, 3, padding=1)
-
-
 
     def forward(
         self,

@@ -46,7 +46,7 @@ from .modeling_ncsn import (
     check_image_batch,
     sigma_per_example,
 )
-from .modeling_utils import ImageModelMixin, StrictLoadingMixin
+from .modeling_utils import ImageModelMixin, StrictLoadingMixin, check_all
 from .noise_schedules import geometric_noise_levels
 
 __all__ = ["NCSNv1ScoreModel"]
@@ -267,7 +267,10 @@ class NCSNv1ScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMi
         self.refine4 = _ConditionalRefineBlock([ngf, ngf], ngf, levels, end=True)
         self.normalizer = _ConditionalInstanceNormPlusPlus(ngf, levels)
         self.end_conv = nn.Conv2d(ngf, in_channels, 3, padding=1)
-
+        # For the error message, written once (a compiled forward cannot list a float tensor) and on the CPU (the
+        # module may be built on the "meta" device, which holds no values).
+        with torch.device("cpu"):
+            self._levels_text = str([float(f"{level:.6g}") for level in self.noise_levels.tolist()])
 
     @property
     def noise_levels(self) -> torch.Tensor:
@@ -284,15 +287,15 @@ class NCSNv1ScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMi
         requested = sigma.detach().to(torch.float64).reshape(-1)
         distance = (requested[:, None] / levels[None, :] - 1).abs()
         closest, indices = distance.min(dim=1)
-        unknown = closest > LEVEL_MATCH_RTOL
-        if bool(unknown.any()):
-            shown = sorted({round(value, 6) for value in requested[unknown].tolist()})[:5]
-            raise ValueError(
-                f"NCSNv1ScoreModel knows only its {len(levels)} training noise levels "
-                f"{[float(f'{level:.6g}') for level in levels.tolist()]}, got sigma={shown}. Sample it with "
-                "NCSNScheduler set to the same sigma_max, sigma_min and num_noise_levels (and no "
-                "num_inference_steps), or another sampler whose levels are these."
-            )
+        known = closest <= LEVEL_MATCH_RTOL
+        check_all(
+            known,
+            f"NCSNv1ScoreModel knows only its {len(levels)} training noise levels "
+            f"{self._levels_text}: sample it with NCSNScheduler set to "
+            "the same sigma_max, sigma_min and num_noise_levels (and no num_inference_steps), or another sampler "
+            "whose levels are these",
+            lambda: f"sigma={sorted({round(value, 6) for value in requested[~known].tolist()})[:5]}",
+        )
         return indices.reshape(sigma.shape)
 
     def forward(

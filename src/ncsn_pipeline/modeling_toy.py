@@ -19,7 +19,7 @@ from torch import nn
 
 from .checks import check_bool, check_integer
 from .guidance import ClassifierOutput
-from .modeling_utils import StrictLoadingMixin, as_float64_tensor, model_class_labels
+from .modeling_utils import StrictLoadingMixin, as_float64_tensor, check_all, model_class_labels
 
 # Limits of `ToyScoreModel` (a config file is untrusted input): widths, depth and 50M parameters (200 MB).
 MAX_TOY_WIDTH = 65_536
@@ -37,8 +37,11 @@ def _sigma_per_example(timestep: Union[float, torch.Tensor], sample: torch.Tenso
             f"timestep (the noise level sigma) must be a scalar or of shape ({sample.shape[0]},), "
             f"got shape {tuple(sigma.shape)}."
         )
-    if not (torch.isfinite(sigma) & (sigma > 0)).all():
-        raise ValueError(f"timestep (the noise level sigma) must be positive and finite, got {sigma.tolist()}.")
+    check_all(
+        torch.isfinite(sigma) & (sigma > 0),
+        "timestep (the noise level sigma) must be positive and finite",
+        sigma.tolist,
+    )
     return sigma
 
 
@@ -168,14 +171,17 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
         sigma = _sigma_per_example(sigma, sample).to(torch.float64)
         flat = sample.reshape(sample.shape[0], -1).to(torch.float64)
         # Variance of every mode at every example's noise level: (batch, K).
-        return flat, self.mode_variances[None, :] + sigma[:, None] ** 2
+        return flat, self.mode_variances.double()[None, :] + sigma[:, None] ** 2
 
     def _log_joint(self, flat: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
-        """``log w_k + log N(x; mu_k, v_k I)`` for every example and mode, shape (batch, K)."""
+        """``log w_k + log N(x; mu_k, v_k I)`` for every example and mode, shape (batch, K); float64 whatever the
+        module's dtype (a model moved to bfloat16 keeps its rounded parameters but computes its score exactly)."""
         dim = flat.shape[1]
-        squared_distances = torch.cdist(flat, self.mode_means) ** 2
+        squared_distances = torch.cdist(flat, self.mode_means.double()) ** 2
         return (
-            self.mode_log_weights - 0.5 * squared_distances / variances - 0.5 * dim * torch.log(2 * math.pi * variances)
+            self.mode_log_weights.double()
+            - 0.5 * squared_distances / variances
+            - 0.5 * dim * torch.log(2 * math.pi * variances)
         )
 
     def forward(
@@ -209,7 +215,7 @@ class GaussianMixtureScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
             responsibilities = torch.where((labels < modes)[:, None], chosen, responsibilities)
         # 2. Score = sum_k r_k (mu_k - x) / v_k, i.e. (sum_k (r_k / v_k) mu_k) - (sum_k r_k / v_k) x.
         weighted = responsibilities / variances
-        score = weighted @ self.mode_means - weighted.sum(dim=1, keepdim=True) * flat
+        score = weighted @ self.mode_means.double() - weighted.sum(dim=1, keepdim=True) * flat
         score = score.reshape(sample.shape).to(sample.dtype)
         if not return_dict:
             return (score,)
@@ -333,8 +339,11 @@ class GaussianScore(StrictLoadingMixin, ModelMixin, ConfigMixin):
                 f"sample must have shape (batch, {', '.join(map(str, self.sample_shape))}), got {tuple(sample.shape)}."
             )
         sigma = _sigma_per_example(timestep, sample).to(torch.float64)[:, None]
-        rotated = (sample.reshape(sample.shape[0], -1).to(torch.float64) - self.center) @ self.eigenvectors
-        score = -(rotated / (self.eigenvalues + sigma**2)) @ self.eigenvectors.T
+        # float64 whatever the module's dtype: a model moved to bfloat16 keeps its (rounded) parameters but computes
+        # its score exactly.
+        center, eigenvalues, eigenvectors = self.center.double(), self.eigenvalues.double(), self.eigenvectors.double()
+        rotated = (sample.reshape(sample.shape[0], -1).to(torch.float64) - center) @ eigenvectors
+        score = -(rotated / (eigenvalues + sigma**2)) @ eigenvectors.T
         score = score.reshape(sample.shape).to(sample.dtype)
         if not return_dict:
             return (score,)

@@ -10,7 +10,7 @@ does not match its config is a broken or foreign checkpoint, so loading stops wi
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 
@@ -90,6 +90,20 @@ class ImageModelMixin:
         return (self.config.in_channels, self.config.sample_size, self.config.sample_size)
 
 
+def check_all(valid: torch.Tensor, rule: str, details: Callable[[], str]) -> None:
+    """Raise ``ValueError(f"{rule}, got {details()}.")`` unless every element of the boolean tensor `valid` is true.
+
+    Under ``torch.compile`` a data-dependent ``if`` would break the graph (and cost a host synchronisation on an
+    accelerator), so there the check is a device-side assertion, ``torch._assert_async``: it still stops a bad value,
+    as a ``RuntimeError`` carrying `rule` (the offending values are not known to the compiled graph).
+    """
+    if torch.compiler.is_compiling():
+        torch._assert_async(valid.all(), rule)
+        return
+    if not bool(valid.all()):
+        raise ValueError(f"{rule}, got {details()}.")
+
+
 def class_labels_per_example(
     class_labels, batch_size: int, num_classes: Optional[int], device: torch.device
 ) -> Optional[torch.Tensor]:
@@ -125,9 +139,10 @@ def class_labels_per_example(
         raise ValueError(
             f"class_labels must hold one class index per sample ({batch_size}), got shape {tuple(labels.shape)}."
         )
-    if bool(((labels < 0) | (labels >= num_classes)).any()):
-        bad = labels[(labels < 0) | (labels >= num_classes)][0].item()
-        raise ValueError(f"class_labels must lie in [0, {num_classes - 1}] for this model, got {bad}.")
+    known = (labels >= 0) & (labels < num_classes)
+    check_all(
+        known, f"class_labels must lie in [0, {num_classes - 1}] for this model", lambda: labels[~known][0].item()
+    )
     return labels.to(device=device, dtype=torch.long)
 
 

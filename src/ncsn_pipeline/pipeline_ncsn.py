@@ -602,7 +602,9 @@ class NCSNPipeline(DiffusionPipeline):
             if end is not None and index >= end:
                 break
             model_input = scheduler.scale_model_input(sample, sigma)
-            score = conditioning.score(self.unet, model_input, sigma.expand(batch))
+            # A network may return another dtype than its input (diffusers' UNet2DModel divides by a float32
+            # sigma): the sample keeps the dtype the user chose.
+            score = conditioning.score(self.unet, model_input, sigma.expand(batch)).to(sample.dtype)
             # return_dict=False: the output dataclass costs more per call than the cheapest score models.
             sample = scheduler.step(score, sigma, sample, generator=generator, return_dict=False)[0]
             if after_step is not None:

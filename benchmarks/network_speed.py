@@ -20,6 +20,7 @@ anyway): replace ``from torch.utils.cpp_extension import load`` in ``op/upfirdn2
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import statistics
 import sys
@@ -69,7 +70,6 @@ class Pair:
     call_original: Callable
     sigmas: torch.Tensor  # the noise levels a batch is drawn at
     shape: tuple  # (batch, channels, height, width)
-    scale_by_sigma_original: bool  # the original returns the score times sigma (NCSN v1): compare sigma * ours
 
 
 def ermongroup_pair(name, originals: Path, config_name, architecture, ngf, size, batch, model_class) -> Pair:
@@ -99,7 +99,6 @@ def ermongroup_pair(name, originals: Path, config_name, architecture, ngf, size,
         call_original=lambda model, x, index: model(x, index),
         sigmas=sigmas,
         shape=(batch, config["data"]["channels"], size, size),
-        scale_by_sigma_original=v1,
     )
 
 
@@ -124,11 +123,10 @@ def ncsnpp_pair(originals: Path, nf: int, batch: int) -> Pair:
         call_original=lambda model, x, index: model(x, sigmas[index]),
         sigmas=sigmas,
         shape=(batch, 3, 32, 32),
-        scale_by_sigma_original=False,
     )
 
 
-def pairs(originals: Path, quick: bool) -> List[Pair]:
+def pairs(originals: Path, quick: bool, only: str = "") -> List[Pair]:
     found = [
         ermongroup_pair("NCSNv2 (ngf 64, 32 px, batch 16)", originals, "ncsnv2-cifar10", "ncsnv2", 64, 32, 16,
                         "NCSNv2"),
@@ -140,6 +138,8 @@ def pairs(originals: Path, quick: bool) -> List[Pair]:
                         "CondRefineNetDilated"),
         ncsnpp_pair(originals, nf=32, batch=8),
     ]  # fmt: skip
+    if only:
+        return [pair for pair in found if pair.name.startswith(only)]
     return found[:1] + found[-1:] if quick else found
 
 
@@ -152,8 +152,6 @@ def check_same_function(pair: Pair) -> float:
     with torch.no_grad():
         ours = pair.call_ours(pair.ours, x, index)
         original = pair.call_original(pair.original, x, index)
-    if pair.scale_by_sigma_original:
-        ours = ours * pair.sigmas[index].view(-1, 1, 1, 1)
     return float((ours - original).abs().max() / original.abs().max())
 
 
@@ -170,7 +168,7 @@ def forward_runner(model, call, shape, sigmas) -> Callable[[], None]:
     return run
 
 
-def training_runner(model, call, shape, sigmas, times_sigma: bool) -> Callable[[], None]:
+def training_runner(model, call, shape, sigmas) -> Callable[[], None]:
     """One step of denoising score matching (Song & Ermon 2019, eq. 2, weighted by sigma**2), backward, Adam."""
     generator = torch.Generator().manual_seed(2)
     clean = torch.rand(shape, generator=generator)
@@ -181,8 +179,7 @@ def training_runner(model, call, shape, sigmas, times_sigma: bool) -> Callable[[
 
     def run():
         output = call(model, clean + sigma * noise, index)
-        scaled = output if times_sigma else output * sigma
-        loss = 0.5 * (scaled + noise).pow(2).sum(dim=(1, 2, 3)).mean()
+        loss = 0.5 * (output * sigma + noise).pow(2).sum(dim=(1, 2, 3)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -214,15 +211,21 @@ def interleaved_medians(runs: Dict[str, Callable[[], None]], rounds: int, warmup
 
 
 def peak_flops(rounds: int) -> float:
-    """The machine's rate on one large, well-shaped convolution (16 x 256 x 32 x 32, 3x3, 256 -> 256), float32."""
+    """The machine's rate on one large, well-shaped convolution (16 x 256 x 32 x 32, 3x3, 256 -> 256), float32, the
+    faster of the NCHW and channels-last layouts."""
     conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).eval()
     x = torch.randn(16, 256, 32, 32)
+    runs = {}
+    for layout in (torch.contiguous_format, torch.channels_last):
+        layout_input = x.contiguous(memory_format=layout)
+        layout_conv = copy.deepcopy(conv).to(memory_format=layout)
 
-    def run():
-        with torch.no_grad():
-            conv(x)
+        def run(layout_conv=layout_conv, layout_input=layout_input):
+            with torch.no_grad():
+                layout_conv(layout_input)
 
-    seconds = interleaved_medians({"conv": run}, rounds, warmup=2)["conv"]
+        runs[str(layout)] = run
+    seconds = min(interleaved_medians(runs, rounds, warmup=2).values())
     return flops_of(run) / seconds
 
 
@@ -232,6 +235,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=9, help="timed calls of each network per measurement")
     parser.add_argument("--quick", action="store_true", help="NCSNv2 and NCSN++ only, 3 rounds")
+    parser.add_argument("--only", default="", help="only the networks whose name starts so (e.g. 'NCSN v1')")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rounds = 3 if args.quick else args.rounds
@@ -243,7 +247,7 @@ def main(argv=None) -> None:
     print("speed = original's median time / ours (above 1: ours is faster); utilisation = FLOP/s / peak")
     print(f"{'network':45s} {'mode':8s} {'same output':>11s} {'ours ms':>9s} {'orig ms':>9s} {'speed':>6s} "
           f"{'GFLOP/s':>8s} {'of peak':>7s}")  # fmt: skip
-    for pair in pairs(args.originals, args.quick):
+    for pair in pairs(args.originals, args.quick, args.only):
         assert sum(p.numel() for p in pair.ours.parameters()) == sum(p.numel() for p in pair.original.parameters())
         difference = check_same_function(pair)
         for mode in ("forward", "training"):
@@ -254,10 +258,9 @@ def main(argv=None) -> None:
                 }
             else:
                 runs = {
-                    "ours": training_runner(pair.ours, pair.call_ours, pair.shape, pair.sigmas, False),
-                    "original": training_runner(pair.original, pair.call_original, pair.shape, pair.sigmas,
-                                                pair.scale_by_sigma_original),
-                }  # fmt: skip
+                    "ours": training_runner(pair.ours, pair.call_ours, pair.shape, pair.sigmas),
+                    "original": training_runner(pair.original, pair.call_original, pair.shape, pair.sigmas),
+                }
             medians = interleaved_medians(runs, rounds, warmup=2)
             rate = flops_of(runs["ours"]) / medians["ours"]
             print(

@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from ncsn_pipeline.cli import evaluate
 from ncsn_pipeline.folder_records import read_evaluation
@@ -52,6 +53,27 @@ def test_a_sampler_can_be_chosen_and_its_calls_are_reported(tmp_path):
     assert report["sampling"]["network_calls_per_sample"] == report["sampling"]["model_calls_per_batch"][0] > 10
 
 
+def test_a_bfloat16_evaluation_samples_in_bfloat16_and_says_so(tmp_path, monkeypatch):
+    """Issue 23, item 3: ``--dtype bfloat16`` runs the network in bfloat16 (the judge's figures of such a run are the
+    README's) and the report names the precision."""
+    from ncsn_pipeline import NCSNScoreModel
+
+    seen = []
+    original_forward = NCSNScoreModel.forward
+
+    def recording_forward(self, sample, *args, **kwargs):
+        seen.append((sample.dtype, self.dtype))
+        return original_forward(self, sample, *args, **kwargs)
+
+    monkeypatch.setattr(NCSNScoreModel, "forward", recording_forward)
+    output = tmp_path / "run.json"
+    arguments = ["ncsn-digits", "--num_samples", "10", "--num_inference_steps", "5", "--dtype", "bfloat16"]
+    assert evaluate.main([*arguments, "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["dtype"] == "bfloat16" and 0 <= report["digits"]["samples"]["confident_rate"] <= 1
+    assert seen and set(seen) == {(torch.bfloat16, torch.bfloat16)}
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
@@ -62,6 +84,9 @@ def test_a_sampler_can_be_chosen_and_its_calls_are_reported(tmp_path):
         (["ncsn-toy", "--skip_samples", "--data", "digits"], "--data needs an image pipeline (this one makes raw"),
         (["ncsn-digits", "--output", "report.txt"], "--output must name a .json file"),
         (["ncsn-digits", "--tolerance", "0"], "--tolerance must be a positive number, got 0.0"),
+        (["ncsn-digits", "--dtype", "bfloat16", "--record"], "--dtype bfloat16 evaluates samples only: --record"),
+        (["ncsn-digits", "--dtype", "bfloat16", "--data", "digits"], "--dtype bfloat16 evaluates samples only"),
+        (["ncsn-digits", "--dtype", "float64"], "argument --dtype: invalid choice: 'float64'"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(arguments, message, capsys, tmp_path, monkeypatch):

@@ -120,3 +120,82 @@ def test_bad_arguments_raise_clear_errors(call, match):
 def test_paper_overlap_formula_value():
     # At gamma = 1 two identical levels overlap by P(|Z| < 3) = 0.9973.
     assert noise_level_overlap(1.0, 3072) == pytest.approx(math.erf(3 / math.sqrt(2)), abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- the prior rule
+def _gaussian_total_variation(mean: float, variance: float, sigma: float) -> float:
+    """TV between N(mean, variance + sigma**2) and N(0, sigma**2) in 1-D, by quadrature on a fine grid."""
+    from math import pi
+
+    grid = torch.linspace(-60 * sigma - abs(mean), 60 * sigma + abs(mean), 400001, dtype=torch.float64)
+    wide = variance + sigma**2
+    p = torch.exp(-((grid - mean) ** 2) / (2 * wide)) / (2 * pi * wide) ** 0.5
+    q = torch.exp(-(grid**2) / (2 * sigma**2)) / (2 * pi * sigma**2) ** 0.5
+    return float(0.5 * torch.trapezoid((p - q).abs(), grid))
+
+
+@pytest.mark.parametrize(
+    "mean, variance, sigma", [(3.0, 1.0, 10.0), (0.0, 4.0, 3.0), (5.0, 0.1, 50.0), (1.0, 1.0, 1.0)]
+)
+def test_prior_mismatch_bounds_the_total_variation_to_the_prior(mean, variance, sigma):
+    """The rule's bound (closed-form KL of the Gaussian fit, Pinsker) is at least the true TV between p_sigma and the
+    prior, and within a factor of 2 of it here (a loose bound would waste noise levels)."""
+    from ncsn_pipeline.noise_schedules import prior_mismatch
+
+    bound = prior_mismatch(torch.tensor([mean]), torch.tensor([variance]), sigma)
+    exact = _gaussian_total_variation(mean, variance, sigma)
+    assert exact <= bound <= 2 * exact + 1e-9, (exact, bound)
+
+
+def test_sigma_max_for_prior_is_the_smallest_level_within_the_tolerance():
+    from ncsn_pipeline.noise_schedules import gaussian_fit, prior_mismatch, sigma_max_for_prior
+
+    generator = torch.Generator().manual_seed(0)
+    data = torch.randn(3000, 2, generator=generator) + torch.tensor([3.0, 3.0])
+    mean, eigenvalues = gaussian_fit(data)
+    for tolerance in (0.05, 0.01):
+        sigma = sigma_max_for_prior(data, tolerance)
+        assert prior_mismatch(mean, eigenvalues, sigma) <= tolerance < prior_mismatch(mean, eigenvalues, 0.99 * sigma)
+    # Far from the origin the mean dominates: sigma ~ |mean| / (2 tolerance) = 4.24 / 0.02.
+    assert sigma_max_for_prior(data, 0.01) == pytest.approx(float(mean.norm()) / 0.02, rel=0.02)
+    # The same spread at the origin needs far less.
+    assert sigma_max_for_prior(data - mean, 0.01) < 0.1 * sigma_max_for_prior(data, 0.01)
+
+
+def test_gaussian_fit_agrees_with_the_covariance_whichever_side_is_smaller():
+    from ncsn_pipeline.noise_schedules import gaussian_fit
+
+    generator = torch.Generator().manual_seed(1)
+    for shape in ((50, 8), (8, 50)):  # N > D (covariance) and N < D (Gram matrix)
+        data = torch.randn(*shape, generator=generator, dtype=torch.float64)
+        mean, eigenvalues = gaussian_fit(data)
+        expected = torch.linalg.eigvalsh(torch.cov(data.T, correction=0))
+        top = min(shape)
+        torch.testing.assert_close(mean, data.mean(dim=0))
+        torch.testing.assert_close(eigenvalues[-top + 1 :], expected[-top + 1 :], atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("tolerance", [0.0, -0.1, 1.0, float("nan")])
+def test_a_bad_prior_tolerance_is_refused_by_name(tolerance):
+    from ncsn_pipeline.noise_schedules import sigma_max_for_prior
+
+    with pytest.raises(ValueError, match="tolerance"):
+        sigma_max_for_prior(torch.randn(10, 2), tolerance)
+
+
+def test_from_data_raises_technique_1_to_the_prior_rule_only_where_it_is_larger():
+    from ncsn_pipeline import NCSNScheduler
+    from ncsn_pipeline.noise_schedules import max_pairwise_distance, sigma_max_for_prior
+
+    generator = torch.Generator().manual_seed(2)
+    centred = torch.randn(500, 8, generator=generator)
+    far = centred + 20.0
+    for data in (centred, far):
+        plain = NCSNScheduler.from_data(data).config.sigma_max
+        ruled = NCSNScheduler.from_data(data, prior_tolerance=0.01).config.sigma_max
+        assert plain == pytest.approx(max_pairwise_distance(data))
+        assert ruled == pytest.approx(max(plain, sigma_max_for_prior(data, 0.01)))
+    assert NCSNScheduler.from_data(centred, prior_tolerance=0.5).config.sigma_max == pytest.approx(
+        max_pairwise_distance(centred)
+    )
+    assert NCSNScheduler.from_data(far, prior_tolerance=0.01).config.sigma_max > 10 * max_pairwise_distance(far)

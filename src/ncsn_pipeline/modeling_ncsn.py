@@ -100,6 +100,33 @@ def _halvings(architecture: str) -> int:
     return sum(down and dilation == 1 for _, _, _, _, down, dilation in ARCHITECTURES[architecture])
 
 
+def instance_norm_plus_plus(
+    hidden: torch.Tensor, gamma: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """InstanceNorm++ (Song & Ermon 2019, appendix A, eq. 7) of `hidden` (B, C, H, W) in three passes over the maps.
+
+    ``gamma``, ``alpha``, ``beta`` have shape (C,) or, per example, (B, C). The reference computes the channel means,
+    then ``instance_norm`` (two more reductions and a pass), then two more passes for the affine terms; here:
+
+    1. the mean ``mu`` and biased variance ``s**2`` of every feature map (two passes, the second over ``x - mu``:
+       on the CPU several times faster than ``torch.var_mean``'s one-pass Welford kernel, and as stable);
+    2. the means standardised across channels, ``m = (mu - mean_c(mu)) / sqrt(var_c(mu) + eps)`` (unbiased
+       variance, as the reference);
+    3. ``gamma (x - mu) / sqrt(s**2 + eps) + gamma alpha m + beta`` rewritten as ``x * a + b`` with
+       ``a = gamma / sqrt(s**2 + eps)`` and ``b = beta + gamma alpha m - mu a``: one multiply-add per element.
+
+    The result equals the reference's to float32 round-off; the memory format of `hidden` (channels-last) is kept.
+    """
+    mean = hidden.mean(dim=(2, 3), keepdim=True)
+    variance = (hidden - mean).square().mean(dim=(2, 3))
+    mean = mean[:, :, 0, 0]
+    means_variance, means_mean = torch.var_mean(mean, dim=1, keepdim=True)
+    standardized_means = (mean - means_mean) * torch.rsqrt(means_variance + eps)
+    scale = gamma * torch.rsqrt(variance + eps)
+    shift = beta + gamma * alpha * standardized_means - mean * scale
+    return torch.addcmul(shift[:, :, None, None], hidden, scale[:, :, None, None])
+
+
 class _InstanceNormPlusPlus(nn.Module):
     """Non-conditional InstanceNorm++ (Song & Ermon 2019, appendix A).
 
@@ -130,19 +157,12 @@ class _InstanceNormPlusPlus(nn.Module):
 
     def forward(self, hidden: torch.Tensor, class_labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Normalise `hidden` of shape (B, C, H, W) (for the classes ``class_labels``, shape (B,), if conditional)."""
-        channel_means = hidden.mean(dim=(2, 3))
-        # Unbiased variance across channels, as in the reference implementation.
-        means_mean = channel_means.mean(dim=1, keepdim=True)
-        means_var = channel_means.var(dim=1, keepdim=True)
-        standardized_means = (channel_means - means_mean) / torch.sqrt(means_var + self.eps)
-
-        normalized = F.instance_norm(hidden, eps=self.eps)
-        normalized = normalized + standardized_means[:, :, None, None] * self.alpha[:, None, None]
-        normalized = self.gamma[:, None, None] * normalized + self.beta[:, None, None]
         if class_labels is None:
-            return normalized
-        scale, shift = self.class_scale_shift(class_labels).to(normalized.dtype).chunk(2, dim=1)
-        return normalized * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+            return instance_norm_plus_plus(hidden, self.gamma, self.alpha, self.beta, self.eps)
+        # (normalized * gamma + beta) * (1 + scale) + shift: the class terms fold into gamma and beta.
+        scale, shift = self.class_scale_shift(class_labels).to(hidden.dtype).chunk(2, dim=1)
+        gain = 1 + scale
+        return instance_norm_plus_plus(hidden, self.gamma * gain, self.alpha, self.beta * gain + shift, self.eps)
 
 
 class _ConvMeanPool(nn.Module):
@@ -535,7 +555,10 @@ class NCSNScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixi
         hidden = sample.to(compute_dtype)
         if self.config.center_input:
             hidden = 2 * hidden - 1  # the reference models are fed [0, 1] data and map it to [-1, 1] themselves
-        hidden = self.begin_conv(hidden)
+        # Channels-last feature maps (NHWC): the CPU's convolutions and the 5x5 max pooling of the refine blocks
+        # run much faster on them than on NCHW (benchmarks/network_speed.py); the score comes back NCHW. (Set after
+        # the first convolution: a one-channel input is NCHW and channels-last at once, so PyTorch would keep NCHW.)
+        hidden = self.begin_conv(hidden).contiguous(memory_format=torch.channels_last)
         features = []
         for name, *_ in self.stages:
             for block in getattr(self, name):
@@ -548,7 +571,7 @@ class NCSNScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMixi
             refined = getattr(self, refine)(inputs, stage_features.shape[2:])
 
         score = self.end_conv(F.elu(self.normalizer(refined, labels)))
-        score = (score / sigma[:, None, None, None]).to(sample.dtype)
+        score = (score / sigma[:, None, None, None]).to(sample.dtype).contiguous()
 
         if not return_dict:
             return (score,)

@@ -44,6 +44,7 @@ from .modeling_ncsn import (
     _conv3x3,
     _ConvMeanPool,
     check_image_batch,
+    instance_norm_plus_plus,
     sigma_per_example,
 )
 from .modeling_utils import ImageModelMixin, StrictLoadingMixin, check_all
@@ -75,15 +76,8 @@ class _ConditionalInstanceNormPlusPlus(nn.Module):
 
     def forward(self, hidden: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         """Normalise `hidden` (B, C, H, W) with the parameters of each example's noise `level` (B,)."""
-        gamma, alpha, beta = self.embed(level).chunk(3, dim=-1)
-        channel_means = hidden.mean(dim=(2, 3))
-        standardized_means = (channel_means - channel_means.mean(dim=1, keepdim=True)) / torch.sqrt(
-            channel_means.var(dim=1, keepdim=True) + self.eps
-        )
-        normalized = (
-            F.instance_norm(hidden, eps=self.eps) + standardized_means[:, :, None, None] * alpha[:, :, None, None]
-        )
-        return gamma[:, :, None, None] * normalized + beta[:, :, None, None]
+        gamma, alpha, beta = self.embed(level).to(hidden.dtype).chunk(3, dim=-1)
+        return instance_norm_plus_plus(hidden, gamma, alpha, beta, self.eps)
 
 
 class _ConditionalResidualBlock(nn.Module):
@@ -331,7 +325,10 @@ class NCSNv1ScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMi
         hidden = sample.to(self.dtype)
         if self.config.center_input:
             hidden = 2 * hidden - 1
-        hidden = self.begin_conv(hidden)
+        # Channels-last feature maps (NHWC): the CPU's convolutions and the 5x5 max pooling of the refine blocks
+        # run much faster on them than on NCHW (benchmarks/network_speed.py); the score comes back NCHW. (Set after
+        # the first convolution: a one-channel input is NCHW and channels-last at once, so PyTorch would keep NCHW.)
+        hidden = self.begin_conv(hidden).contiguous(memory_format=torch.channels_last)
         features = []
         for stage in (self.res1, self.res2, self.res3, self.res4):
             for block in stage:
@@ -342,7 +339,7 @@ class NCSNv1ScoreModel(ImageModelMixin, StrictLoadingMixin, ModelMixin, ConfigMi
         refined = self.refine2([layer3, refined], level, layer3.shape[2:])
         refined = self.refine3([layer2, refined], level, layer2.shape[2:])
         refined = self.refine4([layer1, refined], level, layer1.shape[2:])
-        score = self.end_conv(F.elu(self.normalizer(refined, level))).to(sample.dtype)
+        score = self.end_conv(F.elu(self.normalizer(refined, level))).to(sample.dtype).contiguous()
 
         if not return_dict:
             return (score,)

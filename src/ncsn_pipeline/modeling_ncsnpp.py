@@ -39,10 +39,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.downsampling import FirDownsample2D, downsample_2d
+from diffusers.models.downsampling import FirDownsample2D
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
-from diffusers.models.upsampling import FirUpsample2D, upsample_2d
+from diffusers.models.upsampling import FirUpsample2D
 from torch import nn
 
 from .checks import check_bool, check_choice, check_integer, check_positive
@@ -68,6 +68,42 @@ def _norm(channels: int) -> nn.GroupNorm:
 def _conv(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, padding: int = None):
     padding = kernel_size // 2 if padding is None else padding
     return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+
+
+def _fir_filter(kernel: Sequence[int], channels: int, gain: float, like: torch.Tensor) -> torch.Tensor:
+    """The separable 2-D FIR filter ``k k^T / sum(k)**2 * gain``, flipped (upfirdn2d convolves, conv2d
+    correlates), as a depthwise weight of shape (channels, 1, K, K)."""
+    taps = torch.tensor(kernel, dtype=torch.float64)
+    filter_2d = torch.outer(taps, taps) / taps.sum() ** 2 * gain
+    weight = torch.flip(filter_2d, [0, 1]).to(dtype=like.dtype, device=like.device)
+    return weight[None, None].expand(channels, 1, *weight.shape)
+
+
+def fir_downsample(hidden: torch.Tensor, kernel: Sequence[int]) -> torch.Tensor:
+    """FIR-filter then halve `hidden` (B, C, H, W): diffusers' ``downsample_2d(hidden, kernel, factor=2)``
+    (StyleGAN2's ``upfirdn2d`` with ``down=2``) as one depthwise strided convolution. The reference applies the
+    filter as a single-channel convolution over all B x C maps, which the CPU's convolution runs several times
+    slower (benchmarks/network_speed.py); the sums are the same, term for term."""
+    pad = len(kernel) - 2
+    padded = F.pad(hidden, ((pad + 1) // 2, pad // 2, (pad + 1) // 2, pad // 2))
+    return F.conv2d(padded, _fir_filter(kernel, hidden.shape[1], 1.0, hidden), stride=2, groups=hidden.shape[1])
+
+
+def fir_upsample(hidden: torch.Tensor, kernel: Sequence[int]) -> torch.Tensor:
+    """Double `hidden` (B, C, H, W) then FIR-filter it: diffusers' ``upsample_2d(hidden, kernel, factor=2)``
+    (zero insertion, then the filter with gain 4). For an even number of taps, zero insertion followed by the
+    filter is a depthwise transposed convolution of stride 2 (equal to round-off); for an odd number, the zeros are
+    inserted explicitly."""
+    batch, channels, height, width = hidden.shape
+    taps = len(kernel)
+    weight = _fir_filter(kernel, channels, 4.0, hidden)
+    if taps % 2 == 0:
+        return F.conv_transpose2d(hidden, torch.flip(weight, [2, 3]), stride=2, padding=(taps - 2) // 2,
+                                  groups=channels)  # fmt: skip
+    upsampled = hidden.new_zeros(batch, channels, 2 * height - 1, 2 * width - 1)
+    upsampled[:, :, ::2, ::2] = hidden
+    before, after = (taps - 2 + 1) // 2 + 1, (taps - 2) // 2 + 1
+    return F.conv2d(F.pad(upsampled, (before, after, before, after)), weight, groups=channels)
 
 
 class _FourierEmbedding(nn.Module):
@@ -106,11 +142,14 @@ class _Attention(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = hidden.shape
         normed = self.GroupNorm_0(hidden)
-        query, key, value = self.NIN_0(normed), self.NIN_1(normed), self.NIN_2(normed)
-        weights = torch.einsum("bchw,bcij->bhwij", query, key) * channels**-0.5
-        weights = F.softmax(weights.reshape(batch, height, width, height * width), dim=-1)
-        weights = weights.reshape(batch, height, width, height, width)
-        attended = self.NIN_3(torch.einsum("bhwij,bcij->bchw", weights, value))
+        # softmax(q k^T / sqrt(C)) v over the H x W positions, by PyTorch's fused attention (the reference's two
+        # einsums and softmax, to round-off).
+        query, key, value = (
+            nin(normed).reshape(batch, channels, height * width).transpose(1, 2)
+            for nin in (self.NIN_0, self.NIN_1, self.NIN_2)
+        )
+        attended = F.scaled_dot_product_attention(query, key, value)
+        attended = self.NIN_3(attended.transpose(1, 2).reshape(batch, channels, height, width))
         return (hidden + attended) / math.sqrt(2.0) if self.skip_rescale else hidden + attended
 
 
@@ -142,11 +181,11 @@ class _ResnetBlock(nn.Module):
     def _resample(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.up:
             if self.fir:
-                return upsample_2d(hidden, self.fir_kernel, factor=2)
+                return fir_upsample(hidden, self.fir_kernel)
             return F.interpolate(hidden, scale_factor=2, mode="nearest")
         if self.down:
             if self.fir:
-                return downsample_2d(hidden, self.fir_kernel, factor=2)
+                return fir_downsample(hidden, self.fir_kernel)
             return F.avg_pool2d(hidden, 2)
         return hidden
 
@@ -186,11 +225,11 @@ class _Resample(nn.Module):
             return hidden + self.Conv2d_0.bias.reshape(1, -1, 1, 1)
         if self.up:
             if self.fir:
-                return upsample_2d(hidden, self.fir_kernel, factor=2)
+                return fir_upsample(hidden, self.fir_kernel)
             hidden = F.interpolate(hidden, scale_factor=2, mode="nearest")
             return self.Conv_0(hidden) if self.with_conv else hidden
         if self.fir:
-            return downsample_2d(hidden, self.fir_kernel, factor=2)
+            return fir_downsample(hidden, self.fir_kernel)
         if self.with_conv:
             return self.Conv_0(F.pad(hidden, (0, 1, 0, 1)))
         return F.avg_pool2d(hidden, 2)
@@ -432,7 +471,7 @@ class NCSNppScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
                 hidden = down(skips[-1], temb) if config.resblock_type == "biggan" else down(skips[-1])
                 if config.progressive_input == "input_skip":
                     if config.fir:
-                        input_pyramid = downsample_2d(input_pyramid, tuple(config.fir_kernel), factor=2)
+                        input_pyramid = fir_downsample(input_pyramid, config.fir_kernel)
                     else:
                         input_pyramid = F.avg_pool2d(input_pyramid, 2)
                     hidden = next(modules)(input_pyramid, hidden)
@@ -459,7 +498,7 @@ class NCSNppScoreModel(StrictLoadingMixin, ModelMixin, ConfigMixin):
                 if pyramid is None:
                     pyramid = head
                 elif config.fir:
-                    pyramid = upsample_2d(pyramid, tuple(config.fir_kernel), factor=2) + head
+                    pyramid = fir_upsample(pyramid, config.fir_kernel) + head
                 else:
                     pyramid = F.interpolate(pyramid, scale_factor=2, mode="nearest") + head
             elif config.progressive == "residual":

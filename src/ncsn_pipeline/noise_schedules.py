@@ -118,6 +118,18 @@ def annealed_step_sizes(noise_levels: torch.Tensor, step_lr: float) -> torch.Ten
     return step_lr * (noise_levels / noise_levels[-1]) ** 2
 
 
+def _checked_examples(data: torch.Tensor, purpose: str) -> torch.Tensor:
+    """``data`` (N >= 2 examples) flattened to (N, D) float64; non-tensors, too few examples and non-finite values
+    are refused with a message that names ``purpose``."""
+    if not isinstance(data, torch.Tensor) or data.ndim < 2 or data.shape[0] < 2:
+        shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
+        raise ValueError(f"data must be a tensor of shape (N >= 2, ...), got {shape}.")
+    flat = data.reshape(data.shape[0], -1).to(torch.float64)
+    if not torch.isfinite(flat).all():
+        raise ValueError(f"data contains NaN or infinite values; clean it before {purpose}.")
+    return flat
+
+
 def max_pairwise_distance(data: torch.Tensor, chunk_size: int = 1024) -> float:
     """Largest Euclidean distance between two training examples (NCSNv2 Technique 1).
 
@@ -138,18 +150,90 @@ def max_pairwise_distance(data: torch.Tensor, chunk_size: int = 1024) -> float:
         >>> max_pairwise_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]]))
         5.0
     """
-    if not isinstance(data, torch.Tensor) or data.ndim < 2 or data.shape[0] < 2:
-        shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
-        raise ValueError(f"data must be a tensor of shape (N >= 2, ...), got {shape}.")
-    flat = data.reshape(data.shape[0], -1).to(torch.float64)
-    if not torch.isfinite(flat).all():
-        raise ValueError("data contains NaN or infinite values; clean it before computing sigma_max.")
+    flat = _checked_examples(data, "computing sigma_max")
     chunk_size = check_integer("chunk_size", chunk_size)
     largest = 0.0
     for start in range(0, flat.shape[0], chunk_size):
         distances = torch.cdist(flat[start : start + chunk_size], flat)
         largest = max(largest, distances.max().item())
     return largest
+
+
+def gaussian_fit(data: torch.Tensor, max_examples: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and the covariance eigenvalues of ``data`` (N, ...), flattened, in float64.
+
+    The eigenvalues come from the smaller of the covariance (D x D) and the Gram matrix (N x N) of the centred
+    data, which share their non-zero eigenvalues; above ``max_examples`` examples a fixed-seed random subset is used
+    (the fit then carries that subset's sampling error).
+
+    >>> mean, eigenvalues = gaussian_fit(torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]]))
+    >>> mean.tolist(), [round(value, 6) for value in eigenvalues.tolist()]
+    ([1.0, 1.0], [1.0, 1.0])
+    """
+    flat = _checked_examples(data, "fitting a Gaussian")
+    mean = flat.mean(dim=0)
+    if flat.shape[0] > max_examples:
+        chosen = torch.randperm(flat.shape[0], generator=torch.Generator().manual_seed(0))[:max_examples]
+        flat = flat[chosen]
+    centred = (flat - mean) / math.sqrt(flat.shape[0])  # biased covariance: the data's own, not an estimate's
+    small = centred @ centred.T if centred.shape[0] <= centred.shape[1] else centred.T @ centred
+    return mean, torch.linalg.eigvalsh(small).clamp(min=0.0)
+
+
+def prior_mismatch(mean: torch.Tensor, eigenvalues: torch.Tensor, sigma: float) -> float:
+    """A bound on the total variation between ``p_sigma`` and the sampler's prior ``N(0, sigma**2 I)``, for data
+    fitted by ``N(mean, Sigma)`` (eigenvalues ``lambda_i`` of ``Sigma``).
+
+    For the fit, ``p_sigma = N(mean, Sigma + sigma**2 I)`` and, in closed form, with ``v = sigma**2``,
+    ``KL(p_sigma || prior) = (sum_i lambda_i / v + |mean|**2 / v - sum_i log(1 + lambda_i / v)) / 2``; Pinsker's
+    inequality gives ``TV <= sqrt(KL / 2)``. An exact-score ODE sampler carries this mismatch through to its samples
+    unchanged (it is a bijection) and an SDE sampler no more than that, so it bounds, for instance, the error in the
+    share of samples each mode receives that the start alone causes. It falls like
+    ``|mean| / (2 sigma)``: data far from the origin needs a larger ``sigma_max`` than its spread asks for.
+
+    >>> round(prior_mismatch(torch.tensor([3.0, 3.0]), torch.tensor([1.0, 33.0]), 63.6), 4)
+    0.0335
+    """
+    variance = float(sigma) ** 2
+    eigenvalues = eigenvalues.to(torch.float64)
+    kl = 0.5 * (
+        float((eigenvalues / variance).sum())
+        + float(mean.to(torch.float64).pow(2).sum()) / variance
+        - float(torch.log1p(eigenvalues / variance).sum())
+    )
+    return math.sqrt(max(kl, 0.0) / 2)
+
+
+def sigma_max_for_prior(data: torch.Tensor, tolerance: float = 0.01) -> float:
+    """The smallest ``sigma_max`` whose `prior_mismatch` for a Gaussian fit of ``data`` is at most ``tolerance``.
+
+    NCSNv2's Technique 1 (`max_pairwise_distance`) lets the largest level connect any two examples but ignores where
+    the data sits: for data far from the origin, sampling from ``N(0, sigma_max**2 I)`` starts away from
+    ``p_sigma_max`` and the deterministic samplers keep that error (``benchmarks/calls_to_floor.py``). This rule
+    bounds it instead; use the larger of the two.
+
+    Args:
+        data (`torch.Tensor`): Training examples ``(N, ...)`` in the model's data range.
+        tolerance (`float`, defaults to 0.01): The largest total variation allowed between ``p_sigma_max`` of the
+            Gaussian fit and the prior, in ``(0, 1)``.
+
+    Returns:
+        `float`: ``sigma_max``.
+
+    >>> round(sigma_max_for_prior(torch.tensor([[-1.0, 0.0], [1.0, 0.0]]), tolerance=0.01), 2)
+    5.92
+    """
+    tolerance = check_positive("tolerance", tolerance)
+    if tolerance >= 1:
+        raise ValueError(f"tolerance is a total variation and must lie in (0, 1), got {tolerance}.")
+    mean, eigenvalues = gaussian_fit(data)
+    low, high = 1e-6, 1.0
+    while prior_mismatch(mean, eigenvalues, high) > tolerance:  # the bound falls to 0 as sigma grows
+        low, high = high, high * 2
+    for _ in range(60):  # bisection in log sigma: the bound decreases with sigma
+        middle = math.sqrt(low * high)
+        low, high = (low, middle) if prior_mismatch(mean, eigenvalues, middle) <= tolerance else (middle, high)
+    return high
 
 
 def _standard_normal_cdf(x: float) -> float:
@@ -329,6 +413,7 @@ def ncsnv2_noise_schedule(
     sigma_min: float = 0.01,
     steps_per_level: int = 5,
     target_overlap: float = NCSNV2_RELEASED_OVERLAP,
+    prior_tolerance: Optional[float] = None,
 ) -> NoiseSchedule:
     """Compute ``sigma_max``, ``L`` and ``step_lr`` from data with NCSNv2's Techniques 1, 2 and 4.
 
@@ -341,6 +426,8 @@ def ncsnv2_noise_schedule(
         sigma_min (`float`, defaults to 0.01): Smallest level; NCSNv2 uses 0.01 for [0, 1] images.
         steps_per_level (`int`, defaults to 5): ``T``; the step size depends on it.
         target_overlap (`float`): Technique 2's overlap, see `ratio_for_overlap`.
+        prior_tolerance (`float`, *optional*): With ``data`` and no ``sigma_max``: raise Technique 1's ``sigma_max``
+            to `sigma_max_for_prior` at this tolerance where that is larger (data far from the origin).
 
     Returns:
         `NoiseSchedule`: The computed schedule.
@@ -356,6 +443,8 @@ def ncsnv2_noise_schedule(
             raise ValueError(f"data_dim={data_dim} does not match the data's {flat_dim} dimensions per example.")
         if sigma_max is None:
             sigma_max = max_pairwise_distance(data)
+            if prior_tolerance is not None:
+                sigma_max = max(sigma_max, sigma_max_for_prior(data, prior_tolerance))
         data_dim = flat_dim
     if data_dim is None or sigma_max is None:
         raise ValueError("Pass either `data`, or both `data_dim` and `sigma_max`.")

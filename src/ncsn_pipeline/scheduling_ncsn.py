@@ -276,6 +276,7 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
         steps_per_level: int = 5,
         final_denoise: bool = True,
         sigma_max: Optional[float] = None,
+        prior_tolerance: Optional[float] = None,
     ) -> NCSNScheduler:
         """Compute ``sigma_max``, ``num_noise_levels`` and ``step_lr`` from training data (NCSNv2 Techniques 1, 2, 4).
 
@@ -285,13 +286,17 @@ class NCSNScheduler(ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
             steps_per_level (`int`, defaults to 5): ``T``.
             final_denoise (`bool`, defaults to `True`): Add the final denoising step.
             sigma_max (`float`, *optional*): Override Technique 1's largest pairwise distance.
+            prior_tolerance (`float`, *optional*): Raise Technique 1's ``sigma_max`` where needed so that the prior
+                ``N(0, sigma_max**2 I)`` is within this total variation of ``p_sigma_max`` for a Gaussian fit of the
+                data (`noise_schedules.sigma_max_for_prior`; 0.01 is a good value for data far from the origin).
 
         Returns:
             `NCSNScheduler`
         """
         schedule = ncsnv2_noise_schedule(
-            data, sigma_max=sigma_max, sigma_min=sigma_min, steps_per_level=steps_per_level
-        )
+            data, sigma_max=sigma_max, sigma_min=sigma_min, steps_per_level=steps_per_level,
+            prior_tolerance=prior_tolerance,
+        )  # fmt: skip
         return cls(**schedule.to_dict(), final_denoise=final_denoise)
 
     def __len__(self) -> int:

@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="cpu", help="device to run on (default: cpu)")
     parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="precision of the network and the sampler (default: float32; bfloat16 is judged like float32, but "
+        "--record and --data, whose figures are the card's float32 ones, need float32)",
+    )
+    parser.add_argument(
         "--output", default="evaluation-run.json", help="the JSON report (default: evaluation-run.json)"
     )
     parser.add_argument(

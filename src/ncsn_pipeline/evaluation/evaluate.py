@@ -240,6 +240,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         raise ValueError(f"Unknown --data {args.data!r}; choose one of {list(DATA_SETS)} or an image folder.")
     if args.tolerance <= 0 or not math.isfinite(args.tolerance):
         raise ValueError(f"--tolerance must be a positive number, got {args.tolerance!r}.")
+    dtype = getattr(args, "dtype", "float32")
+    if dtype != "float32" and (args.record or args.data is not None):
+        raise ValueError(
+            f"--dtype {dtype} evaluates samples only: --record writes the card's figures and --data computes "
+            "bits/dim with an ODE solver at float32 tolerances; drop them or use --dtype float32."
+        )
     pipe, folder = resolve_pipeline(args.pipeline)
     if args.record and folder is None:
         raise ValueError(f"--record writes a local folder's evaluation.json; {args.pipeline!r} has no local folder.")
@@ -260,10 +266,12 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if args.data is not None:  # read before sampling: a bad folder stops the run before the expensive part
         held_out = held_out_data(args.data, pipe, args.likelihood_samples, args.seed, args.center_crop)
     fid_plan = plan_fid(args, pipe, folder) if getattr(args, "fid", False) else None
-    pipe = pipe.to(args.device)
+    pipe = pipe.to(args.device, getattr(torch, dtype))
     apply_sampler_arguments(pipe, args)
     pipe.set_progress_bar_config(disable=True)
-    report: Dict[str, Any] = {"pipeline": args.pipeline, "sampler": pipe.scheduler.description, "device": args.device}
+    report: Dict[str, Any] = {
+        "pipeline": args.pipeline, "sampler": pipe.scheduler.description, "device": args.device, "dtype": dtype,
+    }  # fmt: skip
     rows: List[Dict[str, Any]] = []
     notes: List[str] = []
 

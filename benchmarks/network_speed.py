@@ -36,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ncsn_pipeline import NCSNppScoreModel
 from ncsn_pipeline.conversion import ermongroup, score_sde
 from ncsn_pipeline.conversion.published import PUBLISHED_CONFIGS
+from ncsn_pipeline.noise_schedules import geometric_noise_levels
 
 
 def namespace(value):
@@ -84,13 +85,9 @@ def ermongroup_pair(name, originals: Path, config_name, architecture, ngf, size,
         original_config.data.rescaled = False
     original = getattr(module, model_class)(original_config)
     converted = ermongroup.build(config, [original.state_dict()], "raw", architecture).model
-    sigmas = torch.tensor(
-        torch.logspace(
-            torch.log10(torch.tensor(config["model"]["sigma_begin"])),
-            torch.log10(torch.tensor(config["model"]["sigma_end"])),
-            config["model"]["num_classes"],
-        ).tolist()
-    )
+    model_config = config["model"]
+    sigmas = geometric_noise_levels(model_config["sigma_begin"], model_config["sigma_end"], model_config["num_classes"])
+    sigmas = sigmas.float()  # the original's float32 levels; ours looks its levels up to a relative 1e-4
     return Pair(
         name,
         converted,
@@ -114,7 +111,7 @@ def ncsnpp_pair(originals: Path, nf: int, batch: int) -> Pair:
     _, weights, _ = score_sde.build_model(config, {"model": original.state_dict()}, "raw")
     ours = NCSNppScoreModel(**score_sde.ncsnpp_config(config))
     ours.load_state_dict(weights)
-    sigmas = torch.logspace(torch.log10(torch.tensor(50.0)), torch.log10(torch.tensor(0.01)), 100)
+    sigmas = geometric_noise_levels(config["model"]["sigma_max"], config["model"]["sigma_min"], 100).float()
     return Pair(
         f"NCSN++ (CIFAR-10 VE, nf {nf}, 32 px, batch {batch})",
         ours,

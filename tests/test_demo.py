@@ -804,21 +804,38 @@ def test_a_run_past_its_deadline_is_stopped_with_a_message(client, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads resident memory from /proc")
-def test_a_burst_of_fifty_requests_is_answered_and_leaves_memory_flat(server):
-    """Issue 21, item 8: 50 raw requests at once (the three tabs in turn), six times. Each one is served or told that
-    the queue is full (no error, none left hanging) and the page is served meanwhile. After two bursts of warm-up,
-    four more keep resident memory within 25 MB (measured: +9 to +18 MB of allocator noise, levelling off; a leak of
-    1 MB per served request would add 36 MB, and what a burst leaves behind would repeat with every burst)."""
+def test_a_burst_of_fifty_requests_is_answered_and_leaves_nothing_behind(server):
+    """Issue 21, item 8: 50 raw requests at once (the three tabs in turn), four times. Each one is served or told that
+    the queue is full (no error, none left hanging) and the page is served meanwhile, and the bursts leave nothing
+    behind: over the last three, the Python objects kept (traced by ``tracemalloc``) grow by less than 2 MB and no
+    tensor is kept.
+
+    Why not resident memory: it moved by +4 to +25 MB over four bursts from run to run with nothing kept (glibc's
+    free lists, Gradio's worker threads coming and going; the CI run that saw +25 MB failed a 25 MB bound), so it
+    could neither pass reliably nor see a small leak. What is kept is measured instead. The server keeps four sessions
+    (not MAX_SESSIONS) so that the first traced burst replaces every kept session; after it, what remains per served
+    request is Gradio's own bookkeeping (~1.2 KB: a message queue in a 2000-entry LRU, an analytics record, an empty
+    set; measured +0.1 to +0.7 MB in all, the kept sessions' outputs varying). A leak of 0.1 MB per served request
+    would add 2.7 MB; the per-session copies this demo once kept without bound added ~0.25 MB each.
+    `test_memory_stays_bounded_over_hundreds_of_requests` keeps a resident-memory bound for what tracing cannot see
+    (native memory)."""
+    import tracemalloc
+
+    import torch
+
+    app = demo_module.build_demo(models=server.ncsn_models)
+    port = _free_port()
+    demo_module.launch_demo(app, host="127.0.0.1", port=port, prevent_thread_lock=True, quiet=True, max_sessions=4)
+    base_url = f"http://127.0.0.1:{port}/"
     bodies = {
-        "generate": json.dumps({"data": SMALL_GENERATE}),
-        "inpaint": json.dumps({"data": SMALL_INPAINT}),
-        "playground": json.dumps({"data": SMALL_PLAYGROUND}),
+        "generate": json.dumps({"data": _with(_with(SMALL_GENERATE, 2, 2), 3, 1)}),  # the smallest work: what
+        "inpaint": json.dumps({"data": _with(_with(SMALL_INPAINT, 4, 2), 8, 1)}),  # is left behind does not depend
+        "playground": json.dumps({"data": _with(_with(SMALL_PLAYGROUND, 2, 2), 3, 5)}),  # on how long a run is
     }
     apis = [list(bodies)[number % 3] for number in range(50)]
 
     def request(api):
-        url = f"{server.test_url}gradio_api/call/{api}"
+        url = f"{base_url}gradio_api/call/{api}"
         joined = httpx.post(url, content=bodies[api], headers={"content-type": "application/json"}, timeout=60)
         if joined.status_code == 503 and "Queue is full" in joined.text:  # refused at once, as it should be
             return "queue full"
@@ -830,20 +847,32 @@ def test_a_burst_of_fifty_requests_is_answered_and_leaves_memory_flat(server):
     def burst():
         with ThreadPoolExecutor(50) as pool:
             pending = [pool.submit(request, api) for api in apis]
-            page = httpx.get(server.test_url, timeout=30)  # while the burst runs
+            page = httpx.get(base_url, timeout=30)  # while the burst runs
             outcomes = [future.result(timeout=600) for future in pending]
         assert page.status_code == 200
         assert set(outcomes) <= {"served", "queue full"}, outcomes
         assert outcomes.count("served") >= demo_module.QUEUE_MAX_SIZE // 2
         return outcomes
 
-    for _ in range(2):  # warm-up: Gradio's kept sessions (MAX_SESSIONS) and caches fill up
-        burst()
-    memory = [_resident_mb()]
-    for _ in range(4):
-        outcomes = burst()
-        memory.append(_resident_mb())
-    print(f"bursts of 50: {outcomes.count('served')} served, {outcomes.count('queue full')} queue full each; resident "
-          f"memory {' -> '.join(f'{mb:.0f}' for mb in memory)} MB")  # fmt: skip
-    grown = memory[-1] - memory[0]
-    assert grown < 25, f"memory grew by {grown:.0f} MB over four bursts of 50 ({len(apis) * 4} requests)"
+    def kept():
+        gc.collect()
+        tensors = sum(1 for thing in gc.get_objects() if issubclass(type(thing), torch.Tensor))  # no __class__ lookups
+        return tracemalloc.get_traced_memory()[0] / 2**20, tensors
+
+    tracing_before = tracemalloc.is_tracing()
+    try:
+        tracemalloc.start()
+        burst()  # warm-up (caches, worker threads); every kept session is replaced by one made under tracing
+        before = kept()
+        for _ in range(3):
+            outcomes = burst()
+        after = kept()
+    finally:
+        if not tracing_before:
+            tracemalloc.stop()
+        app.close()
+    print(f"bursts of 50: {outcomes.count('served')} served, {outcomes.count('queue full')} queue full each; Python "
+          f"objects kept {before[0]:.2f} -> {after[0]:.2f} MB, tensors {before[1]} -> {after[1]}")  # fmt: skip
+    assert len(app.state_holder.session_data) <= 4
+    assert after[0] - before[0] < 2.0, f"the Python objects kept grew by {after[0] - before[0]:.2f} MB in three bursts"
+    assert after[1] <= before[1], f"tensors kept: {before[1]} -> {after[1]}"

@@ -91,25 +91,16 @@ def _write_standalone(how, pipe, folder, target):
 
 
 @pytest.mark.parametrize(
-    "how",
-    # Every way for every sampler in the slow tier; the fast tier keeps the export itself for the default sampler.
-    [
-        "export_for_hub",
-        pytest.param("save_pretrained", marks=pytest.mark.slow),
-        pytest.param("ncsn-export", marks=pytest.mark.slow),
-    ],
-)
-@pytest.mark.parametrize(
     "sampler",
-    # The package's default sampler in the fast tier (a fresh interpreter each, ~10 s), the others in the slow tier.
+    # The package's default sampler in the fast tier (a fresh interpreter each, ~7 s), the others in the slow tier.
     [
         name if name == DPMSolverPlusPlusScheduler.__name__ else pytest.param(name, marks=pytest.mark.slow)
         for name in score_schedulers()
     ],
 )
-def test_plain_diffusers_loads_the_export_without_the_package(tmp_path, sampler, how):
+def test_plain_diffusers_loads_the_export_without_the_package(tmp_path, sampler):
     pipe, folder = _tiny_pipeline(tmp_path, sampler)
-    export = _write_standalone(how, pipe, folder, tmp_path / "export")
+    export = _write_standalone("export_for_hub", pipe, folder, tmp_path / "export")
     result = subprocess.run(
         [sys.executable, "-c", PLAIN_DIFFUSERS, str(export), str(tmp_path / "plain.npy")],
         capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
@@ -119,6 +110,22 @@ def test_plain_diffusers_loads_the_export_without_the_package(tmp_path, sampler,
     assert result.stdout.split() == ["NCSNPipeline", "NCSNScoreModel", sampler]
     np.testing.assert_array_equal(np.load(tmp_path / "plain.npy"), _sample(pipe))
     assert "## Evaluation" in (export / "README.md").read_text()  # the model card comes with it
+
+
+@pytest.mark.parametrize("sampler", list(score_schedulers()))
+def test_every_way_to_export_writes_the_same_files(tmp_path, sampler):
+    """`save_pretrained(standalone=True)` and `ncsn-export` write byte for byte what `export_for_hub` writes (into a
+    folder of the same name: the card names it), so the fresh-interpreter test above covers all three ways."""
+    pipe, folder = _tiny_pipeline(tmp_path, sampler)
+    written = {}
+    for how in ("export_for_hub", "save_pretrained", "ncsn-export"):
+        export = _write_standalone(how, pipe, folder, tmp_path / how / "export")
+        written[how] = {p.relative_to(export).as_posix(): p.read_bytes() for p in export.rglob("*") if p.is_file()}
+    assert "unet/diffusion_pytorch_model.safetensors" in written["export_for_hub"]
+    for how in ("save_pretrained", "ncsn-export"):
+        assert sorted(written[how]) == sorted(written["export_for_hub"]), how
+        differing = [name for name in written[how] if written[how][name] != written["export_for_hub"][name]]
+        assert not differing, (how, differing)
 
 
 def test_standalone_targets_must_be_new_and_bad_sources_leave_nothing(tmp_path, capsys):

@@ -45,6 +45,32 @@ def test_real_garments_score_at_the_floor_and_poor_ones_do_not():
         assert metrics["confident_rate"] < floor["confident_rate"]
 
 
+@pytest.mark.slow
+def test_the_test_split_is_classified_once_per_process_and_as_a_fresh_judge_would(monkeypatch):
+    """The shipped judge's features of the 10,000 test images are kept after the first evaluation: a later one does
+    not classify them again, and its figures equal those of an equal but distinct judge, which is classified afresh
+    (the cache is the shipped judge's only)."""
+    import copy
+
+    samples = fashion_judge.to_unit_images(load_fashion_mnist("train")[0][:50])
+    cached = fashion_judge.evaluate_fashion_samples(samples)
+    classified = []
+    real_classify = fashion_judge.classify
+    monkeypatch.setattr(
+        fashion_judge, "classify", lambda judge, images: classified.append(len(images)) or real_classify(judge, images)
+    )
+    assert fashion_judge.evaluate_fashion_samples(samples) == cached and classified == []
+    fresh = fashion_judge.evaluate_fashion_samples(samples, copy.deepcopy(fashion_judge.default_fashion_classifier()))
+    assert fresh["frechet_distance"] == pytest.approx(cached["frechet_distance"], rel=1e-9)
+    assert {key: value for key, value in fresh.items() if key not in ("frechet_distance", "test_accuracy")} == {
+        key: value for key, value in cached.items() if key not in ("frechet_distance", "test_accuracy")
+    }
+    from ncsn_pipeline.evaluation.digits_judge import judge_samples
+
+    with pytest.raises(ValueError, match="reference_features holds 3 rows for 50 reference images"):
+        judge_samples(fashion_judge.default_fashion_classifier(), samples, samples, 10, 0.9, "x", torch.zeros(3, 8))
+
+
 def test_asked_for_classes_are_matched_for_real_images():
     images, labels = load_fashion_mnist("test")
     result = fashion_judge.requested_class_rate(fashion_judge.to_unit_images(images[:N]), labels[:N])

@@ -337,15 +337,23 @@ def judge_samples(
     num_classes: int,
     confidence: float,
     reference_name: str,
+    reference_features: Optional[torch.Tensor] = None,
 ) -> Dict[str, object]:
     """The judge's figures for checked ``samples`` against real ``reference_images`` (any judge; see
     `evaluate_digit_samples` for the keys): confident rate, class coverage, histogram and entropy, Fréchet distance
-    in the judge's features."""
+    in the judge's features. ``reference_features``: this judge's features of ``reference_images`` where the caller
+    has them already (`classify`), so that a large reference is not classified again for every evaluation."""
     confidence = float(confidence)
     if not 0.0 < confidence <= 1.0:
         raise ValueError(f"confidence must be in (0, 1], got {confidence!r}.")
     sample_features, probabilities = classify(classifier, samples)
-    reference_features, _ = classify(classifier, reference_images)
+    if reference_features is None:
+        reference_features, _ = classify(classifier, reference_images)
+    elif reference_features.shape[0] != reference_images.shape[0]:
+        raise ValueError(
+            f"reference_features holds {reference_features.shape[0]} rows for {reference_images.shape[0]} reference "
+            "images; pass the judge's features of exactly these images (or none)."
+        )
     max_probability, predicted = probabilities.max(dim=1)
     is_confident = max_probability >= confidence
     histogram = torch.bincount(predicted, minlength=num_classes)

@@ -134,6 +134,13 @@ def default_fashion_classifier() -> FashionClassifier:
     return classifier.eval()
 
 
+@functools.lru_cache(maxsize=1)
+def _test_split_features() -> torch.Tensor:
+    """The shipped judge's features of the 10,000 test images, computed once per process (~4.6 s on 2 cores): an
+    evaluation and its floor, or several models judged in one process, all compare against them."""
+    return classify(default_fashion_classifier(), to_unit_images(load_fashion_mnist("test")[0]))[0]
+
+
 def judge_record() -> Dict[str, object]:
     """How the shipped judge was trained and how accurate it is on the test split."""
     return json.loads((JUDGE_FOLDER / RECORD_FILE).read_text())
@@ -147,7 +154,8 @@ def evaluate_fashion_samples(
     classifier = default_fashion_classifier() if classifier is None else classifier
     samples = check_unit_images(samples, "samples", IMAGE_SIZE)
     reference = to_unit_images(load_fashion_mnist("test")[0])
-    metrics = judge_samples(classifier, samples, reference, NUM_CLASSES, confidence, reference_name="test")
+    features = _test_split_features() if classifier is default_fashion_classifier() else None
+    metrics = judge_samples(classifier, samples, reference, NUM_CLASSES, confidence, "test", features)
     metrics["test_accuracy"] = judge_record()["test_accuracy"] if classifier is default_fashion_classifier() else None
     return metrics
 

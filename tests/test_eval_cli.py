@@ -53,6 +53,25 @@ def test_a_sampler_can_be_chosen_and_its_calls_are_reported(tmp_path):
     assert report["sampling"]["network_calls_per_sample"] == report["sampling"]["model_calls_per_batch"][0] > 10
 
 
+def test_a_float32_evaluation_prints_no_casting_warning(tmp_path):
+    """diffusers' `ModelMixin.to` warns "modules ... should be kept in float32" whenever a dtype is passed, even the
+    model's own: an ordinary float32 evaluation must not show users that warning."""
+    import logging
+
+    warnings_seen = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings_seen.append(record.getMessage())
+    logging.getLogger("diffusers").addHandler(handler)  # diffusers' logger does not propagate to pytest's
+    try:
+        output = tmp_path / "run.json"
+        arguments = ["ncsn-digits", "--num_samples", "10", "--num_inference_steps", "5", "--output", str(output)]
+        assert evaluate.main(arguments) == 0
+    finally:
+        logging.getLogger("diffusers").removeHandler(handler)
+    assert not [message for message in warnings_seen if "should be kept in float32" in message], warnings_seen
+    assert json.loads(output.read_text())["dtype"] == "float32"
+
+
 def test_a_bfloat16_evaluation_samples_in_bfloat16_and_says_so(tmp_path, monkeypatch):
     """Issue 23, item 3: ``--dtype bfloat16`` runs the network in bfloat16 (the judge's figures of such a run are the
     README's) and the report names the precision."""

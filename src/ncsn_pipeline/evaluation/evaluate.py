@@ -266,7 +266,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     if args.data is not None:  # read before sampling: a bad folder stops the run before the expensive part
         held_out = held_out_data(args.data, pipe, args.likelihood_samples, args.seed, args.center_crop)
     fid_plan = plan_fid(args, pipe, folder) if getattr(args, "fid", False) else None
-    pipe = pipe.to(args.device, getattr(torch, dtype))
+    # Cast only when the dtype changes: diffusers' `ModelMixin.to` warns about float32 modules on any dtype argument.
+    target_dtype = getattr(torch, dtype)
+    pipe = pipe.to(args.device) if pipe.dtype == target_dtype else pipe.to(args.device, target_dtype)
     apply_sampler_arguments(pipe, args)
     pipe.set_progress_bar_config(disable=True)
     report: Dict[str, Any] = {

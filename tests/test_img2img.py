@@ -35,6 +35,8 @@ KIND = {
     "AdaptiveSDEScheduler": REVERSE_SDE,
     "DPMSolverPlusPlusScheduler": REVERSE_SDE,  # the default 3M-SDE (eta 1); "2m" is the ODE, below
     "ProbabilityFlowHeunScheduler": ODE,
+    "IPNDMScoreScheduler": ODE,
+    "UniPCScheduler": ODE,
     "EDMStochasticScheduler": MIXING,
     "NCSNScheduler": MIXING,
     "VEPredictorCorrectorScheduler": MIXING,

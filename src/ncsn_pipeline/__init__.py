@@ -48,8 +48,10 @@ from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
 from .scheduling_adaptive_sde import AdaptiveSDEScheduler
 from .scheduling_dpmpp import DPMSolverPlusPlusScheduler
 from .scheduling_edm import EDMStochasticScheduler
+from .scheduling_ipndm import IPNDMScoreScheduler
 from .scheduling_ncsn import NCSN_PRESETS, NCSNScheduler, NCSNSchedulerOutput
 from .scheduling_pf_ode_heun import ProbabilityFlowHeunScheduler
+from .scheduling_unipc import UniPCScheduler
 from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput, score_schedulers
 from .scheduling_ve_pc import VEPredictorCorrectorScheduler
 
@@ -63,6 +65,7 @@ __all__ = [
     "GaussianMixtureClassifier",
     "GaussianMixtureScore",
     "GaussianScore",
+    "IPNDMScoreScheduler",
     "NCSNColorizePipeline",
     "NCSNImg2ImgPipeline",
     "NCSNInpaintPipeline",
@@ -80,6 +83,7 @@ __all__ = [
     "ScoreSchedulerMixin",
     "ScoreSchedulerOutput",
     "ToyScoreModel",
+    "UniPCScheduler",
     "VEPredictorCorrectorScheduler",
     "ncsnv2_noise_schedule",
     "score_schedulers",

@@ -17,18 +17,18 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from .checks import check_choice, check_noise_level_count, check_number
-from .noise_schedules import karras_noise_levels
+from .checks import check_choice, check_number
 from .sampling import standard_normal
-from .scheduling_utils import ContinuousLevelsMixin, ScoreSchedulerMixin, ScoreSchedulerOutput
+from .scheduling_utils import ContinuousLevelsMixin, ScoreSchedulerMixin, ScoreSchedulerOutput, TunedLevels
 
 ALGORITHMS = ("2m", "2m-sde", "3m-sde")
 
 
-class DPMSolverPlusPlusScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
+class DPMSolverPlusPlusScheduler(TunedLevels, ContinuousLevelsMixin, ScoreSchedulerMixin, SchedulerMixin, ConfigMixin):
     r"""DPM-Solver++ multistep: one model call per noise level, second (or third) order from earlier calls.
 
-    With Karras et al.'s levels ``sigma_0 = sigma_max > ... > sigma_{N-1} = sigma_min``, ``sigma_N = 0``,
+    With Karras et al.'s levels (or the model's tuned levels for that many calls)
+    ``sigma_0 = sigma_max > ... > sigma_{N-1} = sigma_min``, ``sigma_N = 0``,
     ``lambda_i = -log sigma_i``, ``h_i = lambda_{i+1} - lambda_i`` and the denoiser ``D_i = x_i + sigma_i**2 s``:
 
     1. ``"2m"`` (Algorithm 2, deterministic): ``x_{i+1} = (sigma_{i+1} / sigma_i) x_i - expm1(-h_i) D'_i`` with
@@ -56,6 +56,8 @@ class DPMSolverPlusPlusScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Sch
         eta (`float`, defaults to 1.0): For the SDE variants, how much noise is renewed (0 = the ODE, 1 = the
             reverse SDE).
         s_noise (`float`, defaults to 1.0): Scale of the renewed noise.
+        tuned_noise_levels (`dict`, *optional*): Levels chosen for this model, by number of calls
+            (``{"10": [sigma_0, ..., sigma_9]}``, written by ``ncsn-tune-steps``); other counts use Karras et al.'s.
         num_train_noise_levels (`int`, defaults to 232): Geometric levels a model for this sampler is trained on
             (`noise_levels`); sampling itself may use any levels in ``[sigma_min, sigma_max]``.
 
@@ -85,12 +87,14 @@ class DPMSolverPlusPlusScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Sch
         algorithm: str = "2m-sde",
         eta: float = 1.0,
         s_noise: float = 1.0,
+        tuned_noise_levels: Optional[dict] = None,
         num_train_noise_levels: int = 232,
     ):
         self._check_levels(sigma_max, sigma_min, rho, num_noise_levels, num_train_noise_levels)
         check_choice("algorithm", algorithm, list(ALGORITHMS))
         check_number("eta", eta, 0.0, 1.0)
         check_number("s_noise", s_noise, 0.0, 2.0)
+        self._check_tuned_levels(tuned_noise_levels)
         self.set_timesteps()
 
     @property
@@ -102,12 +106,7 @@ class DPMSolverPlusPlusScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Sch
         self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device, None] = None
     ) -> None:
         """Prepare a run over ``num_inference_steps`` levels (default: the config's), one model call each."""
-        levels = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
-        levels = check_noise_level_count("num_inference_steps", levels)
-        self.num_inference_steps = levels
-        self.sigmas = karras_noise_levels(self.config.sigma_max, self.config.sigma_min, levels, self.config.rho)
-        self.timesteps = self.sigmas.to(device=device, dtype=torch.float32)
-        self._level_start_indices = list(range(levels))  # one call per level
+        self._plan_levels(num_inference_steps, device)  # one call per level, tuned levels where the config has them
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -121,9 +120,7 @@ class DPMSolverPlusPlusScheduler(ContinuousLevelsMixin, ScoreSchedulerMixin, Sch
         variant = self.config.algorithm.upper()
         noise = f", eta {self.config.eta:g}" if self.config.algorithm.endswith("sde") else ", deterministic"
         return (
-            f"DPM-Solver++({variant}), {self.num_inference_steps} Karras noise levels "
-            f"{self.config.sigma_max:.4g} -> {self.config.sigma_min:.4g} (rho {self.config.rho:g}){noise} "
-            f"({self.num_model_calls} model calls)"
+            f"DPM-Solver++({variant}), {self.levels_description}{noise} ({self.num_model_calls} model calls)"
         )
 
     def step(

@@ -57,7 +57,7 @@ import torch
 from diffusers.utils import BaseOutput
 
 from .checks import check_noise_level_count, check_noise_range, check_positive
-from .noise_schedules import geometric_noise_levels
+from .noise_schedules import geometric_noise_levels, karras_noise_levels
 from .sampling import raise_if_not_finite
 
 
@@ -125,8 +125,8 @@ def score_schedulers() -> Dict[str, type]:
     and the demo, listed by ``compatibles`` and covered by the contract test.
 
     >>> sorted(score_schedulers())  # doctest: +NORMALIZE_WHITESPACE
-    ['AdaptiveSDEScheduler', 'DPMSolverPlusPlusScheduler', 'EDMStochasticScheduler', 'NCSNScheduler',
-     'ProbabilityFlowHeunScheduler', 'VEPredictorCorrectorScheduler']
+    ['AdaptiveSDEScheduler', 'DPMSolverPlusPlusScheduler', 'EDMStochasticScheduler', 'IPNDMScoreScheduler',
+     'NCSNScheduler', 'ProbabilityFlowHeunScheduler', 'UniPCScheduler', 'VEPredictorCorrectorScheduler']
     """
     return dict(sorted(_SCORE_SAMPLERS.items()))
 
@@ -143,8 +143,8 @@ def restartable_samplers() -> List[str]:
     judged on each sampler's default settings).
 
     >>> restartable_samplers()  # doctest: +NORMALIZE_WHITESPACE
-    ['DPMSolverPlusPlusScheduler', 'EDMStochasticScheduler', 'NCSNScheduler', 'ProbabilityFlowHeunScheduler',
-     'VEPredictorCorrectorScheduler']
+    ['DPMSolverPlusPlusScheduler', 'EDMStochasticScheduler', 'IPNDMScoreScheduler', 'NCSNScheduler',
+     'ProbabilityFlowHeunScheduler', 'UniPCScheduler', 'VEPredictorCorrectorScheduler']
     """
     return [name for name, sampler in score_schedulers().items() if can_restart_at_level_starts(sampler())]
 
@@ -454,3 +454,67 @@ class ContinuousLevelsMixin:
 
     def __len__(self) -> int:
         return self.config.num_train_noise_levels
+
+
+class TunedLevels:
+    """Planning for samplers with one model call per noise level (DPM-Solver++, iPNDM, UniPC): Karras et al.'s levels,
+    or the levels chosen for the model at that number of calls (``tuned_noise_levels`` in the config, as written by
+    ``ncsn-tune-steps``), so that a saved or pushed pipeline carries them and ``num_inference_steps=N`` uses them.
+
+    ``tuned_noise_levels`` maps a call count (a string: it is JSON) to ``N`` decreasing levels from ``sigma_max``
+    down to a positive last level; counts without an entry fall back to the grid.
+    """
+
+    def _check_tuned_levels(self, tuned: Any) -> None:
+        """Refuse tuned levels that a run could not use (each error names the count and the fix)."""
+        if tuned is None:
+            return
+        if not isinstance(tuned, dict):
+            raise ValueError(f"tuned_noise_levels must be a dict {{'N': [N levels]}} or None, got {tuned!r}.")
+        top = float(self.config.sigma_max)
+        for count, levels in tuned.items():
+            where = f"tuned_noise_levels[{count!r}]"
+            if not str(count).isdigit() or int(count) < 2:
+                raise ValueError(f"{where}: the keys are call counts of 2 or more, as strings, got {count!r}.")
+            if not isinstance(levels, (list, tuple)) or len(levels) != int(count):
+                raise ValueError(f"{where} must list {int(count)} noise levels, got {levels!r}.")
+            values = [float(level) for level in levels]
+            if not all(math.isfinite(value) and value > 0 for value in values):
+                raise ValueError(f"{where} must hold positive finite noise levels, got {values}.")
+            if any(later >= earlier for earlier, later in zip(values, values[1:])):
+                raise ValueError(f"{where} must decrease strictly, got {values}.")
+            if not math.isclose(values[0], top, rel_tol=1e-6):
+                raise ValueError(
+                    f"{where} must begin at sigma_max = {top:.6g} (sampling starts from N(0, sigma_max^2 I)), "
+                    f"got {values[0]:.6g}."
+                )
+
+    def tuned_levels_for(self, count: int) -> Optional[torch.Tensor]:
+        """The tuned levels for ``count`` calls (float64, the first exactly ``sigma_max``), or None."""
+        levels = (self.config.get("tuned_noise_levels") or {}).get(str(count))
+        if levels is None:
+            return None
+        levels = torch.tensor([float(level) for level in levels], dtype=torch.float64)
+        levels[0] = float(self.config.sigma_max)
+        return levels
+
+    def _plan_levels(self, num_inference_steps: Optional[int], device: Union[str, torch.device, None]) -> None:
+        """Set ``num_inference_steps``, ``sigmas``, ``timesteps`` and the level starts (one call per level)."""
+        count = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps
+        count = check_noise_level_count("num_inference_steps", count)
+        tuned = self.tuned_levels_for(count)
+        self._tuned = tuned is not None
+        self.num_inference_steps = count
+        self.sigmas = tuned if tuned is not None else karras_noise_levels(
+            self.config.sigma_max, self.config.sigma_min, count, self.config.rho
+        )
+        self.timesteps = self.sigmas.to(device=device, dtype=torch.float32)
+        self._level_start_indices = list(range(count))
+
+    @property
+    def levels_description(self) -> str:
+        """The planned levels in words, e.g. "10 Karras noise levels 20.93 -> 0.01 (rho 7)"."""
+        first, last = float(self.sigmas[0]), float(self.sigmas[-1])
+        if self._tuned:
+            return f"{self.num_inference_steps} tuned noise levels {first:.4g} -> {last:.4g}"
+        return f"{self.num_inference_steps} Karras noise levels {first:.4g} -> {last:.4g} (rho {self.config.rho:g})"

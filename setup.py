@@ -78,6 +78,7 @@ setup(
             "ncsn-push=ncsn_pipeline.cli.push:main",
             "ncsn-export=ncsn_pipeline.cli.export:main",
             "ncsn-convert=ncsn_pipeline.cli.convert:main",
+            "ncsn-tune-steps=ncsn_pipeline.cli.tune_steps:main",
         ],
     },
     classifiers=[

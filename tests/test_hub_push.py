@@ -14,11 +14,13 @@ from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel, score_sch
 from ncsn_pipeline.cli.train import main as train_main
 from ncsn_pipeline.hub import HubError, push_folder_to_hub
 from ncsn_pipeline.pretrained import pretrained_path
+from ncsn_pipeline.scheduling_utils import TunedLevels
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_stand_in import running_stand_in  # noqa: E402
 
 SAMPLE = dict(batch_size=3, num_inference_steps=3, output_type="np")
+TUNED_3 = [3.0, 0.4, 0.03]  # tuned levels of a 3-call run (Karras' would be 3.0, 0.185, 0.01)
 # Runs in a fresh process and a fresh cache: loads the repo both ways and saves their samples.
 LOAD_BOTH_WAYS = """
 import sys, numpy as np, torch
@@ -190,8 +192,14 @@ def test_every_sampler_is_pushed_with_its_card_and_reloads_both_ways(tmp_path):
     with running_stand_in() as hub:
         with hub.patched_client(tmp_path / "pusher-home"):
             for name, sampler_class in score_schedulers().items():
-                pipe = NCSNPipeline(unet, sampler_class.from_config(tuned), data_range=(0, 1))
+                # Samplers with one call per level carry tuned levels for 3 calls: the reloaded runs must use them.
+                levels = {"tuned_noise_levels": {"3": TUNED_3}} if issubclass(sampler_class, TunedLevels) else {}
+                pipe = NCSNPipeline(unet, sampler_class.from_config(tuned, **levels), data_range=(0, 1))
                 pipe.set_progress_bar_config(disable=True)
+                if levels:
+                    pipe.scheduler.set_timesteps(3)
+                    assert pipe.scheduler.sigmas.tolist() == TUNED_3
+                    pipe.scheduler.set_timesteps()  # back to the config's count, which the card describes
                 repos[name] = f"alice/tiny-{name.lower()}"
                 pipe.push_to_hub(repos[name], private=True)
                 files = hub.files(repos[name])
@@ -199,6 +207,10 @@ def test_every_sampler_is_pushed_with_its_card_and_reloads_both_ways(tmp_path):
                 assert index["scheduler"] == [index["scheduler"][0], name]
                 assert f"scheduler/{index['scheduler'][0]}.py" in files
                 assert pipe.scheduler.description in files["README.md"].decode()  # the card names this sampler
+                if levels:
+                    config = json.loads(files["scheduler/scheduler_config.json"])
+                    assert config["tuned_noise_levels"] == {"3": TUNED_3}
+                    assert "Tuned noise levels" in files["README.md"].decode()
                 references[name] = pipe(generator=torch.Generator().manual_seed(11), **SAMPLE).images
         result = subprocess.run(
             [sys.executable, "-c", LOAD_MANY_BOTH_WAYS, json.dumps(repos), str(tmp_path)],

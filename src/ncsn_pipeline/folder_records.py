@@ -7,6 +7,8 @@ file                     written by                           read by
 ``conversion.json``      ``ncsn-convert`` (`write_conversion`) the model card
 ``evaluation.json``      ``ncsn-eval --record``                the model card
                          (`write_evaluation`)
+``tuned_steps.json``     ``ncsn-tune-steps``                   the model card
+                         (`write_tuned_steps`)
 =======================  ===================================  =========================================
 
 This module is the only place that names, writes or reads them; it sits low in the package (it imports only
@@ -38,8 +40,10 @@ from .files import write_text_atomically
 TRAINING_RECORD = "training_args.json"
 CONVERSION_RECORD = "conversion.json"
 EVALUATION_RECORD = "evaluation.json"
-# Records that feed the model card and stay in local folders only (a Hub export renders the card, then drops them).
-CARD_ONLY_RECORDS = (TRAINING_RECORD, EVALUATION_RECORD)
+TUNED_STEPS_RECORD = "tuned_steps.json"
+# Records that feed the model card and stay in local folders only (a Hub export renders the card, then drops them;
+# the tuned levels themselves live in the scheduler's config, which travels).
+CARD_ONLY_RECORDS = (TRAINING_RECORD, EVALUATION_RECORD, TUNED_STEPS_RECORD)
 
 PathLike = Union[str, os.PathLike]
 
@@ -128,3 +132,20 @@ def read_evaluation(folder: PathLike) -> Optional[Dict[str, Any]]:
     """The evaluation record of ``folder``, or ``None`` when it has none; a broken file raises `ValueError`."""
     record = _read_json(folder, EVALUATION_RECORD)
     return None if record is None else _check_evaluation(record, str(Path(folder) / EVALUATION_RECORD))
+
+
+# ---------------------------------------------------------------------------- tuned_steps.json
+def write_tuned_steps(folder: PathLike, num_calls: int, record: Dict[str, Any]) -> Path:
+    """Add (or replace) how the levels of ``num_calls``-call runs were tuned to ``folder/tuned_steps.json``
+    (``{"10": {"levels": [...], "distance": ..., "command": ...}, ...}``, built by `ncsn_pipeline.step_tuning`)."""
+    records = read_tuned_steps(folder) or {}
+    records[str(num_calls)] = record
+    return _write_json(folder, TUNED_STEPS_RECORD, dict(sorted(records.items(), key=lambda item: int(item[0]))))
+
+
+def read_tuned_steps(folder: PathLike) -> Optional[Dict[str, Any]]:
+    """The tuning records of ``folder`` by call count, or ``None`` when its levels were never tuned."""
+    record = _read_json(folder, TUNED_STEPS_RECORD)
+    if record is not None and not all(str(key).isdigit() and isinstance(value, dict) for key, value in record.items()):
+        raise ValueError(f"{Path(folder) / TUNED_STEPS_RECORD}: expected {{'N': {{...}}}} by call count.")
+    return record

@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional, Union
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ..folder_records import read_conversion, read_evaluation, read_training
+from ..folder_records import read_conversion, read_evaluation, read_training, read_tuned_steps
 
 TEMPLATE_NAME = "ncsn_pipeline.md"
 TAGS = ["ncsn", "score-based-generative-modeling", "annealed-langevin-dynamics", "diffusers", "ncsn-pipeline"]
@@ -253,9 +253,29 @@ def render_model_card(
         train_time=f"{training['train_seconds']:.0f} s" if "train_seconds" in training else "unknown",
         sampling=f"`{type(scheduler).__name__}`: {scheduler.description}",
         langevin_sampling=_langevin_settings(scheduler) if conversion is None else None,
+        tuned_levels=_tuned_levels(scheduler, read_tuned_steps(folder) or {}),
         evaluation=_evaluation_markdown(evaluation),
         conversion=conversion,
     )
+
+
+def _tuned_levels(scheduler, records: Dict[str, Any]) -> list:
+    """One card line per tuned call count: the levels from the sampler's config (what sampling uses) and, where
+    ``ncsn-tune-steps`` left its record, how they were chosen."""
+    lines = []
+    for count, levels in sorted((scheduler.config.get("tuned_noise_levels") or {}).items(), key=lambda i: int(i[0])):
+        line = f"{int(count)} calls: " + ", ".join(f"{float(level):.4g}" for level in levels)
+        record = records.get(str(count))
+        if isinstance(record, dict) and {"sigma_min", "rho", "distance", "karras_distance"} <= set(record):
+            line += card_text(
+                f" (Karras levels with sigma_min {float(record['sigma_min']):.4g}, rho {float(record['rho']):g}; "
+                f"Fréchet distance of pooled samples to {record.get('reference', 'a long run')}: "
+                f"{float(record['distance']):.4g}, {float(record['karras_distance']):.4g} with the config's levels)"
+            )
+            if record.get("command"):
+                line += f" `{card_code(record['command'])}`"
+        lines.append(line)
+    return lines
 
 
 def _langevin_settings(scheduler) -> Optional[str]:

@@ -14,8 +14,8 @@ For each model, sampler and call budget (5, 6, 8, 10, 12, 15, 20, 30, 50 by defa
 A sampler with two calls per level (Heun, EDM, predictor-corrector) gets the most levels its budget allows, so its
 row may spend one call less; annealed Langevin takes one Langevin step per level plus the denoising call. The
 adaptive solver is left out: its calls follow from a tolerance, not a budget. Models sample with their own saved
-settings (``sigma_max``, ``sigma_min``, tuned levels where the config has them); ``+ options`` in a label are set
-on top.
+settings (``sigma_max``, ``sigma_min``) on Karras et al.'s levels; the row "DPM-Solver++ 3M-SDE, tuned levels" uses
+the levels ``ncsn-tune-steps`` stored in the model's config, at the call counts that have them.
 
 Every finished row is appended to ``benchmarks/results/quality_per_call.jsonl`` at once and skipped when the
 command runs again, so a long run can be stopped and resumed; ``--report`` only rewrites the table
@@ -50,12 +50,17 @@ CALLS = (5, 6, 8, 10, 12, 15, 20, 30, 50)
 MODELS = ("ncsn-fashion", "ncsn-digits")
 
 # Label -> (sampler class, options set on top of the model's own config).
+# Rows on Karras et al.'s levels drop the model's tuned levels; the "tuned levels" row keeps them and runs only the
+# call counts that have them.
+GRID = {"tuned_noise_levels": None}
+TUNED = "DPM-Solver++ 3M-SDE, tuned levels"
 SAMPLERS: Dict[str, Tuple[str, Dict]] = {
-    "DPM-Solver++ 3M-SDE": ("DPMSolverPlusPlusScheduler", {"algorithm": "3m-sde"}),
-    "DPM-Solver++ 2M-SDE": ("DPMSolverPlusPlusScheduler", {"algorithm": "2m-sde"}),
-    "DPM-Solver++ 2M": ("DPMSolverPlusPlusScheduler", {"algorithm": "2m"}),
-    "iPNDM": ("IPNDMScoreScheduler", {}),
-    "UniPC": ("UniPCScheduler", {}),
+    TUNED: ("DPMSolverPlusPlusScheduler", {"algorithm": "3m-sde"}),
+    "DPM-Solver++ 3M-SDE": ("DPMSolverPlusPlusScheduler", {"algorithm": "3m-sde", **GRID}),
+    "DPM-Solver++ 2M-SDE": ("DPMSolverPlusPlusScheduler", {"algorithm": "2m-sde", **GRID}),
+    "DPM-Solver++ 2M": ("DPMSolverPlusPlusScheduler", {"algorithm": "2m", **GRID}),
+    "iPNDM": ("IPNDMScoreScheduler", GRID),
+    "UniPC": ("UniPCScheduler", GRID),
     "probability-flow Heun": ("ProbabilityFlowHeunScheduler", {}),
     "EDM stochastic": ("EDMStochasticScheduler", {}),
     "predictor-corrector": ("VEPredictorCorrectorScheduler", {}),
@@ -148,6 +153,8 @@ def run_models(args: argparse.Namespace) -> None:
         for label in args.samplers:
             class_name, options = SAMPLERS[label]
             for budget in args.calls:
+                if label == TUNED and str(budget) not in (saved.get("tuned_noise_levels") or {}):
+                    continue
                 for seed in args.seeds:
                     key = {"model": model_name, "sampler": label, "budget": budget, "seed": seed,
                            "num_samples": args.num_samples}  # fmt: skip
@@ -182,7 +189,7 @@ def run_mixtures(args: argparse.Namespace) -> None:
             total_variation, spread, _ = metrics(model, floor_samples, reference)
             append_row({**key, "tv": total_variation, "spread": spread})
         config = {"sigma_max": sigma_max, "sigma_min": 0.01}
-        for label in args.samplers:
+        for label in [label for label in args.samplers if label != TUNED]:  # no tuned levels for the mixtures
             class_name, options = SAMPLERS[label]
             for budget in args.calls:
                 for seed in args.seeds:

@@ -97,7 +97,7 @@ def test_the_search_beats_karras_levels_on_an_exact_score_by_an_independent_meas
     toy = GaussianMixtureScore.ncsn_toy()
     pipe = NCSNPipeline(toy, DPMSolverPlusPlusScheduler(sigma_max=20.0, sigma_min=0.002, algorithm="3m-sde"))
     pipe.set_progress_bar_config(disable=True)
-    result = tune_noise_levels(pipe, 8, num_samples=1000, rhos=(7.0,), sigma_min_steps=10)
+    result = tune_noise_levels(pipe, 8, num_samples=1000, sigma_min_steps=10)
     assert result.distance < result.karras_distance and result.sigma_min > 0.002
     generator = torch.Generator().manual_seed(11)
     upper = torch.rand(10_000, generator=generator) < 0.8

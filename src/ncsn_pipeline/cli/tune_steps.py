@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = strict_parser(
         prog="ncsn-tune-steps",
         description="Choose the noise levels of an N-call run for a model: the Karras-family levels whose samples come "
-        "closest to a long run's (Fréchet distance of pooled samples), stored in the sampler's config.",
+        "closest to a long run's (power spectra for images), stored in the sampler's config.",
     )
     parser.add_argument("pipeline", help="a pipeline folder, a bundled model name (e.g. ncsn-fashion) or a repo id")
     add_sampler_arguments(parser)

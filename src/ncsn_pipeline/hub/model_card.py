@@ -267,9 +267,9 @@ def _tuned_levels(scheduler, records: Dict[str, Any]) -> list:
         line = f"{int(count)} calls: " + ", ".join(f"{float(level):.4g}" for level in levels)
         record = records.get(str(count))
         if isinstance(record, dict) and {"sigma_min", "rho", "distance", "karras_distance"} <= set(record):
-            line += card_text(
-                f" (Karras levels with sigma_min {float(record['sigma_min']):.4g}, rho {float(record['rho']):g}; "
-                f"Fréchet distance of pooled samples to {record.get('reference', 'a long run')}: "
+            line += " " + card_text(
+                f"(Karras levels with sigma_min {float(record['sigma_min']):.4g}, rho {float(record['rho']):g}; "
+                f"distance of the samples' power spectra to {record.get('reference', 'a long run')}: "
                 f"{float(record['distance']):.4g}, {float(record['karras_distance']):.4g} with the config's levels)"
             )
             if record.get("command"):

@@ -603,3 +603,19 @@ def test_edm_unet_refuses_points_and_an_image_size_it_cannot_halve(tmp_path, cap
     assert code == 2  # four blocks halve 8 pixels three times: the U-Net needs at least 16
     assert "sample_size must be a whole number from 16" in capsys.readouterr().err
     assert not (tmp_path / "b" / "model_index.json").exists()
+
+
+def test_tune_steps_after_training_stores_levels_the_saved_sampler_uses(tmp_path):
+    """``--tune_steps 6``: the saved sampler (the default DPM-Solver++) runs 6 calls on levels measured on the trained
+    model, the folder records how they were chosen and the card lists them."""
+    out = tmp_path / "tuned"
+    assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "20", "--checkpointing_steps", "20",
+                 "--tune_steps", "6"]) == 0  # fmt: skip
+    pipe = NCSNPipeline.from_pretrained(out)
+    levels = pipe.scheduler.config.tuned_noise_levels["6"]
+    assert pipe.scheduler.num_model_calls == 6 and pipe.scheduler.sigmas.tolist() == pytest.approx(levels)
+    assert levels[0] == pytest.approx(20.0) and levels[-1] > 1.0 - 1e-9
+    record = json.loads((out / "tuned_steps.json").read_text())["6"]
+    training = json.loads((out / "training_args.json").read_text())
+    assert record["levels"] == levels and record["command"] == training["command"]  # None when run from Python
+    assert "6 calls: " in str(render_model_card(out))

@@ -23,6 +23,16 @@ the score of ``p_sigma(x | y) p_sigma(y | x)^(w - 1)``: the class sharpened as c
 ``w - 1`` would. This is diffusers' convention (``w = 1`` is the plain conditional model, ``w = 0`` the
 unconditional one, as in its pipelines' ``guidance_scale``); Ho & Salimans' ``w`` is ours minus one. Both scores come
 from one network call on the doubled batch.
+
+Autoguidance (Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version of Itself", eq. 2) guides with a
+weaker model of the same data, ``guidance_model`` (an earlier checkpoint or a smaller network, conditioned the same
+way), instead of the unconditional one:
+
+    s_good(x) + (w - 1) (s_good(x) - s_bad(x)) = grad_x log [p_good,sigma(x)^w p_bad,sigma(x)^(1 - w)],
+
+which pushes samples away from where the weak model errs more than the good one; it needs no classes, so it works
+for unconditional models, and with class labels both models get them. The two networks differ, so a step takes two
+calls (one of each); ``w = 1`` is the good model alone.
 """
 
 from __future__ import annotations
@@ -82,10 +92,24 @@ class Conditioning:
     guidance_scale: float = 0.0
     # Classifier-free guidance: the model's "no class" label for each example (the scale is ``guidance_scale``).
     unconditional_labels: Optional[torch.Tensor] = None
+    # Autoguidance: the weaker model of the same data (the scale is ``guidance_scale``).
+    guidance_model: Any = None
+
+    @property
+    def network_calls_per_call(self) -> int:
+        """Network calls behind one score: 2 with a guidance model (the good and the weak network), else 1 (a doubled
+        batch in one call counts once)."""
+        return 2 if self.guidance_model is not None else 1
 
     def score(self, unet: Any, sample: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """The (conditional) score at ``sample``: the model's, plus the scaled classifier gradient if guided, or the
-        classifier-free combination ``s(x | y) + (w - 1) (s(x | y) - s(x))`` from one call on the doubled batch."""
+        """The (conditional) score at ``sample``: the model's, plus the scaled classifier gradient if guided, the
+        classifier-free combination ``s(x | y) + (w - 1) (s(x | y) - s(x))`` from one call on the doubled batch, or
+        the autoguided ``s_good + (w - 1) (s_good - s_bad)`` from one call of each model."""
+        if self.guidance_model is not None:
+            labels = {} if self.model_labels is None else {"class_labels": self.model_labels}
+            good = unet(sample, sigma, **labels).sample
+            bad = self.guidance_model(sample, sigma, **labels).sample.to(good.dtype)
+            return good + (self.guidance_scale - 1) * (good - bad)
         if self.unconditional_labels is not None:
             sigma = sigma.expand(sample.shape[0]) if sigma.ndim == 0 else sigma
             labels = torch.cat([self.model_labels, self.unconditional_labels])
@@ -114,6 +138,7 @@ def prepare_conditioning(
     class_labels: Any = None,
     classifier: Any = None,
     guidance_scale: Optional[float] = None,
+    guidance_model: Any = None,
 ) -> Conditioning:
     """Check a pipeline call's class arguments and return its `Conditioning`.
 
@@ -123,12 +148,17 @@ def prepare_conditioning(
       the exact conditional score) weighs the classifier's gradient.
     * Without a classifier, ``guidance_scale`` is classifier-free guidance, for a model that knows the "no class"
       label (see the module docstring; 1 is the plain conditional model).
+    * With a ``guidance_model``, ``guidance_scale`` (default 1: the good model alone) is autoguidance's weight; the
+      guide must take the same conditioning (class-conditional or not, the same classes) and cannot be combined
+      with a classifier.
     * ``class_labels`` for an unconditional model without a classifier, or ``guidance_scale`` without a
       classifier for a model without the "no class" label, are refused with a message saying what would be
       accepted.
     """
     num_classes = model_num_classes(unet)
     unconditional_label = getattr(unet, "unconditional_label", None)
+    if guidance_model is not None:
+        return _autoguidance(unet, guidance_model, batch_size, device, class_labels, classifier, guidance_scale)
     if classifier is None:
         if guidance_scale is not None:
             return _classifier_free(num_classes, unconditional_label, batch_size, device, class_labels, guidance_scale)
@@ -176,3 +206,44 @@ def _classifier_free(
     return Conditioning(
         model_labels=labels, guidance_scale=scale, unconditional_labels=torch.full_like(labels, unconditional_label)
     )
+
+
+def _autoguidance(unet, guidance_model, batch_size, device, class_labels, classifier, guidance_scale) -> Conditioning:
+    """The `Conditioning` of autoguidance (see `prepare_conditioning`), checked before any network call."""
+    if classifier is not None:
+        raise ValueError(
+            "guidance_model (autoguidance) and classifier (classifier guidance) are two uses of guidance_scale: pass "
+            "one of them."
+        )
+    if not callable(guidance_model) or not isinstance(guidance_model, torch.nn.Module):
+        raise ValueError(
+            f"guidance_model must be a score model of the same data (called as model(x, sigma).sample, such as an "
+            f"earlier checkpoint's unet), got {type(guidance_model).__name__}."
+        )
+    num_classes, guide_classes = model_num_classes(unet), model_num_classes(guidance_model)
+    if num_classes != guide_classes:
+        raise ValueError(
+            f"guidance_model must be conditioned as the model is: the model has {num_classes or 'no'} classes, the "
+            f"guidance model {guide_classes or 'no'} classes."
+        )
+    guide_shape = getattr(guidance_model, "sample_shape", None)
+    if guide_shape is not None and tuple(guide_shape) != tuple(unet.sample_shape):
+        raise ValueError(
+            f"guidance_model samples {tuple(guide_shape)}, the model {tuple(unet.sample_shape)}: use a model of the "
+            "same data."
+        )
+    scale = 1.0 if guidance_scale is None else check_number("guidance_scale", guidance_scale, 0.0, MAX_GUIDANCE_SCALE)
+    labels = None
+    if num_classes is not None or class_labels is not None:
+        if class_labels is None and getattr(unet, "unconditional_label", None) is not None:
+            if getattr(guidance_model, "unconditional_label", None) != unet.unconditional_label:
+                raise ValueError(
+                    "Without class_labels the model samples the whole data through its 'no class' label, which the "
+                    "guidance model did not learn: pass class_labels, or a guide trained with --label_dropout."
+                )
+            labels = torch.full((batch_size,), unet.unconditional_label, device=device)
+        else:
+            labels = class_labels_per_example(class_labels, batch_size, num_classes, device)
+    if scale == 1.0:  # the good model alone: one call
+        return Conditioning(model_labels=labels)
+    return Conditioning(model_labels=labels, guidance_scale=scale, guidance_model=guidance_model)

@@ -544,9 +544,11 @@ class NCSNPipeline(DiffusionPipeline):
         check_sample_memory(batch_size, self.sample_shape, self.unet.dtype, self.device)
         return batch_size
 
-    def _conditioning(self, batch_size: int, class_labels, classifier, guidance_scale):
-        """Check the class arguments of a call (`ncsn_pipeline.guidance.prepare_conditioning`)."""
-        return prepare_conditioning(self.unet, batch_size, self.device, class_labels, classifier, guidance_scale)
+    def _conditioning(self, batch_size: int, class_labels, classifier, guidance_scale, guidance_model=None):
+        """Check the class and guidance arguments of a call (`ncsn_pipeline.guidance.prepare_conditioning`)."""
+        return prepare_conditioning(
+            self.unet, batch_size, self.device, class_labels, classifier, guidance_scale, guidance_model
+        )
 
     def _plan(self, num_inference_steps: Optional[int]) -> None:
         """Set the sampler's levels for a run; a model that knows only its training levels (NCSN v1) checks them
@@ -643,6 +645,7 @@ class NCSNPipeline(DiffusionPipeline):
         class_labels: Optional[Union[int, Sequence[int], torch.Tensor]] = None,
         classifier: Optional[Any] = None,
         guidance_scale: Optional[float] = None,
+        guidance_model: Optional[Any] = None,
     ) -> Union[NCSNPipelineOutput, Tuple]:
         r"""Generate samples.
 
@@ -668,7 +671,11 @@ class NCSNPipeline(DiffusionPipeline):
                 `NoiseConditionalClassifier`) for classifier guidance: the score becomes ``s(x, sigma) +
                 guidance_scale * grad_x log p_sigma(y | x)`` (`ncsn_pipeline.guidance`).
             guidance_scale (`float`, *optional*): Weight of the classifier's gradient (default 1 with a
-                classifier: the exact conditional score; 0 to 1000).
+                classifier: the exact conditional score; 0 to 1000); for a model with the "no class" label and no
+                classifier, classifier-free guidance; with a ``guidance_model``, autoguidance's ``w``.
+            guidance_model (*optional*): A weaker score model of the same data (an earlier checkpoint, a smaller
+                network) for autoguidance (Karras et al. 2024): the score becomes ``s + (w - 1) (s - s_guide)``,
+                two network calls per step (`ncsn_pipeline.guidance`).
 
         Returns:
             `NCSNPipelineOutput` or `tuple`: the samples (see `NCSNPipelineOutput`); a 1-tuple if
@@ -687,7 +694,7 @@ class NCSNPipeline(DiffusionPipeline):
         self._check_call(
             batch_size, generator, output_type, callback_on_step_end_tensor_inputs, callback_on_step_end, return_dict
         )
-        conditioning = self._conditioning(batch_size, class_labels, classifier, guidance_scale)
+        conditioning = self._conditioning(batch_size, class_labels, classifier, guidance_scale, guidance_model)
 
         # 1. Noise levels of this run (checked against the model's own levels).
         self._plan(num_inference_steps)

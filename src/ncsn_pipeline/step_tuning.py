@@ -62,7 +62,8 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
 
 def power_spectrum(images: torch.Tensor, num_bands: int = 6) -> torch.Tensor:
     """The radially averaged power spectrum of images ``(N, C, H, W)``: mean ``|FFT|^2`` of each image (its mean
-    removed, so no constant term) in ``num_bands`` rings of spatial frequency, per channel, float64, shape ``(C, num_bands)``.
+    removed, so no constant term) in ``num_bands`` rings of spatial frequency, per channel, float64, shape
+    ``(C, num_bands)``.
 
     >>> flat = torch.ones(4, 1, 8, 8)
     >>> noisy = flat + 0.1 * torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))

@@ -17,6 +17,7 @@ from ..arguments import (
     apply_threads,
     channel_list,
     data_range,
+    integer_in,
     positive_float,
     positive_int,
     strict_parser,
@@ -225,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--save_samples_steps", type=positive_int, default=None, help="write a sample grid every N updates"
     )
     output.add_argument("--num_samples", type=positive_int, default=16, help="images in a sample grid (points for 2-D)")
+    output.add_argument(
+        "--tune_steps",
+        type=integer_in(2, 100),
+        default=None,
+        help="after training, choose the noise levels of N-call runs for the model (ncsn-tune-steps; a few minutes on "
+        "a CPU) and make N the saved sampler's default",
+    )
     hub = parser.add_argument_group("publishing (after training, one commit: weights, configs, card, samples)")
     hub.add_argument("--push_to_hub", action="store_true", help="publish the trained pipeline to the Hugging Face Hub")
     hub.add_argument("--hub_model_id", default=None, help="the repository, 'user/name' (required with --push_to_hub)")

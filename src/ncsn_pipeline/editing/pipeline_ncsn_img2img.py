@@ -87,6 +87,7 @@ class NCSNImg2ImgPipeline(NCSNPipeline):
         class_labels: Optional[Union[int, Sequence[int], torch.Tensor]] = None,
         classifier: Optional[Any] = None,
         guidance_scale: Optional[float] = None,
+        guidance_model: Optional[Any] = None,
         callback_on_step_end: Optional[Callable[[NCSNPipeline, int, torch.Tensor, Dict[str, Any]], Dict]] = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
     ) -> Union[NCSNPipelineOutput, Tuple]:
@@ -104,8 +105,8 @@ class NCSNImg2ImgPipeline(NCSNPipeline):
                 `NCSNPipeline`); the edit runs those below the starting level.
             output_type (`str`, defaults to ``"pil"``): ``"pil"``, ``"np"`` or ``"pt"``.
             return_dict (`bool`, defaults to `True`): Return an `NCSNPipelineOutput` instead of a tuple.
-            class_labels, classifier, guidance_scale: Class conditioning and classifier guidance, as in
-                `NCSNPipeline` (one label per output, or one for all).
+            class_labels, classifier, guidance_scale, guidance_model: Class conditioning, classifier guidance and
+                autoguidance, as in `NCSNPipeline` (one label per output, or one for all).
             callback_on_step_end, callback_on_step_end_tensor_inputs: As in `NCSNPipeline`.
 
         Returns:
@@ -119,7 +120,7 @@ class NCSNImg2ImgPipeline(NCSNPipeline):
         self._check_call(
             batch, generator, output_type, callback_on_step_end_tensor_inputs, callback_on_step_end, return_dict
         )
-        conditioning = self._conditioning(batch, class_labels, classifier, guidance_scale)
+        conditioning = self._conditioning(batch, class_labels, classifier, guidance_scale, guidance_model)
 
         if strength == 0.0:  # nothing is noised away: the input itself, in the asked-for form
             return self._finish(self._output(data, pixels, output_type), return_dict)

@@ -101,6 +101,7 @@ class NCSNInpaintPipeline(NCSNPipeline):
         class_labels: Optional[Union[int, Sequence[int], torch.Tensor]] = None,
         classifier: Optional[Any] = None,
         guidance_scale: Optional[float] = None,
+        guidance_model: Optional[Any] = None,
         callback_on_step_end: Optional[Callable[[NCSNPipeline, int, torch.Tensor, Dict[str, Any]], Dict]] = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
     ) -> Union[NCSNPipelineOutput, Tuple]:
@@ -125,8 +126,8 @@ class NCSNInpaintPipeline(NCSNPipeline):
                 Langevin, predictor-corrector, EDM, probability-flow Heun).
             output_type (`str`, defaults to ``"pil"``): ``"pil"``, ``"np"`` or ``"pt"``.
             return_dict (`bool`, defaults to `True`): Return an `NCSNPipelineOutput` instead of a tuple.
-            class_labels, classifier, guidance_scale: Class conditioning and classifier guidance, as in
-                `NCSNPipeline`.
+            class_labels, classifier, guidance_scale, guidance_model: Class conditioning, classifier guidance and
+                autoguidance, as in `NCSNPipeline`.
             callback_on_step_end, callback_on_step_end_tensor_inputs: As in `NCSNPipeline` (called after each step's
                 replacement; with resampling, step indices repeat for each run of a window).
 
@@ -144,7 +145,7 @@ class NCSNInpaintPipeline(NCSNPipeline):
             callback_on_step_end,
             return_dict,
         )
-        conditioning = self._conditioning(known.shape[0], class_labels, classifier, guidance_scale)
+        conditioning = self._conditioning(known.shape[0], class_labels, classifier, guidance_scale, guidance_model)
         sample = self._sample_with_replacement(
             known,
             mask,

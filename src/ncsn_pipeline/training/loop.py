@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from ..folder_records import write_training
+from ..folder_records import write_training, write_tuned_steps
 from ..noise_schedules import ncsnv2_noise_schedule
 from .checkpoints import (
     TrainingRandomness,
@@ -490,7 +490,15 @@ def train(args: argparse.Namespace) -> Path:
     if accelerator.is_main_process:
         pipeline = _pipeline(accelerator, model, ema_model, scheduler, data, args)
         record = training_record(args, data, global_step, train_seconds, _hardware(accelerator), segments_so_far())
-        save_pipeline_folder(pipeline, output_dir, record, args.num_samples)
+        tuned = None
+        if getattr(args, "tune_steps", None):  # levels for N-call runs, measured on the trained model
+            from ..step_tuning import tune_noise_levels, with_tuned_levels
+
+            pipeline.set_progress_bar_config(disable=True)
+            tuned = tune_noise_levels(pipeline, args.tune_steps, progress=logger.info)
+            pipeline.scheduler = with_tuned_levels(pipeline.scheduler, tuned, make_default=True)
+            tuned = {**tuned.to_dict(), "command": record.get("command")}
+        save_pipeline_folder(pipeline, output_dir, record, args.num_samples, tuned)
         logger.info(f"Saved the pipeline to {output_dir} ({global_step} steps, {train_seconds:.0f} s).")
         if args.push_to_hub:
             from ..hub import push_folder_to_hub
@@ -534,13 +542,18 @@ def _pipeline(accelerator, model, ema_model, scheduler, data, args):
     )
 
 
-def save_pipeline_folder(pipeline, output_dir: Path, record: Dict[str, Any], num_samples: int) -> None:
-    """Save ``pipeline``, its training record and ``sample_grid.png`` in ``output_dir``, ``model_index.json`` last."""
+def save_pipeline_folder(
+    pipeline, output_dir: Path, record: Dict[str, Any], num_samples: int, tuned: Optional[Dict[str, Any]] = None
+) -> None:
+    """Save ``pipeline``, its training record (and the record of its tuned levels) and ``sample_grid.png`` in
+    ``output_dir``, ``model_index.json`` last."""
     staging = output_dir / ".pipeline.tmp"
     if staging.exists():
         shutil.rmtree(staging)
     pipeline.save_pretrained(staging)
     write_training(staging, record)
+    if tuned is not None:
+        write_tuned_steps(staging, tuned["num_calls"], tuned)
     save_sample_preview(pipeline, staging / "sample_grid.png", num_samples, seed=0)
     index = staging / "model_index.json"
     for item in staging.iterdir():

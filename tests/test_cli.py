@@ -76,7 +76,8 @@ def test_bad_arguments_exit_with_a_message(argv, message, capsys, tmp_path, monk
 
 
 HELP_WORDS = {
-    "ncsn-sample": ["--sampler", "--sampler_option", "glyph-mixture", "ncsn-digits", "--image", "--strength"],
+    "ncsn-sample": ["--sampler", "--sampler_option", "glyph-mixture", "ncsn-digits", "--image", "--strength",
+                    "--guidance_model"],
     "ncsn-push": ["--private", "--public"],
     "ncsn-export": ["trust_remote_code=True"],
     "ncsn-train": ["--no_ema", "--hub_public"],
@@ -84,6 +85,7 @@ HELP_WORDS = {
     "ncsn-eval": ["--sampler", "--record", "--data"],
     "ncsn-train-classifier": ["--pipeline", "--output_dir"],
     "ncsn-convert": ["--config", "--weights"],
+    "ncsn-tune-steps": ["--num_inference_steps", "--in_place", "--output_dir", "--make_default"],
 }
 
 
@@ -170,12 +172,30 @@ def test_ncsn_sample_uses_the_bundled_classifier_guidance(tmp_path, capsys):
         (["--model", "ncsn-digits", "--guidance_scale", "2"], "--guidance_scale weighs a classifier's gradient"),
         (["--model", "ncsn-digits", "--classifier", "no-such"], "--classifier 'no-such' is neither a bundled"),
         (["--model", "ncsn-toy", "--classifier", "ncsn-digits-classifier"], "--classifier guides image models"),
+        (["--model", "ncsn-toy", "--guidance_model", "ncsn-toy"], "--guidance_model guides image models"),
+        (["--model", "ncsn-digits", "--guidance_model", "ncsn-digits", "--classifier", "ncsn-digits-classifier"],
+         "--guidance_model (autoguidance) and --classifier both use --guidance_scale"),
+        (["--model", "ncsn-digits-classes", "--guidance_model", "ncsn-digits", "--guidance_scale", "2"],
+         "guidance_model must be conditioned as the model is"),
     ],
 )
 def test_ncsn_sample_refuses_bad_guidance(arguments, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main([*arguments, "--output", str(tmp_path / "x.png")])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_ncsn_sample_autoguides_with_a_second_pipeline(tmp_path, capsys):
+    """A model guided by itself is the model (s + (w - 1)(s - s) = s): the same image, at twice the network calls;
+    guided by another model of the same data it differs."""
+    common = ["--model", "ncsn-digits", "--batch_size", "4", "--num_inference_steps", "6"]
+    assert main([*common, "--output", str(tmp_path / "plain.png")]) == 0
+    assert main([*common, "--guidance_model", "ncsn-digits", "--guidance_scale", "2",
+                 "--output", str(tmp_path / "self.png")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "(6 model calls), autoguided by ncsn-digits (w 2; 2 network calls per model call)" in printed
+    plain, itself = (np.asarray(PIL.Image.open(tmp_path / f"{name}.png")) for name in ("plain", "self"))
+    assert np.abs(plain.astype(int) - itself.astype(int)).max() <= 1  # round-off of s + (s - s) at most one level
 
 
 def test_threads_are_set_by_the_commands(tmp_path):

@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         "s(x|y) + (w - 1)(s(x|y) - s(x)) (1: the plain conditional model)",
     )
     parser.add_argument(
+        "--guidance_model",
+        default=None,
+        help="autoguidance (Karras et al. 2024): a weaker pipeline of the same data (a named model, a folder such as "
+        "an earlier checkpoint's pipeline, or a repo id) whose score guides the model's, s + (w - 1)(s - s_guide) "
+        "with w = --guidance_scale (default 1: no guidance); two network calls per step",
+    )
+    parser.add_argument(
         "--image",
         nargs="+",
         default=None,
@@ -144,12 +151,16 @@ def run(args: argparse.Namespace) -> str:
         if not Path(path).is_file():
             raise ValueError(f"--image {path!r} is not a file.")
     classifier = _classifier(args.classifier)
+    if args.guidance_model is not None and classifier is not None:
+        raise ValueError("--guidance_model (autoguidance) and --classifier both use --guidance_scale: give one.")
     pipe = load_pipeline(args.model)
+    guide = load_pipeline(args.guidance_model).unet if args.guidance_model is not None else None
     classifier_free = getattr(pipe.unet, "unconditional_label", None) is not None
-    if args.guidance_scale is not None and classifier is None and not classifier_free:
+    if args.guidance_scale is not None and classifier is None and guide is None and not classifier_free:
         raise ValueError(
-            "--guidance_scale weighs a classifier's gradient: give --classifier too (or use a class-conditional model "
-            f"trained with --label_dropout, for classifier-free guidance; {args.model!r} is neither)."
+            "--guidance_scale weighs a classifier's gradient: give --classifier too (or --guidance_model for "
+            "autoguidance, or use a class-conditional model trained with --label_dropout, for classifier-free "
+            f"guidance; {args.model!r} is neither)."
         )
     apply_sampler_arguments(pipe, args)
     pipe.set_progress_bar_config(disable=True)
@@ -161,6 +172,8 @@ def run(args: argparse.Namespace) -> str:
         )
     if args.image is not None and not is_image:
         raise ValueError(f"--image edits images; {args.model!r} samples points.")
+    if guide is not None and not is_image:
+        raise ValueError("--guidance_model guides image models; this model samples points.")
     batch_size = args.batch_size or (64 if is_image else 2000)
     inputs, notes = _read_images(args.image, pipe) if args.image is not None else ([], [])
     if inputs:  # edits: --batch_size of each image
@@ -188,6 +201,12 @@ def run(args: argparse.Namespace) -> str:
         if classifier is not None:
             guidance = {"classifier": classifier, "guidance_scale": args.guidance_scale}
             guided = f", guided by {args.classifier} (scale {args.guidance_scale or 1:g})"
+        if guide is not None:
+            guidance = {"guidance_model": guide, "guidance_scale": args.guidance_scale}
+            scale = 1.0 if args.guidance_scale is None else args.guidance_scale
+            # Two networks per model call of the sampler (the good one and the guide); w = 1 calls the good one only.
+            guided = f", autoguided by {args.guidance_model} (w {scale:g}; {2 if scale != 1 else 1} network calls per "
+            guided += "model call)"
         if inputs:
             return _edit(pipe, inputs, notes, args, output, labels, guidance, guided, started)
         images = pipe(

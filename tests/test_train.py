@@ -619,3 +619,25 @@ def test_tune_steps_after_training_stores_levels_the_saved_sampler_uses(tmp_path
     training = json.loads((out / "training_args.json").read_text())
     assert record["levels"] == levels and record["command"] == training["command"]  # None when run from Python
     assert "6 calls: " in str(render_model_card(out))
+
+
+def test_save_guide_at_leaves_the_earlier_model_behind_for_autoguidance(tmp_path):
+    """``--save_guide_at 10`` of a 20-step run: ``OUTPUT/guide`` is a pipeline of the model at step 10 (its record says
+    so), different weights from the final model, and it guides the final model."""
+    out = tmp_path / "guided"
+    assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "20", "--checkpointing_steps", "20",
+                 "--save_guide_at", "10"]) == 0  # fmt: skip
+    final, guide = NCSNPipeline.from_pretrained(out), NCSNPipeline.from_pretrained(out / "guide")
+    assert json.loads((out / "guide" / "training_args.json").read_text())["global_step"] == 10
+    weights = zip(final.unet.state_dict().values(), guide.unet.state_dict().values())
+    assert any(not torch.equal(a, b) for a, b in weights)
+    final.set_progress_bar_config(disable=True)
+    points = final(batch_size=8, guidance_model=guide.unet, guidance_scale=2.0, output_type="pt",
+                   generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+    assert points.shape == (8, 2) and torch.isfinite(points).all()
+
+
+def test_save_guide_at_must_come_before_the_last_step(capsys):
+    with pytest.raises(SystemExit):
+        main([*TOY, "--output_dir", "x", "--max_train_steps", "20", "--save_guide_at", "20"])
+    assert "--save_guide_at 20 must come before the last step" in capsys.readouterr().err

@@ -227,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output.add_argument("--num_samples", type=positive_int, default=16, help="images in a sample grid (points for 2-D)")
     output.add_argument(
+        "--save_guide_at",
+        type=positive_int,
+        default=None,
+        help="at this step, also save the (EMA) model as a pipeline in output_dir/guide: a weaker model of the same "
+        "data for autoguidance (ncsn-sample --guidance_model OUTPUT_DIR/guide)",
+    )
+    output.add_argument(
         "--tune_steps",
         type=integer_in(2, 100),
         default=None,
@@ -282,6 +289,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error(f"--lr_warmup_steps must be >= 0, got {args.lr_warmup_steps}")
     if args.dataloader_num_workers < 0:
         parser.error(f"--dataloader_num_workers must be >= 0, got {args.dataloader_num_workers}")
+    if args.save_guide_at is not None and args.save_guide_at >= args.max_train_steps:
+        parser.error(
+            f"--save_guide_at {args.save_guide_at} must come before the last step (--max_train_steps "
+            f"{args.max_train_steps}): the guide is an earlier, weaker version of the model"
+        )
     if args.push_to_hub and (args.hub_model_id is None or args.hub_private is None):
         parser.error("--push_to_hub needs --hub_model_id user/name and an explicit --hub_private or --hub_public")
     if args.report_to == "auto":

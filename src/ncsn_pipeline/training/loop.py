@@ -471,6 +471,16 @@ def train(args: argparse.Namespace) -> Path:
                 progress.close()
                 accelerator.end_training()
                 raise TrainingInterrupted(stop.signal_name, global_step, output_dir)
+            if getattr(args, "save_guide_at", None) == global_step and accelerator.is_main_process:
+                # Autoguidance's weak model: this model early in training (Karras et al. 2024 guide with one).
+                elapsed = earlier_seconds + time.perf_counter() - started
+                guide_record = training_record(args, data, global_step, elapsed, _hardware(accelerator),
+                                               segments_so_far())  # fmt: skip
+                guide_dir = output_dir / GUIDE_FOLDER
+                guide_dir.mkdir(parents=True, exist_ok=True)
+                guide = _pipeline(accelerator, model, ema_model, scheduler, data, args)
+                save_pipeline_folder(guide, guide_dir, guide_record, args.num_samples)
+                logger.info(f"Saved the guide (step {global_step}) to {guide_dir}.")
             if args.save_samples_steps and global_step % args.save_samples_steps == 0 and accelerator.is_main_process:
                 preview = _pipeline(accelerator, model, ema_model, scheduler, data, args)
                 save_sample_preview(
@@ -513,6 +523,9 @@ def train(args: argparse.Namespace) -> Path:
             logger.info(f"Pushed to {args.hub_model_id}: {url}")
     accelerator.end_training()
     return output_dir
+
+
+GUIDE_FOLDER = "guide"  # ncsn-train --save_guide_at: the earlier model, inside output_dir
 
 
 def _hardware(accelerator) -> Dict[str, Any]:

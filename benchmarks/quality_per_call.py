@@ -90,10 +90,16 @@ def levels_for_budget(scheduler_class: type, config: dict, options: dict, budget
     return best, best.num_model_calls
 
 
+KEY = ("model", "sampler", "budget", "seed", "num_samples")
+
+
 def done_rows() -> List[dict]:
+    """The rows recorded so far, one per (model, sampler, budget, seed, N): two runs that measured the same row (they
+    agree: sampling is seeded) count once."""
     if not RESULTS.is_file():
         return []
-    return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    return list({tuple(row.get(key) for key in KEY): row for row in rows}.values())
 
 
 def append_row(row: dict) -> None:

@@ -260,6 +260,7 @@ def report() -> None:
     print(f"Wrote {TABLE}.")
 
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -284,6 +285,7 @@ def report() -> None:
         axis.set_yscale("log")
         axis.set_xticks(list(CALLS))
         axis.set_xticklabels([str(c) for c in CALLS])
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_xlabel("network calls per sample")
         axis.set_ylabel("Fréchet distance in the judge's features")
         axis.set_title(model)

@@ -102,13 +102,6 @@ class DPMSolverPlusPlusScheduler(TunedLevels, ContinuousLevelsMixin, ScoreSchedu
         """Whether the configured variant draws noise (the SDE variants with ``eta > 0``)."""
         return self.config.algorithm.endswith("sde") and self.config.eta > 0
 
-    def set_timesteps(
-        self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device, None] = None
-    ) -> None:
-        """Prepare a run over ``num_inference_steps`` levels (default: the config's), one model call each."""
-        self._plan_levels(num_inference_steps, device)  # one call per level, tuned levels where the config has them
-        self._reset_run()
-
     def _reset_run(self) -> None:
         super()._reset_run()
         self._denoised: List[torch.Tensor] = []  # D at the previous calls, newest first (at most two)

@@ -124,13 +124,6 @@ class UniPCScheduler(TunedLevels, ContinuousLevelsMixin, ScoreSchedulerMixin, Sc
         self._check_tuned_levels(tuned_noise_levels)
         self.set_timesteps()
 
-    def set_timesteps(
-        self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device, None] = None
-    ) -> None:
-        """Prepare a run over ``num_inference_steps`` levels (default: the config's), one model call each."""
-        self._plan_levels(num_inference_steps, device)
-        self._reset_run()
-
     def _reset_run(self) -> None:
         super()._reset_run()
         self._predictions: List[torch.Tensor] = []  # m = D at the previous calls, newest first

@@ -498,6 +498,14 @@ class TunedLevels:
         levels[0] = float(self.config.sigma_max)
         return levels
 
+    def set_timesteps(
+        self, num_inference_steps: Optional[int] = None, device: Union[str, torch.device, None] = None
+    ) -> None:
+        """Prepare a run over ``num_inference_steps`` levels (default: the config's), one model call each: the tuned
+        levels for that count where the config has them, else Karras et al.'s."""
+        self._plan_levels(num_inference_steps, device)
+        self._reset_run()
+
     def _plan_levels(self, num_inference_steps: Optional[int], device: Union[str, torch.device, None]) -> None:
         """Set ``num_inference_steps``, ``sigmas``, ``timesteps`` and the level starts (one call per level)."""
         count = self.config.num_noise_levels if num_inference_steps is None else num_inference_steps

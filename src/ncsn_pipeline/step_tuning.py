@@ -32,7 +32,6 @@ the best ``sigma_min``, the judge ``rho = 7``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -244,8 +243,3 @@ def with_tuned_levels(scheduler, result: TunedSteps, make_default: bool = False)
     tuned[str(result.num_calls)] = [float(level) for level in result.levels]
     extra = {"num_noise_levels": result.num_calls} if make_default else {}
     return type(scheduler).from_config(dict(scheduler.config), tuned_noise_levels=tuned, **extra)
-
-
-def isclose_levels(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Whether two level lists are the same to float32 round-off."""
-    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a, b))

@@ -48,6 +48,8 @@ setup(
             "pretrained/*/*/*.json",
             "pretrained/*/*.safetensors",
             "pretrained/*/*/*.safetensors",
+            "pretrained/*/guide/*/*.json",  # a bundled model's guide for autoguidance (a pipeline folder)
+            "pretrained/*/guide/*/*.safetensors",
         ]
     },
     install_requires=[

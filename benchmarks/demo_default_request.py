@@ -40,6 +40,7 @@ def main() -> None:
     from ncsn_pipeline.demo import DemoModels
     from ncsn_pipeline.demo.limits import (
         ANY_CLASS,
+        DEFAULT_AUTOGUIDANCE_SCALE,
         DEFAULT_BATCH_SIZE,
         DEFAULT_FILLS,
         DEFAULT_GUIDANCE_SCALE,
@@ -51,7 +52,8 @@ def main() -> None:
     models = DemoModels.load()
     tuned = models.defaults("images", DEFAULT_IMAGE_MODEL)
     generate = [DEFAULT_IMAGE_MODEL, DEFAULT_SAMPLER, tuned["noise_levels"], tuned["steps_per_level"], 1.0,
-                DEFAULT_SEED, DEFAULT_BATCH_SIZE, True, ANY_CLASS, DEFAULT_GUIDANCE_SCALE]  # fmt: skip
+                DEFAULT_SEED, DEFAULT_BATCH_SIZE, True, ANY_CLASS, DEFAULT_GUIDANCE_SCALE,
+                DEFAULT_AUTOGUIDANCE_SCALE]  # fmt: skip
     inpaint = [DEFAULT_IMAGE_MODEL, 0, "right half", DEFAULT_SAMPLER, tuned["noise_levels"], tuned["steps_per_level"],
                1.0, DEFAULT_SEED, DEFAULT_FILLS, 1, ANY_CLASS, DEFAULT_GUIDANCE_SCALE]  # fmt: skip
 

@@ -155,3 +155,21 @@ def test_bad_guides_are_refused_before_any_network_call(guide, arguments, messag
     good.forward = lambda *args, **kwargs: pytest.fail("the network was called")
     with pytest.raises(ValueError, match=message):
         pipe(batch_size=2, output_type="pt", guidance_model=guides[guide], **{"guidance_scale": 2.0, **arguments})
+
+
+def test_evaluation_sampling_passes_the_guide_to_every_batch():
+    """`sample_in_batches` (what ``ncsn-eval`` and the benchmarks sample with) hands ``pipe_kwargs`` to each batch's
+    pipeline call: guided batches equal the pipeline's own guided run from the same generator, and differ from the
+    model alone."""
+    from ncsn_pipeline.evaluation.digits_evaluation import sample_in_batches
+
+    torch.manual_seed(0)
+    good, bad = NCSNScoreModel(in_channels=1, sample_size=8, ngf=8), NCSNScoreModel(in_channels=1, sample_size=8, ngf=4)
+    pipe = NCSNPipeline(good, NCSNScheduler(sigma_max=3.0, num_noise_levels=4, steps_per_level=1), data_range=(0, 1))
+    pipe.set_progress_bar_config(disable=True)
+    guide = {"guidance_model": bad, "guidance_scale": 2.0}
+    guided, _, calls, _ = sample_in_batches(pipe, 6, 3, seed=5, pipe_kwargs=guide)
+    plain, _, _, _ = sample_in_batches(pipe, 6, 3, seed=5)
+    generator = torch.Generator().manual_seed(5)
+    direct = torch.cat([pipe(batch_size=3, generator=generator, output_type="pt", **guide).images for _ in range(2)])
+    assert torch.equal(guided, direct) and not torch.allclose(guided, plain) and calls == [5, 5]

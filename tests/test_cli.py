@@ -196,6 +196,12 @@ def test_ncsn_sample_autoguides_with_a_second_pipeline(tmp_path, capsys):
     assert "(6 model calls), autoguided by ncsn-digits (w 2; 2 network calls per model call)" in printed
     plain, itself = (np.asarray(PIL.Image.open(tmp_path / f"{name}.png")) for name in ("plain", "self"))
     assert np.abs(plain.astype(int) - itself.astype(int)).max() <= 1  # round-off of s + (s - s) at most one level
+    # The guide the bundled model ships (NAME/guide), a weaker network of the same data: different samples.
+    assert main([*common, "--guidance_model", "ncsn-digits/guide", "--guidance_scale", "2",
+                 "--output", str(tmp_path / "guided.png")]) == 0  # fmt: skip
+    assert "autoguided by ncsn-digits/guide (w 2" in capsys.readouterr().out
+    guided = np.asarray(PIL.Image.open(tmp_path / "guided.png"))
+    assert np.abs(plain.astype(int) - guided.astype(int)).max() > 16
 
 
 def test_threads_are_set_by_the_commands(tmp_path):

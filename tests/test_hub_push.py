@@ -35,6 +35,12 @@ for name, pipe in (("ours", ours), ("plain", plain)):
     np.save(f"{out}/{name}.npy", pipe(generator=torch.Generator().manual_seed(11), **kwargs).images)
 print(type(ours).__module__, type(plain).__module__)
 """
+# The guide a repository ships (guide/), loaded by "user/name/guide" in a fresh process: its weights saved.
+LOAD_GUIDE = """
+import sys, torch
+from ncsn_pipeline.pretrained import load_pipeline
+torch.save(load_pipeline(sys.argv[1] + "/guide").unet.state_dict(), sys.argv[2])
+"""
 LOAD_OURS_OFFLINE = """
 import sys, numpy as np, torch
 from ncsn_pipeline import NCSNPipeline
@@ -92,6 +98,8 @@ def trained_folder(tmp_path):
         "3",
         "--num_noise_levels",
         "6",
+        "--save_guide_at",
+        "2",
         "--output_dir",
         str(out),
     ]
@@ -118,6 +126,21 @@ def test_push_then_load_both_ways_in_a_fresh_process(trained_folder, tmp_path):
             "scheduler/scheduling_dpmpp.py",  # ncsn-train saves the package's default sampler
         } <= set(files)
         assert len(hub.commits("alice/ncsn-tiny")) == 2  # the repo's initial commit + exactly one push
+        # The guide --save_guide_at left travels as a pipeline of its own; the card-only records stay behind.
+        assert {"guide/model_index.json", "guide/README.md", "guide/unet/diffusion_pytorch_model.safetensors",
+                "guide/scheduler/scheduler_config.json"} <= set(files)  # fmt: skip
+        assert not any(name.endswith("training_args.json") for name in files)
+        assert "## Autoguidance" in files["README.md"].decode()
+        result = subprocess.run(
+            [sys.executable, "-c", LOAD_GUIDE, "alice/ncsn-tiny", str(tmp_path / "guide.pt")],
+            env={**hub.client_env(tmp_path / "guide-home"), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        local_guide = NCSNPipeline.from_pretrained(trained_folder / "guide").unet.state_dict()
+        pushed_guide = torch.load(tmp_path / "guide.pt", weights_only=True)
+        assert pushed_guide.keys() == local_guide.keys()
+        assert all(torch.equal(pushed_guide[key], local_guide[key]) for key in local_guide)
 
         result = subprocess.run(
             [sys.executable, "-c", LOAD_BOTH_WAYS, "alice/ncsn-tiny", str(tmp_path)],

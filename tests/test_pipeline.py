@@ -329,3 +329,13 @@ def test_a_bin_that_expands_far_beyond_its_size_is_refused_before_loading(tmp_pa
     assert weights.stat().st_size < 2**20
     with pytest.raises(ValueError, match=r"diffusion_pytorch_model.bin expands to 16,7\d\d,\d\d\d bytes from"):
         NCSNPipeline.from_pretrained(tmp_path)
+
+
+def test_a_folder_that_is_not_a_saved_pipeline_is_named_in_the_error(tmp_path):
+    (tmp_path / "unet").mkdir()
+    with pytest.raises(ValueError, match=r"is a folder but not a saved pipeline: it has no model_index.json"):
+        NCSNPipeline.from_pretrained(tmp_path)
+    from ncsn_pipeline.pretrained import load_pipeline
+
+    with pytest.raises(ValueError, match=str(tmp_path)):
+        load_pipeline(tmp_path)

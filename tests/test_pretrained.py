@@ -7,7 +7,7 @@ import torch
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline
 from ncsn_pipeline.hub import render_model_card
-from ncsn_pipeline.pretrained import load_pretrained, pretrained_names, pretrained_path
+from ncsn_pipeline.pretrained import guided_names, load_pipeline, load_pretrained, pretrained_names, pretrained_path
 
 BUNDLED = ["ncsn-digits", "ncsn-digits-classes", "ncsn-fashion", "ncsn-two-gaussians"]
 
@@ -18,6 +18,26 @@ def test_the_bundled_models_are_shipped():
     assert total_bytes < 16 * 2**20  # a few MB each (ncsn-fashion: 4.5 MB of weights)
     with pytest.raises(ValueError, match=r"Unknown pretrained model 'nope'; the package ships \['ncsn-digits'"):
         pretrained_path("nope")
+
+
+GUIDED = ["ncsn-digits"]  # the bundled models that ship a guide for autoguidance (README: where it helped)
+
+
+@pytest.mark.parametrize("name", GUIDED)
+def test_a_bundled_guide_is_a_weaker_model_of_the_same_data_and_noise_levels(name):
+    assert guided_names() == GUIDED
+    model, guide = load_pretrained(name), load_pipeline(f"{name}/guide")
+    assert type(guide.unet) is type(model.unet) and tuple(guide.sample_shape) == tuple(model.sample_shape)
+    assert sum(p.numel() for p in guide.unet.parameters()) < sum(p.numel() for p in model.unet.parameters()) / 2
+    for key in ("sigma_max", "sigma_min"):
+        assert guide.scheduler.config[key] == model.scheduler.config[key], key
+    assert getattr(guide.unet, "num_classes", None) == getattr(model.unet, "num_classes", None)
+
+
+def test_a_bundled_model_without_a_guide_says_which_have_one():
+    unguided = next(name for name in BUNDLED if name not in GUIDED)
+    with pytest.raises(ValueError, match=rf"'{unguided}' ships no guide for autoguidance; the bundled models with one"):
+        load_pipeline(f"{unguided}/guide")
 
 
 @pytest.mark.parametrize("name", BUNDLED)

@@ -9,6 +9,9 @@ file                     written by                           read by
                          (`write_evaluation`)
 ``tuned_steps.json``     ``ncsn-tune-steps``                   the model card
                          (`write_tuned_steps`)
+``guide/``               ``ncsn-train --save_guide_at``        autoguidance (`guide_folder`:
+                         (a pipeline folder: a weaker model    ``ncsn-sample --guidance_model``, the
+                         of the same data)                     demo, the model card)
 =======================  ===================================  =========================================
 
 This module is the only place that names, writes or reads them; it sits low in the package (it imports only
@@ -41,11 +44,18 @@ TRAINING_RECORD = "training_args.json"
 CONVERSION_RECORD = "conversion.json"
 EVALUATION_RECORD = "evaluation.json"
 TUNED_STEPS_RECORD = "tuned_steps.json"
+GUIDE_FOLDER = "guide"  # autoguidance's weaker model of the same data, a pipeline folder inside the model's folder
 # Records that feed the model card and stay in local folders only (a Hub export renders the card, then drops them;
 # the tuned levels themselves live in the scheduler's config, which travels).
 CARD_ONLY_RECORDS = (TRAINING_RECORD, EVALUATION_RECORD, TUNED_STEPS_RECORD)
 
 PathLike = Union[str, os.PathLike]
+
+
+def guide_folder(folder: PathLike) -> Optional[Path]:
+    """The guide a model folder keeps for autoguidance (``folder/guide``, a saved pipeline), `None` when it has none."""
+    path = Path(folder) / GUIDE_FOLDER
+    return path if (path / "model_index.json").is_file() else None
 
 
 def _read_json(folder: PathLike, name: str) -> Optional[Dict[str, Any]]:

@@ -76,23 +76,36 @@ def _resolve_folder(name_or_path: Union[str, os.PathLike], kwargs: Dict[str, Any
     """A local pipeline folder: ``name_or_path`` itself, or a Hub repository's files downloaded into the cache."""
     path = Path(name_or_path)
     if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ValueError(
+                f"{os.fspath(name_or_path)!r} is a folder but not a saved pipeline: it has no model_index.json (a "
+                "folder written by save_pretrained, ncsn-train or ncsn-convert has one)."
+            )
         return path
     try:
+        from ncsn_pipeline.folder_records import GUIDE_FOLDER
         from ncsn_pipeline.hub import download_pipeline
     except ImportError as error:
         raise ValueError(
             f"{name_or_path!r} is not a local folder, and loading from the Hub needs ncsn-pipeline."
         ) from error
-    if path.exists() or os.fspath(name_or_path).count("/") != 1:
+    repo_id, subfolder = os.fspath(name_or_path), None
+    if repo_id.count("/") == 2 and repo_id.endswith(f"/{GUIDE_FOLDER}"):  # a repository's guide for autoguidance
+        repo_id, subfolder = repo_id.rsplit("/", 1)
+    if path.exists() or repo_id.count("/") != 1:
         raise ValueError(
-            f"{os.fspath(name_or_path)!r} is neither a pipeline folder nor a Hub repository id 'user/name'."
+            f"{os.fspath(name_or_path)!r} is neither a pipeline folder nor a Hub repository id 'user/name' (or "
+            f"'user/name/{GUIDE_FOLDER}', the repository's guide)."
         )
-    return download_pipeline(
-        os.fspath(name_or_path),
+    folder = download_pipeline(
+        repo_id,
         revision=kwargs.pop("revision", None),
         token=kwargs.pop("token", None),
         cache_dir=kwargs.pop("cache_dir", None),
     )
+    if subfolder is not None and not (folder / subfolder / "model_index.json").is_file():
+        raise ValueError(f"{repo_id} has no {subfolder}/ folder: it ships no guide for autoguidance.")
+    return folder if subfolder is None else folder / subfolder
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

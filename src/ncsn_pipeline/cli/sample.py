@@ -88,9 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--guidance_model",
         default=None,
-        help="autoguidance (Karras et al. 2024): a weaker pipeline of the same data (a named model, a folder such as "
-        "an earlier checkpoint's pipeline, or a repo id) whose score guides the model's, s + (w - 1)(s - s_guide) "
-        "with w = --guidance_scale (default 1: no guidance); two network calls per step",
+        help="autoguidance (Karras et al. 2024): a weaker pipeline of the same data whose score guides the model's, "
+        "s + (w - 1)(s - s_guide) with w = --guidance_scale (default 1: no guidance); two network calls per step. "
+        "A bundled model's guide (NAME/guide, e.g. ncsn-fashion/guide), a folder (ncsn-train's OUTPUT_DIR/guide, "
+        "an earlier checkpoint's pipeline) or a repo id",
     )
     parser.add_argument(
         "--image",

@@ -21,6 +21,7 @@ from .cost import check_request_time, max_image_calls
 from .limits import (
     ANIMATION_MAX_AGE_S,
     ANY_CLASS,
+    DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_GUIDANCE_SCALE,
     FRAME_DURATION_MS,
     FRAME_TILE_SIZE,
@@ -102,9 +103,13 @@ def generate_images(
     animate: Any,
     class_name: Any = ANY_CLASS,
     guidance_scale: Any = DEFAULT_GUIDANCE_SCALE,
+    autoguidance_scale: Any = DEFAULT_AUTOGUIDANCE_SCALE,
     progress: ProgressFn = None,
 ) -> GenerationResult:
     """Check the inputs, sample a batch of images and return the grid, the optional GIF and a summary.
+
+    ``autoguidance_scale`` is autoguidance's ``w`` with the guide the model ships (1: the model alone; a model
+    without a guide accepts only 1); each step then calls both networks.
 
     ``progress`` is called after every network call as ``progress(fraction_done, desc=...)``; an exception raised
     in it stops the run there (the web demo stops runs whose client has disconnected that way).
@@ -125,7 +130,13 @@ def generate_images(
     # 2. A per-request pipeline around the shared network, and the work it will do.
     entry = models.images[model]
     class_arguments = entry.class_arguments(class_name, guidance_scale, batch_size)
-    cost = entry.call_cost(guided="classifier" in class_arguments)
+    guide_arguments = entry.guide_arguments(autoguidance_scale)
+    if guide_arguments and "classifier" in class_arguments:
+        raise ValueError(
+            f"autoguidance (scale {float(autoguidance_scale):g}) and classifier guidance toward class {class_name!r} "
+            "cannot be combined: set the autoguidance scale to 1 or the class to 'any'."
+        )
+    cost = entry.call_cost(guided="classifier" in class_arguments, autoguided=bool(guide_arguments))
     max_calls = max_image_calls(cost, batch_size)
     scheduler = prepare_run(  # max_calls: an adaptive sampler's cap
         sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale, max_calls
@@ -143,7 +154,8 @@ def generate_images(
         level_ends = index == len(timesteps) - 1 or index + 1 in _pipe.scheduler.level_start_indices
         total = f"{'at most ' if scheduler.adaptive else ''}{scheduler.max_model_calls}"
         if progress is not None:
-            desc = f"network call {index + 1} of {total}, sigma={float(sigma):.3g}"
+            what = "step" if guide_arguments else "network call"  # a guided step calls the model and its guide
+            desc = f"{what} {index + 1} of {total}, sigma={float(sigma):.3g}"
             progress((index + 1) / scheduler.max_model_calls, desc=desc)
         if animate and level_ends:
             caption = f"sigma={float(sigma):.3g}  call {index + 1} of {total}"
@@ -158,9 +170,11 @@ def generate_images(
         callback_on_step_end=on_step_end,
         num_inference_steps=noise_levels,
         **class_arguments,
+        **guide_arguments,
     ).images
     seconds = time.perf_counter() - started
-    calls = scheduler.num_model_calls  # after the run: what it took (an adaptive sampler decides during the run)
+    # After the run: what it took (an adaptive sampler decides during the run); a guide adds a call to each step.
+    calls = scheduler.num_model_calls * (2 if guide_arguments else 1)
 
     # 4. Results.
     animation_path = write_animation(frames) if animate and frames else None
@@ -169,6 +183,11 @@ def generate_images(
         conditioning = f" guided toward class {class_name} (classifier guidance, scale {float(guidance_scale):g})"
     elif "class_labels" in class_arguments:
         conditioning = f" of class {class_name}" if class_name != ANY_CLASS else " of each class in turn"
+    if guide_arguments:
+        conditioning += (
+            f", autoguided by its guide (w {float(autoguidance_scale):g}: {calls} network calls, the model's and the "
+            "guide's)"
+        )
     summary = (
         f"{batch_size} samples of {entry.label}{conditioning} with {pipe.scheduler.description}: each network call "
         f"on the whole batch, {seconds:.2f} s; seed {seed}."

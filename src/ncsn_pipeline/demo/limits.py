@@ -6,6 +6,7 @@ STEPS_PER_LEVEL_RANGE = (1, 200)  # Langevin (corrector) steps per noise level, 
 STEP_SCALE_RANGE = (0.05, 2.0)  # multiplies the sampler's step-size option (step_lr, snr)
 SEED_RANGE = (0, 2**31 - 1)
 GUIDANCE_SCALE_RANGE = (0.0, 20.0)  # classifier guidance (models guided toward a class by a classifier)
+AUTOGUIDANCE_SCALE_RANGE = (1.0, 4.0)  # autoguidance's w (models that ship a guide); 1: the model alone
 RESAMPLING_RANGE = (1, 10)  # RePaint's jump_n_sample on the Inpainting tab (1: plain replacement)
 POINTS_RANGE = (10, 2000)  # 2-D points per sampler in the playground
 FIELD_SIGMA_RANGE = (0.01, 50.0)  # noise level of the plotted score field
@@ -48,6 +49,7 @@ DEFAULT_STRENGTH = 0.5  # the Editing tab's SDEdit strength
 DEFAULT_POINTS = 1000
 ANY_CLASS = "any"  # the class choice of models without classes, and of class-aware ones left free
 DEFAULT_GUIDANCE_SCALE = 2.0
+DEFAULT_AUTOGUIDANCE_SCALE = 1.0  # off: a guide costs a second network call per step
 RESAMPLING_JUMP_LENGTH = 5  # noise levels per RePaint window on the Inpainting tab
 DEFAULT_SAMPLER = "DPMSolverPlusPlusScheduler"  # the default of new pipelines (scheduling_dpmpp.default_sampler)
 

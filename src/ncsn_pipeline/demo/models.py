@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from ..checks import check_number
-from ..folder_records import read_training
+from ..folder_records import guide_folder, read_training
 from ..guidance import classifier_log_prob_gradient
 from ..modeling_toy import GaussianMixtureScore
 from ..pipeline_ncsn import NCSNPipeline
@@ -25,6 +25,7 @@ from ..pretrained import (
 from .cost import CallCost, max_image_calls, measure_call_cost
 from .limits import (
     ANY_CLASS,
+    AUTOGUIDANCE_SCALE_RANGE,
     DEFAULT_BATCH_SIZE,
     DEFAULT_SAMPLER,
     FASHION_MODEL,
@@ -54,6 +55,8 @@ class DemoModel:
         classifier: A noise-conditional classifier that guides this (unconditional) model toward a class.
         held_out: The held-out images the Inpainting tab repaints with this model
             (`ncsn_pipeline.demo.inpainting.HELD_OUT_SETS`: ``"digits"`` or ``"fashion-mnist"``).
+        guide: The score network of a weaker model of the same data that the model's folder ships for
+            autoguidance (``guide/``), or `None`.
     """
 
     label: str
@@ -63,23 +66,29 @@ class DemoModel:
     class_names: Optional[List[str]] = None
     classifier: Any = None
     held_out: str = "digits"
-    costs: Dict[bool, CallCost] = field(default_factory=dict, repr=False)
+    guide: Any = None
+    costs: Dict[Any, CallCost] = field(default_factory=dict, repr=False)
 
     @property
     def class_conditional(self) -> bool:
         """Whether the score model itself takes class labels."""
         return getattr(self.pipeline.unet, "num_classes", None) is not None
 
-    def call_cost(self, guided: bool = False) -> CallCost:
+    def call_cost(self, guided: bool = False, autoguided: bool = False) -> CallCost:
         """The time of one network call on this machine (`ncsn_pipeline.demo.cost`), with the classifier's gradient
-        when ``guided``; measured on first use and kept."""
+        when ``guided`` and the guide's call when ``autoguided``; measured on first use and kept."""
         if guided not in self.costs:
             self.costs[guided] = measure_call_cost(self._timed_call(guided))
-        return self.costs[guided]
+        if not autoguided:
+            return self.costs[guided]
+        if "guide" not in self.costs:
+            self.costs["guide"] = measure_call_cost(self._timed_call(False, self.guide))
+        return self.costs[guided] + self.costs["guide"]
 
-    def _timed_call(self, guided: bool):
-        """One network call on ``n`` samples as a request makes it (class labels, classifier gradient)."""
-        unet, shape = self.pipeline.unet, tuple(self.pipeline.sample_shape)
+    def _timed_call(self, guided: bool, network: Any = None):
+        """One network call on ``n`` samples as a request makes it (class labels, classifier gradient), of the
+        model's network or of ``network`` (its guide)."""
+        unet, shape = network or self.pipeline.unet, tuple(self.pipeline.sample_shape)
         parameter = next(iter(unet.parameters()), None) if isinstance(unet, torch.nn.Module) else None
         tensor_options = {"device": parameter.device, "dtype": parameter.dtype} if parameter is not None else {}
 
@@ -112,6 +121,25 @@ class DemoModel:
         if class_name == ANY_CLASS or self.classifier is None:
             return {}
         return {"class_labels": names.index(class_name), "classifier": self.classifier, "guidance_scale": scale}
+
+    def guide_arguments(self, autoguidance_scale: Any) -> Dict[str, Any]:
+        """The pipeline arguments for the UI's autoguidance ``w`` (checked): none at 1 (the model alone), the
+        model's guide and ``w`` otherwise; a model without a guide refuses any other ``w``."""
+        scale = check_number("autoguidance scale", autoguidance_scale, *AUTOGUIDANCE_SCALE_RANGE)
+        if scale == 1:
+            return {}
+        if self.guide is None:
+            raise ValueError(
+                f"autoguidance scale {scale:g} needs a model that ships a guide (a weaker model of the same data); "
+                f"{self.label} has none: set it to 1."
+            )
+        return {"guidance_model": self.guide, "guidance_scale": scale}
+
+
+def load_guide(folder: Path) -> Any:
+    """The score network of a model folder's guide for autoguidance (``folder/guide``), `None` if it has none."""
+    guide = guide_folder(folder)
+    return None if guide is None else NCSNPipeline.from_pretrained(guide).unet.eval()
 
 
 def held_out_set_of(pipe: NCSNPipeline, folder: Optional[Path] = None) -> str:
@@ -209,6 +237,9 @@ class DemoModels:
             load_pretrained("ncsn-two-gaussians"),
             reference=GaussianMixtureScore.ncsn_toy(),  # its training distribution
         )
+        for name, entry in models.images.items():
+            if name in pretrained_names():
+                entry.guide = load_guide(pretrained_path(name))
         if extra_model:
             models.add_user_model(extra_model)
         for model in [*models.images.values(), *models.points.values()]:
@@ -225,8 +256,9 @@ class DemoModels:
                 raise DemoModelError(f"--model {name_or_path!r} has {channels} channels; the demo shows 1 or 3.")
             folder = Path(name_or_path) if Path(name_or_path).is_dir() else None
             self.images[name_or_path] = DemoModel(
-                label, pipe, class_names=class_names_of(pipe, folder), held_out=held_out_set_of(pipe, folder)
-            )
+                label, pipe, class_names=class_names_of(pipe, folder), held_out=held_out_set_of(pipe, folder),
+                guide=None if folder is None else load_guide(folder),
+            )  # fmt: skip
             return "images"
         if tuple(pipe.sample_shape) == (2,):
             exact = isinstance(pipe.unet, GaussianMixtureScore)
@@ -238,12 +270,14 @@ class DemoModels:
         )
 
     def time_networks(self) -> None:
-        """Time every image model's network call (and its classifier's gradient, where it has one) now, so that no
-        request pays for it (`DemoModel.call_cost`)."""
+        """Time every image model's network call (and its classifier's gradient and its guide's call, where it has
+        them) now, so that no request pays for it (`DemoModel.call_cost`)."""
         for entry in self.images.values():
             entry.call_cost(guided=False)
             if entry.classifier is not None:
                 entry.call_cost(guided=True)
+            if entry.guide is not None:
+                entry.call_cost(autoguided=True)
 
     def defaults(self, tab: str, key: str, sampler: str = DEFAULT_SAMPLER) -> Dict[str, int]:
         """Noise levels and steps per level to suggest for a model and sampler (`suggested_controls`); for an image

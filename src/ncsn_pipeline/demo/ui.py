@@ -35,8 +35,10 @@ from .images import generate_images
 from .inpainting import HELD_OUT_SETS, MASKS, held_out_count, inpaint_image
 from .limits import (
     ANY_CLASS,
+    AUTOGUIDANCE_SCALE_RANGE,
     CACHE_CLEANUP,
     CONCURRENCY_LIMIT,
+    DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_BATCH_SIZE,
     DEFAULT_FILLS,
     DEFAULT_GUIDANCE_SCALE,
@@ -191,11 +193,12 @@ def build_demo(
         animate,
         class_name,
         guidance_scale,
+        autoguidance_scale=DEFAULT_AUTOGUIDANCE_SCALE,
         progress=tracker,
     ):
         arguments = (
             model, sampler, noise_levels, steps_per_level, step_scale, seed, batch_size, animate, class_name,
-            guidance_scale,
+            guidance_scale, autoguidance_scale,
         )  # fmt: skip
         result = user_errors(generate_images, "Cannot generate")(*arguments, progress=progress)
         return result.grid, result.animation_path, result.summary
@@ -359,6 +362,15 @@ def build_demo(
                             elem_id="image-batch",
                         )
                         class_name, guidance = class_controls("image")
+                        guided = [key for key, entry in models.images.items() if entry.guide is not None]
+                        autoguidance = gr.Slider(
+                            *AUTOGUIDANCE_SCALE_RANGE,
+                            value=DEFAULT_AUTOGUIDANCE_SCALE,
+                            step=0.25,
+                            label=f"Autoguidance w (models with a guide: {', '.join(guided) or 'none'}; 1 = off, "
+                            "else two network calls per step)",
+                            elem_id="image-autoguidance",
+                        )
                         animate = gr.Checkbox(value=True, label="Animate the trajectory (one frame per noise level)")
                         generate = gr.Button("Generate", variant="primary", elem_id="generate")
                         gr.Markdown(LIMITS_TEXT)
@@ -374,7 +386,8 @@ def build_demo(
                         )
                 generate.click(
                     on_generate,
-                    [image_model, sampler, levels, steps, scale, seed, batch, animate, class_name, guidance],
+                    [image_model, sampler, levels, steps, scale, seed, batch, animate, class_name, guidance,
+                     autoguidance],  # fmt: skip
                     [grid, trajectory, info],
                     api_name="generate",
                     **sampling,

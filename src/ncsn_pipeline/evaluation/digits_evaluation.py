@@ -69,11 +69,13 @@ def sample_in_batches(
     seed: int,
     num_inference_steps: Optional[int] = None,
     progress: Optional[TextIO] = None,
+    pipe_kwargs: Optional[Dict[str, object]] = None,
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], List[int], float]:
     """``num_samples`` images (``pt``, on the CPU) from one seeded generator across batches, the class asked for
     each (a class-conditional model gets the classes in turn, ``index % num_classes``; `None` for other models),
     the network calls of each batch's run (an adaptive sampler's differ) and the sampling time in seconds.
-    ``progress``: a stream that gets one line per batch (samples done, seconds so far, time left)."""
+    ``progress``: a stream that gets one line per batch (samples done, seconds so far, time left); ``pipe_kwargs``:
+    further arguments of each pipeline call (e.g. ``guidance_model`` and ``guidance_scale``)."""
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)  # one generator across batches: batches differ
     num_classes = getattr(pipe.unet, "num_classes", None)
@@ -87,6 +89,7 @@ def sample_in_batches(
             num_inference_steps=num_inference_steps,
             output_type="pt",
             class_labels=None if labels is None else labels[start : start + count],
+            **(pipe_kwargs or {}),
         ).images
         batches.append(images.float().cpu())
         calls.append(pipe.scheduler.num_model_calls)

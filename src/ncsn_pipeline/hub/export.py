@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 from ..errors import HubError
-from ..folder_records import CARD_ONLY_RECORDS, CONVERSION_RECORD
+from ..folder_records import CARD_ONLY_RECORDS, CONVERSION_RECORD, GUIDE_FOLDER, TRAINING_RECORD, guide_folder
 from .model_card import write_model_card
 
 REMOTE_PIPELINE_FILE = "pipeline_ncsn"
@@ -98,7 +98,8 @@ def export_for_hub(
 
     Copies only what a model repository holds (weights, configs, sample grid), renders the model card,
     adds the self-contained code files and rewrites ``model_index.json`` so that plain diffusers can
-    load the result with ``trust_remote_code=True``. On any error ``target`` is removed again.
+    load the result with ``trust_remote_code=True``; a guide for autoguidance (``guide/``) is exported into
+    ``target/guide`` the same way. On any error ``target`` is removed again.
 
     Args:
         pipeline_folder (`str` or `os.PathLike`): A folder written by ``NCSNPipeline.save_pretrained``.
@@ -148,9 +149,16 @@ def export_for_hub(
         (target / f"{REMOTE_PIPELINE_FILE}.py").write_text(standalone_source(pipeline_module))
         index["_class_name"] = [REMOTE_PIPELINE_FILE, pipeline_class.__name__]
         (target / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        guide = guide_folder(source)
+        if guide is not None:  # autoguidance's guide: a pipeline of its own, exported the same way, card and all
+            guide_repo = f"{repo_id or source.name}/{GUIDE_FOLDER}"
+            export_for_hub(guide, target / GUIDE_FOLDER, guide_repo, pipeline_class=pipeline_class)
+            if (guide / TRAINING_RECORD).is_file():  # feeds this card's guide section, then goes
+                shutil.copy2(guide / TRAINING_RECORD, target / GUIDE_FOLDER / TRAINING_RECORD)
         write_model_card(target, repo_id=repo_id)
         for record in CARD_ONLY_RECORDS:
             (target / record).unlink(missing_ok=True)
+            (target / GUIDE_FOLDER / record).unlink(missing_ok=True)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise

@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ..folder_records import read_conversion, read_evaluation, read_training, read_tuned_steps
+from ..folder_records import guide_folder, read_conversion, read_evaluation, read_training, read_tuned_steps
 
 TEMPLATE_NAME = "ncsn_pipeline.md"
 TAGS = ["ncsn", "score-based-generative-modeling", "annealed-langevin-dynamics", "diffusers", "ncsn-pipeline"]
@@ -90,6 +90,48 @@ def _evaluation_markdown(evaluation: Optional[Dict[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
+def _network_description(unet_class: str, unet_config: Dict[str, Any]) -> Tuple[str, str]:
+    """``(network, sample shape)`` as the card shows them, from the unet's class name and config."""
+    if unet_class == "NCSNScoreModel":
+        architecture = unet_config.get("architecture", "ncsnv2")
+        network = f"NCSNv2 RefineNet (`NCSNScoreModel`, {architecture}, ngf={unet_config['ngf']})"
+        sample_shape = f"{unet_config['in_channels']} x {unet_config['sample_size']} x {unet_config['sample_size']}"
+    elif unet_class == "NCSNv1ScoreModel":
+        network = (
+            f"NCSN v1 conditional RefineNet (`NCSNv1ScoreModel`, ngf={unet_config['ngf']}, "
+            f"{unet_config['num_noise_levels']} noise levels)"
+        )
+        sample_shape = f"{unet_config['in_channels']} x {unet_config['sample_size']} x {unet_config['sample_size']}"
+    elif unet_class == "ToyScoreModel":
+        network = f"MLP (`ToyScoreModel`, {unet_config['num_layers']} x {unet_config['hidden_size']} units)"
+        sample_shape = f"{unet_config['data_dim']}-D points"
+    elif unet_class == "NCSNppScoreModel":
+        network = (
+            f"NCSN++ (`NCSNppScoreModel`, nf={unet_config['nf']}, ch_mult={unet_config['ch_mult']}, progressive "
+            f"{unet_config['progressive']} / input {unet_config['progressive_input']})"
+        )
+        size = unet_config["sample_size"]
+        sample_shape = f"{unet_config['in_channels']} x {size} x {size}"
+    elif unet_class == "EDMScoreModel":
+        network = (
+            f"diffusers' `UNet2DModel` with EDM preconditioning (`EDMScoreModel`, channels "
+            f"{unet_config['block_out_channels']}, {unet_config['layers_per_block']} layer(s) per block, sigma_data "
+            f"{unet_config['sigma_data']})"
+        )
+        size = unet_config["sample_size"]
+        sample_shape = f"{unet_config['in_channels']} x {size} x {size}"
+    elif unet_class == "UNet2DModel" and unet_config.get("time_embedding_type") == "fourier":
+        network = (
+            f"NCSN++ as diffusers' `UNet2DModel` (Skip blocks, Fourier sigma embedding, channels "
+            f"{unet_config['block_out_channels']})"
+        )
+        size = unet_config["sample_size"]
+        sample_shape = f"{unet_config['in_channels']} x {size} x {size}"
+    else:
+        network, sample_shape = f"`{unet_class}`", "see `unet/config.json`"
+    return network, sample_shape
+
+
 def render_model_card(
     folder: Union[str, os.PathLike], repo_id: Optional[str] = None, license: str = "apache-2.0"
 ) -> ModelCard:
@@ -130,43 +172,7 @@ def render_model_card(
 
     is_image = index.get("data_range") is not None
     unet_class = index["unet"][1]
-    if unet_class == "NCSNScoreModel":
-        architecture = unet_config.get("architecture", "ncsnv2")
-        network = f"NCSNv2 RefineNet (`NCSNScoreModel`, {architecture}, ngf={unet_config['ngf']})"
-        sample_shape = f"{unet_config['in_channels']} x {unet_config['sample_size']} x {unet_config['sample_size']}"
-    elif unet_class == "NCSNv1ScoreModel":
-        network = (
-            f"NCSN v1 conditional RefineNet (`NCSNv1ScoreModel`, ngf={unet_config['ngf']}, "
-            f"{unet_config['num_noise_levels']} noise levels)"
-        )
-        sample_shape = f"{unet_config['in_channels']} x {unet_config['sample_size']} x {unet_config['sample_size']}"
-    elif unet_class == "ToyScoreModel":
-        network = f"MLP (`ToyScoreModel`, {unet_config['num_layers']} x {unet_config['hidden_size']} units)"
-        sample_shape = f"{unet_config['data_dim']}-D points"
-    elif unet_class == "NCSNppScoreModel":
-        network = (
-            f"NCSN++ (`NCSNppScoreModel`, nf={unet_config['nf']}, ch_mult={unet_config['ch_mult']}, progressive "
-            f"{unet_config['progressive']} / input {unet_config['progressive_input']})"
-        )
-        size = unet_config["sample_size"]
-        sample_shape = f"{unet_config['in_channels']} x {size} x {size}"
-    elif unet_class == "EDMScoreModel":
-        network = (
-            f"diffusers' `UNet2DModel` with EDM preconditioning (`EDMScoreModel`, channels "
-            f"{unet_config['block_out_channels']}, {unet_config['layers_per_block']} layer(s) per block, sigma_data "
-            f"{unet_config['sigma_data']})"
-        )
-        size = unet_config["sample_size"]
-        sample_shape = f"{unet_config['in_channels']} x {size} x {size}"
-    elif unet_class == "UNet2DModel" and unet_config.get("time_embedding_type") == "fourier":
-        network = (
-            f"NCSN++ as diffusers' `UNet2DModel` (Skip blocks, Fourier sigma embedding, channels "
-            f"{unet_config['block_out_channels']})"
-        )
-        size = unet_config["sample_size"]
-        sample_shape = f"{unet_config['in_channels']} x {size} x {size}"
-    else:
-        network, sample_shape = f"`{unet_class}`", "see `unet/config.json`"
+    network, sample_shape = _network_description(unet_class, unet_config)
     num_parameters = _count_parameters(folder / "unet" / "diffusion_pytorch_model.safetensors")
 
     dataset_name = args.get("dataset_name")
@@ -254,9 +260,31 @@ def render_model_card(
         sampling=f"`{type(scheduler).__name__}`: {scheduler.description}",
         langevin_sampling=_langevin_settings(scheduler) if conversion is None else None,
         tuned_levels=_tuned_levels(scheduler, read_tuned_steps(folder) or {}),
+        guide=_guide(folder),
         evaluation=_evaluation_markdown(evaluation),
         conversion=conversion,
     )
+
+
+def _guide(folder: Path) -> Optional[Dict[str, str]]:
+    """What the card says of the guide a folder ships for autoguidance (``guide/``): its network, size and training
+    (from its own records); `None` without one."""
+    guide = guide_folder(folder)
+    if guide is None:
+        return None
+    index = _read_json(guide / "model_index.json")
+    network, _ = _network_description(index["unet"][1], _read_json(guide / "unet" / "config.json"))
+    training = read_training(guide) or {}
+    seconds = training.get("train_seconds")
+    return {
+        "network": card_text(network),
+        "num_parameters": f"{_count_parameters(guide / 'unet' / 'diffusion_pytorch_model.safetensors'):,}",
+        "training": card_text(
+            f"{training.get('global_step', 'unknown')} steps"
+            + (f", {float(seconds) / 60:.0f} min" if isinstance(seconds, (int, float)) else "")
+        ),
+        "command": card_code(training.get("command") or "unknown"),
+    }
 
 
 def _tuned_levels(scheduler, records: Dict[str, Any]) -> list:

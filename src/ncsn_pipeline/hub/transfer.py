@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import HubError
+from ..folder_records import GUIDE_FOLDER
 from .export import export_for_hub
 
 # Files a pushed repository may contain (relative paths); everything else in a folder stays local.
@@ -28,6 +29,8 @@ UPLOAD_PATTERNS = [
     "scheduler/*.py",
     "scheduler/scheduler_config.json",
 ]
+# A guide for autoguidance (``guide/``, `ncsn_pipeline.folder_records.GUIDE_FOLDER`) travels as a pipeline of its own.
+UPLOAD_PATTERNS += [f"{GUIDE_FOLDER}/{pattern}" for pattern in UPLOAD_PATTERNS]
 
 
 def _hub_call(action: str, function, *args, **kwargs):

@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import List, Union
 
+from ..folder_records import GUIDE_FOLDER, guide_folder
 from .builtin import BUILTIN_PIPELINES
 
 PRETRAINED_DIR = Path(__file__).resolve().parent
@@ -77,8 +78,14 @@ def load_pretrained_classifier(name: str):
     return NoiseConditionalClassifier.from_pretrained(PRETRAINED_DIR / name).eval()
 
 
+def guided_names() -> List[str]:
+    """Bundled pipelines that ship a guide for autoguidance (``NAME/guide``: a weaker model of the same data)."""
+    return [name for name in pretrained_names() if guide_folder(PRETRAINED_DIR / name) is not None]
+
+
 def load_pipeline(name_or_path: Union[str, os.PathLike]):
-    """A named model (`model_names`), a folder saved with ``NCSNPipeline.save_pretrained``, or a Hub repo id.
+    """A named model (`model_names`), a bundled model's guide (``"NAME/guide"``, `guided_names`), a folder saved
+    with ``NCSNPipeline.save_pretrained``, or a Hub repo id.
 
     The name wins over a folder of the same name; write ``./name`` for the folder.
     """
@@ -86,10 +93,19 @@ def load_pipeline(name_or_path: Union[str, os.PathLike]):
 
     if isinstance(name_or_path, str) and name_or_path in model_names():
         return load_pretrained(name_or_path)
-    path = Path(name_or_path)
-    if not path.is_dir() and (path.exists() or os.fspath(name_or_path).count("/") != 1):
+    base, _, rest = os.fspath(name_or_path).partition("/")
+    if isinstance(name_or_path, str) and rest == GUIDE_FOLDER and base in pretrained_names():
+        guide = guide_folder(PRETRAINED_DIR / base)
+        if guide is None:
+            raise ValueError(
+                f"{base!r} ships no guide for autoguidance; the bundled models with one: {guided_names()}."
+            )
+        return NCSNPipeline.from_pretrained(guide)
+    path, text = Path(name_or_path), os.fspath(name_or_path)
+    repo_id = text[: -len(GUIDE_FOLDER) - 1] if text.endswith(f"/{GUIDE_FOLDER}") else text
+    if not path.is_dir() and (path.exists() or repo_id.count("/") != 1):
         raise ValueError(
-            f"{os.fspath(name_or_path)!r} is neither a named model ({model_names()}), nor a pipeline folder, nor a "
-            "Hub repository id 'user/name'."
+            f"{text!r} is neither a named model ({model_names()}), nor a pipeline folder, nor a Hub repository id "
+            f"'user/name' (its guide: 'user/name/{GUIDE_FOLDER}')."
         )
     return NCSNPipeline.from_pretrained(name_or_path)

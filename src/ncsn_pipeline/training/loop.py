@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from ..folder_records import write_training, write_tuned_steps
+from ..folder_records import GUIDE_FOLDER, write_training, write_tuned_steps
 from ..noise_schedules import ncsnv2_noise_schedule
 from .checkpoints import (
     TrainingRandomness,
@@ -524,8 +524,6 @@ def train(args: argparse.Namespace) -> Path:
     accelerator.end_training()
     return output_dir
 
-
-GUIDE_FOLDER = "guide"  # ncsn-train --save_guide_at: the earlier model, inside output_dir
 
 
 def _hardware(accelerator) -> Dict[str, Any]:

@@ -13,6 +13,8 @@ TRAIN_REQUIRES = ["accelerate>=0.30", "transformers>=4.40", "datasets>=2.18", "s
 # Standard FID / KID in ncsn-eval --fid (torchmetrics' estimators; no torchvision needed).
 FID_REQUIRES = ["torchmetrics>=1.3"]
 DEMO_REQUIRES = ["gradio>=6.31,<7", "scikit-learn>=1.3", "accelerate>=0.30"]
+# The documentation site (mkdocs.yml): `mkdocs build --strict`, the API reference rendered from the docstrings.
+DOCS_REQUIRES = ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"]
 
 
 class BuildPyWithCards(build_py):
@@ -67,7 +69,9 @@ setup(
         "train": TRAIN_REQUIRES,
         "demo": DEMO_REQUIRES,
         "fid": FID_REQUIRES,
-        "dev": TRAIN_REQUIRES + DEMO_REQUIRES + FID_REQUIRES + ["pytest>=7.4", "ruff>=0.4", "playwright>=1.40"],
+        "docs": DOCS_REQUIRES,
+        "dev": TRAIN_REQUIRES + DEMO_REQUIRES + FID_REQUIRES + DOCS_REQUIRES
+        + ["pytest>=7.4", "ruff>=0.4", "playwright>=1.40"],
     },
     cmdclass={"build_py": BuildPyWithCards},
     entry_points={

@@ -94,20 +94,21 @@ def report() -> None:
     for model in dict.fromkeys(row["model"] for row in rows):
         measured = [row for row in rows if row["model"] == model]
         present = [k for k in names if any(k in row for row in measured)]
-        guides = sorted({row["guide"] for row in measured if row["guide"]})
-        lines += [f"## {model}" + (f" (guide: {', '.join(guides)})" if guides else ""), ""]
-        lines += ["| steps | w | network calls | " + " | ".join(names[k] for k in present) + " |",
-                  "| ---: | ---: | ---: | " + " | ".join("---" for _ in present) + " |"]  # fmt: skip
-        for steps in sorted({row["steps"] for row in measured}):
-            for scale in sorted({row["scale"] for row in measured if row["steps"] == steps}):
-                group = [row for row in measured if row["steps"] == steps and row["scale"] == scale]
-                cells = []
-                for k in present:
-                    values = [row[k] for row in sorted(group, key=lambda row: row["seed"])]
-                    mean = sum(values) / len(values)
-                    cells.append(f"{mean:.3f} ({' / '.join(f'{v:.3f}' for v in values)})" if len(values) > 1
-                                 else f"{mean:.3f}")  # fmt: skip
-                lines.append(f"| {steps} | {scale:g} | {group[0]['calls']} | " + " | ".join(cells) + " |")
+        lines += [f"## {model}", ""]
+        lines += ["| steps | guide | w | network calls | " + " | ".join(names[k] for k in present) + " |",
+                  "| ---: | --- | ---: | ---: | " + " | ".join("---" for _ in present) + " |"]  # fmt: skip
+        combinations = sorted({(row["steps"], row["guide"] or "", row["scale"]) for row in measured})
+        for steps, guide, scale in combinations:
+            group = [row for row in measured
+                     if (row["steps"], row["guide"] or "", row["scale"]) == (steps, guide, scale)]  # fmt: skip
+            cells = []
+            for k in present:
+                values = [row[k] for row in sorted(group, key=lambda row: row["seed"])]
+                mean = sum(values) / len(values)
+                cells.append(f"{mean:.3f} ({' / '.join(f'{v:.3f}' for v in values)})" if len(values) > 1
+                             else f"{mean:.3f}")  # fmt: skip
+            row_start = f"| {steps} | {guide or '-'} | {scale:g} | {group[0]['calls']} | "
+            lines.append(row_start + " | ".join(cells) + " |")
         lines.append("")
     TABLE.write_text("\n".join(lines))
     print(f"Wrote {TABLE}.")

@@ -428,9 +428,9 @@ class NCSNPipeline(DiffusionPipeline):
                 adds ``bits_per_dim`` for data dequantized onto the pipeline's ``data_range``.
             sigma_min (`float`, *optional*), sigma_max (`float`, *optional*): The ends of the trajectory
                 (default: the sampler's).
-            divergence (`str`, defaults to ``"hutchinson"``), num_probes (`int`, defaults to 1), probe (`str`,
-                defaults to ``"rademacher"``), rtol (`float`), atol (`float`), generator (`torch.Generator`):
-                As in `ncsn_pipeline.likelihood.log_likelihood`.
+            divergence (`str`, defaults to ``"hutchinson"``): As in `ncsn_pipeline.likelihood.log_likelihood`, as
+                are ``num_probes`` (`int`, defaults to 1), ``probe`` (`str`, defaults to ``"rademacher"``),
+                ``rtol`` and ``atol`` (`float`) and ``generator`` (`torch.Generator`).
 
         Returns:
             `LogLikelihoodResult`: per example, float64; ``num_model_calls`` summed over the batches.

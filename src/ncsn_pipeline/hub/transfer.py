@@ -17,8 +17,8 @@ from ..errors import HubError
 from ..folder_records import GUIDE_FOLDER
 from .export import export_for_hub
 
-# Files a pushed repository may contain (relative paths); everything else in a folder stays local.
-UPLOAD_PATTERNS = [
+# The files of one pipeline folder that a pushed repository holds (relative paths).
+_PIPELINE_FILES = [
     "model_index.json",
     "README.md",
     "sample_grid.png",
@@ -29,8 +29,10 @@ UPLOAD_PATTERNS = [
     "scheduler/*.py",
     "scheduler/scheduler_config.json",
 ]
-# A guide for autoguidance (``guide/``, `ncsn_pipeline.folder_records.GUIDE_FOLDER`) travels as a pipeline of its own.
-UPLOAD_PATTERNS += [f"{GUIDE_FOLDER}/{pattern}" for pattern in UPLOAD_PATTERNS]
+UPLOAD_PATTERNS = _PIPELINE_FILES + [f"{GUIDE_FOLDER}/{pattern}" for pattern in _PIPELINE_FILES]
+"""The files (``fnmatch`` patterns of paths inside the folder) a push uploads and a download fetches: the pipeline's
+and those of its guide for autoguidance (``guide/``), a pipeline of its own; checkpoints, optimizer states, logs
+and the card-only records never leave the machine."""
 
 
 def _hub_call(action: str, function, *args, **kwargs):

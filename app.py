@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from ncsn_pipeline.arguments import add_threads_argument, apply_threads, port, strict_parser
+from ncsn_pipeline.arguments import LOCAL_FOLDER_RULE, add_threads_argument, apply_threads, port, strict_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default=None,
         help="an extra pipeline: a named model, a folder saved with NCSNPipeline.save_pretrained or a Hub "
-        "repository id 'user/name'; image models join the Images tab, 2-D models the playground",
+        f"repository id 'user/name' ({LOCAL_FOLDER_RULE}); image models join the Images tab, 2-D models the "
+        "playground",
     )
     add_threads_argument(parser)
     return parser

@@ -1,6 +1,7 @@
 """The bundled pretrained pipelines: they load offline, sample, and their committed cards are current."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,3 +137,20 @@ def test_ncsn_fashion_draws_the_class_asked_for():
         batch_size=100, class_labels=labels, generator=torch.Generator().manual_seed(1), output_type="pt"
     ).images
     assert requested_class_rate(images, labels)["match_rate"] >= 0.78
+
+
+def test_a_local_pipeline_folder_wins_over_a_named_model_in_every_command(tmp_path, monkeypatch):
+    """One rule (diffusers' ``from_pretrained`` prefers a local folder): beside a folder saved as ``ncsn-digits``,
+    ``load_pipeline`` (``ncsn-sample``, ``ncsn-tune-steps``, ``app.py --model``) and ``resolve_pipeline``
+    (``ncsn-eval``, whose ``--record`` writes there) take the folder."""
+    from ncsn_pipeline.evaluation.evaluate import resolve_pipeline
+    from ncsn_pipeline.pretrained import is_local_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    toy = load_pretrained("ncsn-toy")  # an exact 2-D score: unlike the bundled digits model in every way
+    toy.save_pretrained("ncsn-digits")
+    assert is_local_pipeline("ncsn-digits") and not is_local_pipeline("ncsn-fashion")
+    assert tuple(load_pipeline("ncsn-digits").sample_shape) == (2,)
+    pipe, folder = resolve_pipeline("ncsn-digits")
+    assert tuple(pipe.sample_shape) == (2,) and folder == Path("ncsn-digits")
+    assert tuple(load_pipeline("ncsn-fashion").sample_shape) == (1, 28, 28)  # no such folder: the named model

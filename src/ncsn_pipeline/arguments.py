@@ -23,6 +23,9 @@ import torch
 from .checks import check_data_range, check_integer, check_number, check_positive
 from .scheduling_utils import score_schedulers
 
+# How every command resolves a model argument (`ncsn_pipeline.pretrained.load_pipeline`), as its --help says.
+LOCAL_FOLDER_RULE = "a pipeline folder wins over a named model of the same name"
+
 
 def run_command(
     parser: argparse.ArgumentParser, run, argv=None, errors=(ValueError, OSError, RuntimeError, FloatingPointError)

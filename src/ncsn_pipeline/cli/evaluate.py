@@ -8,6 +8,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..arguments import (
+    LOCAL_FOLDER_RULE,
     add_sampler_arguments,
     add_threads_argument,
     integer_in,
@@ -28,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         "per dimension of held-out data through the probability-flow ODE, and network calls and time per sample of "
         "its sampler. Writes a JSON report; --record writes the folder's evaluation.json, which its model card shows.",
     )
-    parser.add_argument("pipeline", help="a pipeline folder, a bundled model name (e.g. ncsn-digits) or a repo id")
+    parser.add_argument(
+        "pipeline", help=f"a pipeline folder, a bundled model name (e.g. ncsn-digits) or a repo id; {LOCAL_FOLDER_RULE}"
+    )
     quality = parser.add_argument_group("sample quality and speed")
     quality.add_argument(
         "--num_samples", type=positive_int, default=1000, help="samples to draw and judge (default: 1000)"

@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..arguments import strict_parser
+from ..arguments import LOCAL_FOLDER_RULE, strict_parser
 from ..errors import HubError
 from ..hub import export_for_hub, save_standalone
 from ..pipeline_ncsn import NCSNPipeline
-from ..pretrained import load_pipeline, model_names
+from ..pretrained import is_local_pipeline, load_pipeline, model_names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with DiffusionPipeline.from_pretrained(folder, trust_remote_code=True).",
     )
     parser.add_argument(
-        "source", help=f"a named model ({', '.join(model_names())}), a saved pipeline folder or a Hub repository id"
+        "source",
+        help=f"a named model ({', '.join(model_names())}), a saved pipeline folder or a Hub repository id; "
+        f"{LOCAL_FOLDER_RULE}",
     )
     parser.add_argument("target", help="the folder to write (must not exist)")
     parser.add_argument("--repo_id", default=None, help="the repository id the model card's examples name")
@@ -39,7 +41,7 @@ def export(source: str, target: str, repo_id: Optional[str] = None) -> Path:
     """Export ``source`` into ``target``; a saved folder is copied as it is (training record, evaluation)."""
     if Path(target).exists():
         raise FileExistsError(f"{target} already exists; choose a new folder.")
-    if (Path(source) / "model_index.json").is_file() and source not in model_names():
+    if is_local_pipeline(source):  # a local folder wins over a name (`load_pipeline`'s rule)
         load_pipeline(source)  # refuse a broken folder before writing anything
         return export_for_hub(source, target, repo_id=repo_id, pipeline_class=NCSNPipeline)
     return save_standalone(load_pipeline(source), target, repo_id=repo_id, pipeline_class=NCSNPipeline)

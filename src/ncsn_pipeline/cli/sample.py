@@ -27,6 +27,7 @@ import PIL.Image
 import torch
 
 from ..arguments import (
+    LOCAL_FOLDER_RULE,
     add_sampler_arguments,
     add_threads_argument,
     apply_sampler_arguments,
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default="ncsn-toy",
         help=f"a named model ({', '.join(model_names())}), a folder saved with NCSNPipeline.save_pretrained, or a "
-        "Hub repository id 'user/name' (default: ncsn-toy)",
+        f"Hub repository id 'user/name'; {LOCAL_FOLDER_RULE} (default: ncsn-toy)",
     )
     add_sampler_arguments(parser)
     parser.add_argument("--output", default="samples.png", help="PNG file to write (default: samples.png)")

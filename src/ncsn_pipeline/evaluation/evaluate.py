@@ -39,12 +39,12 @@ def resolve_pipeline(name: str):
     """``(pipeline, folder)``: `load_pipeline`'s pipeline (a named model, a folder or a Hub repository) and the local
     folder ``--record`` writes to (a bundled model's or the given folder; `None` for built-in models and
     repositories)."""
-    from ..pretrained import BUILTIN_PIPELINES, load_pipeline, pretrained_names, pretrained_path
+    from ..pretrained import is_local_pipeline, load_pipeline, pretrained_names, pretrained_path
 
     pipe = load_pipeline(name)
-    if name in pretrained_names():
-        return pipe, pretrained_path(name)
-    return pipe, (Path(name) if name not in BUILTIN_PIPELINES and Path(name).is_dir() else None)
+    if is_local_pipeline(name):  # a local folder wins over a name (`load_pipeline`'s rule)
+        return pipe, Path(name)
+    return pipe, (pretrained_path(name) if name in pretrained_names() else None)
 
 
 def held_out_data(

@@ -83,14 +83,23 @@ def guided_names() -> List[str]:
     return [name for name in pretrained_names() if guide_folder(PRETRAINED_DIR / name) is not None]
 
 
-def load_pipeline(name_or_path: Union[str, os.PathLike]):
-    """A named model (`model_names`), a bundled model's guide (``"NAME/guide"``, `guided_names`), a folder saved
-    with ``NCSNPipeline.save_pretrained``, or a Hub repo id.
+def is_local_pipeline(name_or_path: Union[str, os.PathLike]) -> bool:
+    """Whether ``name_or_path`` is a folder saved by ``NCSNPipeline.save_pretrained`` (it has ``model_index.json``)."""
+    return (Path(name_or_path) / "model_index.json").is_file()
 
-    The name wins over a folder of the same name; write ``./name`` for the folder.
+
+def load_pipeline(name_or_path: Union[str, os.PathLike]):
+    """A folder saved with ``NCSNPipeline.save_pretrained``, a named model (`model_names`), a bundled model's guide
+    (``"NAME/guide"``, `guided_names`), or a Hub repo id.
+
+    One rule for every command: an existing pipeline folder wins over a named model of the same name, as diffusers'
+    ``from_pretrained`` prefers a local folder to a repository (train into ``--output_dir ncsn-digits`` and
+    ``ncsn-sample --model ncsn-digits`` run there samples your model).
     """
     from ..pipeline_ncsn import NCSNPipeline
 
+    if is_local_pipeline(name_or_path):
+        return NCSNPipeline.from_pretrained(name_or_path)
     if isinstance(name_or_path, str) and name_or_path in model_names():
         return load_pretrained(name_or_path)
     base, _, rest = os.fspath(name_or_path).partition("/")

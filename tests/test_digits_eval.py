@@ -217,7 +217,8 @@ def test_cli_record_writes_the_evaluation_the_card_shows_for_any_sampler(tmp_pat
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--pipeline", "no-such-folder"], "--pipeline 'no-such-folder' is not a folder saved with"),
+        (["--pipeline", "no-such-folder"], "'no-such-folder' is neither a named model"),
+        (["--pipeline", "glyph-mixture", "--record"], "--record writes into a local pipeline folder; --pipeline"),
         (["--pipeline", "x", "--num_samples", "5000"], "--num_samples must be from 2 to 1438"),
         (["--pipeline", "x", "--output", "metrics.txt"], "--output must name a .json file"),
     ],

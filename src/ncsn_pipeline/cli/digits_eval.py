@@ -8,6 +8,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..arguments import (
+    LOCAL_FOLDER_RULE,
     add_sampler_arguments,
     add_threads_argument,
     positive_int,
@@ -24,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sample a saved digits pipeline and score the samples with a digit classifier (confident "
         "rate, class coverage, Fréchet distance to held-out digits), next to the floor of real digits.",
     )
-    parser.add_argument("--pipeline", required=True, help="folder saved with NCSNPipeline.save_pretrained")
+    parser.add_argument(
+        "--pipeline",
+        required=True,
+        help=f"a folder saved with NCSNPipeline.save_pretrained, a bundled model name (e.g. ncsn-digits) or a repo "
+        f"id; {LOCAL_FOLDER_RULE}",
+    )
     parser.add_argument("--num_samples", type=positive_int, default=500, help="samples to draw (default: 500)")
     parser.add_argument("--batch_size", type=positive_int, default=100, help="samples per call (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default: 0)")

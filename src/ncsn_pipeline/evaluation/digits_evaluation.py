@@ -133,7 +133,6 @@ def record_evaluation(folder: Path, payload: Dict[str, object], sampler: str) ->
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
     """Sample, evaluate and write the JSON as ``args`` says; return what was written."""
-    from ..pipeline_ncsn import NCSNPipeline
 
     output = Path(args.output)
     if output.suffix.lower() != ".json":
@@ -144,9 +143,12 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         raise ValueError(
             f"--num_samples must be from 2 to {num_train} (the train split's size), got {args.num_samples}."
         )
-    if not Path(args.pipeline).is_dir():
-        raise ValueError(f"--pipeline {args.pipeline!r} is not a folder saved with NCSNPipeline.save_pretrained.")
-    pipe = NCSNPipeline.from_pretrained(args.pipeline).to(args.device)
+    from .evaluate import resolve_pipeline  # the one rule of every command: a local folder wins over a name
+
+    pipe, folder = resolve_pipeline(args.pipeline)
+    if args.record and folder is None:
+        raise ValueError(f"--record writes into a local pipeline folder; --pipeline {args.pipeline!r} is none.")
+    pipe = pipe.to(args.device)
     apply_sampler_arguments(pipe, args)
     pipe.set_progress_bar_config(disable=True)
     if pipe.config.data_range is None or len(pipe.sample_shape) != 3 or pipe.sample_shape[0] != 1:
@@ -194,5 +196,5 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     print(format_table(sample_metrics, floor))
     print(f"Sampling {sampling_seconds:.1f} s, evaluation {evaluation_seconds:.1f} s; wrote {output}.")
     if args.record:
-        print(f"Wrote {record_evaluation(Path(args.pipeline), payload, pipe.scheduler.description)}.")
+        print(f"Wrote {record_evaluation(folder, payload, pipe.scheduler.description)}.")
     return payload

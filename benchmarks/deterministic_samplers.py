@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from ncsn_pipeline import DPMSolverPlusPlusScheduler, ProbabilityFlowHeunScheduler  # noqa: E402
-from ncsn_pipeline.evaluation.digits_data import load_digits_split  # noqa: E402
+from ncsn_pipeline.data.digits import load_digits_split  # noqa: E402
 from ncsn_pipeline.evaluation.digits_judge import (  # noqa: E402
     default_digit_classifier,
     evaluate_digit_samples,

@@ -146,7 +146,7 @@ def floor(model_name: str, num_samples: int) -> Dict[str, float]:
 
 def run_models(args: argparse.Namespace) -> None:
     from ncsn_pipeline.evaluation.digits_evaluation import sample_in_batches
-    from ncsn_pipeline.evaluation.evaluate import resolve_pipeline
+    from ncsn_pipeline.pretrained import resolve_pipeline
 
     rows = done_rows()
     for model_name in args.models:

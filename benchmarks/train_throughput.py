@@ -27,7 +27,7 @@ from diffusers.training_utils import EMAModel  # noqa: E402
 
 from ncsn_pipeline import NCSNScoreModel  # noqa: E402
 from ncsn_pipeline.cli.train import main as train_main  # noqa: E402
-from ncsn_pipeline.evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split  # noqa: E402
+from ncsn_pipeline.data.digits import DIGITS_NUM_LEVELS, load_digits_split  # noqa: E402
 from ncsn_pipeline.losses import denoising_score_matching_loss  # noqa: E402
 from ncsn_pipeline.noise_schedules import geometric_noise_levels  # noqa: E402
 

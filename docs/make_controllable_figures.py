@@ -98,7 +98,7 @@ def colorization_figure() -> None:
 
 
 def fashion_figure() -> None:
-    from ncsn_pipeline.evaluation.fashion_mnist_data import FASHION_MNIST_CLASSES, load_fashion_mnist
+    from ncsn_pipeline.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 
     pipe = load_pretrained("ncsn-fashion")
     pipe.set_progress_bar_config(disable=True)
@@ -114,7 +114,7 @@ def fashion_figure() -> None:
 
 
 def sdedit_figure() -> None:
-    from ncsn_pipeline.evaluation.fashion_mnist_files import load_held_out_slice
+    from ncsn_pipeline.data.fashion_mnist_files import load_held_out_slice
 
     fashion = load_pretrained("ncsn-fashion")
     pipe = NCSNImg2ImgPipeline(fashion.unet, fashion.scheduler, data_range=fashion.config.data_range)

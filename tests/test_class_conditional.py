@@ -170,7 +170,7 @@ def test_digits_come_with_their_labels():
     data = load_training_data(dataset_name="digits", resolution=8, class_conditional=True, max_train_samples=50)
     image, label = data.dataset[0]
     assert data.class_names == [str(digit) for digit in range(10)] and image.shape == (1, 8, 8)
-    from ncsn_pipeline.evaluation.digits_data import load_digits_split
+    from ncsn_pipeline.data.digits import load_digits_split
 
     assert [int(data.dataset[i][1]) for i in range(50)] == load_digits_split("train")[1][:50].tolist()
     assert data.description.endswith("10 classes")

@@ -114,10 +114,11 @@ def test_every_console_script_is_covered_by_the_help_test():
 
 def test_the_module_forms_run_as_scripts():
     """``python -m ncsn_pipeline.train`` (what ``accelerate launch -m`` runs) and ``python -m
-    ncsn_pipeline.evaluation`` answer --help: one interpreter runs both, as scripts."""
+    ncsn_pipeline.cli.digits_eval`` (the module form of every console script lives in ``cli/``) answer --help: one
+    interpreter runs both, as scripts."""
     script = (
         "import runpy, sys\n"
-        "for module in ('ncsn_pipeline.train', 'ncsn_pipeline.evaluation'):\n"
+        "for module in ('ncsn_pipeline.train', 'ncsn_pipeline.cli.digits_eval'):\n"
         "    sys.argv = [module, '--help']\n"
         "    try:\n"
         "        runpy.run_module(module, run_name='__main__', alter_sys=True)\n"

@@ -731,8 +731,8 @@ def test_a_fashion_mnist_model_repaints_held_out_fashion_images(tmp_path):
     import torch
 
     from ncsn_pipeline import EDMScoreModel, NCSNPipeline, NCSNScheduler
+    from ncsn_pipeline.data.fashion_mnist import load_held_out_slice
     from ncsn_pipeline.demo.inpainting import HELD_OUT_SETS, held_out_count, held_out_image, inpaint_image
-    from ncsn_pipeline.evaluation.fashion_mnist_data import load_held_out_slice
 
     folder = str(tmp_path / "fashion")
     torch.manual_seed(0)

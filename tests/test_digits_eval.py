@@ -9,7 +9,7 @@ import torch
 
 from ncsn_pipeline import GaussianMixtureScore, NCSNPipeline, NCSNScheduler
 from ncsn_pipeline.cli.digits_eval import main
-from ncsn_pipeline.evaluation.digits_data import load_digits_split
+from ncsn_pipeline.data.digits import load_digits_split
 from ncsn_pipeline.evaluation.digits_judge import (
     classifier_accuracy,
     classify,

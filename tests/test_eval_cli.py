@@ -123,7 +123,7 @@ def test_bits_per_dim_of_an_image_folder(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from ncsn_pipeline.evaluation.digits_data import load_digits_split
+    from ncsn_pipeline.data.digits import load_digits_split
 
     folder = tmp_path / "held-out images"
     folder.mkdir()
@@ -146,7 +146,7 @@ def test_frechet_distance_in_a_user_given_feature_network(tmp_path):
     import torch
     from PIL import Image
 
-    from ncsn_pipeline.evaluation.digits_data import load_digits_split
+    from ncsn_pipeline.data.digits import load_digits_split
 
     network_file = tmp_path / "features.pt"
     torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 8))).save(str(network_file))
@@ -205,7 +205,7 @@ def test_fid_and_kid_against_a_reference_folder_reach_the_card(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from ncsn_pipeline.evaluation.digits_data import load_digits_split
+    from ncsn_pipeline.data.digits import load_digits_split
 
     inception = _stand_in_inception(tmp_path / "inception-2015-12-05.pt")
     reference = tmp_path / "real digits"
@@ -299,7 +299,7 @@ def test_fid_problems_are_named_before_any_sampling(arguments, message, capsys, 
 def test_fid_of_a_fashion_mnist_model_defaults_to_the_test_split_with_a_floor(tmp_path):
     pytest.importorskip("torchmetrics")
     from ncsn_pipeline import EDMScoreModel, NCSNPipeline, NCSNScheduler
-    from ncsn_pipeline.evaluation.fashion_mnist_data import DEBIAN_FOLDER, idx_folder_has_split
+    from ncsn_pipeline.data.fashion_mnist import DEBIAN_FOLDER, idx_folder_has_split
 
     if not idx_folder_has_split(DEBIAN_FOLDER, "test"):
         pytest.skip("Debian's dataset-fashion-mnist is absent (.ci/run installs it)")

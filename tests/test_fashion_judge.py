@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel
+from ncsn_pipeline.data.fashion_mnist import DEBIAN_FOLDER, idx_folder_has_split, load_fashion_mnist
 from ncsn_pipeline.evaluation import fashion_judge
-from ncsn_pipeline.evaluation.fashion_mnist_data import DEBIAN_FOLDER, idx_folder_has_split, load_fashion_mnist
 
 pytestmark = pytest.mark.skipif(
     not idx_folder_has_split(DEBIAN_FOLDER, "train"), reason="Debian's dataset-fashion-mnist is absent"

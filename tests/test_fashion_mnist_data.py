@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ncsn_pipeline.evaluation import fashion_mnist_data
-from ncsn_pipeline.evaluation.fashion_mnist_data import (
+from ncsn_pipeline.data import fashion_mnist as fashion_mnist_data
+from ncsn_pipeline.data.fashion_mnist import (
     DEBIAN_FOLDER,
     FASHION_MNIST_CLASSES,
     FashionMNISTUnavailableError,

@@ -107,6 +107,23 @@ def test_low_modules_import_nothing_above_them():
     assert set(graph["ncsn_pipeline.folder_records"]) == {"ncsn_pipeline.files"}
 
 
+def test_the_subpackages_form_layers():
+    """Data sits below the applications: ``data/`` imports none of training, evaluation, the demo or the command
+    lines, and evaluation imports neither training nor the command lines (lazy imports count)."""
+    graph = import_graph()
+
+    def reaches(prefix: str, above: tuple) -> dict:
+        return {
+            module: sorted(target for target in targets if target.startswith(above))
+            for module, targets in graph.items()
+            if module.startswith(prefix) and any(target.startswith(above) for target in targets)
+        }
+
+    upper = ("ncsn_pipeline.training", "ncsn_pipeline.evaluation", "ncsn_pipeline.demo", "ncsn_pipeline.cli")
+    assert reaches("ncsn_pipeline.data", upper) == {}
+    assert reaches("ncsn_pipeline.evaluation", ("ncsn_pipeline.training", "ncsn_pipeline.cli")) == {}
+
+
 def _console_scripts() -> dict:
     text = (REPOSITORY / "setup.py").read_text(encoding="utf-8")
     return dict(re.findall(r'"([\w-]+)=(ncsn_pipeline[\w.]*):main"', text))

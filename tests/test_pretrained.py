@@ -75,8 +75,8 @@ def test_bundled_toy_model_recovers_the_mode_weights():
 
 
 def test_the_bundled_classifier_loads_and_is_accurate_on_slightly_noisy_held_out_digits():
+    from ncsn_pipeline.data.digits import load_digits_split
     from ncsn_pipeline.demo.inpainting import held_out_image
-    from ncsn_pipeline.evaluation.digits_data import load_digits_split
     from ncsn_pipeline.pretrained import classifier_names, load_pretrained_classifier
     from ncsn_pipeline.training.classifier import accuracy_by_noise_level
 
@@ -143,8 +143,7 @@ def test_a_local_pipeline_folder_wins_over_a_named_model_in_every_command(tmp_pa
     """One rule (diffusers' ``from_pretrained`` prefers a local folder): beside a folder saved as ``ncsn-digits``,
     ``load_pipeline`` (``ncsn-sample``, ``ncsn-tune-steps``, ``app.py --model``) and ``resolve_pipeline``
     (``ncsn-eval``, whose ``--record`` writes there) take the folder."""
-    from ncsn_pipeline.evaluation.evaluate import resolve_pipeline
-    from ncsn_pipeline.pretrained import is_local_pipeline
+    from ncsn_pipeline.pretrained import is_local_pipeline, resolve_pipeline
 
     monkeypatch.chdir(tmp_path)
     toy = load_pretrained("ncsn-toy")  # an exact 2-D score: unlike the bundled digits model in every way

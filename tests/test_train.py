@@ -247,7 +247,7 @@ def test_auto_noise_schedule_is_computed_from_the_data_and_saved(tmp_path):
         "bf16",
     ]
     assert main(args) == 0
-    from ncsn_pipeline.evaluation.digits_data import load_digits_split
+    from ncsn_pipeline.data.digits import load_digits_split
 
     images, _ = load_digits_split("train")
     expected = ncsnv2_noise_schedule(images.float() / 16, sigma_min=0.01, steps_per_level=3)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ncsn_pipeline.evaluation.digits_data import load_digits_split
+from ncsn_pipeline.data.digits import load_digits_split
 from ncsn_pipeline.training.data import (
     BUILTIN_DATASETS,
     TOY_DATASETS,

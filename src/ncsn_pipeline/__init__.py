@@ -9,7 +9,8 @@ Subpackages (applications, each on top of the core):
 
 * ``inpainting``: inpainting and colorization pipelines (`NCSNInpaintPipeline`, `NCSNColorizePipeline`).
 * ``editing``: SDEdit image-to-image (`NCSNImg2ImgPipeline`).
-* ``training``: the training loop of ``ncsn-train`` and ``ncsn-train-classifier``, data, checkpoints.
+* ``data``: the data sets (image folders, toys, digits, Fashion-MNIST) training, evaluation and the demo read.
+* ``training``: the training loop of ``ncsn-train`` and ``ncsn-train-classifier``, its data, checkpoints.
 * ``evaluation``: the digits judge, ``ncsn-eval``'s measurements.
 * ``conversion``: published research checkpoints -> pipeline folders (one table entry per family).
 * ``hub``: the self-contained export, model cards, Hub transfers.

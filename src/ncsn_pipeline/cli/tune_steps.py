@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> None:
-    from ..evaluation.evaluate import resolve_pipeline
+    from ..pretrained import resolve_pipeline
 
     if args.num_inference_steps is None:
         raise ValueError("--num_inference_steps N is required: the number of calls whose levels are tuned.")

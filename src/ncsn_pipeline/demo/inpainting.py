@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from ..checks import check_choice, check_integer
-from ..evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split
-from ..evaluation.fashion_mnist_files import FASHION_MNIST_CLASSES, FASHION_MNIST_NUM_LEVELS, load_held_out_slice
+from ..data.digits import DIGITS_NUM_LEVELS, load_digits_split
+from ..data.fashion_mnist_files import FASHION_MNIST_CLASSES, FASHION_MNIST_NUM_LEVELS, load_held_out_slice
 from ..images import image_grid, samples_to_pil
 from ..inpainting import NCSNInpaintPipeline
 from .cost import check_request_time, max_image_calls

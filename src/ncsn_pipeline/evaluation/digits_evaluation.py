@@ -20,9 +20,9 @@ from typing import Dict, List, Optional, TextIO, Tuple
 import torch
 
 from ..arguments import apply_sampler_arguments
+from ..data.digits import load_digits_split
 from ..files import write_text_atomically
 from ..folder_records import write_evaluation
-from .digits_data import load_digits_split
 from .digits_judge import (
     default_digit_classifier,
     evaluate_digit_samples,
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         raise ValueError(
             f"--num_samples must be from 2 to {num_train} (the train split's size), got {args.num_samples}."
         )
-    from .evaluate import resolve_pipeline  # the one rule of every command: a local folder wins over a name
+    from ..pretrained import resolve_pipeline  # the one rule of every command: a local folder wins over a name
 
     pipe, folder = resolve_pipeline(args.pipeline)
     if args.record and folder is None:

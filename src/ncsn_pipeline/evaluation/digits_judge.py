@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_integer
-from .digits_data import DIGITS_NUM_LEVELS, load_digits_split
+from ..data.digits import DIGITS_NUM_LEVELS, load_digits_split
 
 IMAGE_SIZE = 16  # the score model's resolution: 8x8 digits, each pixel a 2x2 block
 NUM_CLASSES = 10

@@ -35,25 +35,13 @@ from .judge_choice import choose_judge
 DATA_SETS = ("digits",)
 
 
-def resolve_pipeline(name: str):
-    """``(pipeline, folder)``: `load_pipeline`'s pipeline (a named model, a folder or a Hub repository) and the local
-    folder ``--record`` writes to (a bundled model's or the given folder; `None` for built-in models and
-    repositories)."""
-    from ..pretrained import is_local_pipeline, load_pipeline, pretrained_names, pretrained_path
-
-    pipe = load_pipeline(name)
-    if is_local_pipeline(name):  # a local folder wins over a name (`load_pipeline`'s rule)
-        return pipe, Path(name)
-    return pipe, (pretrained_path(name) if name in pretrained_names() else None)
-
-
 def held_out_data(
     name: str, pipe, count: Optional[int], seed: int, center_crop: bool = False
 ) -> Tuple[torch.Tensor, int, str]:
     """``(dequantized data, levels per dimension, description)`` of a held-out set in the pipeline's data space:
     the held-out digits, or the 8-bit images of a folder (prepared as ``ncsn-train`` prepares training images)."""
+    from ..data.digits import load_digits_split
     from ..likelihood import uniform_dequantize
-    from .digits_data import load_digits_split
 
     if pipe.config.data_range is None or len(pipe.sample_shape) != 3:
         raise ValueError(f"--data needs an image pipeline (this one makes raw samples of shape {pipe.sample_shape}).")
@@ -84,7 +72,7 @@ def load_image_folder(
     ``ncsn-train`` prepares training images."""
     from PIL import Image
 
-    from ..training.image_files import find_image_files, prepare_image, verify_image_files
+    from ..data.image_files import find_image_files, prepare_image, verify_image_files
 
     channels, height, width = sample_shape
     if height != width or channels not in (1, 3):
@@ -159,7 +147,7 @@ def run_fid(plan: Dict[str, Any], images: torch.Tensor, args: argparse.Namespace
     if plan["reference"] == "folder":
         reference = load_image_folder(args.reference, images.shape[1:], count).float() / 255
     else:
-        from .fashion_mnist_data import load_fashion_mnist
+        from ..data.fashion_mnist import load_fashion_mnist
 
         reference = load_fashion_mnist("test")[0][:count].float() / 255
         floor = load_fashion_mnist("train")[0][:count].float() / 255
@@ -246,6 +234,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             f"--dtype {dtype} evaluates samples only: --record writes the card's figures and --data computes "
             "bits/dim with an ODE solver at float32 tolerances; drop them or use --dtype float32."
         )
+    from ..pretrained import resolve_pipeline
+
     pipe, folder = resolve_pipeline(args.pipeline)
     if args.record and folder is None:
         raise ValueError(f"--record writes a local folder's evaluation.json; {args.pipeline!r} has no local folder.")

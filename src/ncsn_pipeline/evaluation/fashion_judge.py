@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..checks import check_integer
+from ..data.fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_NUM_LEVELS, load_fashion_mnist
 from .digits_judge import (
     JudgeNetwork,
     check_unit_images,
@@ -36,7 +37,6 @@ from .digits_judge import (
     requested_class_match,
     shift_by_up_to_one_pixel,
 )
-from .fashion_mnist_data import FASHION_MNIST_CLASSES, FASHION_MNIST_NUM_LEVELS, load_fashion_mnist
 
 IMAGE_SIZE = 28
 NUM_CLASSES = len(FASHION_MNIST_CLASSES)

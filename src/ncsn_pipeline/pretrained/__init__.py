@@ -118,3 +118,13 @@ def load_pipeline(name_or_path: Union[str, os.PathLike]):
             f"'user/name' (its guide: 'user/name/{GUIDE_FOLDER}')."
         )
     return NCSNPipeline.from_pretrained(name_or_path)
+
+
+def resolve_pipeline(name: str):
+    """``(pipeline, folder)``: `load_pipeline`'s pipeline (a named model, a folder or a Hub repository) and the local
+    folder ``--record`` writes to (a bundled model's or the given folder; `None` for built-in models and
+    repositories)."""
+    pipe = load_pipeline(name)
+    if is_local_pipeline(name):  # a local folder wins over a name (`load_pipeline`'s rule)
+        return pipe, Path(name)
+    return pipe, (pretrained_path(name) if name in pretrained_names() else None)

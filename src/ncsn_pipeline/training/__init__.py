@@ -1,2 +1,2 @@
-"""Training score models with accelerate: command line (`cli`), loop (`loop`), checkpoints (`checkpoints`) and
-data (`data`, `image_files`, `toys`)."""
+"""Training score models with accelerate: command line (`cli`), loop (`loop`), checkpoints (`checkpoints`) and the
+training data built from `ncsn_pipeline.data` (`data`)."""

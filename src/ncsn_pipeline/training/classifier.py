@@ -106,7 +106,7 @@ def accuracy_by_noise_level(
 def _evaluation_images(args, data, settings) -> tuple:
     """Held-out digits for the built-in digits; otherwise (up to 2,000 of) the training images."""
     if args.dataset_name == "digits":
-        from ..evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split
+        from ..data.digits import DIGITS_NUM_LEVELS, load_digits_split
 
         images, labels = load_digits_split("held_out")
         factor = settings["resolution"] // 8

@@ -15,7 +15,7 @@ Sources (pass exactly one):
 * ``dataset_name`` set to a built-in name (`BUILTIN_DATASETS`): ``"digits"`` (scikit-learn's
   handwritten digits, bundled with scikit-learn), ``"fashion-mnist"`` (Fashion-MNIST's 60,000 training images,
   from a folder of its IDX files given as ``train_data_dir``, Debian's ``dataset-fashion-mnist``, or the Hub:
-  `ncsn_pipeline.evaluation.fashion_mnist_data`) or a 2-D toy (`TOY_DATASETS`). A built-in name
+  `ncsn_pipeline.data.fashion_mnist`) or a 2-D toy (`TOY_DATASETS`). A built-in name
   wins over a local folder of the same name; write ``"./digits"`` to load such a folder instead.
 * ``dataset_name`` set to anything else: a Hugging Face Hub id or a local path understood by
   ``datasets.load_dataset`` (or a folder written by ``Dataset.save_to_disk``); split ``"train"``.
@@ -52,8 +52,8 @@ import torch
 from PIL import Image
 
 from ..checks import check_bool, check_integer
-from ..evaluation.digits_data import DIGITS_NUM_LEVELS, load_digits_split
-from ..evaluation.fashion_mnist_data import (
+from ..data.digits import DIGITS_NUM_LEVELS, load_digits_split
+from ..data.fashion_mnist import (
     DEBIAN_FOLDER,
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_NUM_LEVELS,
@@ -61,8 +61,7 @@ from ..evaluation.fashion_mnist_data import (
     idx_folder_has_split,
     load_fashion_mnist,
 )
-from ..modeling_ncsn import MAX_CLASS_EMBEDS as MAX_CLASSES
-from .image_files import (
+from ..data.image_files import (
     IMAGE_EXTENSIONS,
     check_channels,
     check_resolution,
@@ -72,7 +71,8 @@ from .image_files import (
     prepare_image,
     verify_image_files,
 )
-from .toys import _TOY_FORMULAS, TOY_DATASETS, sample_toy
+from ..data.toys import _TOY_FORMULAS, TOY_DATASETS, sample_toy
+from ..modeling_ncsn import MAX_CLASS_EMBEDS as MAX_CLASSES
 
 FASHION_MNIST = "fashion-mnist"
 BUILTIN_DATASETS: Tuple[str, ...] = ("digits", FASHION_MNIST, *TOY_DATASETS)

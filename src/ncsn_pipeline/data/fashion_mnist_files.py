@@ -1,7 +1,7 @@
 """Fashion-MNIST's files, read without any network code: the IDX reader, the class names, and the 200 held-out
 test images shipped with the package (`load_held_out_slice`, for the demo's inpainting tab).
 
-`ncsn_pipeline.evaluation.fashion_mnist_data` finds the full data set (a folder, Debian's package, the Hub) and reads
+`ncsn_pipeline.data.fashion_mnist` finds the full data set (a folder, Debian's package, the Hub) and reads
 it with these functions; the demo imports only this module, so its extra needs no ``datasets``.
 """
 

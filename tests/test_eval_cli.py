@@ -71,7 +71,10 @@ def test_a_float32_evaluation_prints_no_casting_warning(tmp_path):
     finally:
         logging.getLogger("diffusers").removeHandler(handler)
     assert not [message for message in warnings_seen if "should be kept in float32" in message], warnings_seen
-    assert json.loads(output.read_text())["dtype"] == "float32"
+    report = json.loads(output.read_text())
+    assert report["dtype"] == "float32"
+    # 10 samples with the default --batch_size 100: one batch of 10, and the row says so (it said "batch 100").
+    assert "seconds per sample (batch 10, cpu)" in json.dumps(report)
 
 
 def test_a_bfloat16_evaluation_samples_in_bfloat16_and_says_so(tmp_path, monkeypatch):

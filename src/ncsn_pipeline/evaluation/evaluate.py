@@ -335,7 +335,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         rows.append({"name": "network calls per sample", "value": report["sampling"]["network_calls_per_sample"]})
         rows.append(
             {
-                "name": f"seconds per sample (batch {args.batch_size}, {args.device})",
+                "name": f"seconds per sample (batch {min(args.batch_size, args.num_samples)}, {args.device})",
                 "value": report["sampling"]["seconds_per_sample"],
             }
         )

@@ -404,6 +404,8 @@ def train(args: argparse.Namespace) -> Path:
     def out_of_time() -> bool:
         return time_limit is not None and earlier_seconds + time.perf_counter() - started >= time_limit
 
+    segment_first_step = global_step
+
     first_epoch = (global_step * args.gradient_accumulation_steps) // len(dataloader)
     batches_to_skip = (global_step * args.gradient_accumulation_steps) % len(dataloader)
     epoch = first_epoch
@@ -456,6 +458,10 @@ def train(args: argparse.Namespace) -> Path:
                 )
             logs = {"loss": mean_loss, "lr": lr_scheduler.get_last_lr()[0]}
             progress.update(1)
+            if time_limit is not None:  # count to where the time cap is expected to stop it, not to max_train_steps
+                elapsed = time.perf_counter() - started
+                progress.total = steps_within_time(global_step, args.max_train_steps, global_step - segment_first_step,
+                                                   elapsed, time_limit - earlier_seconds - elapsed)  # fmt: skip
             progress.set_postfix(**logs)
             accelerator.log(logs, step=global_step)
             if accelerator.is_main_process:
@@ -575,3 +581,19 @@ def save_pipeline_folder(
             os.replace(item, target)
     os.replace(index, output_dir / "model_index.json")
     shutil.rmtree(staging)
+
+
+def steps_within_time(global_step: int, max_train_steps: int, steps_done: int, seconds_done: float,
+                      seconds_left: float) -> int:  # fmt: skip
+    """The step training is expected to end at, which the progress bar counts to: ``max_train_steps``, or sooner
+    where the time left (``--max_train_minutes``) runs out first at this run's pace (``steps_done`` steps in
+    ``seconds_done`` seconds).
+
+    >>> steps_within_time(100, 10_000, steps_done=100, seconds_done=50.0, seconds_left=100.0)  # 2 steps / s, 100 s
+    300
+    >>> steps_within_time(100, 250, steps_done=100, seconds_done=50.0, seconds_left=100.0)
+    250
+    """
+    if steps_done <= 0 or seconds_done <= 0:
+        return max_train_steps
+    return max(global_step, min(max_train_steps, global_step + int(max(seconds_left, 0.0) * steps_done / seconds_done)))

@@ -641,3 +641,51 @@ def test_save_guide_at_must_come_before_the_last_step(capsys):
     with pytest.raises(SystemExit):
         main([*TOY, "--output_dir", "x", "--max_train_steps", "20", "--save_guide_at", "20"])
     assert "--save_guide_at 20 must come before the last step" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# TrainingConfig: the run's settings as a typed dataclass, checked in one place
+# --------------------------------------------------------------------------------------------------
+def test_the_command_line_builds_a_training_config_with_the_dataclass_defaults():
+    from ncsn_pipeline.cli.train import parse_args
+    from ncsn_pipeline.training import TrainingConfig
+
+    parsed = parse_args(["--dataset_name", "digits", "--resolution", "8", "--report_to", "none", "--output_dir", "x"])
+    assert isinstance(parsed, TrainingConfig)
+    assert parsed == TrainingConfig(dataset_name="digits", resolution=8, report_to="none", output_dir="x")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"resolution": 0}, "resolution must be a whole number from 1, got 0."),
+        ({"max_train_steps": 2.5}, "max_train_steps must be a whole number from 1, got 2.5."),
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number above 0, got nan."),
+        ({"model": "unet"}, "model must be one of ['auto', 'ncsnv2', 'edm-unet', 'mlp'], got 'unet'."),
+        ({"data_range": [1.0, 0.0]}, "data_range must be two finite numbers, low < high, got [1.0, 0.0]."),
+        ({"train_data_dir": "images"}, "pass exactly one of --dataset_name or --train_data_dir"),
+        ({"label_dropout": 0.1}, "--label_dropout 0.1 drops class labels: it needs --class_conditional"),
+        ({"save_guide_at": 5, "max_train_steps": 5}, "--save_guide_at 5 must come before the last step"),
+        ({"push_to_hub": True, "hub_model_id": "me/x"}, "--push_to_hub needs --hub_model_id user/name and an explicit"),
+    ],
+)
+def test_a_training_config_refuses_bad_settings_from_python_too(changes, message):
+    from ncsn_pipeline.training import TrainingConfig
+
+    with pytest.raises(ValueError) as error:
+        TrainingConfig(**{"dataset_name": "digits", **changes}).validate()
+    assert message in str(error.value)
+
+
+def test_an_old_training_record_reads_back_as_a_config():
+    """The bundled digits model's training_args.json predates fields such as save_guide_at and tune_steps: they take
+    their defaults, and the recorded ones come back as they were (the Hub token is never among them)."""
+    from ncsn_pipeline.pretrained import pretrained_path
+    from ncsn_pipeline.training import TrainingConfig
+
+    recorded = json.loads((pretrained_path("ncsn-digits") / "training_args.json").read_text())["args"]
+    config = TrainingConfig.from_record(recorded).validate()
+    assert config.save_guide_at is None and config.tune_steps is None and "save_guide_at" not in recorded
+    assert all(getattr(config, key) == value for key, value in recorded.items() if key != "report_to")
+    assert "hub_token" not in TrainingConfig(hub_token="hf_secret").to_record()
+    assert "hf_secret" not in repr(TrainingConfig(hub_token="hf_secret"))

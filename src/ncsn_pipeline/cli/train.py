@@ -24,9 +24,8 @@ from ..arguments import (
     unit_float,
 )
 from ..errors import HubError
+from ..training.config import MODELS, TrainingConfig
 from ..training.data import BUILTIN_DATASETS, FASHION_MNIST
-
-MODELS = ("auto", "ncsnv2", "edm-unet", "mlp")
 
 
 class _DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -52,36 +51,33 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument(
         "--dataset_name",
-        default=None,
         help="a Hugging Face datasets name or local path, or a built-in offline data set: "
         + ", ".join(BUILTIN_DATASETS),
     )
-    data.add_argument("--dataset_config_name", default=None, help="the datasets configuration name, if any")
+    data.add_argument("--dataset_config_name", help="the datasets configuration name, if any")
     data.add_argument(
         "--train_data_dir",
-        default=None,
         help=f"a folder of images (searched recursively); with --dataset_name {FASHION_MNIST}, the folder of its four "
         "IDX files (default there: Debian's dataset-fashion-mnist, else the Hub)",
     )
-    data.add_argument("--image_column", default="image", help="the column holding images in a datasets data set")
+    data.add_argument("--image_column", help="the column holding images in a datasets data set")
     data.add_argument(
         "--class_conditional",
         action="store_true",
         help="train a class-conditional model s(x, sigma, y) on labelled data: the digits' labels, one subfolder "
         "per class under --train_data_dir, or --label_column of a datasets data set",
     )
-    data.add_argument("--label_column", default="label", help="the class column of a datasets data set")
+    data.add_argument("--label_column", help="the class column of a datasets data set")
     data.add_argument(
         "--label_dropout",
         type=unit_float,
-        default=0.0,
         help="with --class_conditional: the share of training examples whose class is replaced by a 'no class' "
         "label, so that the one network also learns the unconditional score and samples with classifier-free "
         "guidance (guidance_scale=w); 0.1 is usual (default: 0, no 'no class' label)",
     )
-    data.add_argument("--cache_dir", default=None, help="where datasets caches downloads")
-    data.add_argument("--resolution", type=positive_int, default=32, help="images are resized to this square size")
-    data.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 (grey) or 3 (RGB); default: infer")
+    data.add_argument("--cache_dir", help="where datasets caches downloads")
+    data.add_argument("--resolution", type=positive_int, help="images are resized to this square size")
+    data.add_argument("--channels", type=int, choices=(1, 3), help="1 (grey) or 3 (RGB); default: infer")
     data.add_argument(
         "--center_crop", action="store_true", help="resize the shorter side then centre-crop (else squash)"
     )
@@ -94,47 +90,44 @@ def build_parser() -> argparse.ArgumentParser:
         "(k + u) / Q with u uniform)",
     )
     data.add_argument(
-        "--data_range", type=data_range, default=[0.0, 1.0], help="range images are mapped to: 'low,high'"
+        "--data_range", type=data_range, help="range images are mapped to: 'low,high'"
     )
-    data.add_argument("--max_train_samples", type=positive_int, default=None, help="use only the first N examples")
-    data.add_argument("--num_toy_samples", type=positive_int, default=20000, help="size of a built-in 2-D toy data set")
-    data.add_argument("--dataloader_num_workers", type=int, default=0, help="data-loading worker processes")
+    data.add_argument("--max_train_samples", type=positive_int, help="use only the first N examples")
+    data.add_argument("--num_toy_samples", type=positive_int, help="size of a built-in 2-D toy data set")
+    data.add_argument("--dataloader_num_workers", type=int, help="data-loading worker processes")
 
     model = parser.add_argument_group("model")
     model.add_argument(
         "--model",
         choices=MODELS,
-        default="auto",
         help="ncsnv2 (NCSNv2 RefineNet, images), edm-unet (diffusers' UNet2DModel with EDM preconditioning, images: "
         "the fastest to train, README 'Training recipe'), mlp (2-D points); auto: ncsnv2 for images, mlp for points",
     )
-    model.add_argument("--ngf", type=positive_int, default=32, help="NCSNv2 RefineNet width (the paper uses 128)")
+    model.add_argument("--ngf", type=positive_int, help="NCSNv2 RefineNet width (the paper uses 128)")
     model.add_argument(
         "--block_out_channels",
         type=channel_list,
-        default=[32, 64, 64],
         help="edm-unet: channels of each U-Net block, 'a,b,c' (each block but the last halves the resolution)",
     )
-    model.add_argument("--layers_per_block", type=positive_int, default=1, help="edm-unet: residual layers per block")
+    model.add_argument("--layers_per_block", type=positive_int, help="edm-unet: residual layers per block")
     model.add_argument(
         "--sigma_data",
         type=positive_float,
-        default=None,
         help="edm-unet: the data's standard deviation for EDM's preconditioning (default: measured on the training "
         "data)",
     )
-    model.add_argument("--hidden_size", type=positive_int, default=128, help="MLP width (2-D data)")
-    model.add_argument("--num_layers", type=positive_int, default=3, help="MLP hidden layers (2-D data)")
+    model.add_argument("--hidden_size", type=positive_int, help="MLP width (2-D data)")
+    model.add_argument("--num_layers", type=positive_int, help="MLP hidden layers (2-D data)")
 
     noise = parser.add_argument_group(
         "noise schedule (the training levels and the annealed-Langevin settings saved in the scheduler config)"
     )
-    noise.add_argument("--sigma_max", type=positive_float, default=1.0, help="largest noise level")
-    noise.add_argument("--sigma_min", type=positive_float, default=0.01, help="smallest noise level")
-    noise.add_argument("--num_noise_levels", type=positive_int, default=10, help="number of geometric noise levels L")
-    noise.add_argument("--steps_per_level", type=positive_int, default=5, help="Langevin steps per level T (sampling)")
+    noise.add_argument("--sigma_max", type=positive_float, help="largest noise level")
+    noise.add_argument("--sigma_min", type=positive_float, help="smallest noise level")
+    noise.add_argument("--num_noise_levels", type=positive_int, help="number of geometric noise levels L")
+    noise.add_argument("--steps_per_level", type=positive_int, help="Langevin steps per level T (sampling)")
     noise.add_argument(
-        "--step_lr", type=positive_float, default=2e-5, help="Langevin step size at sigma_min (sampling)"
+        "--step_lr", type=positive_float, help="Langevin step size at sigma_min (sampling)"
     )
     noise.add_argument(
         "--no_final_denoise",
@@ -154,12 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument(
         "--overwrite_output_dir", action="store_true", help="allow an output_dir that holds a pipeline"
     )
-    training.add_argument("--seed", type=int, default=0, help="seed of everything random in training")
-    training.add_argument("--loss", choices=("dsm", "ssm"), default="dsm", help="denoising or sliced score matching")
+    training.add_argument("--seed", type=int, help="seed of everything random in training")
+    training.add_argument("--loss", choices=("dsm", "ssm"), help="denoising or sliced score matching")
     training.add_argument(
         "--noise_sampling",
         choices=("auto", "levels", "log-normal"),
-        default="auto",
         help="how each example's training sigma is drawn: levels (uniform over the scheduler's noise levels, NCSN), "
         "log-normal (log sigma ~ N(--log_normal_mean, --log_normal_std**2), EDM); auto: log-normal for edm-unet, "
         "else levels",
@@ -167,143 +159,101 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument(
         "--log_normal_mean",
         type=float,
-        default=None,
         help="mean of log sigma (default: EDM's -1.2 for sigma_data 0.5, shifted by log(sigma_data / 0.5))",
     )
-    training.add_argument("--log_normal_std", type=positive_float, default=1.2, help="std of log sigma (EDM's P_std)")
+    training.add_argument("--log_normal_std", type=positive_float, help="std of log sigma (EDM's P_std)")
     training.add_argument(
         "--loss_weighting",
         choices=("auto", "sigma2", "edm"),
-        default="auto",
         help="dsm loss weight: sigma2 (NCSN's lambda(sigma) = sigma^2) or edm (EDM's, which gives its preconditioned "
         "network unit-variance targets); auto: edm for edm-unet, else sigma2",
     )
-    training.add_argument("--train_batch_size", type=positive_int, default=128, help="batch size per process")
-    training.add_argument("--max_train_steps", type=positive_int, default=3000, help="optimizer updates in total")
+    training.add_argument("--train_batch_size", type=positive_int, help="batch size per process")
+    training.add_argument("--max_train_steps", type=positive_int, help="optimizer updates in total")
     training.add_argument(
         "--max_train_minutes",
         type=positive_float,
-        default=None,
         help="also stop after this many minutes of training (all segments of a resumed run together), then save the "
         "pipeline as at --max_train_steps; the record says how many steps ran",
     )
-    training.add_argument("--gradient_accumulation_steps", type=positive_int, default=1, help="batches per update")
-    training.add_argument("--learning_rate", type=positive_float, default=1e-3, help="Adam learning rate")
-    training.add_argument("--lr_scheduler", default="constant_with_warmup", help="a diffusers get_scheduler name")
-    training.add_argument("--lr_warmup_steps", type=int, default=0, help="learning-rate warm-up updates")
-    training.add_argument("--adam_beta1", type=float, default=0.9, help="Adam's first-moment decay")
-    training.add_argument("--adam_beta2", type=float, default=0.999, help="Adam's second-moment decay")
-    training.add_argument("--adam_weight_decay", type=float, default=0.0, help="Adam's L2 weight decay")
-    training.add_argument("--adam_epsilon", type=float, default=1e-8, help="Adam's denominator epsilon")
-    training.add_argument("--max_grad_norm", type=positive_float, default=1.0, help="gradient clipping norm")
+    training.add_argument("--gradient_accumulation_steps", type=positive_int, help="batches per update")
+    training.add_argument("--learning_rate", type=positive_float, help="Adam learning rate")
+    training.add_argument("--lr_scheduler", help="a diffusers get_scheduler name")
+    training.add_argument("--lr_warmup_steps", type=int, help="learning-rate warm-up updates")
+    training.add_argument("--adam_beta1", type=float, help="Adam's first-moment decay")
+    training.add_argument("--adam_beta2", type=float, help="Adam's second-moment decay")
+    training.add_argument("--adam_weight_decay", type=float, help="Adam's L2 weight decay")
+    training.add_argument("--adam_epsilon", type=float, help="Adam's denominator epsilon")
+    training.add_argument("--max_grad_norm", type=positive_float, help="gradient clipping norm")
     training.add_argument(
         "--no_ema",
         dest="use_ema",
         action="store_false",
         help="save the raw weights, without an exponential moving average (default: keep and save the EMA)",
     )
-    training.add_argument("--ema_decay", type=float, default=0.999, help="EMA decay (NCSNv2 uses 0.999)")
+    training.add_argument("--ema_decay", type=float, help="EMA decay (NCSNv2 uses 0.999)")
     training.add_argument(
-        "--mixed_precision", choices=("no", "fp16", "bf16"), default=None, help="autocast precision (loss stays fp32)"
+        "--mixed_precision", choices=("no", "fp16", "bf16"), help="autocast precision (loss stays fp32)"
     )
 
     add_threads_argument(training)
     output = parser.add_argument_group("checkpoints, logging and samples")
     output.add_argument(
-        "--checkpointing_steps", type=positive_int, default=500, help="save a checkpoint every N updates"
+        "--checkpointing_steps", type=positive_int, help="save a checkpoint every N updates"
     )
-    output.add_argument("--checkpoints_total_limit", type=positive_int, default=None, help="keep at most N checkpoints")
+    output.add_argument("--checkpoints_total_limit", type=positive_int, help="keep at most N checkpoints")
     output.add_argument(
-        "--resume_from_checkpoint", default=None, help="'latest' (newest complete checkpoint in output_dir) or a path"
+        "--resume_from_checkpoint", help="'latest' (newest complete checkpoint in output_dir) or a path"
     )
     output.add_argument(
         "--report_to",
-        default="auto",
         help="accelerate tracker: tensorboard, wandb, all, none; auto = tensorboard if installed",
     )
-    output.add_argument("--logging_dir", default="logs", help="tracker folder, relative to output_dir")
+    output.add_argument("--logging_dir", help="tracker folder, relative to output_dir")
     output.add_argument(
-        "--save_samples_steps", type=positive_int, default=None, help="write a sample grid every N updates"
+        "--save_samples_steps", type=positive_int, help="write a sample grid every N updates"
     )
-    output.add_argument("--num_samples", type=positive_int, default=16, help="images in a sample grid (points for 2-D)")
+    output.add_argument("--num_samples", type=positive_int, help="images in a sample grid (points for 2-D)")
     output.add_argument(
         "--save_guide_at",
         type=positive_int,
-        default=None,
         help="at this step, also save the (EMA) model as a pipeline in output_dir/guide: a weaker model of the same "
         "data for autoguidance (ncsn-sample --guidance_model OUTPUT_DIR/guide)",
     )
     output.add_argument(
         "--tune_steps",
         type=integer_in(2, 100),
-        default=None,
         help="after training, choose the noise levels of N-call runs for the model (ncsn-tune-steps; a few minutes on "
         "a CPU) and make N the saved sampler's default",
     )
     hub = parser.add_argument_group("publishing (after training, one commit: weights, configs, card, samples)")
     hub.add_argument("--push_to_hub", action="store_true", help="publish the trained pipeline to the Hugging Face Hub")
-    hub.add_argument("--hub_model_id", default=None, help="the repository, 'user/name' (required with --push_to_hub)")
-    hub.add_argument("--hub_token", default=None, help="a write token (default: the logged-in one or HF_TOKEN)")
+    hub.add_argument("--hub_model_id", help="the repository, 'user/name' (required with --push_to_hub)")
+    hub.add_argument("--hub_token", help="a write token (default: the logged-in one or HF_TOKEN)")
     visibility = hub.add_mutually_exclusive_group()
     visibility.add_argument(
         "--hub_private",
         dest="hub_private",
         action="store_true",
-        default=None,
         help="create the repository private (with --push_to_hub, one of --hub_private/--hub_public is required)",
     )
     visibility.add_argument(
         "--hub_public",
         dest="hub_private",
         action="store_false",
-        default=None,
         help="create the repository public (no default: visibility is an explicit choice)",
     )
+    parser.set_defaults(**TrainingConfig.defaults())  # the dataclass owns the defaults; --help shows them
     return parser
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Parse and check the command line; every problem is reported with the offending value."""
+def parse_args(argv: Optional[Sequence[str]] = None) -> TrainingConfig:
+    """Parse the command line into a checked `TrainingConfig`; every problem is reported with the offending value."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    idx_folder = args.dataset_name == FASHION_MNIST and args.train_data_dir is not None  # its IDX files' folder
-    if (args.dataset_name is None) == (args.train_data_dir is None) and not idx_folder:
-        parser.error(
-            f"pass exactly one of --dataset_name or --train_data_dir (or both for --dataset_name {FASHION_MNIST}: "
-            "the folder of its IDX files)"
-        )
-    if args.sigma_min >= args.sigma_max and not args.auto_noise_schedule:
-        parser.error(f"--sigma_min ({args.sigma_min}) must be smaller than --sigma_max ({args.sigma_max})")
-    if args.loss == "ssm" and (args.noise_sampling == "log-normal" or args.loss_weighting == "edm"):
-        parser.error(
-            f"--noise_sampling {args.noise_sampling} / --loss_weighting {args.loss_weighting} are for --loss dsm; "
-            "sliced score matching (--loss ssm) trains on the noise levels with lambda(sigma) = sigma^2"
-        )
-    if args.label_dropout > 0 and not args.class_conditional:
-        parser.error(f"--label_dropout {args.label_dropout:g} drops class labels: it needs --class_conditional")
-    if args.label_dropout >= 1.0:
-        parser.error("--label_dropout must be below 1 (at 1 no example keeps its class); 0.1 is usual")
-    if not 0.0 < args.ema_decay < 1.0:
-        parser.error(f"--ema_decay must lie in (0, 1), got {args.ema_decay}")
-    if args.lr_warmup_steps < 0:
-        parser.error(f"--lr_warmup_steps must be >= 0, got {args.lr_warmup_steps}")
-    if args.dataloader_num_workers < 0:
-        parser.error(f"--dataloader_num_workers must be >= 0, got {args.dataloader_num_workers}")
-    if args.save_guide_at is not None and args.save_guide_at >= args.max_train_steps:
-        parser.error(
-            f"--save_guide_at {args.save_guide_at} must come before the last step (--max_train_steps "
-            f"{args.max_train_steps}): the guide is an earlier, weaker version of the model"
-        )
-    if args.push_to_hub and (args.hub_model_id is None or args.hub_private is None):
-        parser.error("--push_to_hub needs --hub_model_id user/name and an explicit --hub_private or --hub_public")
-    if args.report_to == "auto":
-        try:
-            import tensorboard  # noqa: F401
-
-            args.report_to = "tensorboard"
-        except ImportError:
-            args.report_to = "none"
-    return args
+    try:
+        return TrainingConfig(**vars(parser.parse_args(argv))).validate()
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -311,10 +261,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..training.checkpoints import DiskFullError
     from ..training.loop import TrainingInterrupted, train
 
-    args = parse_args(argv)
-    apply_threads(args)
+    config = parse_args(argv)
+    apply_threads(config)
     try:
-        train(args)
+        train(config)
     except TrainingInterrupted as stopped:
         print(f"ncsn-train: {stopped}", file=sys.stderr)
         return 128 + getattr(signal, stopped.signal_name, signal.SIGINT)

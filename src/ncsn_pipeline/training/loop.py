@@ -22,7 +22,6 @@ Differences from that script, on purpose:
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
@@ -47,6 +46,7 @@ from .checkpoints import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from .config import TrainingConfig
 from .data import load_training_data
 from .records import command_line, training_record, trim_loss_log
 from .signals import StopRequest, TrainingInterrupted
@@ -83,7 +83,7 @@ def to_model_input(
     return low + (high - low) * unit
 
 
-def _stack_data(data, args, limit: int = 5000) -> torch.Tensor:
+def _stack_data(data, config, limit: int = 5000) -> torch.Tensor:
     """Up to ``limit`` examples as one tensor in the model's data range (for the noise-schedule techniques)."""
     count = min(len(data.dataset), limit)
     items = [data.dataset[index] for index in range(count)]
@@ -92,88 +92,88 @@ def _stack_data(data, args, limit: int = 5000) -> torch.Tensor:
     items = torch.stack(items).float()
     if not data.is_image:
         return items
-    low, high = args.data_range
+    low, high = config.data_range
     return low + (high - low) * items / (data.num_levels - 1)
 
 
-def build_scheduler(args, data):
+def build_scheduler(config, data):
     """The NCSNScheduler the run trains for: its levels are the training levels; the saved pipeline samples with
     `default_sampler` built from it."""
     from ..scheduling_ncsn import NCSNScheduler
 
-    if args.auto_noise_schedule:
-        examples = _stack_data(data, args)
-        schedule = ncsnv2_noise_schedule(examples, sigma_min=args.sigma_min, steps_per_level=args.steps_per_level)
-        return NCSNScheduler(**schedule.to_dict(), final_denoise=args.final_denoise)
+    if config.auto_noise_schedule:
+        examples = _stack_data(data, config)
+        schedule = ncsnv2_noise_schedule(examples, sigma_min=config.sigma_min, steps_per_level=config.steps_per_level)
+        return NCSNScheduler(**schedule.to_dict(), final_denoise=config.final_denoise)
     return NCSNScheduler(
-        sigma_max=args.sigma_max,
-        sigma_min=args.sigma_min,
-        num_noise_levels=args.num_noise_levels,
-        steps_per_level=args.steps_per_level,
-        step_lr=args.step_lr,
-        final_denoise=args.final_denoise,
+        sigma_max=config.sigma_max,
+        sigma_min=config.sigma_min,
+        num_noise_levels=config.num_noise_levels,
+        steps_per_level=config.steps_per_level,
+        step_lr=config.step_lr,
+        final_denoise=config.final_denoise,
     )
 
 
-def model_kind(args, data) -> str:
+def model_kind(config, data) -> str:
     """The network ``--model`` names (``auto``: the NCSNv2 RefineNet for images, the MLP for points)."""
-    return args.model if args.model != "auto" else ("ncsnv2" if data.is_image else "mlp")
+    return config.model if config.model != "auto" else ("ncsnv2" if data.is_image else "mlp")
 
 
-def resolve_objective(args, data) -> None:
-    """Fill in what ``auto`` and unset flags of the objective mean for this run, on ``args`` (so that the recorded
+def resolve_objective(config, data) -> None:
+    """Fill in what ``auto`` and unset flags of the objective mean for this run, on ``config`` (so that the recorded
     arguments, resume checks and the model card see the values actually used).
 
     ``edm-unet`` trains as EDM does (log-normal sigma, EDM's weight, ``sigma_data`` measured on the data); the other
     networks as NCSN does (sigma uniform over the noise levels, ``lambda(sigma) = sigma^2``).
     """
-    edm = model_kind(args, data) == "edm-unet"
-    if args.noise_sampling == "auto":
-        args.noise_sampling = "log-normal" if edm and args.loss == "dsm" else "levels"
-    if args.loss_weighting == "auto":
-        args.loss_weighting = "edm" if edm and args.loss == "dsm" else "sigma2"
-    needs_sigma_data = edm or args.loss_weighting == "edm" or args.noise_sampling == "log-normal"
-    if needs_sigma_data and args.sigma_data is None:
-        args.sigma_data = round(float(_stack_data(data, args).float().std()), 4)
-    if args.noise_sampling == "log-normal" and args.log_normal_mean is None:
-        args.log_normal_mean = round(EDM_LOG_SIGMA_MEAN + math.log(args.sigma_data / EDM_SIGMA_DATA), 4)
+    edm = model_kind(config, data) == "edm-unet"
+    if config.noise_sampling == "auto":
+        config.noise_sampling = "log-normal" if edm and config.loss == "dsm" else "levels"
+    if config.loss_weighting == "auto":
+        config.loss_weighting = "edm" if edm and config.loss == "dsm" else "sigma2"
+    needs_sigma_data = edm or config.loss_weighting == "edm" or config.noise_sampling == "log-normal"
+    if needs_sigma_data and config.sigma_data is None:
+        config.sigma_data = round(float(_stack_data(data, config).float().std()), 4)
+    if config.noise_sampling == "log-normal" and config.log_normal_mean is None:
+        config.log_normal_mean = round(EDM_LOG_SIGMA_MEAN + math.log(config.sigma_data / EDM_SIGMA_DATA), 4)
 
 
-def build_model(args, data):
+def build_model(config, data):
     """The score network: NCSNv2 RefineNet or EDM-preconditioned U-Net for images, an MLP for 2-D points."""
     from ..modeling_edm import EDMScoreModel
     from ..modeling_ncsn import NCSNScoreModel
     from ..modeling_toy import ToyScoreModel
 
-    kind = model_kind(args, data)
+    kind = model_kind(config, data)
     if kind in ("ncsnv2", "edm-unet"):
         if not data.is_image:
             raise ValueError(f"--model {kind} needs image data, but {data.description} is not.")
         channels, height, _ = data.sample_shape
         num_classes = None if data.class_names is None else len(data.class_names)
         # With label dropout the network also learns the "no class" label (classifier-free guidance).
-        unconditional_class = num_classes is not None and getattr(args, "label_dropout", 0.0) > 0
+        unconditional_class = num_classes is not None and config.label_dropout > 0
         if kind == "ncsnv2":
             return NCSNScoreModel(
-                in_channels=channels, sample_size=height, ngf=args.ngf, num_class_embeds=num_classes,
+                in_channels=channels, sample_size=height, ngf=config.ngf, num_class_embeds=num_classes,
                 unconditional_class=unconditional_class,
             )  # fmt: skip
-        groups = math.gcd(8, *args.block_out_channels)
+        groups = math.gcd(8, *config.block_out_channels)
         return EDMScoreModel(
             in_channels=channels,
             sample_size=height,
-            block_out_channels=args.block_out_channels,
-            layers_per_block=args.layers_per_block,
+            block_out_channels=config.block_out_channels,
+            layers_per_block=config.layers_per_block,
             norm_num_groups=groups,
             num_class_embeds=num_classes,
-            sigma_data=args.sigma_data,
+            sigma_data=config.sigma_data,
             unconditional_class=unconditional_class,
         )
     if data.class_names is not None:
         raise ValueError("Class-conditional training needs an image model (--model ncsnv2, edm-unet or auto).")
     if len(data.sample_shape) != 1:
         raise ValueError(f"--model mlp needs vector data, but {data.description} has shape {data.sample_shape}.")
-    return ToyScoreModel(data_dim=data.sample_shape[0], hidden_size=args.hidden_size, num_layers=args.num_layers)
+    return ToyScoreModel(data_dim=data.sample_shape[0], hidden_size=config.hidden_size, num_layers=config.num_layers)
 
 
 @dataclass(frozen=True)
@@ -192,8 +192,11 @@ class Objective:
     log_normal_std: float = 1.2
 
     @classmethod
-    def from_args(cls, args) -> Objective:
-        return cls(args.noise_sampling, args.loss_weighting, args.sigma_data, args.log_normal_mean, args.log_normal_std)
+    def from_args(cls, config) -> Objective:
+        return cls(
+            config.noise_sampling, config.loss_weighting, config.sigma_data, config.log_normal_mean,
+            config.log_normal_std,
+        )  # fmt: skip
 
 
 def compute_loss(
@@ -257,8 +260,20 @@ def save_sample_preview(pipeline, path: Path, num_samples: int, seed: int) -> No
         save_scatter_plot(path, [("samples", points)], title=path.stem)
 
 
-def train(args: argparse.Namespace) -> Path:
-    """Run training as ``args`` says; return the output folder."""
+def train(config: TrainingConfig) -> Path:
+    """Run training as ``config`` says (checked first: `TrainingConfig.validate`); return the output folder.
+
+    Example:
+        >>> import tempfile
+        >>> from ncsn_pipeline.training import TrainingConfig, train
+        >>> config = TrainingConfig(dataset_name="digits", resolution=8, ngf=8, max_train_steps=2, train_batch_size=8,
+        ...                         num_samples=4, report_to="none", output_dir=tempfile.mkdtemp() + "/digits")
+        >>> (train(config) / "model_index.json").is_file()
+        True
+    """
+    if not isinstance(config, TrainingConfig):  # an argparse namespace of ncsn-train's flags, as before
+        config = TrainingConfig(**vars(config))
+    config.validate()
     from accelerate import Accelerator
     from accelerate.logging import get_logger
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
@@ -266,80 +281,81 @@ def train(args: argparse.Namespace) -> Path:
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
-    output_dir = Path(args.output_dir)
-    if (output_dir / "model_index.json").exists() and not (args.overwrite_output_dir or args.resume_from_checkpoint):
+    output_dir = Path(config.output_dir)
+    resuming_or_overwriting = config.overwrite_output_dir or config.resume_from_checkpoint
+    if (output_dir / "model_index.json").exists() and not resuming_or_overwriting:
         raise ValueError(
             f"--output_dir {output_dir} already holds a trained pipeline; pass --overwrite_output_dir, "
             "--resume_from_checkpoint latest, or another folder."
         )
     accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=config.mixed_precision,
+        log_with=None if config.report_to == "none" else config.report_to,
         project_config=ProjectConfiguration(
-            project_dir=str(output_dir), logging_dir=str(output_dir / args.logging_dir)
+            project_dir=str(output_dir), logging_dir=str(output_dir / config.logging_dir)
         ),
         # Seedable sampler: the shuffling of epoch e depends only on (seed, e), so a resumed run sees the same order.
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
     )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     logger = get_logger("ncsn_pipeline.train", log_level="INFO")
-    set_seed(args.seed)  # model initialisation
-    randomness = TrainingRandomness(args.seed + accelerator.process_index)
+    set_seed(config.seed)  # model initialisation
+    randomness = TrainingRandomness(config.seed + accelerator.process_index)
 
     # 1. Data, noise schedule, model.
     data = load_training_data(
-        dataset_name=args.dataset_name,
-        dataset_config_name=args.dataset_config_name,
-        train_data_dir=args.train_data_dir,
-        image_column=args.image_column,
-        cache_dir=args.cache_dir,
-        resolution=args.resolution,
-        channels=args.channels,
-        center_crop=args.center_crop,
-        max_train_samples=args.max_train_samples,
-        num_toy_samples=args.num_toy_samples,
-        seed=args.seed,
-        class_conditional=getattr(args, "class_conditional", False),
-        label_column=getattr(args, "label_column", "label"),
+        dataset_name=config.dataset_name,
+        dataset_config_name=config.dataset_config_name,
+        train_data_dir=config.train_data_dir,
+        image_column=config.image_column,
+        cache_dir=config.cache_dir,
+        resolution=config.resolution,
+        channels=config.channels,
+        center_crop=config.center_crop,
+        max_train_samples=config.max_train_samples,
+        num_toy_samples=config.num_toy_samples,
+        seed=config.seed,
+        class_conditional=config.class_conditional,
+        label_column=config.label_column,
     )
-    if len(data.dataset) < args.train_batch_size:
+    if len(data.dataset) < config.train_batch_size:
         raise ValueError(
-            f"--train_batch_size {args.train_batch_size} is larger than the data set ({len(data.dataset)} examples): "
+            f"--train_batch_size {config.train_batch_size} is larger than the data set ({len(data.dataset)} examples): "
             f"pass --train_batch_size {min(len(data.dataset), 16)} or another value up to {len(data.dataset)} (a small "
             "folder trains with small batches; README, 'Train on your own data')."
         )
-    resolve_objective(args, data)
-    objective = Objective.from_args(args)
-    scheduler = build_scheduler(args, data)
+    resolve_objective(config, data)
+    objective = Objective.from_args(config)
+    scheduler = build_scheduler(config, data)
     noise_levels = scheduler.noise_levels.float()  # exactly the levels the saved scheduler uses
-    model = build_model(args, data)
+    model = build_model(config, data)
     ema_model = (
-        EMAModel(model.parameters(), decay=args.ema_decay, model_cls=type(model), model_config=model.config)
-        if args.use_ema
+        EMAModel(model.parameters(), decay=config.ema_decay, model_cls=type(model), model_config=model.config)
+        if config.use_ema
         else None
     )
 
     # 2. Optimisation.
     optimizer = torch.optim.Adam(
         model.parameters(),
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay,
-        eps=args.adam_epsilon,
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.adam_weight_decay,
+        eps=config.adam_epsilon,
     )
     dataloader = torch.utils.data.DataLoader(
         data.dataset,
-        batch_size=args.train_batch_size,
+        batch_size=config.train_batch_size,
         shuffle=True,
         drop_last=True,
-        num_workers=args.dataloader_num_workers,
+        num_workers=config.dataloader_num_workers,
     )
     lr_scheduler = get_scheduler(
-        args.lr_scheduler,
+        config.lr_scheduler,
         optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=args.max_train_steps * accelerator.num_processes,
+        num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=config.max_train_steps * accelerator.num_processes,
     )
     model, optimizer, dataloader, lr_scheduler = accelerator.prepare(model, optimizer, dataloader, lr_scheduler)
     if ema_model is not None:
@@ -352,31 +368,33 @@ def train(args: argparse.Namespace) -> Path:
         for leftover in remove_incomplete_checkpoints(output_dir):
             logger.warning(f"Removed {leftover.name}: an interrupted checkpoint save or deletion, never used.")
     accelerator.wait_for_everyone()
-    if args.checkpointing_steps > args.max_train_steps:
+    if config.checkpointing_steps > config.max_train_steps:
         logger.warning(
-            f"--checkpointing_steps {args.checkpointing_steps} exceeds --max_train_steps {args.max_train_steps}: this "
+            f"--checkpointing_steps {config.checkpointing_steps} exceeds --max_train_steps {config.max_train_steps}: "
+            "this "
             "run writes no checkpoint, so an interruption loses all of it."
         )
-    if args.resume_from_checkpoint:
-        checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint, on_skip=logger.warning)
+    if config.resume_from_checkpoint:
+        checkpoint = resolve_checkpoint(output_dir, config.resume_from_checkpoint, on_skip=logger.warning)
         if checkpoint is None:
             logger.warning(
                 f"--resume_from_checkpoint latest: there is no complete checkpoint in {output_dir}, so training starts "
                 "from step 0."
             )
         else:
-            check_resume_compatible(checkpoint, args, accelerator.num_processes)
+            check_resume_compatible(checkpoint, config, accelerator.num_processes)
             global_step, earlier_seconds, segments = load_checkpoint(accelerator, checkpoint, randomness, ema_model)
             logger.info(f"Resumed from {checkpoint} at step {global_step}.")
 
     if accelerator.is_main_process:
         run_config = {
-            key: (json.dumps(value) if isinstance(value, list) else value) for key, value in recorded_args(args).items()
+            key: (json.dumps(value) if isinstance(value, list) else value)
+            for key, value in recorded_args(config).items()
         }
         accelerator.init_trackers("ncsn-train", config={k: v for k, v in run_config.items() if v is not None})
         logger.info(
             f"Training on {data.description}: {len(data.dataset)} examples, {accelerator.num_processes} process(es), "
-            f"batch {args.train_batch_size} x {args.gradient_accumulation_steps} accumulation, "
+            f"batch {config.train_batch_size} x {config.gradient_accumulation_steps} accumulation, "
             f"{len(noise_levels)} noise levels {noise_levels[0]:.4g} -> {noise_levels[-1]:.4g}."
         )
     loss_log = output_dir / "logs" / "loss.jsonl"
@@ -390,27 +408,27 @@ def train(args: argparse.Namespace) -> Path:
     def segments_so_far() -> List[Dict[str, str]]:
         return [
             *segments,
-            {"steps": f"{first_step}-{global_step}", "command": command_line(args) or "train() from Python"},
+            {"steps": f"{first_step}-{global_step}", "command": command_line(config) or "train() from Python"},
         ]
 
     # 4. The loop (Ctrl-C or SIGTERM: finish the step, save a checkpoint, stop).
     stop = StopRequest.install()
     progress = tqdm(
-        range(args.max_train_steps), initial=global_step, disable=not accelerator.is_local_main_process, desc="steps"
+        range(config.max_train_steps), initial=global_step, disable=not accelerator.is_local_main_process, desc="steps"
     )
     started = time.perf_counter()
-    time_limit = None if getattr(args, "max_train_minutes", None) is None else 60.0 * args.max_train_minutes
+    time_limit = None if config.max_train_minutes is None else 60.0 * config.max_train_minutes
 
     def out_of_time() -> bool:
         return time_limit is not None and earlier_seconds + time.perf_counter() - started >= time_limit
 
     segment_first_step = global_step
 
-    first_epoch = (global_step * args.gradient_accumulation_steps) // len(dataloader)
-    batches_to_skip = (global_step * args.gradient_accumulation_steps) % len(dataloader)
+    first_epoch = (global_step * config.gradient_accumulation_steps) // len(dataloader)
+    batches_to_skip = (global_step * config.gradient_accumulation_steps) % len(dataloader)
     epoch = first_epoch
     time_up = False
-    while global_step < args.max_train_steps:
+    while global_step < config.max_train_steps:
         dataloader.set_epoch(epoch)
         batches = accelerator.skip_first_batches(dataloader, batches_to_skip) if batches_to_skip else dataloader
         batches_to_skip = 0
@@ -420,23 +438,23 @@ def train(args: argparse.Namespace) -> Path:
             if data.class_names is not None:
                 batch, labels = batch
                 labels = labels.to(accelerator.device)
-                dropout = getattr(args, "label_dropout", 0.0)
+                dropout = config.label_dropout
                 labels = drop_labels(labels, dropout, len(data.class_names), randomness.generator)
             clean = to_model_input(
                 batch,
                 data,
                 randomness,
-                random_flip=args.random_flip,
-                dequantize=args.dequantize,
-                data_range=args.data_range,
+                random_flip=config.random_flip,
+                dequantize=config.dequantize,
+                data_range=config.data_range,
             ).to(accelerator.device)
             with accelerator.accumulate(model):
                 loss = compute_loss(
-                    model, clean, noise_levels, randomness, loss=args.loss, class_labels=labels, objective=objective
+                    model, clean, noise_levels, randomness, loss=config.loss, class_labels=labels, objective=objective
                 )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
@@ -454,45 +472,48 @@ def train(args: argparse.Namespace) -> Path:
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(
                     f"The loss became {mean_loss} at step {global_step}: lower --learning_rate (now "
-                    f"{args.learning_rate}) or use --mixed_precision no/bf16."
+                    f"{config.learning_rate}) or use --mixed_precision no/bf16."
                 )
             logs = {"loss": mean_loss, "lr": lr_scheduler.get_last_lr()[0]}
             progress.update(1)
             if time_limit is not None:  # count to where the time cap is expected to stop it, not to max_train_steps
                 elapsed = time.perf_counter() - started
-                progress.total = steps_within_time(global_step, args.max_train_steps, global_step - segment_first_step,
-                                                   elapsed, time_limit - earlier_seconds - elapsed)  # fmt: skip
+                progress.total = steps_within_time(
+                    global_step, config.max_train_steps, global_step - segment_first_step, elapsed,
+                    time_limit - earlier_seconds - elapsed,
+                )  # fmt: skip
             progress.set_postfix(**logs)
             accelerator.log(logs, step=global_step)
             if accelerator.is_main_process:
                 with loss_log.open("a") as handle:
                     handle.write(json.dumps({"step": global_step, **logs}) + "\n")
                     handle.flush()
-            if global_step % args.checkpointing_steps == 0 or stop_now:
+            if global_step % config.checkpointing_steps == 0 or stop_now:
                 elapsed = earlier_seconds + time.perf_counter() - started
                 save_checkpoint(
-                    accelerator, output_dir, global_step, args, randomness, ema_model, elapsed, segments_so_far()
+                    accelerator, output_dir, global_step, config, randomness, ema_model, elapsed, segments_so_far()
                 )
             if stop_now:
                 progress.close()
                 accelerator.end_training()
                 raise TrainingInterrupted(stop.signal_name, global_step, output_dir)
-            if getattr(args, "save_guide_at", None) == global_step and accelerator.is_main_process:
+            if config.save_guide_at == global_step and accelerator.is_main_process:
                 # Autoguidance's weak model: this model early in training (Karras et al. 2024 guide with one).
                 elapsed = earlier_seconds + time.perf_counter() - started
-                guide_record = training_record(args, data, global_step, elapsed, _hardware(accelerator),
+                guide_record = training_record(config, data, global_step, elapsed, _hardware(accelerator),
                                                segments_so_far())  # fmt: skip
                 guide_dir = output_dir / GUIDE_FOLDER
                 guide_dir.mkdir(parents=True, exist_ok=True)
-                guide = _pipeline(accelerator, model, ema_model, scheduler, data, args)
-                save_pipeline_folder(guide, guide_dir, guide_record, args.num_samples)
+                guide = _pipeline(accelerator, model, ema_model, scheduler, data, config)
+                save_pipeline_folder(guide, guide_dir, guide_record, config.num_samples)
                 logger.info(f"Saved the guide (step {global_step}) to {guide_dir}.")
-            if args.save_samples_steps and global_step % args.save_samples_steps == 0 and accelerator.is_main_process:
-                preview = _pipeline(accelerator, model, ema_model, scheduler, data, args)
+            preview_due = config.save_samples_steps and global_step % config.save_samples_steps == 0
+            if preview_due and accelerator.is_main_process:
+                preview = _pipeline(accelerator, model, ema_model, scheduler, data, config)
                 save_sample_preview(
-                    preview, output_dir / "samples" / f"step-{global_step:06d}.png", args.num_samples, 0
+                    preview, output_dir / "samples" / f"step-{global_step:06d}.png", config.num_samples, 0
                 )
-            if global_step >= args.max_train_steps or time_up:
+            if global_step >= config.max_train_steps or time_up:
                 break
         if time_up:
             break
@@ -504,29 +525,29 @@ def train(args: argparse.Namespace) -> Path:
     # 5. The pipeline folder: components first, model_index.json last, so a half-written folder never loads.
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        pipeline = _pipeline(accelerator, model, ema_model, scheduler, data, args)
-        record = training_record(args, data, global_step, train_seconds, _hardware(accelerator), segments_so_far())
+        pipeline = _pipeline(accelerator, model, ema_model, scheduler, data, config)
+        record = training_record(config, data, global_step, train_seconds, _hardware(accelerator), segments_so_far())
         tuned = None
-        if getattr(args, "tune_steps", None):  # levels for N-call runs, measured on the trained model
+        if config.tune_steps:  # levels for N-call runs, measured on the trained model
             from ..step_tuning import tune_noise_levels, with_tuned_levels
 
             pipeline.set_progress_bar_config(disable=True)
-            tuned = tune_noise_levels(pipeline, args.tune_steps, progress=logger.info)
+            tuned = tune_noise_levels(pipeline, config.tune_steps, progress=logger.info)
             pipeline.scheduler = with_tuned_levels(pipeline.scheduler, tuned, make_default=True)
             tuned = {**tuned.to_dict(), "command": record.get("command")}
-        save_pipeline_folder(pipeline, output_dir, record, args.num_samples, tuned)
+        save_pipeline_folder(pipeline, output_dir, record, config.num_samples, tuned)
         logger.info(f"Saved the pipeline to {output_dir} ({global_step} steps, {train_seconds:.0f} s).")
-        if args.push_to_hub:
+        if config.push_to_hub:
             from ..hub import push_folder_to_hub
 
             url = push_folder_to_hub(
                 output_dir,
-                args.hub_model_id,
-                private=args.hub_private,
+                config.hub_model_id,
+                private=config.hub_private,
                 pipeline_class=type(pipeline),
-                token=args.hub_token,
+                token=config.hub_token,
             )
-            logger.info(f"Pushed to {args.hub_model_id}: {url}")
+            logger.info(f"Pushed to {config.hub_model_id}: {url}")
     accelerator.end_training()
     return output_dir
 
@@ -541,7 +562,7 @@ def _hardware(accelerator) -> Dict[str, Any]:
     return {"num_processes": accelerator.num_processes, "device": device}
 
 
-def _pipeline(accelerator, model, ema_model, scheduler, data, args):
+def _pipeline(accelerator, model, ema_model, scheduler, data, config):
     """An NCSNPipeline around a copy of the trained (EMA) weights, on the CPU."""
     from ..pipeline_ncsn import NCSNPipeline
     from ..scheduling_dpmpp import default_sampler
@@ -555,7 +576,7 @@ def _pipeline(accelerator, model, ema_model, scheduler, data, args):
     return NCSNPipeline(
         unet=copy,
         scheduler=default_sampler(scheduler.config),  # keeps the training levels and the tuned Langevin settings
-        data_range=args.data_range if data.is_image else None,
+        data_range=config.data_range if data.is_image else None,
     )
 
 

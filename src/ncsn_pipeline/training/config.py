@@ -1,0 +1,211 @@
+"""`TrainingConfig`: everything a training run is given, typed, checked in one place (`TrainingConfig.validate`).
+
+``ncsn-train`` builds one from its flags (same names: ``--max_train_steps`` is ``max_train_steps``; ``ncsn-train
+--help`` explains each) and `ncsn_pipeline.training.loop.train` runs it; from Python, build it directly. Its fields
+(less the Hub token) are what ``training_args.json`` records under ``"args"``, and `TrainingConfig.from_record`
+reads such a record back, older ones included (a field they lack takes its default).
+
+Example:
+    >>> from ncsn_pipeline.training.config import TrainingConfig
+    >>> config = TrainingConfig(dataset_name="digits", resolution=8, max_train_steps=200, output_dir="my-digits")
+    >>> config.validate().max_train_steps
+    200
+    >>> TrainingConfig(dataset_name="digits", max_train_steps=0).validate()
+    Traceback (most recent call last):
+    ...
+    ValueError: max_train_steps must be a whole number from 1, got 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from .data import FASHION_MNIST  # the data set whose train_data_dir is the folder of its IDX files
+
+MODELS = ("auto", "ncsnv2", "edm-unet", "mlp")
+
+# Range checks per field (the cross-field rules are in `TrainingConfig.validate`).
+_POSITIVE_INTS = (
+    "resolution", "num_toy_samples", "ngf", "layers_per_block", "hidden_size", "num_layers", "steps_per_level",
+    "train_batch_size", "max_train_steps", "gradient_accumulation_steps", "threads", "checkpointing_steps",
+    "num_samples",
+)  # fmt: skip
+_OPTIONAL_POSITIVE_INTS = (
+    "max_train_samples", "checkpoints_total_limit", "save_samples_steps", "save_guide_at", "tune_steps",
+)  # fmt: skip
+_NON_NEGATIVE_INTS = ("dataloader_num_workers", "lr_warmup_steps", "seed")
+_POSITIVE_FLOATS = ("sigma_max", "sigma_min", "step_lr", "log_normal_std", "learning_rate", "max_grad_norm")
+_OPTIONAL_POSITIVE_FLOATS = ("sigma_data", "max_train_minutes")
+_CHOICES = {
+    "model": MODELS,
+    "loss": ("dsm", "ssm"),
+    "noise_sampling": ("auto", "levels", "log-normal"),
+    "loss_weighting": ("auto", "sigma2", "edm"),
+    "mixed_precision": (None, "no", "fp16", "bf16"),
+    "channels": (None, 1, 3),
+}
+
+
+@dataclass
+class TrainingConfig:
+    """A training run's settings: the flags of ``ncsn-train``, one field each, with the same defaults."""
+
+    # Data.
+    dataset_name: Optional[str] = None
+    dataset_config_name: Optional[str] = None
+    train_data_dir: Optional[str] = None
+    image_column: str = "image"
+    class_conditional: bool = False
+    label_column: str = "label"
+    label_dropout: float = 0.0
+    cache_dir: Optional[str] = None
+    resolution: int = 32
+    channels: Optional[int] = None
+    center_crop: bool = False
+    random_flip: bool = False
+    dequantize: bool = True
+    data_range: List[float] = field(default_factory=lambda: [0.0, 1.0])
+    max_train_samples: Optional[int] = None
+    num_toy_samples: int = 20000
+    dataloader_num_workers: int = 0
+    # Model.
+    model: str = "auto"
+    ngf: int = 32
+    block_out_channels: List[int] = field(default_factory=lambda: [32, 64, 64])
+    layers_per_block: int = 1
+    sigma_data: Optional[float] = None
+    hidden_size: int = 128
+    num_layers: int = 3
+    # Noise levels and the sampler saved with the model.
+    sigma_max: float = 1.0
+    sigma_min: float = 0.01
+    num_noise_levels: int = 10
+    steps_per_level: int = 5
+    step_lr: float = 2e-05
+    final_denoise: bool = True
+    auto_noise_schedule: bool = False
+    # Output.
+    output_dir: Optional[str] = None
+    overwrite_output_dir: bool = False
+    seed: int = 0
+    # Objective.
+    loss: str = "dsm"
+    noise_sampling: str = "auto"
+    log_normal_mean: Optional[float] = None
+    log_normal_std: float = 1.2
+    loss_weighting: str = "auto"
+    # Optimisation.
+    train_batch_size: int = 128
+    max_train_steps: int = 3000
+    max_train_minutes: Optional[float] = None
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 0.001
+    lr_scheduler: str = "constant_with_warmup"
+    lr_warmup_steps: int = 0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 0.0
+    adam_epsilon: float = 1e-08
+    max_grad_norm: float = 1.0
+    use_ema: bool = True
+    ema_decay: float = 0.999
+    mixed_precision: Optional[str] = None
+    threads: int = 1
+    # Checkpoints, logs, samples, what is left behind.
+    checkpointing_steps: int = 500
+    checkpoints_total_limit: Optional[int] = None
+    resume_from_checkpoint: Optional[str] = None
+    report_to: str = "auto"
+    logging_dir: str = "logs"
+    save_samples_steps: Optional[int] = None
+    num_samples: int = 16
+    save_guide_at: Optional[int] = None
+    tune_steps: Optional[int] = None
+    # Publishing.
+    push_to_hub: bool = False
+    hub_model_id: Optional[str] = None
+    hub_token: Optional[str] = dataclasses.field(default=None, repr=False)  # never printed, never recorded
+    hub_private: Optional[bool] = None
+
+    def validate(self) -> TrainingConfig:
+        """Check every field and the rules between them; resolve ``report_to="auto"`` (TensorBoard if installed).
+        Returns the config itself; raises `ValueError` naming the bad value and what would be accepted."""
+        for name in _POSITIVE_INTS + _OPTIONAL_POSITIVE_INTS + _NON_NEGATIVE_INTS:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL_POSITIVE_INTS:
+                continue
+            low = 0 if name in _NON_NEGATIVE_INTS else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be a whole number from {low}, got {value!r}.")
+        for name in _POSITIVE_FLOATS + _OPTIONAL_POSITIVE_FLOATS:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL_POSITIVE_FLOATS:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number above 0, got {value!r}.")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}.")
+        if not (isinstance(self.data_range, (list, tuple)) and len(self.data_range) == 2
+                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.data_range)
+                and self.data_range[0] < self.data_range[1]):  # fmt: skip
+            raise ValueError(f"data_range must be two finite numbers, low < high, got {self.data_range!r}.")
+        if not (self.block_out_channels and all(isinstance(c, int) and c > 0 for c in self.block_out_channels)):
+            raise ValueError(f"block_out_channels must be positive whole numbers, got {self.block_out_channels!r}.")
+        if not 0.0 <= self.label_dropout:
+            raise ValueError(f"--label_dropout must be from 0 to below 1, got {self.label_dropout!r}.")
+        if self.label_dropout >= 1.0:
+            raise ValueError("--label_dropout must be below 1 (at 1 no example keeps its class); 0.1 is usual")
+        idx_folder = self.dataset_name == FASHION_MNIST and self.train_data_dir is not None
+        if (self.dataset_name is None) == (self.train_data_dir is None) and not idx_folder:
+            raise ValueError(
+                f"pass exactly one of --dataset_name or --train_data_dir (or both for --dataset_name {FASHION_MNIST}: "
+                "the folder of its IDX files)"
+            )
+        if self.sigma_min >= self.sigma_max and not self.auto_noise_schedule:
+            raise ValueError(f"--sigma_min ({self.sigma_min}) must be smaller than --sigma_max ({self.sigma_max})")
+        if self.loss == "ssm" and (self.noise_sampling == "log-normal" or self.loss_weighting == "edm"):
+            raise ValueError(
+                f"--noise_sampling {self.noise_sampling} / --loss_weighting {self.loss_weighting} are for --loss dsm; "
+                "sliced score matching (--loss ssm) trains on the noise levels with lambda(sigma) = sigma^2"
+            )
+        if self.label_dropout > 0 and not self.class_conditional:
+            raise ValueError(f"--label_dropout {self.label_dropout:g} drops class labels: it needs --class_conditional")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"--ema_decay must lie in (0, 1), got {self.ema_decay}")
+        if self.save_guide_at is not None and self.save_guide_at >= self.max_train_steps:
+            raise ValueError(
+                f"--save_guide_at {self.save_guide_at} must come before the last step (--max_train_steps "
+                f"{self.max_train_steps}): the guide is an earlier, weaker version of the model"
+            )
+        if self.push_to_hub and (self.hub_model_id is None or self.hub_private is None):
+            raise ValueError(
+                "--push_to_hub needs --hub_model_id user/name and an explicit --hub_private or --hub_public"
+            )
+        if self.report_to == "auto":
+            try:
+                import tensorboard  # noqa: F401
+
+                self.report_to = "tensorboard"
+            except ImportError:
+                self.report_to = "none"
+        return self
+
+    def to_record(self) -> Dict[str, Any]:
+        """The fields as ``training_args.json`` records them: never the Hub token."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if key != "hub_token"}
+
+    @classmethod
+    def from_record(cls, record: Dict[str, Any]) -> TrainingConfig:
+        """A config from a recorded ``"args"`` dict (``training_args.json``, a checkpoint's): fields it lacks take
+        their defaults (older records), keys that are no field (flags since removed) are left out."""
+        names = {spec.name for spec in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in record.items() if key in names})
+
+    @classmethod
+    def defaults(cls) -> Dict[str, Any]:
+        """Every field's default (what ``ncsn-train``'s parser takes as its own)."""
+        return {key: value for key, value in dataclasses.asdict(cls()).items()}

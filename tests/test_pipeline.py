@@ -16,7 +16,7 @@ from ncsn_pipeline import (
     NCSNScoreModel,
     ToyScoreModel,
 )
-from ncsn_pipeline.pipeline_ncsn import CorruptedWeightsError
+from ncsn_pipeline.errors import CorruptedWeightsError
 from ncsn_pipeline.pretrained import load_pretrained
 
 FAST = dict(num_inference_steps=3)

@@ -2,7 +2,7 @@
 
 Schedulers, models, noise schedules, the pipeline, the training data, the command lines (through
 ``ncsn_pipeline.arguments``) and the web demo all validate with these functions, so a rule and its
-message are written once. The module uses only the standard library: it is inlined into the
+message are written once. The module uses only the standard library and torch: it is inlined into the
 self-contained code files of exported pipelines.
 
 Example:
@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any, List, Optional, Sequence
+
+import torch
 
 # Sizes beyond any published model (NCSNv2 FFHQ: 2,311 levels; score SDE: 2,000 steps; NCSN++ at 1024 px) are
 # refused when a config is read, so that a small hostile config file cannot make the package allocate gigabytes.
@@ -130,4 +133,32 @@ def check_noise_range(sigma_min: float, sigma_max: float) -> None:
         raise ValueError(
             f"sigma_min ({sigma_min}) must be smaller than sigma_max ({sigma_max}); noise levels "
             "decrease from sigma_max to sigma_min."
+        )
+
+
+def _memory_bytes(device: torch.device) -> Optional[int]:
+    """The memory of ``device``: the machine's physical memory for the CPU, the accelerator's own for CUDA; `None`
+    where it cannot be read."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.get_device_properties(device).total_memory)
+        if device.type == "cpu":
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError, RuntimeError):  # no sysconf (Windows), no such device
+        pass
+    return None
+
+
+def check_sample_memory(
+    batch_size: int, sample_shape: Sequence[int], dtype: torch.dtype, device: torch.device, name: str = "batch_size"
+):
+    """Refuse a batch whose samples alone need more memory than ``device`` has (a sampling run holds several such
+    tensors), before anything is allocated: a mistyped ``batch_size`` gets this message, not an allocator error.
+    ``name`` says what set the batch (``"batch_size"``, or ``"2 images x num_images_per_prompt"``)."""
+    available = _memory_bytes(device)
+    needed = batch_size * math.prod(sample_shape) * torch.empty(0, dtype=dtype).element_size()
+    if available is not None and needed > available:
+        raise ValueError(
+            f"{name}={batch_size} needs {needed / 2**30:.1f} GiB for its samples alone, more than the "
+            f"{available / 2**30:.1f} GiB of memory of {device}; use a smaller batch (or several calls)."
         )

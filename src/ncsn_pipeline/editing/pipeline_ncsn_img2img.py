@@ -16,9 +16,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..checks import check_integer, check_number
+from ..checks import check_integer, check_number, check_sample_memory
 from ..image_processor import ImageInput, images_to_data
-from ..pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput, check_sample_memory
+from ..pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
 from ..sampling import standard_normal
 
 

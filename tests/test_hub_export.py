@@ -216,3 +216,33 @@ def test_a_class_conditional_model_exports_with_classes_in_its_card_and_code(tmp
     expected = pipe(batch_size=3, num_inference_steps=3, output_type="np", class_labels=[0, 3, 7],
                     generator=torch.Generator().manual_seed(5)).images  # fmt: skip
     np.testing.assert_array_equal(np.load(tmp_path / "plain.npy"), expected)
+
+
+def test_each_exported_file_declares_exactly_the_modules_it_needs():
+    """`EXPORTED_MODULES` is the declared list of what each exported code file carries: every module-level
+    relative import of the listed modules, transitively, dependencies first, and nothing else (a module a file needs
+    but lacks would fail in a repository without the package; this fails here first)."""
+    from ncsn_pipeline.hub.export import EXPORTED_MODULES, component_classes, module_imports
+
+    exported = {cls.__module__.rsplit(".", 1)[-1] for cls in component_classes().values()}
+    assert exported | {"pipeline_ncsn"} == set(EXPORTED_MODULES)
+    for name, listed in EXPORTED_MODULES.items():
+        needed, queue = set(), [name]
+        while queue:
+            current = queue.pop()
+            for imported in module_imports(current):
+                if imported not in needed:
+                    needed.add(imported)
+                    queue.append(imported)
+        assert set(listed) == needed | {name} and listed[-1] == name, (name, sorted(needed))
+        for position, module in enumerate(listed):  # each module after the modules it imports
+            assert set(module_imports(module)) <= set(listed[:position]), (name, module)
+
+
+def test_a_module_outside_the_declared_list_is_not_exported():
+    import ncsn_pipeline.losses
+    from ncsn_pipeline.hub import HubError
+    from ncsn_pipeline.hub.export import standalone_source
+
+    with pytest.raises(HubError, match=r"ncsn_pipeline.losses cannot be exported: it has no entry in EXPORTED_MODULES"):
+        standalone_source(ncsn_pipeline.losses)

@@ -20,8 +20,9 @@ Subpackages (applications, each on top of the core):
 
 The import rule, which ``tests/test_package_structure.py`` checks (no import cycle, lazy imports included) and the
 standalone export depends on: an exported repository (`ncsn_pipeline.hub.export`) carries ``pipeline_ncsn.py``
-and each component's module with every module-level *relative* import (``from .checks import ...``) inlined, so
-those imports must stay relative, at module level, and low (they are copied into every repository). Everything
+and each component's module preceded by the modules they import at module level, *relatively* (``from .checks
+import ...``), as the declared table ``EXPORTED_MODULES`` lists them (a test checks the table against the imports),
+so those imports must stay relative, at module level, and low (they are copied into every repository). Everything
 else a core module uses from the package is imported *absolutely and lazily*, inside the function that needs it
 (``from ncsn_pipeline.hub import ...``), under ``try/except ImportError`` where the exported copy must work
 without the package: these are optional, and turning them into module-level relative imports would copy the Hub

@@ -28,16 +28,27 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
 
 from helpers import RunGauge  # noqa: E402
-from ncsn_pipeline.demo import images, limits, models, playground, samplers, ui  # noqa: E402
+from ncsn_pipeline.demo import (  # noqa: E402  # noqa: E402
+    images,
+    limits,
+    models,
+    playground,
+    samplers,
+    tab_images,
+    tab_inpainting,
+    tab_playground,
+    ui,
+)
 from ncsn_pipeline.demo.cost import CallCost  # noqa: E402
 
 # Counts the sampling requests that run at once (the callbacks look these functions up at call time).
 ACTIVE_RUNS = RunGauge()
-if not hasattr(ui.generate_images, "__wrapped_by_gauge__"):
-    ui.generate_images = ACTIVE_RUNS.wrap(ui.generate_images)
-    ui.run_playground = ACTIVE_RUNS.wrap(ui.run_playground)
-    ui.generate_images.__wrapped_by_gauge__ = ui.run_playground.__wrapped_by_gauge__ = ACTIVE_RUNS
-ACTIVE_RUNS = ui.generate_images.__wrapped_by_gauge__
+if not hasattr(tab_images.generate_images, "__wrapped_by_gauge__"):
+    tab_images.generate_images = ACTIVE_RUNS.wrap(tab_images.generate_images)
+    tab_playground.run_playground = ACTIVE_RUNS.wrap(tab_playground.run_playground)
+    tab_images.generate_images.__wrapped_by_gauge__ = ACTIVE_RUNS
+    tab_playground.run_playground.__wrapped_by_gauge__ = ACTIVE_RUNS
+ACTIVE_RUNS = tab_images.generate_images.__wrapped_by_gauge__
 # The demo's public names in one namespace.
 demo_module = SimpleNamespace(
     **{name: value for name, value in {**vars(limits), **vars(samplers)}.items() if not name.startswith("_")},
@@ -751,7 +762,7 @@ def test_a_fashion_mnist_model_repaints_held_out_fashion_images(tmp_path):
     assert result.summary.startswith(f"Held-out Fashion-MNIST test image 3 ({class_name}), right half repainted")
     with pytest.raises(ValueError, match="held-out Fashion-MNIST test image must be a whole number from 0 to 199"):
         inpaint_image(models, folder, 200, "right half", "DPMSolverPlusPlusScheduler", 3, 1, 1.0, 0, 2, 1)
-    assert ui.held_out_slider(models) == (
+    assert tab_inpainting.held_out_slider(models) == (
         358,
         "Image (held-out digits 0-358; held-out Fashion-MNIST test images 0-199)",
     )
@@ -933,3 +944,42 @@ def test_a_burst_of_fifty_requests_is_answered_and_leaves_nothing_behind(server)
     assert len(app.state_holder.session_data) <= 4
     assert after[0] - before[0] < 2.0, f"the Python objects kept grew by {after[0] - before[0]:.2f} MB in three bursts"
     assert after[1] <= before[1], f"tensors kept: {before[1]} -> {after[1]}"
+
+
+def test_the_gradio_internals_the_demo_reads_exist():
+    """`ncsn_pipeline.demo.gradio_internals` is the one place the demo reads Gradio's non-public attributes (to stop
+    a run whose client has gone); each one it names must exist in the installed Gradio, as a class attribute or one
+    the class's code assigns: a Gradio that renames one fails here, not silently in production."""
+    import importlib
+    import inspect as inspect_module
+
+    from ncsn_pipeline.demo.gradio_internals import INTERNALS
+
+    missing = []
+    for owner, attribute in INTERNALS:
+        module_name, class_name = owner.rsplit(".", 1)
+        cls = getattr(importlib.import_module(module_name), class_name)
+        if hasattr(cls, attribute):
+            continue
+        if not re.search(rf"self\.{re.escape(attribute)} =", inspect_module.getsource(cls)):
+            missing.append(f"{owner}.{attribute}")
+    assert missing == []
+
+
+def test_every_tab_wires_its_request_fields_to_its_work_function_by_name():
+    """Each tab's request dataclass names exactly the parameters of its work function (less ``models`` and
+    ``progress``), in the order of the endpoint's inputs: the wiring is by name, never by list position."""
+    import dataclasses
+    import inspect as inspect_module
+
+    from ncsn_pipeline.demo import editing, inpainting, tab_editing
+
+    pairs = [
+        (tab_images.GenerateRequest, images.generate_images),
+        (tab_inpainting.InpaintRequest, inpainting.inpaint_image),
+        (tab_editing.EditRequest, editing.edit_image),
+        (tab_playground.PlaygroundRequest, playground.run_playground),
+    ]
+    for request, work in pairs:
+        parameters = [name for name in inspect_module.signature(work).parameters if name not in ("models", "progress")]
+        assert [spec.name for spec in dataclasses.fields(request)] == parameters, request.__name__

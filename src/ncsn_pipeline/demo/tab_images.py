@@ -1,0 +1,70 @@
+"""The Images tab: a model, a sampler and its controls, a batch, a class and guidance; the work is
+`ncsn_pipeline.demo.images.generate_images`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .controls import LIMITS_TEXT, TabKit
+from .images import generate_images
+from .limits import (
+    AUTOGUIDANCE_SCALE_RANGE,
+    DEFAULT_AUTOGUIDANCE_SCALE,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_IMAGE_MODEL,
+    MAX_BATCH_SIZE,
+)
+
+
+@dataclasses.dataclass
+class GenerateRequest:
+    """A request of the ``/generate`` endpoint, its inputs in this order (`generate_images`'s parameters)."""
+
+    model: Any
+    sampler: Any
+    noise_levels: Any
+    steps_per_level: Any
+    step_scale: Any
+    seed: Any
+    batch_size: Any
+    animate: Any
+    class_name: Any
+    guidance_scale: Any
+    autoguidance_scale: Any
+
+
+def build(kit: TabKit) -> None:
+    """The tab's controls and outputs, wired to ``/generate``."""
+    gr = kit.gr
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            model = kit.model_dropdown("images", DEFAULT_IMAGE_MODEL, "Model", "image-model")
+            controls = {"model": model, **kit.sampler_controls("image", "images", DEFAULT_IMAGE_MODEL)}
+            controls["batch_size"] = gr.Slider(
+                1, MAX_BATCH_SIZE, value=DEFAULT_BATCH_SIZE, step=1, label="Batch size", elem_id="image-batch"
+            )
+            controls.update(kit.class_controls("image"))
+            guided = [key for key, entry in kit.models.images.items() if entry.guide is not None]
+            controls["autoguidance_scale"] = gr.Slider(
+                *AUTOGUIDANCE_SCALE_RANGE, value=DEFAULT_AUTOGUIDANCE_SCALE, step=0.25,
+                label=f"Autoguidance w (models with a guide: {', '.join(guided) or 'none'}; 1 = off, else two "
+                "network calls per step)", elem_id="image-autoguidance",
+            )  # fmt: skip
+            controls["animate"] = gr.Checkbox(value=True, label="Animate the trajectory (one frame per noise level)")
+            button = gr.Button("Generate", variant="primary", elem_id="generate")
+            gr.Markdown(LIMITS_TEXT)
+        with gr.Column(scale=2):
+            grid = kit.result_image("Samples", "result-grid")
+            info = gr.Textbox(label="Run", interactive=False, elem_id="run-info")
+            trajectory = gr.Image(
+                label="Trajectory across noise levels (GIF)", height=320, type="filepath", interactive=False,
+                elem_id="trajectory",
+            )  # fmt: skip
+
+    def work(request: GenerateRequest, progress):
+        result = generate_images(kit.models, **dataclasses.asdict(request), progress=progress)
+        return result.grid, result.animation_path, result.summary
+
+    kit.wire(button, GenerateRequest, controls, [grid, trajectory, info], "generate", work, "Cannot generate")
+    kit.follow_suggestions(controls, model, "images")

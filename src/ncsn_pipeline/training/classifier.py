@@ -17,7 +17,6 @@ The output folder is written in a staging folder and moved into place at the end
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -35,6 +34,7 @@ from ..files import write_text_atomically
 from ..modeling_classifier import NoiseConditionalClassifier
 from ..modeling_ncsn import MAX_SAMPLE_SIDE
 from .checkpoints import TrainingRandomness
+from .config import ClassifierTrainingConfig
 from .data import load_training_data
 from .loop import to_model_input
 
@@ -42,29 +42,29 @@ RECORD_FILE = "classifier_record.json"
 EVALUATION_SIGMAS = 5  # accuracy reported at this many levels, geometric from sigma_max to sigma_min
 
 
-def _noise_settings(args: argparse.Namespace) -> Dict[str, Any]:
+def _noise_settings(config: ClassifierTrainingConfig) -> Dict[str, Any]:
     """sigma_max, sigma_min, data_range and resolution from ``--pipeline`` and the flags (flags win)."""
     settings: Dict[str, Any] = {"sigma_max": None, "sigma_min": None, "data_range": [0.0, 1.0], "resolution": None}
-    if args.pipeline is not None:
-        folder = Path(args.pipeline)
+    if config.pipeline is not None:
+        folder = Path(config.pipeline)
         try:
             scheduler = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
             index = json.loads((folder / "model_index.json").read_text())
             unet = json.loads((folder / "unet" / "config.json").read_text())
         except (OSError, ValueError) as error:
-            message = f"--pipeline {args.pipeline!r} is not a readable score pipeline folder: {error}"
+            message = f"--pipeline {config.pipeline!r} is not a readable score pipeline folder: {error}"
             raise ValueError(message) from error
-        for name, config in (("scheduler/scheduler_config.json", scheduler), ("model_index.json", index),
+        for name, record in (("scheduler/scheduler_config.json", scheduler), ("model_index.json", index),
                              ("unet/config.json", unet)):  # fmt: skip
-            if not isinstance(config, dict):
-                kind = type(config).__name__
-                raise ValueError(f"--pipeline {args.pipeline!r}: {name} is not a JSON object ({kind}).")
+            if not isinstance(record, dict):
+                kind = type(record).__name__
+                raise ValueError(f"--pipeline {config.pipeline!r}: {name} is not a JSON object ({kind}).")
         settings.update(sigma_max=scheduler.get("sigma_max"), sigma_min=scheduler.get("sigma_min"))
         settings["data_range"] = index.get("data_range") or [0.0, 1.0]
         settings["resolution"] = unet.get("sample_size")
     for key in ("sigma_max", "sigma_min", "data_range", "resolution"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
+        if getattr(config, key) is not None:
+            settings[key] = getattr(config, key)
     if settings["sigma_max"] is None or settings["sigma_min"] is None:
         raise ValueError("Give the noise range: --pipeline (a score pipeline folder) or --sigma_max and --sigma_min.")
     # Values read from a folder are checked like flags: the package's one set of checks names the bad value.
@@ -103,9 +103,9 @@ def accuracy_by_noise_level(
     return results
 
 
-def _evaluation_images(args, data, settings) -> tuple:
+def _evaluation_images(config, data, settings) -> tuple:
     """Held-out digits for the built-in digits; otherwise (up to 2,000 of) the training images."""
-    if args.dataset_name == "digits":
+    if config.dataset_name == "digits":
         from ..data.digits import DIGITS_NUM_LEVELS, load_digits_split
 
         images, labels = load_digits_split("held_out")
@@ -125,52 +125,57 @@ def _evaluation_images(args, data, settings) -> tuple:
     return low + (high - low) * unit, labels, source
 
 
-def train_classifier(args: argparse.Namespace) -> Path:
-    """Train and save the classifier (module docstring); returns the output folder."""
+def train_classifier(config: ClassifierTrainingConfig) -> Path:
+    """Train and save the classifier (module docstring) as ``config`` says (checked first); returns the output
+    folder."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    output_dir = Path(args.output_dir)
-    if (output_dir / "config.json").exists() and not args.overwrite_output_dir:
+    if not isinstance(config, ClassifierTrainingConfig):  # an argparse namespace of the command's flags
+        config = ClassifierTrainingConfig(**vars(config))
+    config.validate()
+
+    output_dir = Path(config.output_dir)
+    if (output_dir / "config.json").exists() and not config.overwrite_output_dir:
         raise ValueError(f"{output_dir} already holds a classifier; pass --overwrite_output_dir to replace it.")
-    settings = _noise_settings(args)
+    settings = _noise_settings(config)
     data = load_training_data(
-        dataset_name=args.dataset_name,
-        train_data_dir=args.train_data_dir,
-        image_column=args.image_column,
-        cache_dir=args.cache_dir,
+        dataset_name=config.dataset_name,
+        train_data_dir=config.train_data_dir,
+        image_column=config.image_column,
+        cache_dir=config.cache_dir,
         resolution=settings["resolution"],
-        channels=args.channels,
-        center_crop=args.center_crop,
-        max_train_samples=args.max_train_samples,
+        channels=config.channels,
+        center_crop=config.center_crop,
+        max_train_samples=config.max_train_samples,
         class_conditional=True,
-        label_column=args.label_column,
+        label_column=config.label_column,
     )
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
-    set_seed(args.seed)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    set_seed(config.seed)
     classifier = NoiseConditionalClassifier(
         in_channels=data.sample_shape[0],
         sample_size=data.sample_shape[1],
         num_classes=len(data.class_names),
-        block_out_channels=list(args.block_out_channels),
+        block_out_channels=list(config.block_out_channels),
     )
-    optimizer = torch.optim.Adam(classifier.parameters(), lr=args.learning_rate)
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=config.learning_rate)
     loader = torch.utils.data.DataLoader(
         data.dataset,
-        batch_size=min(args.train_batch_size, len(data.dataset)),
+        batch_size=min(config.train_batch_size, len(data.dataset)),
         shuffle=True,
         drop_last=True,
-        generator=torch.Generator().manual_seed(args.seed),
+        generator=torch.Generator().manual_seed(config.seed),
     )
     classifier, optimizer, loader = accelerator.prepare(classifier, optimizer, loader)
-    randomness = TrainingRandomness(args.seed + accelerator.process_index)
+    randomness = TrainingRandomness(config.seed + accelerator.process_index)
     sigma_min, sigma_max = settings["sigma_min"], settings["sigma_max"]
 
     started, step, losses = time.perf_counter(), 0, []
     # One progress bar for the run (on the main process), as ncsn-train shows: steps, rate, time left, the loss.
-    progress = tqdm(total=args.max_train_steps, desc="classifier steps", disable=not accelerator.is_main_process)
+    progress = tqdm(total=config.max_train_steps, desc="classifier steps", disable=not accelerator.is_main_process)
     classifier.train()
-    while step < args.max_train_steps:
+    while step < config.max_train_steps:
         for images, labels in loader:
             # 1. Data range; 2. noise; 3. cross-entropy.
             clean = to_model_input(
@@ -189,7 +194,7 @@ def train_classifier(args: argparse.Namespace) -> Path:
             progress.set_postfix(loss=f"{losses[-1]:.3g}", refresh=False)
             if not math.isfinite(losses[-1]):
                 raise FloatingPointError(f"The loss became {losses[-1]} at step {step}: lower --learning_rate.")
-            if step >= args.max_train_steps:
+            if step >= config.max_train_steps:
                 break
     progress.close()
     train_seconds = time.perf_counter() - started
@@ -197,7 +202,7 @@ def train_classifier(args: argparse.Namespace) -> Path:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(classifier).to("cpu").eval()
-        images, labels, source = _evaluation_images(args, data, settings)
+        images, labels, source = _evaluation_images(config, data, settings)
         levels = torch.logspace(math.log10(sigma_max), math.log10(sigma_min), EVALUATION_SIGMAS).tolist()
         record = {
             "data": data.description,
@@ -207,7 +212,7 @@ def train_classifier(args: argparse.Namespace) -> Path:
             "final_loss (mean of the last 100 steps)": sum(losses[-100:]) / len(losses[-100:]),
             "train_seconds": round(train_seconds, 1),
             "evaluation": {"images": source, "accuracy": accuracy_by_noise_level(model, images, labels, levels)},
-            "args": {key: value for key, value in vars(args).items() if key != "overwrite_output_dir"},
+            "config": {key: value for key, value in vars(config).items() if key != "overwrite_output_dir"},
         }
         _save(model, record, output_dir)
         for entry in record["evaluation"]["accuracy"]:

@@ -1,4 +1,5 @@
-"""`TrainingConfig`: everything a training run is given, typed, checked in one place (`TrainingConfig.validate`).
+"""`TrainingConfig`: everything a training run is given, typed, checked in one place (`TrainingConfig.validate`);
+`ClassifierTrainingConfig` the same for ``ncsn-train-classifier``.
 
 ``ncsn-train`` builds one from its flags (same names: ``--max_train_steps`` is ``max_train_steps``; ``ncsn-train
 --help`` explains each) and `ncsn_pipeline.training.loop.train` runs it; from Python, build it directly. Its fields
@@ -209,3 +210,57 @@ class TrainingConfig:
     def defaults(cls) -> Dict[str, Any]:
         """Every field's default (what ``ncsn-train``'s parser takes as its own)."""
         return {key: value for key, value in dataclasses.asdict(cls()).items()}
+
+
+@dataclass
+class ClassifierTrainingConfig:
+    """A noise-conditional classifier's training (``ncsn-train-classifier``'s flags, one field each, same defaults):
+    labelled images as ``ncsn-train --class_conditional`` reads them, the noise range of ``pipeline`` (or given)."""
+
+    dataset_name: Optional[str] = None
+    train_data_dir: Optional[str] = None
+    image_column: str = "image"
+    label_column: str = "label"
+    cache_dir: Optional[str] = None
+    resolution: Optional[int] = None
+    channels: Optional[int] = None
+    center_crop: bool = False
+    max_train_samples: Optional[int] = None
+    pipeline: Optional[str] = None
+    sigma_max: Optional[float] = None
+    sigma_min: Optional[float] = None
+    data_range: Optional[List[float]] = None
+    block_out_channels: List[int] = field(default_factory=lambda: [32, 64])
+    max_train_steps: int = 3000
+    train_batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    mixed_precision: Optional[str] = None
+    output_dir: Optional[str] = None
+    overwrite_output_dir: bool = False
+
+    def validate(self) -> ClassifierTrainingConfig:
+        """Check every field and the rules between them; returns the config itself, or raises `ValueError`."""
+        for name in ("max_train_steps", "train_batch_size", "resolution", "max_train_samples"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a whole number from 1, got {value!r}.")
+        for name in ("learning_rate", "sigma_max", "sigma_min"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):  # fmt: skip
+                raise ValueError(f"{name} must be a finite number above 0, got {value!r}.")
+        if self.mixed_precision not in _CHOICES["mixed_precision"] or self.channels not in _CHOICES["channels"]:
+            raise ValueError(
+                f"mixed_precision must be one of {list(_CHOICES['mixed_precision'])} and channels one of "
+                f"{list(_CHOICES['channels'])}, got {self.mixed_precision!r} and {self.channels!r}."
+            )
+        if not (self.block_out_channels and all(isinstance(c, int) and c > 0 for c in self.block_out_channels)):
+            raise ValueError(f"block_out_channels must be positive whole numbers, got {self.block_out_channels!r}.")
+        if (self.dataset_name is None) == (self.train_data_dir is None):
+            raise ValueError("pass exactly one of --dataset_name or --train_data_dir (labelled images)")
+        if self.output_dir is None:
+            raise ValueError("output_dir is required: where to save the classifier")
+        if self.sigma_min is not None and self.sigma_max is not None and self.sigma_min >= self.sigma_max:
+            raise ValueError(f"--sigma_min ({self.sigma_min}) must be smaller than --sigma_max ({self.sigma_max})")
+        return self

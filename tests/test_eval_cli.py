@@ -365,3 +365,23 @@ def test_log_likelihood_checks_its_settings_before_the_first_solve():
     finally:
         hook.remove()
     assert calls == []  # refused before any network call
+
+
+def test_an_evaluation_runs_from_python_with_a_typed_config(tmp_path):
+    """`EvaluationConfig` holds ``ncsn-eval``'s flags (same names and defaults); `run(config)` is the command's work
+    without a command line, and a bad field is refused before anything is loaded."""
+    from ncsn_pipeline.cli.evaluate import build_parser
+    from ncsn_pipeline.evaluation.config import DigitsEvaluationConfig, EvaluationConfig
+    from ncsn_pipeline.evaluation.evaluate import run
+
+    parsed = EvaluationConfig(**vars(build_parser().parse_args(["ncsn-digits"])))
+    assert parsed == EvaluationConfig(pipeline="ncsn-digits")
+    report = run(EvaluationConfig(pipeline="ncsn-digits", num_samples=10, num_inference_steps=5,
+                                  output=str(tmp_path / "run.json")))  # fmt: skip
+    assert json.loads((tmp_path / "run.json").read_text()) == json.loads(json.dumps(report))
+    with pytest.raises(ValueError, match=r"num_samples must be a whole number from 1, got 0\."):
+        EvaluationConfig(pipeline="ncsn-digits", num_samples=0).validate()
+    with pytest.raises(ValueError, match=r"judge must be one of \['auto', 'digits', 'fashion-mnist', 'none'\]"):
+        EvaluationConfig(pipeline="ncsn-digits", judge="x").validate()
+    with pytest.raises(ValueError, match=r"--confidence must lie in \(0, 1\), got 1\.5"):
+        DigitsEvaluationConfig(pipeline="ncsn-digits", confidence=1.5).validate()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Optional, Sequence
 
@@ -15,6 +16,7 @@ from ..arguments import (
     run_command,
     strict_parser,
 )
+from ..evaluation.config import DigitsEvaluationConfig
 from ..evaluation.digits_evaluation import run
 
 
@@ -47,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the pipeline folder's evaluation.json, which its model card shows (default: do not)",
     )
     add_threads_argument(parser)
+    parser.set_defaults(**dataclasses.asdict(DigitsEvaluationConfig()))  # the dataclass owns the defaults
     return parser
 
 

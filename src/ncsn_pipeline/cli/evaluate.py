@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Optional, Sequence
 
@@ -16,6 +17,7 @@ from ..arguments import (
     run_command,
     strict_parser,
 )
+from ..evaluation.config import EvaluationConfig
 from ..evaluation.evaluate import run
 from ..evaluation.judge_choice import JUDGES
 from ..likelihood import MAX_PROBES
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or of 1x28x28 images, digits for other 1-channel image models; default: auto)",
     )
     add_threads_argument(parser)
+    parser.set_defaults(**dataclasses.asdict(EvaluationConfig()))  # the dataclass owns the defaults
     return parser
 
 

@@ -9,7 +9,6 @@ card shows.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -23,6 +22,7 @@ from ..arguments import apply_sampler_arguments
 from ..data.digits import load_digits_split
 from ..files import write_text_atomically
 from ..folder_records import write_evaluation
+from .config import DigitsEvaluationConfig
 from .digits_judge import (
     default_digit_classifier,
     evaluate_digit_samples,
@@ -131,58 +131,59 @@ def record_evaluation(folder: Path, payload: Dict[str, object], sampler: str) ->
     )
 
 
-def run(args: argparse.Namespace) -> Dict[str, object]:
-    """Sample, evaluate and write the JSON as ``args`` says; return what was written."""
-
-    output = Path(args.output)
-    if output.suffix.lower() != ".json":
-        raise ValueError(f"--output must name a .json file, got {args.output!r}.")
+def run(config: DigitsEvaluationConfig) -> Dict[str, object]:
+    """Sample, evaluate and write the JSON as ``config`` says (checked first; an argparse namespace of
+    ``ncsn-digits-eval``'s flags works too); return what was written."""
+    if not isinstance(config, DigitsEvaluationConfig):
+        config = DigitsEvaluationConfig(**vars(config))
+    config.validate()
+    output = Path(config.output)
     num_train = len(load_digits_split("train")[1])
-    if not 2 <= args.num_samples <= num_train:
+    if not 2 <= config.num_samples <= num_train:
         # The floor needs as many distinct real digits as there are samples (same N, same FD bias).
         raise ValueError(
-            f"--num_samples must be from 2 to {num_train} (the train split's size), got {args.num_samples}."
+            f"--num_samples must be from 2 to {num_train} (the train split's size), got {config.num_samples}."
         )
     from ..pretrained import resolve_pipeline  # the one rule of every command: a local folder wins over a name
 
-    pipe, folder = resolve_pipeline(args.pipeline)
-    if args.record and folder is None:
-        raise ValueError(f"--record writes into a local pipeline folder; --pipeline {args.pipeline!r} is none.")
-    pipe = pipe.to(args.device)
-    apply_sampler_arguments(pipe, args)
+    pipe, folder = resolve_pipeline(config.pipeline)
+    if config.record and folder is None:
+        raise ValueError(f"--record writes into a local pipeline folder; --pipeline {config.pipeline!r} is none.")
+    pipe = pipe.to(config.device)
+    apply_sampler_arguments(pipe, config)
     pipe.set_progress_bar_config(disable=True)
     if pipe.config.data_range is None or len(pipe.sample_shape) != 3 or pipe.sample_shape[0] != 1:
         raise ValueError(
-            f"The pipeline in {args.pipeline!r} does not generate 1-channel images (sample shape "
+            f"The pipeline in {config.pipeline!r} does not generate 1-channel images (sample shape "
             f"{pipe.sample_shape}, data_range {pipe.config.data_range}); digits evaluation needs them."
         )
 
     started = time.perf_counter()
     classifier = (
-        default_digit_classifier() if args.classifier_seed == 0 else train_digit_classifier(args.classifier_seed)
+        default_digit_classifier() if config.classifier_seed == 0 else train_digit_classifier(config.classifier_seed)
     )
     classifier_seconds = time.perf_counter() - started
 
     images, labels, calls, sampling_seconds = sample_in_batches(
-        pipe, args.num_samples, args.batch_size, args.seed, args.num_inference_steps, progress=sys.stderr
+        pipe, config.num_samples, config.batch_size, config.seed, config.num_inference_steps, progress=sys.stderr
     )
     samples = resize_to_digits(images)
 
     started = time.perf_counter()
-    sample_metrics = evaluate_digit_samples(samples, classifier, confidence=args.confidence)
+    sample_metrics = evaluate_digit_samples(samples, classifier, confidence=config.confidence)
     if labels is not None:  # a class-conditional model: how often its samples are the digit asked for
-        sample_metrics["requested_class"] = requested_class_rate(samples, labels, classifier, args.confidence)
-    floor = floor_metrics(classifier, num_samples=args.num_samples, confidence=args.confidence)
+        sample_metrics["requested_class"] = requested_class_rate(samples, labels, classifier, config.confidence)
+    floor = floor_metrics(classifier, num_samples=config.num_samples, confidence=config.confidence)
     evaluation_seconds = time.perf_counter() - started
 
     payload = {
-        "pipeline": os.fspath(args.pipeline),
+        "pipeline": os.fspath(config.pipeline),
         "sampler": pipe.scheduler.description,
-        "seed": args.seed,
-        "classifier_seed": args.classifier_seed,
-        "num_samples": args.num_samples,
+        "seed": config.seed,
+        "classifier_seed": config.classifier_seed,
+        "num_samples": config.num_samples,
         "sample_size": list(pipe.sample_shape[1:]),
-        "device": str(args.device),
+        "device": str(config.device),
         "model_calls_per_batch": calls,
         "samples": sample_metrics,
         "floor": floor,
@@ -195,6 +196,6 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     write_text_atomically(output, json.dumps(payload, indent=2) + "\n")
     print(format_table(sample_metrics, floor))
     print(f"Sampling {sampling_seconds:.1f} s, evaluation {evaluation_seconds:.1f} s; wrote {output}.")
-    if args.record:
+    if config.record:
         print(f"Wrote {record_evaluation(folder, payload, pipe.scheduler.description)}.")
     return payload

@@ -17,7 +17,6 @@ It writes everything to ``--output`` and, with ``--record``, the rows a model ca
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -30,6 +29,7 @@ import torch
 from ..arguments import apply_sampler_arguments
 from ..files import write_text_atomically
 from ..folder_records import write_evaluation
+from .config import EvaluationConfig
 from .judge_choice import choose_judge
 
 DATA_SETS = ("digits",)
@@ -106,13 +106,13 @@ def feature_frechet_distance(network, images_a: torch.Tensor, images_b: torch.Te
     return frechet_distance(features(images_a.float()), features(images_b.float()))
 
 
-def plan_fid(args: argparse.Namespace, pipe, folder: Optional[Path]) -> Dict[str, Any]:
+def plan_fid(config: EvaluationConfig, pipe, folder: Optional[Path]) -> Dict[str, Any]:
     """Check ``--fid``'s requirements before any sampling: an image pipeline, torchmetrics, the Inception file (found
     or downloaded) and the reference images (``--reference``, else Fashion-MNIST's test split for a model judged as
     a Fashion-MNIST model). Returns what `run_fid` needs."""
     from .inception_metrics import InceptionMetricsUnavailable, inception_path
 
-    if args.skip_samples:
+    if config.skip_samples:
         raise ValueError("--fid measures samples; it cannot go with --skip_samples.")
     if pipe.config.data_range is None or len(pipe.sample_shape) != 3 or pipe.sample_shape[0] not in (1, 3):
         raise ValueError(f"--fid needs a pipeline of 1- or 3-channel images (this one makes {pipe.sample_shape}).")
@@ -122,11 +122,11 @@ def plan_fid(args: argparse.Namespace, pipe, folder: Optional[Path]) -> Dict[str
         raise InceptionMetricsUnavailable(
             "--fid needs torchmetrics: pip install 'ncsn-pipeline[fid]' (or pip install torchmetrics)."
         ) from None
-    plan: Dict[str, Any] = {"inception": inception_path(args.inception), "count": args.num_samples}
-    if args.reference is not None:
-        if not Path(args.reference).is_dir():
-            raise ValueError(f"--reference {args.reference!r} is not a folder of images.")
-        plan.update(reference="folder", label=f"images of {Path(args.reference).name}")
+    plan: Dict[str, Any] = {"inception": inception_path(config.inception), "count": config.num_samples}
+    if config.reference is not None:
+        if not Path(config.reference).is_dir():
+            raise ValueError(f"--reference {config.reference!r} is not a folder of images.")
+        plan.update(reference="folder", label=f"images of {Path(config.reference).name}")
     elif choose_judge("auto", pipe, folder) == "fashion-mnist" and tuple(pipe.sample_shape) == (1, 28, 28):
         plan.update(reference="fashion-mnist", label="Fashion-MNIST test images")
     else:
@@ -137,7 +137,7 @@ def plan_fid(args: argparse.Namespace, pipe, folder: Optional[Path]) -> Dict[str
     return plan
 
 
-def run_fid(plan: Dict[str, Any], images: torch.Tensor, args: argparse.Namespace) -> Dict[str, Any]:
+def run_fid(plan: Dict[str, Any], images: torch.Tensor, config: EvaluationConfig) -> Dict[str, Any]:
     """FID and KID of ``images`` against the plan's reference (and, for Fashion-MNIST, of as many real training
     images: the floor), with their card rows and note."""
     from .inception_metrics import inception_metrics, load_inception
@@ -145,7 +145,7 @@ def run_fid(plan: Dict[str, Any], images: torch.Tensor, args: argparse.Namespace
     count = plan["count"]
     floor = None
     if plan["reference"] == "folder":
-        reference = load_image_folder(args.reference, images.shape[1:], count).float() / 255
+        reference = load_image_folder(config.reference, images.shape[1:], count).float() / 255
     else:
         from ..data.fashion_mnist import load_fashion_mnist
 
@@ -154,9 +154,9 @@ def run_fid(plan: Dict[str, Any], images: torch.Tensor, args: argparse.Namespace
     print(f"FID / KID: Inception features of {len(images)} samples and {len(reference)} reference images...",
           file=sys.stderr)  # fmt: skip
     features = load_inception(plan["inception"])  # loaded only now, when it is needed (it is TorchScript code)
-    result = inception_metrics(features, images, reference, args.batch_size, args.seed)
+    result = inception_metrics(features, images, reference, config.batch_size, config.seed)
     floor_result = (
-        inception_metrics(features, floor, reference, args.batch_size, args.seed) if floor is not None else None
+        inception_metrics(features, floor, reference, config.batch_size, config.seed) if floor is not None else None
     )
     label = f"{len(reference)} {plan['label']}"
     fid_name = f"FID (Inception, {len(images)} samples vs {label}; lower is better)"
@@ -210,8 +210,12 @@ def check_feature_network_file(path: str) -> None:
                     )
 
 
-def run(args: argparse.Namespace) -> Dict[str, Any]:
-    """Evaluate as ``args`` says; return the report (also written to ``--output``)."""
+def run(config: EvaluationConfig) -> Dict[str, Any]:
+    """Evaluate as ``config`` says (checked first; an argparse namespace of ``ncsn-eval``'s flags works too);
+    return the report (also written to ``--output``)."""
+    if not isinstance(config, EvaluationConfig):
+        config = EvaluationConfig(**vars(config))
+    config.validate()
     from .digits_evaluation import CARD_ROWS, sample_in_batches
     from .digits_judge import (
         default_digit_classifier,
@@ -221,67 +225,64 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         resize_to_digits,
     )
 
-    output = Path(args.output)
-    if output.suffix.lower() != ".json":
-        raise ValueError(f"--output must name a .json file, got {args.output!r}.")
-    if args.data is not None and args.data not in DATA_SETS and not Path(args.data).is_dir():  # before sampling
-        raise ValueError(f"Unknown --data {args.data!r}; choose one of {list(DATA_SETS)} or an image folder.")
-    if args.tolerance <= 0 or not math.isfinite(args.tolerance):
-        raise ValueError(f"--tolerance must be a positive number, got {args.tolerance!r}.")
-    dtype = getattr(args, "dtype", "float32")
-    if dtype != "float32" and (args.record or args.data is not None):
+    output = Path(config.output)
+    if config.data is not None and config.data not in DATA_SETS and not Path(config.data).is_dir():  # before sampling
+        raise ValueError(f"Unknown --data {config.data!r}; choose one of {list(DATA_SETS)} or an image folder.")
+    dtype = config.dtype
+    if dtype != "float32" and (config.record or config.data is not None):
         raise ValueError(
             f"--dtype {dtype} evaluates samples only: --record writes the card's figures and --data computes "
             "bits/dim with an ODE solver at float32 tolerances; drop them or use --dtype float32."
         )
     from ..pretrained import resolve_pipeline
 
-    pipe, folder = resolve_pipeline(args.pipeline)
-    if args.record and folder is None:
-        raise ValueError(f"--record writes a local folder's evaluation.json; {args.pipeline!r} has no local folder.")
-    if args.feature_network is not None and args.reference is None:
+    pipe, folder = resolve_pipeline(config.pipeline)
+    if config.record and folder is None:
+        raise ValueError(f"--record writes a local folder's evaluation.json; {config.pipeline!r} has no local folder.")
+    if config.feature_network is not None and config.reference is None:
         raise ValueError("--feature_network and --reference go together: features of samples and of real images.")
-    if args.reference is not None and args.feature_network is None and not getattr(args, "fid", False):
+    if config.reference is not None and config.feature_network is None and not config.fid:
         raise ValueError("--reference is the real images of --feature_network or --fid; pass one of them.")
-    if args.reference is not None and not Path(args.reference).is_dir():
-        raise ValueError(f"--reference {args.reference!r} is not a folder of images.")
-    if args.feature_network is not None:
-        check_feature_network_file(args.feature_network)  # loaded (it runs its code) only when it is needed
-    if args.skip_samples and args.data is None:
+    if config.reference is not None and not Path(config.reference).is_dir():
+        raise ValueError(f"--reference {config.reference!r} is not a folder of images.")
+    if config.feature_network is not None:
+        check_feature_network_file(config.feature_network)  # loaded (it runs its code) only when it is needed
+    if config.skip_samples and config.data is None:
         raise ValueError("Nothing to evaluate: --skip_samples without --data.")
-    judge = choose_judge(getattr(args, "judge", "auto"), pipe, folder)
-    if not args.skip_samples:
-        check_sample_count(args.num_samples, judge, args.feature_network is not None or getattr(args, "fid", False))
+    judge = choose_judge(config.judge, pipe, folder)
+    if not config.skip_samples:
+        features = config.feature_network is not None or config.fid
+        check_sample_count(config.num_samples, judge, features)
     held_out = None
-    if args.data is not None:  # read before sampling: a bad folder stops the run before the expensive part
-        held_out = held_out_data(args.data, pipe, args.likelihood_samples, args.seed, args.center_crop)
-    fid_plan = plan_fid(args, pipe, folder) if getattr(args, "fid", False) else None
+    if config.data is not None:  # read before sampling: a bad folder stops the run before the expensive part
+        held_out = held_out_data(config.data, pipe, config.likelihood_samples, config.seed, config.center_crop)
+    fid_plan = plan_fid(config, pipe, folder) if config.fid else None
     # Cast only when the dtype changes: diffusers' `ModelMixin.to` warns about float32 modules on any dtype argument.
     target_dtype = getattr(torch, dtype)
-    pipe = pipe.to(args.device) if pipe.dtype == target_dtype else pipe.to(args.device, target_dtype)
-    apply_sampler_arguments(pipe, args)
+    pipe = pipe.to(config.device) if pipe.dtype == target_dtype else pipe.to(config.device, target_dtype)
+    apply_sampler_arguments(pipe, config)
     pipe.set_progress_bar_config(disable=True)
     report: Dict[str, Any] = {
-        "pipeline": args.pipeline, "sampler": pipe.scheduler.description, "device": args.device, "dtype": dtype,
+        "pipeline": config.pipeline, "sampler": pipe.scheduler.description, "device": config.device, "dtype": dtype,
     }  # fmt: skip
     rows: List[Dict[str, Any]] = []
     notes: List[str] = []
 
-    if not args.skip_samples:
+    if not config.skip_samples:
         images, labels, calls, seconds = sample_in_batches(
-            pipe, args.num_samples, args.batch_size, args.seed, args.num_inference_steps, progress=sys.stderr
+            pipe, config.num_samples, config.batch_size, config.seed, config.num_inference_steps, progress=sys.stderr
         )
         report["sampling"] = {
-            "num_samples": args.num_samples,
-            "seed": args.seed,
+            "num_samples": config.num_samples,
+            "seed": config.seed,
             "model_calls_per_batch": calls,
             "network_calls_per_sample": sum(calls) / len(calls),
-            "seconds_per_sample": seconds / args.num_samples,
+            "seconds_per_sample": seconds / config.num_samples,
         }
         if judge == "digits":
             classifier = default_digit_classifier()
             samples = evaluate_digit_samples(resize_to_digits(images), classifier)
-            floor = floor_metrics(classifier, num_samples=args.num_samples)
+            floor = floor_metrics(classifier, num_samples=config.num_samples)
             report["digits"] = {"samples": samples, "floor": floor}
             rows += [{"name": name, "value": samples[key], "reference": floor[key]} for name, key in CARD_ROWS]
             if labels is not None:  # a class-conditional model, asked for the classes in turn
@@ -289,7 +290,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 report["digits"]["requested_class"] = requested
                 rows.append({"name": "samples classified as the digit asked for", "value": requested["match_rate"]})
             notes.append(
-                f"Samples: {args.num_samples} (seed {args.seed}) against the {samples['num_reference']} held-out "
+                f"Samples: {config.num_samples} (seed {config.seed}) against the {samples['num_reference']} held-out "
                 f"digits, which the model never saw; the classifier (held-out accuracy "
                 f"{samples['held_out_accuracy']:.3f}) is trained on the training split only; Fréchet distances "
                 "depend on N, compare only at the same N."
@@ -298,7 +299,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             from . import fashion_judge
 
             samples = fashion_judge.evaluate_fashion_samples(images)
-            floor = fashion_judge.floor_metrics(num_samples=args.num_samples)
+            floor = fashion_judge.floor_metrics(num_samples=config.num_samples)
             report["fashion-mnist"] = {"samples": samples, "floor": floor}
             rows += [
                 {"name": name, "value": samples[key], "reference": floor[key]} for name, key in fashion_judge.CARD_ROWS
@@ -311,31 +312,33 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 report["fashion-mnist"]["requested_class"] = requested
                 rows.append({"name": "samples judged the class asked for", "value": requested["match_rate"]})
             notes.append(
-                f"Samples: {args.num_samples} (seed {args.seed}) against Fashion-MNIST's 10,000 test images, which the "
-                f"model never saw; the judge (test accuracy {samples['test_accuracy']:.3f}) is trained on the training "
-                "split only; the reference column is real training images (same N). Fréchet distances depend on N."
+                f"Samples: {config.num_samples} (seed {config.seed}) against Fashion-MNIST's 10,000 test images, "
+                f"which the model never saw; the judge (test accuracy {samples['test_accuracy']:.3f}) is trained on "
+                "the training split only; the reference column is real training images (same N). Fréchet distances "
+                "depend on N."
             )
-        if args.feature_network is not None:
+        if config.feature_network is not None:
             if pipe.config.data_range is None or len(pipe.sample_shape) != 3:
                 raise ValueError("--feature_network needs an image pipeline.")
-            network = torch.jit.load(args.feature_network, map_location="cpu").eval()
-            reference = load_image_folder(args.reference, pipe.sample_shape).float() / 255
-            distance = feature_frechet_distance(network, images, reference, args.batch_size)
+            network = torch.jit.load(config.feature_network, map_location="cpu").eval()
+            reference = load_image_folder(config.reference, pipe.sample_shape).float() / 255
+            distance = feature_frechet_distance(network, images, reference, config.batch_size)
             label = (
-                f"{Path(args.feature_network).name} features to {len(reference)} images of {Path(args.reference).name}"
+                f"{Path(config.feature_network).name} features to {len(reference)} images of "
+                f"{Path(config.reference).name}"
             )
             report["feature_frechet_distance"] = {"value": distance, "features": label}
             rows.append(
-                {"name": f"Fréchet distance in {label} (N = {args.num_samples}; lower is better)", "value": distance}
+                {"name": f"Fréchet distance in {label} (N = {config.num_samples}; lower is better)", "value": distance}
             )
         if fid_plan is not None:
-            report["inception"] = run_fid(fid_plan, images, args)
+            report["inception"] = run_fid(fid_plan, images, config)
             rows += report["inception"].pop("rows")
             notes.append(report["inception"]["note"])
         rows.append({"name": "network calls per sample", "value": report["sampling"]["network_calls_per_sample"]})
         rows.append(
             {
-                "name": f"seconds per sample (batch {min(args.batch_size, args.num_samples)}, {args.device})",
+                "name": f"seconds per sample (batch {min(config.batch_size, config.num_samples)}, {config.device})",
                 "value": report["sampling"]["seconds_per_sample"],
             }
         )
@@ -347,36 +350,38 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         pipe.set_progress_bar_config(disable=False, desc="likelihood batches")  # one line per batch of the ODE
         result = pipe.log_likelihood(
             data,
-            batch_size=args.likelihood_batch_size,
+            batch_size=config.likelihood_batch_size,
             num_levels=num_levels,
-            divergence=args.divergence,
-            num_probes=args.num_probes,
-            probe=args.probe,
-            rtol=args.tolerance,
-            atol=args.tolerance,
-            generator=torch.Generator().manual_seed(args.seed),
+            divergence=config.divergence,
+            num_probes=config.num_probes,
+            probe=config.probe,
+            rtol=config.tolerance,
+            atol=config.tolerance,
+            generator=torch.Generator().manual_seed(config.seed),
         )
         seconds = time.perf_counter() - started
         bpd = result.bits_per_dim
-        config = pipe.scheduler.config
+        sampler_config = pipe.scheduler.config
         report["likelihood"] = {
             "data": description,
             "num_examples": len(data),
             "bits_per_dim": float(bpd.mean()),
             "bits_per_dim_standard_error": float(bpd.std() / math.sqrt(len(bpd))) if len(bpd) > 1 else None,
             "nats_per_example": float(result.log_likelihood.mean()),
-            "sigma_min": float(config.sigma_min),
-            "sigma_max": float(config.sigma_max),
-            "divergence": args.divergence if args.divergence == "exact" else f"{args.probe} x {args.num_probes}",
-            "tolerance": args.tolerance,
+            "sigma_min": float(sampler_config.sigma_min),
+            "sigma_max": float(sampler_config.sigma_max),
+            "divergence": (config.divergence if config.divergence == "exact"
+                           else f"{config.probe} x {config.num_probes}"),  # fmt: skip
+            "tolerance": config.tolerance,
             "model_calls": result.num_model_calls,
             "seconds": seconds,
         }
-        name = f"bits per dimension ({Path(args.data).name or args.data}, held out; lower is better)"
+        name = f"bits per dimension ({Path(config.data).name or config.data}, held out; lower is better)"
         rows.append({"name": name, "value": float(bpd.mean())})
         notes.append(
-            f"Bits/dim: {description}, of the data perturbed to sigma_min = {float(config.sigma_min):g} with the prior "
-            f"N(0, {float(config.sigma_max):.4g}^2 I) (probability-flow ODE, rtol = atol = {args.tolerance:g}, "
+            f"Bits/dim: {description}, of the data perturbed to sigma_min = {float(sampler_config.sigma_min):g} with "
+            f"the prior N(0, {float(sampler_config.sigma_max):.4g}^2 I) (probability-flow ODE, rtol = atol = "
+            f"{config.tolerance:g}, "
             f"{report['likelihood']['divergence']} divergence; standard error "
             + (
                 f"{report['likelihood']['bits_per_dim_standard_error']:.3f})."
@@ -391,15 +396,15 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         reference = f" (floor {row['reference']:.4g})" if row.get("reference") is not None else ""
         print(f"{row['name']}: {row['value']:.4g}{reference}")
     print(f"Wrote {output}.")
-    if args.record:
-        command = " ".join(["ncsn-eval", "<this folder>", *_recorded_arguments(args)])
+    if config.record:
+        command = " ".join(["ncsn-eval", "<this folder>", *_recorded_arguments(config)])
         path = write_evaluation(
             folder,
             metrics=rows,
             reference_label=(
-                f"floor: real training digits (same N = {args.num_samples})"
+                f"floor: real training digits (same N = {config.num_samples})"
                 if "digits" in report
-                else f"floor: real training images (same N = {args.num_samples})"
+                else f"floor: real training images (same N = {config.num_samples})"
                 if "fashion-mnist" in report
                 else "reference"
             ),
@@ -410,21 +415,21 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return report
 
 
-def _recorded_arguments(args: argparse.Namespace) -> List[str]:
+def _recorded_arguments(config: EvaluationConfig) -> List[str]:
     """The options of this run that change its result, for the card's command line."""
-    parts = [f"--num_samples {args.num_samples}", f"--seed {args.seed}"]
-    if args.skip_samples:
+    parts = [f"--num_samples {config.num_samples}", f"--seed {config.seed}"]
+    if config.skip_samples:
         parts = ["--skip_samples"]
-    if getattr(args, "judge", "auto") != "auto":
-        parts.append(f"--judge {args.judge}")
-    if args.sampler:
-        parts.append(f"--sampler {args.sampler}")
-    parts += [f"--sampler_option {key}={value}" for key, value in args.sampler_option or []]
-    if args.num_inference_steps:
-        parts.append(f"--num_inference_steps {args.num_inference_steps}")
-    if args.data:
+    if config.judge != "auto":
+        parts.append(f"--judge {config.judge}")
+    if config.sampler:
+        parts.append(f"--sampler {config.sampler}")
+    parts += [f"--sampler_option {key}={value}" for key, value in config.sampler_option or []]
+    if config.num_inference_steps:
+        parts.append(f"--num_inference_steps {config.num_inference_steps}")
+    if config.data:
         # A folder by its name only: a local path says nothing to the card's readers and may name the user's folders.
-        parts.append(f"--data {args.data if args.data in DATA_SETS else Path(args.data).name}")
-        if args.divergence != "hutchinson" or args.num_probes != 1:
-            parts.append(f"--divergence {args.divergence} --num_probes {args.num_probes}")
+        parts.append(f"--data {config.data if config.data in DATA_SETS else Path(config.data).name}")
+        if config.divergence != "hutchinson" or config.num_probes != 1:
+            parts.append(f"--divergence {config.divergence} --num_probes {config.num_probes}")
     return parts

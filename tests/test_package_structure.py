@@ -154,3 +154,17 @@ def test_setup_cfg_is_not_a_second_home_for_entry_points():
     config = configparser.ConfigParser()
     config.read(REPOSITORY / "setup.cfg")
     assert not config.has_section("options.entry_points")
+
+
+def test_the_package_exports_lazily_what_it_lists():
+    """``ncsn_pipeline`` imports its public names on first use (so a command line's --help needs no PyTorch): the
+    lazy table and ``__all__`` are the same names, each one resolves, and importing the package alone loads neither
+    torch nor diffusers (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    assert sorted(ncsn_pipeline._EXPORTS) == sorted(ncsn_pipeline.__all__)
+    assert all(getattr(ncsn_pipeline, name) is not None for name in ncsn_pipeline.__all__)
+    check = "import sys, ncsn_pipeline; print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

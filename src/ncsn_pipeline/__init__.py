@@ -37,25 +37,76 @@ Example:
 
 """
 
-from .editing import NCSNImg2ImgPipeline
-from .inpainting import NCSNColorizePipeline, NCSNInpaintPipeline
-from .modeling_classifier import NoiseConditionalClassifier
-from .modeling_edm import EDMScoreModel
-from .modeling_ncsn import NCSNScoreModel
-from .modeling_ncsn_v1 import NCSNv1ScoreModel
-from .modeling_ncsnpp import NCSNppScoreModel
-from .modeling_toy import GaussianMixtureClassifier, GaussianMixtureScore, GaussianScore, ToyScoreModel
-from .noise_schedules import NoiseSchedule, ncsnv2_noise_schedule
-from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
-from .scheduling_adaptive_sde import AdaptiveSDEScheduler
-from .scheduling_dpmpp import DPMSolverPlusPlusScheduler
-from .scheduling_edm import EDMStochasticScheduler
-from .scheduling_ipndm import IPNDMScoreScheduler
-from .scheduling_ncsn import NCSN_PRESETS, NCSNScheduler, NCSNSchedulerOutput
-from .scheduling_pf_ode_heun import ProbabilityFlowHeunScheduler
-from .scheduling_unipc import UniPCScheduler
-from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput, score_schedulers
-from .scheduling_ve_pc import VEPredictorCorrectorScheduler
+import importlib
+from typing import TYPE_CHECKING
+
+# Every public name and the module that defines it. Imported on first use (PEP 562), so that importing the package,
+# or one of its light modules such as a command line's parser, does not load PyTorch and diffusers.
+_EXPORTS = {
+    "NCSNImg2ImgPipeline": "editing",
+    "NCSNColorizePipeline": "inpainting",
+    "NCSNInpaintPipeline": "inpainting",
+    "NoiseConditionalClassifier": "modeling_classifier",
+    "EDMScoreModel": "modeling_edm",
+    "NCSNScoreModel": "modeling_ncsn",
+    "NCSNv1ScoreModel": "modeling_ncsn_v1",
+    "NCSNppScoreModel": "modeling_ncsnpp",
+    "GaussianMixtureClassifier": "modeling_toy",
+    "GaussianMixtureScore": "modeling_toy",
+    "GaussianScore": "modeling_toy",
+    "ToyScoreModel": "modeling_toy",
+    "NoiseSchedule": "noise_schedules",
+    "ncsnv2_noise_schedule": "noise_schedules",
+    "NCSNPipeline": "pipeline_ncsn",
+    "NCSNPipelineOutput": "pipeline_ncsn",
+    "AdaptiveSDEScheduler": "scheduling_adaptive_sde",
+    "DPMSolverPlusPlusScheduler": "scheduling_dpmpp",
+    "EDMStochasticScheduler": "scheduling_edm",
+    "IPNDMScoreScheduler": "scheduling_ipndm",
+    "NCSN_PRESETS": "scheduling_ncsn",
+    "NCSNScheduler": "scheduling_ncsn",
+    "NCSNSchedulerOutput": "scheduling_ncsn",
+    "ProbabilityFlowHeunScheduler": "scheduling_pf_ode_heun",
+    "UniPCScheduler": "scheduling_unipc",
+    "ScoreSchedulerMixin": "scheduling_utils",
+    "ScoreSchedulerOutput": "scheduling_utils",
+    "score_schedulers": "scheduling_utils",
+    "VEPredictorCorrectorScheduler": "scheduling_ve_pc",
+}
+
+if TYPE_CHECKING:  # for type checkers and the API reference: the same names, imported eagerly
+    from .editing import NCSNImg2ImgPipeline
+    from .inpainting import NCSNColorizePipeline, NCSNInpaintPipeline
+    from .modeling_classifier import NoiseConditionalClassifier
+    from .modeling_edm import EDMScoreModel
+    from .modeling_ncsn import NCSNScoreModel
+    from .modeling_ncsn_v1 import NCSNv1ScoreModel
+    from .modeling_ncsnpp import NCSNppScoreModel
+    from .modeling_toy import GaussianMixtureClassifier, GaussianMixtureScore, GaussianScore, ToyScoreModel
+    from .noise_schedules import NoiseSchedule, ncsnv2_noise_schedule
+    from .pipeline_ncsn import NCSNPipeline, NCSNPipelineOutput
+    from .scheduling_adaptive_sde import AdaptiveSDEScheduler
+    from .scheduling_dpmpp import DPMSolverPlusPlusScheduler
+    from .scheduling_edm import EDMStochasticScheduler
+    from .scheduling_ipndm import IPNDMScoreScheduler
+    from .scheduling_ncsn import NCSN_PRESETS, NCSNScheduler, NCSNSchedulerOutput
+    from .scheduling_pf_ode_heun import ProbabilityFlowHeunScheduler
+    from .scheduling_unipc import UniPCScheduler
+    from .scheduling_utils import ScoreSchedulerMixin, ScoreSchedulerOutput, score_schedulers
+    from .scheduling_ve_pc import VEPredictorCorrectorScheduler
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __version__ = "0.2.0"
 

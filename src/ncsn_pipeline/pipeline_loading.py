@@ -10,6 +10,7 @@ repository with its own loader.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -43,6 +44,14 @@ def load_pipeline_folder(cls, pretrained_model_name_or_path: Union[str, os.PathL
                 cls, folder, index, kwargs.get("torch_dtype"), kwargs["use_safetensors"]
             )
         else:
+            # diffusers loads a component only from a module already imported; the package imports its modules
+            # lazily, so import those the folder names (the package's own modules only: no code from the folder).
+            for library, _ in (value for value in index.values() if isinstance(value, list) and len(value) == 2):
+                if isinstance(library, str) and library.startswith("ncsn_pipeline."):
+                    try:
+                        importlib.import_module(library)
+                    except ImportError:  # no such module of the package: diffusers' own message says so
+                        pass
             pipe = DiffusionPipeline.from_pretrained.__func__(cls, folder, **kwargs)
     except (SafetensorError, OSError) as error:
         # diffusers reports an unreadable weight file as "Unable to load weights from checkpoint file".

@@ -128,7 +128,24 @@ def score_schedulers() -> Dict[str, type]:
     ['AdaptiveSDEScheduler', 'DPMSolverPlusPlusScheduler', 'EDMStochasticScheduler', 'IPNDMScoreScheduler',
      'NCSNScheduler', 'ProbabilityFlowHeunScheduler', 'UniPCScheduler', 'VEPredictorCorrectorScheduler']
     """
+    _import_sampler_modules()
     return dict(sorted(_SCORE_SAMPLERS.items()))
+
+
+def _import_sampler_modules() -> None:
+    """Import every ``scheduling_*`` module of the package (the package imports its names lazily, so a sampler
+    registers itself only once its module is imported). In an exported repository's self-contained copy, without
+    the package, the samplers are those its file defines."""
+    import importlib
+    import pkgutil
+
+    try:
+        package = importlib.import_module("ncsn_pipeline")
+    except ImportError:
+        return
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name.startswith("scheduling_") and module.name != "scheduling_utils":
+            importlib.import_module(f"ncsn_pipeline.{module.name}")
 
 
 def can_restart_at_level_starts(scheduler) -> bool:

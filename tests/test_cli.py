@@ -262,3 +262,18 @@ def test_ncsn_sample_refuses_a_file_that_is_not_an_image(tmp_path, capsys):
         main(["--model", "ncsn-digits", "--image", str(text), "--output", str(tmp_path / "x.png")])
     assert exit_info.value.code != 0 and "cannot identify image file" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_help_lists_the_samplers_without_importing_them():
+    """``--help`` names every sampler, read from the sampler modules' source (`sampler_names`), which must be the
+    package's samplers (`score_schedulers`), so the shared argument module loads no PyTorch (checked in a fresh
+    interpreter)."""
+    import subprocess
+    import sys
+
+    from ncsn_pipeline.arguments import sampler_names
+    from ncsn_pipeline.scheduling_utils import score_schedulers
+
+    assert sampler_names() == sorted(score_schedulers())
+    check = "import sys, ncsn_pipeline.arguments; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -18,10 +18,7 @@ import re
 import sys
 from typing import Any, Callable, List, Sequence, Tuple
 
-import torch
-
 from .checks import check_data_range, check_integer, check_number, check_positive
-from .scheduling_utils import score_schedulers
 
 # How every command resolves a model argument (`ncsn_pipeline.pretrained.load_pipeline`), as its --help says.
 LOCAL_FOLDER_RULE = "a pipeline folder wins over a named model of the same name"
@@ -128,6 +125,8 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
 
 def apply_threads(args: argparse.Namespace) -> None:
     """Set torch's CPU threads to ``--threads`` (set explicitly: torch's default oversubscribes a shared machine)."""
+    import torch
+
     torch.set_num_threads(args.threads)
 
 
@@ -167,12 +166,29 @@ def sampler_option(text: str) -> Tuple[str, Any]:
     return key.strip(), value
 
 
+def sampler_names() -> List[str]:
+    """The class names of the package's score samplers, read from the source of its ``scheduling_*`` modules
+    (public classes named ``...Scheduler``), so that --help lists them without importing PyTorch and diffusers;
+    ``tests/test_cli.py`` checks them against `ncsn_pipeline.scheduling_utils.score_schedulers`."""
+    import ast
+    from pathlib import Path
+
+    names = []
+    for path in sorted(Path(__file__).parent.glob("scheduling_*.py")):
+        if path.stem == "scheduling_utils":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names += [node.name for node in tree.body if isinstance(node, ast.ClassDef)
+                  and node.name.endswith("Scheduler") and not node.name.startswith("_")]  # fmt: skip
+    return sorted(names)
+
+
 def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     """``--sampler NAME``, ``--sampler_option KEY=VALUE`` (repeatable) and ``--num_inference_steps N``."""
     parser.add_argument(
         "--sampler",
         default=None,
-        help=f"the sampler: {', '.join(score_schedulers())} (default: the model's own), set up from the model's "
+        help=f"the sampler: {', '.join(sampler_names())} (default: the model's own), set up from the model's "
         "tuned noise schedule",
     )
     parser.add_argument(
@@ -191,6 +207,8 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
 
 def apply_sampler_arguments(pipe, args: argparse.Namespace) -> None:
     """Give ``pipe`` the sampler ``--sampler`` names (set up from its own config) with ``--sampler_option``s."""
+    from .scheduling_utils import score_schedulers
+
     samplers = score_schedulers()
     if args.sampler is not None and args.sampler not in samplers:
         raise ValueError(f"--sampler {args.sampler!r} is not a sampler of the package; choose one of {list(samplers)}.")

@@ -2,8 +2,8 @@
 
 Schedulers, models, noise schedules, the pipeline, the training data, the command lines (through
 ``ncsn_pipeline.arguments``) and the web demo all validate with these functions, so a rule and its
-message are written once. The module uses only the standard library and torch: it is inlined into the
-self-contained code files of exported pipelines.
+message are written once. The module uses only the standard library (and torch, imported where used): it is
+inlined into the self-contained code files of exported pipelines.
 
 Example:
 
@@ -26,9 +26,10 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # Sizes beyond any published model (NCSNv2 FFHQ: 2,311 levels; score SDE: 2,000 steps; NCSN++ at 1024 px) are
 # refused when a config is read, so that a small hostile config file cannot make the package allocate gigabytes.
@@ -139,6 +140,8 @@ def check_noise_range(sigma_min: float, sigma_max: float) -> None:
 def _memory_bytes(device: torch.device) -> Optional[int]:
     """The memory of ``device``: the machine's physical memory for the CPU, the accelerator's own for CUDA; `None`
     where it cannot be read."""
+    import torch
+
     try:
         if device.type == "cuda":
             return int(torch.cuda.get_device_properties(device).total_memory)
@@ -155,6 +158,8 @@ def check_sample_memory(
     """Refuse a batch whose samples alone need more memory than ``device`` has (a sampling run holds several such
     tensors), before anything is allocated: a mistyped ``batch_size`` gets this message, not an allocator error.
     ``name`` says what set the batch (``"batch_size"``, or ``"2 images x num_images_per_prompt"``)."""
+    import torch
+
     available = _memory_bytes(device)
     needed = batch_size * math.prod(sample_shape) * torch.empty(0, dtype=dtype).element_size()
     if available is not None and needed > available:

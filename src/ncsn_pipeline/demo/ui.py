@@ -77,6 +77,7 @@ def build_demo(
     gr = _import_gradio()
     models = models or DemoModels.load(extra_model)
     models.time_networks()  # the requests' predicted times (`ncsn_pipeline.demo.cost`) need them from the first one
+    _load_matplotlib_now()
     # Gradio injects a live progress bar into callbacks with a gr.Progress default (`TabKit.wire`).
     kit = TabKit(gr, models, gr.Progress(), concurrency_limit)
     with gr.Blocks(
@@ -94,6 +95,16 @@ def build_demo(
     demo.queue(max_size=max_queue_size, default_concurrency_limit=1, api_open=False)
     demo.ncsn_models = models  # for tests and introspection
     return demo
+
+
+def _load_matplotlib_now() -> None:
+    """Import matplotlib and resolve its backend at start-up: Gradio reads the backend around every request
+    (``gradio.utils.MatplotlibBackendMananger``), which imported it during the first one, 0.3 s its user waited."""
+    try:
+        import matplotlib
+    except ImportError:  # Gradio skips matplotlib then, too
+        return
+    matplotlib.get_backend()
 
 
 def launch_demo(

@@ -3,7 +3,7 @@
 The core (this folder): score models (``modeling_*``), samplers (one file each, ``scheduling_*``; the contract in
 `scheduling_utils`), the pipeline and its shared sampling loop (`pipeline_ncsn`), image inputs (`image_processor`),
 noise schedules, sampling helpers, losses, and the low modules every layer may use: `checks`, `arguments`,
-`errors`, `files` and `folder_records` (the records a pipeline folder keeps about itself).
+`bounds`, `errors`, `files`, `lazy` and `folder_records` (the records a pipeline folder keeps about itself).
 
 Subpackages (applications, each on top of the core):
 
@@ -37,8 +37,9 @@ Example:
 
 """
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .lazy import lazy_exports
 
 # Every public name and the module that defines it. Imported on first use (PEP 562), so that importing the package,
 # or one of its light modules such as a command line's parser, does not load PyTorch and diffusers.
@@ -96,16 +97,7 @@ if TYPE_CHECKING:  # for type checkers and the API reference: the same names, im
     from .scheduling_ve_pc import VEPredictorCorrectorScheduler
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __version__ = "0.2.0"

@@ -30,10 +30,10 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
+from .bounds import MAX_PROBES
 from .checks import check_choice, check_integer, check_positive
 
 DIVERGENCES = ("hutchinson", "exact")
-MAX_PROBES = 1000  # Hutchinson-Skilling probes per example
 PROBES = ("rademacher", "gaussian")
 
 

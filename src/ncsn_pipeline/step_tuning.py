@@ -37,11 +37,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from .bounds import MIN_TUNING_SAMPLES
 from .checks import check_integer
 from .noise_schedules import karras_noise_levels
 from .scheduling_utils import TunedLevels
-
-MIN_SAMPLES = 100
 
 
 def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
@@ -174,7 +173,9 @@ def tune_noise_levels(
     scheduler = pipe.scheduler
     check_tunable(scheduler)
     num_calls = check_integer("num_calls", num_calls, 2)
-    num_samples = check_integer(f"num_samples (at least {MIN_SAMPLES} for a stable fit)", num_samples, MIN_SAMPLES)
+    num_samples = check_integer(
+        f"num_samples (at least {MIN_TUNING_SAMPLES} for a stable fit)", num_samples, MIN_TUNING_SAMPLES
+    )
     reference_calls = max(50, 5 * num_calls) if reference_calls is None else reference_calls
     reference_calls = check_integer(f"reference_calls (more than num_calls = {num_calls})", reference_calls,
                                     num_calls + 1)  # fmt: skip

@@ -14,11 +14,8 @@ import signal
 import sys
 from typing import Optional, Sequence
 
-from safetensors import SafetensorError
-
 from ..arguments import strict_parser
-from ..conversion import PUBLISHED_CONFIGS, ConversionError, convert_checkpoint
-from ..conversion.convert import ConversionInterrupted
+from ..conversion.published import PUBLISHED_CONFIGS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +57,8 @@ MAX_MESSAGE = 500  # an error may quote a value from the config: never echo an u
 
 def _one_line(error: BaseException) -> str:
     """``error`` as one bounded line, naming its type where the message alone would not say what went wrong."""
+    from ..conversion import ConversionError
+
     text = " ".join(str(error).split()) or type(error).__name__
     if not isinstance(error, (ConversionError, OSError)):
         text = f"the config or checkpoint does not fit the conversion ({type(error).__name__}: {text})"
@@ -69,6 +68,11 @@ def _one_line(error: BaseException) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-convert``."""
     args = build_parser().parse_args(argv)
+    from safetensors import SafetensorError  # here, not at the top: --help loads no PyTorch
+
+    from ..conversion import ConversionError, convert_checkpoint
+    from ..conversion.convert import ConversionInterrupted
+
     try:
         folder = convert_checkpoint(
             args.checkpoint, args.config, args.output_dir, weights=args.weights, architecture=args.architecture

@@ -17,7 +17,6 @@ from ..arguments import (
     strict_parser,
 )
 from ..evaluation.config import DigitsEvaluationConfig
-from ..evaluation.digits_evaluation import run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-digits-eval``; errors exit with status 2 and a message."""
 
-    return run_command(build_parser(), run, argv)
+    def evaluate(args: argparse.Namespace):
+        from ..evaluation.digits_evaluation import run  # here, not at the top: --help loads no PyTorch
+
+        return run(args)
+
+    return run_command(build_parser(), evaluate, argv)
 
 
 if __name__ == "__main__":

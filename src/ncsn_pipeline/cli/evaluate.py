@@ -17,10 +17,9 @@ from ..arguments import (
     run_command,
     strict_parser,
 )
+from ..bounds import MAX_PROBES
 from ..evaluation.config import EvaluationConfig
-from ..evaluation.evaluate import run
 from ..evaluation.judge_choice import JUDGES
-from ..likelihood import MAX_PROBES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-eval``; errors exit with status 2 and a message."""
 
-    return run_command(build_parser(), run, argv)
+    def evaluate(args: argparse.Namespace):
+        from ..evaluation.evaluate import run  # here, not at the top: --help loads no PyTorch
+
+        return run(args)
+
+    return run_command(build_parser(), evaluate, argv)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ from typing import Optional, Sequence
 
 from ..arguments import LOCAL_FOLDER_RULE, strict_parser
 from ..errors import HubError
-from ..hub import export_for_hub, save_standalone
-from ..pipeline_ncsn import NCSNPipeline
 from ..pretrained import is_local_pipeline, load_pipeline, model_names
 
 
@@ -39,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def export(source: str, target: str, repo_id: Optional[str] = None) -> Path:
     """Export ``source`` into ``target``; a saved folder is copied as it is (training record, evaluation)."""
+    from ..hub import export_for_hub, save_standalone  # here, not at the top: --help loads no PyTorch
+    from ..pipeline_ncsn import NCSNPipeline
+
     if Path(target).exists():
         raise FileExistsError(f"{target} already exists; choose a new folder.")
     if is_local_pipeline(source):  # a local folder wins over a name (`load_pipeline`'s rule)

@@ -8,8 +8,6 @@ from typing import Optional, Sequence
 
 from ..arguments import strict_parser
 from ..errors import HubError
-from ..hub import push_folder_to_hub
-from ..pipeline_ncsn import NCSNPipeline
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-push``."""
     args = build_parser().parse_args(argv)
+    from ..hub import push_folder_to_hub  # here, not at the top: --help loads no PyTorch
+    from ..pipeline_ncsn import NCSNPipeline
+
     try:
         url = push_folder_to_hub(
             args.folder,

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import PIL.Image
-import torch
 
 from ..arguments import (
     LOCAL_FOLDER_RULE,
@@ -39,10 +38,7 @@ from ..arguments import (
     unit_float,
 )
 from ..errors import HubError
-from ..images import save_image_grid, save_scatter_plot
-from ..modeling_toy import GaussianMixtureScore
 from ..pretrained import classifier_names, load_pipeline, load_pretrained_classifier, model_names
-from ..sampling import plain_and_annealed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +140,12 @@ def _classifier(name_or_path: Optional[str]):
 
 def run(args: argparse.Namespace) -> str:
     """Sample as ``args`` says, write the PNG and return a one-paragraph summary."""
+    import torch  # here, not at the top: --help loads no PyTorch
+
+    from ..images import save_image_grid, save_scatter_plot
+    from ..modeling_toy import GaussianMixtureScore
+    from ..sampling import plain_and_annealed
+
     output = Path(args.output)
     if output.suffix.lower() != ".png":
         raise ValueError(f"--output must name a .png file, got {args.output!r}.")
@@ -245,7 +247,10 @@ def run(args: argparse.Namespace) -> str:
 
 def _edit(pipe, inputs, notes, args, output: Path, labels, guidance, guided: str, started: float) -> str:
     """``--image``: SDEdit each input ``--batch_size`` times; write a row per input (it, then its edits)."""
+    import torch
+
     from ..editing import NCSNImg2ImgPipeline
+    from ..images import save_image_grid
 
     editor = NCSNImg2ImgPipeline(unet=pipe.unet, scheduler=pipe.scheduler, data_range=pipe.config.data_range)
     editor.set_progress_bar_config(disable=True)

@@ -23,9 +23,9 @@ from ..arguments import (
     strict_parser,
     unit_float,
 )
+from ..data.names import BUILTIN_DATASETS, FASHION_MNIST
 from ..errors import HubError
 from ..training.config import MODELS, TrainingConfig
-from ..training.data import BUILTIN_DATASETS, FASHION_MNIST
 
 
 class _DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -258,10 +258,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> TrainingConfig:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-train``."""
-    from ..training.checkpoints import DiskFullError
+    config = parse_args(argv)
+    from ..training.checkpoints import DiskFullError  # after parsing: --help loads no PyTorch
     from ..training.loop import TrainingInterrupted, train
 
-    config = parse_args(argv)
     apply_threads(config)
     try:
         train(config)

@@ -15,9 +15,8 @@ from ..arguments import (
     run_command,
     strict_parser,
 )
-from ..training.classifier import train_classifier
+from ..data.names import BUILTIN_DATASETS
 from ..training.config import ClassifierTrainingConfig
-from ..training.data import BUILTIN_DATASETS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ncsn-train-classifier``."""
-    return run_command(build_parser(), lambda args: train_classifier(ClassifierTrainingConfig(**vars(args))), argv)
+
+    def train(args: argparse.Namespace):
+        from ..training.classifier import train_classifier  # here, not at the top: --help loads no PyTorch
+
+        return train_classifier(ClassifierTrainingConfig(**vars(args)))
+
+    return run_command(build_parser(), train, argv)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ from ..arguments import (
     run_command,
     strict_parser,
 )
+from ..bounds import MIN_TUNING_SAMPLES
 from ..folder_records import write_tuned_steps
-from ..step_tuning import MIN_SAMPLES, check_tunable, tune_noise_levels, with_tuned_levels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("pipeline", help="a pipeline folder, a bundled model name (e.g. ncsn-fashion) or a repo id")
     add_sampler_arguments(parser)
-    parser.add_argument("--num_samples", type=integer_in(MIN_SAMPLES, 100_000), default=500,
-                        help=f"samples per candidate and for the reference (default 500, at least {MIN_SAMPLES})")
+    parser.add_argument("--num_samples", type=integer_in(MIN_TUNING_SAMPLES, 100_000), default=500,
+                        help=f"samples per candidate and the reference (default 500, at least {MIN_TUNING_SAMPLES})")
     parser.add_argument("--reference_steps", type=integer_in(3, 10_000), default=None,
                         help="calls of the reference run (default: max(50, 5 N))")
     parser.add_argument("--seed", type=int, default=0, help="seed of the candidates' samples (default 0)")
@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> None:
-    from ..pretrained import resolve_pipeline
+    from ..pretrained import resolve_pipeline  # here, not at the top: --help loads no PyTorch
+    from ..step_tuning import check_tunable, tune_noise_levels, with_tuned_levels
 
     if args.num_inference_steps is None:
         raise ValueError("--num_inference_steps N is required: the number of calls whose levels are tuned.")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 
 from ..checks import check_integer
-
-TOY_DATASETS: Tuple[str, ...] = ("two-gaussians", "two-moons", "swiss-roll", "checkerboard")
+from .names import TOY_DATASETS
 
 # The formulas documented in `sample_toy`, one line each for `TrainingData.description`.
 _TOY_FORMULAS = {

@@ -18,13 +18,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import TYPE_CHECKING, Callable, Dict
 
-import torch
+# The registry's names are read by the command lines' parsers (`model_names`): each function imports what it builds,
+# so that reading them loads no PyTorch.
+if TYPE_CHECKING:
+    import torch
 
-from ..modeling_toy import GaussianMixtureScore
-from ..pipeline_ncsn import NCSNPipeline
-from ..scheduling_ncsn import NCSNScheduler
+    from ..pipeline_ncsn import NCSNPipeline
 
 GLYPH_WEIGHTS = [0.35, 0.25, 0.2, 0.12, 0.08]
 GLYPH_STD = 0.1
@@ -32,6 +33,8 @@ GLYPH_STD = 0.1
 
 def glyph_means() -> torch.Tensor:
     """The five 1x8x8 glyphs of ``"glyph-mixture"`` (values in {0.1, 0.9}), shape (5, 1, 8, 8)."""
+    import torch
+
     glyphs = torch.full((5, 8, 8), 0.1)
     glyphs[0, 3:5, 1:7] = 0.9  # horizontal bar
     glyphs[1, 1:7, 3:5] = 0.9  # vertical bar
@@ -43,10 +46,18 @@ def glyph_means() -> torch.Tensor:
 
 
 def _ncsn_toy() -> NCSNPipeline:
+    from ..modeling_toy import GaussianMixtureScore
+    from ..pipeline_ncsn import NCSNPipeline
+    from ..scheduling_ncsn import NCSNScheduler
+
     return NCSNPipeline(unet=GaussianMixtureScore.ncsn_toy(), scheduler=NCSNScheduler.from_preset("ncsn-toy"))
 
 
 def _glyph_mixture() -> NCSNPipeline:
+    from ..modeling_toy import GaussianMixtureScore
+    from ..pipeline_ncsn import NCSNPipeline
+    from ..scheduling_ncsn import NCSNScheduler
+
     model = GaussianMixtureScore(weights=GLYPH_WEIGHTS, means=glyph_means().tolist(), stds=GLYPH_STD)
     # sigma_max ~ largest distance between glyphs (NCSNv2 Technique 1); the rest was checked
     # against the exact mode weights (tests/test_pipeline_exact.py).
@@ -62,6 +73,8 @@ COLOR_GLYPH_BACKGROUND = (0.2, 0.2, 0.2)
 
 def color_glyph_means() -> torch.Tensor:
     """The ten 3x8x8 means of ``"color-glyphs"``: glyph k in red is mode 2k, in blue 2k + 1; shape (10, 3, 8, 8)."""
+    import torch
+
     shapes = glyph_means()[:, 0] > 0.5  # (5, 8, 8): where each glyph is drawn
     background = torch.tensor(COLOR_GLYPH_BACKGROUND)[:, None, None]
     means = []
@@ -72,6 +85,10 @@ def color_glyph_means() -> torch.Tensor:
 
 
 def _color_glyphs() -> NCSNPipeline:
+    from ..modeling_toy import GaussianMixtureScore
+    from ..pipeline_ncsn import NCSNPipeline
+    from ..scheduling_ncsn import NCSNScheduler
+
     weights = [weight / 2 for weight in GLYPH_WEIGHTS for _ in COLOR_GLYPH_COLOURS]
     model = GaussianMixtureScore(weights=weights, means=color_glyph_means().tolist(), stds=GLYPH_STD)
     scheduler = NCSNScheduler(

@@ -11,7 +11,13 @@ Train from Python in a few lines (``ncsn-train`` does the same from its flags):
 True
 """
 
-from .config import TrainingConfig
-from .loop import train
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
+
+if TYPE_CHECKING:  # for type checkers and the API reference
+    from .config import TrainingConfig
+    from .loop import train
 
 __all__ = ["TrainingConfig", "train"]
+__getattr__, __dir__ = lazy_exports(__name__, {"TrainingConfig": "config", "train": "loop"})

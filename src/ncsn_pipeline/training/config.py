@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .data import FASHION_MNIST  # the data set whose train_data_dir is the folder of its IDX files
+from ..data.names import FASHION_MNIST  # the data set whose train_data_dir is the folder of its IDX files
 
 MODELS = ("auto", "ncsnv2", "edm-unet", "mlp")
 

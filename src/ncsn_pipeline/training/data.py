@@ -71,11 +71,9 @@ from ..data.image_files import (
     prepare_image,
     verify_image_files,
 )
-from ..data.toys import _TOY_FORMULAS, TOY_DATASETS, sample_toy
+from ..data.names import BUILTIN_DATASETS, FASHION_MNIST, TOY_DATASETS
+from ..data.toys import _TOY_FORMULAS, sample_toy
 from ..modeling_ncsn import MAX_CLASS_EMBEDS as MAX_CLASSES
-
-FASHION_MNIST = "fashion-mnist"
-BUILTIN_DATASETS: Tuple[str, ...] = ("digits", FASHION_MNIST, *TOY_DATASETS)
 
 # How many images `channels=None` looks at to decide between greyscale and colour.
 CHANNEL_INFERENCE_IMAGES = 100

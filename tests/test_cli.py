@@ -137,7 +137,7 @@ def test_help_loads_no_heavy_library():
     since a command that loaded them would hide the ones after it."""
     heavy = ("torch", "diffusers", "accelerate", "huggingface_hub", "gradio", "safetensors", "numpy")
     entry_points = [f"from {module} import main" for module in _console_scripts().values()]
-    entry_points.append("sys.path.insert(0, {root!r}); from app import main".format(root=str(Path(__file__).parents[1])))
+    entry_points.append(f"sys.path.insert(0, {str(Path(__file__).parents[1])!r}); from app import main")
     for entry_point in entry_points:
         script = (
             f"import sys\n{entry_point}\n"

@@ -107,7 +107,7 @@ def test_a_bfloat16_evaluation_samples_in_bfloat16_and_says_so(tmp_path, monkeyp
         (["ncsn-digits", "--skip_samples"], "Nothing to evaluate: --skip_samples without --data"),
         (["ncsn-toy", "--skip_samples", "--data", "digits"], "--data needs an image pipeline (this one makes raw"),
         (["ncsn-digits", "--output", "report.txt"], "--output must name a .json file"),
-        (["ncsn-digits", "--tolerance", "0"], "--tolerance must be a positive number, got 0.0"),
+        (["ncsn-digits", "--tolerance", "0"], "--tolerance must be a positive finite number, got 0.0"),
         (["ncsn-digits", "--dtype", "bfloat16", "--record"], "--dtype bfloat16 evaluates samples only: --record"),
         (["ncsn-digits", "--dtype", "bfloat16", "--data", "digits"], "--dtype bfloat16 evaluates samples only"),
         (["ncsn-digits", "--dtype", "float64"], "argument --dtype: invalid choice: 'float64'"),
@@ -379,7 +379,7 @@ def test_an_evaluation_runs_from_python_with_a_typed_config(tmp_path):
     report = run(EvaluationConfig(pipeline="ncsn-digits", num_samples=10, num_inference_steps=5,
                                   output=str(tmp_path / "run.json")))  # fmt: skip
     assert json.loads((tmp_path / "run.json").read_text()) == json.loads(json.dumps(report))
-    with pytest.raises(ValueError, match=r"num_samples must be a whole number from 1, got 0\."):
+    with pytest.raises(ValueError, match=r"num_samples must be an integer >= 1, got 0\."):
         EvaluationConfig(pipeline="ncsn-digits", num_samples=0).validate()
     with pytest.raises(ValueError, match=r"judge must be one of \['auto', 'digits', 'fashion-mnist', 'none'\]"):
         EvaluationConfig(pipeline="ncsn-digits", judge="x").validate()

@@ -658,11 +658,14 @@ def test_the_command_line_builds_a_training_config_with_the_dataclass_defaults()
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"resolution": 0}, "resolution must be a whole number from 1, got 0."),
-        ({"max_train_steps": 2.5}, "max_train_steps must be a whole number from 1, got 2.5."),
-        ({"learning_rate": float("nan")}, "learning_rate must be a finite number above 0, got nan."),
+        ({"resolution": 0}, "resolution must be an integer >= 1, got 0."),
+        ({"max_train_steps": 2.5}, "max_train_steps must be an integer >= 1, got 2.5."),
+        ({"learning_rate": float("nan")}, "learning_rate must be a positive finite number, got nan."),
         ({"model": "unet"}, "model must be one of ['auto', 'ncsnv2', 'edm-unet', 'mlp'], got 'unet'."),
-        ({"data_range": [1.0, 0.0]}, "data_range must be two finite numbers, low < high, got [1.0, 0.0]."),
+        ({"seed": -1}, "seed must be an integer >= 0, got -1."),
+        ({"channels": True}, "channels must be one of [None, 1, 3], got True."),  # True == 1, but not a channel count
+        ({"max_train_minutes": 0}, "max_train_minutes must be a positive finite number, got 0."),
+        ({"data_range": [1.0, 0.0]}, "data_range must be two finite numbers (low, high) with low < high, got [1.0, 0."),
         ({"train_data_dir": "images"}, "pass exactly one of --dataset_name or --train_data_dir"),
         ({"label_dropout": 0.1}, "--label_dropout 0.1 drops class labels: it needs --class_conditional"),
         ({"save_guide_at": 5, "max_train_steps": 5}, "--save_guide_at 5 must come before the last step"),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 if TYPE_CHECKING:
     import torch
@@ -94,6 +94,40 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {list(choices)}.")
     return value
+
+
+def check_fields(
+    settings: Any,
+    integers_from: Optional[Dict[str, int]] = None,
+    positive: Sequence[str] = (),
+    choices: Optional[Dict[str, Sequence[Any]]] = None,
+    optional: Sequence[str] = (),
+) -> None:
+    """Check the fields of a settings object (a dataclass such as ``TrainingConfig``) by kind: each name in
+    ``integers_from`` a whole number from its bound (`check_integer`), each in ``positive`` a finite number above 0
+    (`check_positive`), each in ``choices`` one of its values; a name in ``optional`` may also be `None`.
+
+    Raises:
+        ValueError: Naming the first bad field, its value and what would be accepted.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> check_fields(SimpleNamespace(steps=0), integers_from={"steps": 1})
+        Traceback (most recent call last):
+        ValueError: steps must be an integer >= 1, got 0.
+    """
+    for name, low in (integers_from or {}).items():
+        value = getattr(settings, name)
+        if value is not None or name not in optional:
+            check_integer(name, value, low)
+    for name in positive:
+        value = getattr(settings, name)
+        if value is not None or name not in optional:
+            check_positive(name, value)
+    for name, accepted in (choices or {}).items():
+        value = getattr(settings, name)
+        if isinstance(value, bool) or value not in accepted:  # True == 1 would pass `in`
+            raise ValueError(f"{name} must be one of {list(accepted)}, got {value!r}.")
 
 
 def check_bool(name: str, value: Any) -> bool:

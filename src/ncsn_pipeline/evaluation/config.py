@@ -9,26 +9,25 @@ Example:
     >>> EvaluationConfig(pipeline="ncsn-digits", num_samples=0).validate()
     Traceback (most recent call last):
     ...
-    ValueError: num_samples must be a whole number from 1, got 0.
+    ValueError: num_samples must be an integer >= 1, got 0.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from ..checks import check_fields, check_positive
+from .judge_choice import JUDGES
+
 
 def _check_fields(config, positive_ints=(), optional_positive_ints=(), choices=None) -> None:
-    for name in positive_ints + optional_positive_ints:
-        value = getattr(config, name)
-        if value is None and name in optional_positive_ints:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a whole number from 1, got {value!r}.")
-    for name, accepted in (choices or {}).items():
-        if getattr(config, name) not in accepted:
-            raise ValueError(f"{name} must be one of {list(accepted)}, got {getattr(config, name)!r}.")
+    check_fields(
+        config,
+        integers_from=dict.fromkeys(positive_ints + optional_positive_ints, 1),
+        choices=choices,
+        optional=optional_positive_ints,
+    )
     if config.pipeline is None:
         raise ValueError("pipeline is required: a pipeline folder, a bundled model name or a repo id.")
     if not str(config.output).lower().endswith(".json"):
@@ -76,13 +75,10 @@ class EvaluationConfig:
                 "divergence": ("hutchinson", "exact"),
                 "probe": ("rademacher", "gaussian"),
                 "dtype": ("float32", "bfloat16"),
-                "judge": ("auto", "digits", "fashion-mnist", "none"),
+                "judge": JUDGES,
             },
         )
-        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)) or not (
-            math.isfinite(self.tolerance) and self.tolerance > 0
-        ):
-            raise ValueError(f"--tolerance must be a positive number, got {self.tolerance!r}.")
+        check_positive("--tolerance", self.tolerance)
         return self
 
 

@@ -14,16 +14,16 @@ Example:
     >>> TrainingConfig(dataset_name="digits", max_train_steps=0).validate()
     Traceback (most recent call last):
     ...
-    ValueError: max_train_steps must be a whole number from 1, got 0.
+    ValueError: max_train_steps must be an integer >= 1, got 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from ..checks import check_data_range, check_fields
 from ..data.names import FASHION_MNIST  # the data set whose train_data_dir is the folder of its IDX files
 
 MODELS = ("auto", "ncsnv2", "edm-unet", "mlp")
@@ -134,26 +134,15 @@ class TrainingConfig:
     def validate(self) -> TrainingConfig:
         """Check every field and the rules between them; resolve ``report_to="auto"`` (TensorBoard if installed).
         Returns the config itself; raises `ValueError` naming the bad value and what would be accepted."""
-        for name in _POSITIVE_INTS + _OPTIONAL_POSITIVE_INTS + _NON_NEGATIVE_INTS:
-            value = getattr(self, name)
-            if value is None and name in _OPTIONAL_POSITIVE_INTS:
-                continue
-            low = 0 if name in _NON_NEGATIVE_INTS else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be a whole number from {low}, got {value!r}.")
-        for name in _POSITIVE_FLOATS + _OPTIONAL_POSITIVE_FLOATS:
-            value = getattr(self, name)
-            if value is None and name in _OPTIONAL_POSITIVE_FLOATS:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a finite number above 0, got {value!r}.")
-        for name, choices in _CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}.")
-        if not (isinstance(self.data_range, (list, tuple)) and len(self.data_range) == 2
-                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in self.data_range)
-                and self.data_range[0] < self.data_range[1]):  # fmt: skip
-            raise ValueError(f"data_range must be two finite numbers, low < high, got {self.data_range!r}.")
+        check_fields(
+            self,
+            integers_from={**dict.fromkeys(_POSITIVE_INTS + _OPTIONAL_POSITIVE_INTS, 1),
+                           **dict.fromkeys(_NON_NEGATIVE_INTS, 0)},  # fmt: skip
+            positive=_POSITIVE_FLOATS + _OPTIONAL_POSITIVE_FLOATS,
+            choices=_CHOICES,
+            optional=_OPTIONAL_POSITIVE_INTS + _OPTIONAL_POSITIVE_FLOATS,
+        )
+        check_data_range(self.data_range)
         if not (self.block_out_channels and all(isinstance(c, int) and c > 0 for c in self.block_out_channels)):
             raise ValueError(f"block_out_channels must be positive whole numbers, got {self.block_out_channels!r}.")
         if not 0.0 <= self.label_dropout:
@@ -241,20 +230,15 @@ class ClassifierTrainingConfig:
 
     def validate(self) -> ClassifierTrainingConfig:
         """Check every field and the rules between them; returns the config itself, or raises `ValueError`."""
-        for name in ("max_train_steps", "train_batch_size", "resolution", "max_train_samples"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a whole number from 1, got {value!r}.")
-        for name in ("learning_rate", "sigma_max", "sigma_min"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value) or value <= 0):  # fmt: skip
-                raise ValueError(f"{name} must be a finite number above 0, got {value!r}.")
-        if self.mixed_precision not in _CHOICES["mixed_precision"] or self.channels not in _CHOICES["channels"]:
-            raise ValueError(
-                f"mixed_precision must be one of {list(_CHOICES['mixed_precision'])} and channels one of "
-                f"{list(_CHOICES['channels'])}, got {self.mixed_precision!r} and {self.channels!r}."
-            )
+        integers = ("max_train_steps", "train_batch_size", "resolution", "max_train_samples")
+        floats = ("learning_rate", "sigma_max", "sigma_min")
+        check_fields(
+            self,
+            integers_from=dict.fromkeys(integers, 1),
+            positive=floats,
+            choices={name: _CHOICES[name] for name in ("mixed_precision", "channels")},
+            optional=integers + floats,
+        )
         if not (self.block_out_channels and all(isinstance(c, int) and c > 0 for c in self.block_out_channels)):
             raise ValueError(f"block_out_channels must be positive whole numbers, got {self.block_out_channels!r}.")
         if (self.dataset_name is None) == (self.train_data_dir is None):

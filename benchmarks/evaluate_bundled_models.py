@@ -13,7 +13,7 @@
 * ``ncsn-two-gaussians``: recovered weight and spread of the (5, 5) mode, next to the same sampler
   driven by the exact score (``GaussianMixtureScore.ncsn_toy()``).
 
-    python benchmarks/evaluate_bundled_models.py [--num_samples 1000] [--only ncsn-fashion] [--cards_only]
+    python benchmarks/evaluate_bundled_models.py [--num_samples 1000] [--only ncsn-fashion] [--fid] [--cards_only]
 
 ``--cards_only`` re-renders the model cards from the records already there (after a change of the card template).
 """
@@ -40,7 +40,7 @@ from ncsn_pipeline.training.loop import save_sample_preview  # noqa: E402
 REPO_OWNER = "ncsn-pipeline"
 
 
-def evaluate_images(num_samples: int, name: str = "ncsn-digits") -> None:
+def evaluate_images(num_samples: int, name: str = "ncsn-digits", fid: bool = False) -> None:
     """Evaluate a bundled image model with ``ncsn-eval`` (samples with its judge, and for the unconditional digits
     model held-out bits/dim) into its evaluation.json."""
     folder = pretrained_path(name)
@@ -48,7 +48,7 @@ def evaluate_images(num_samples: int, name: str = "ncsn-digits") -> None:
     pipe = NCSNPipeline.from_pretrained(folder)
     conditional = getattr(pipe.unet, "num_classes", None) is not None
     likelihood = [] if conditional else ["--data", "digits"]
-    argv = [name, "--num_samples", str(num_samples), "--seed", "0", *likelihood]
+    argv = [name, "--num_samples", str(num_samples), "--seed", "0", *likelihood, *(["--fid"] if fid else [])]
     argv += ["--output", str(output)]
     evaluate.run(build_parser().parse_args([*argv, "--record"]))
     output.unlink()  # the card's evaluation.json keeps what matters
@@ -97,13 +97,19 @@ def main() -> None:
         "--only", choices=("ncsn-fashion", "ncsn-digits", "ncsn-digits-classes", "ncsn-two-gaussians"), default=None
     )
     parser.add_argument("--cards_only", action="store_true", help="only re-render the cards from the records")
+    parser.add_argument(
+        "--fid",
+        action="store_true",
+        help="also standard FID / KID for the image models (ncsn-eval --fid: the Inception network installed or "
+        "cached; Fashion-MNIST against its test split, digits against the 359 held-out digits, each with a floor)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (set explicitly: see DESIGN.md §12)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     jobs = {
-        "ncsn-fashion": lambda: evaluate_images(args.num_samples, "ncsn-fashion"),
-        "ncsn-digits": lambda: evaluate_images(args.num_samples),
-        "ncsn-digits-classes": lambda: evaluate_images(args.num_samples, "ncsn-digits-classes"),
+        "ncsn-fashion": lambda: evaluate_images(args.num_samples, "ncsn-fashion", args.fid),
+        "ncsn-digits": lambda: evaluate_images(args.num_samples, fid=args.fid),
+        "ncsn-digits-classes": lambda: evaluate_images(args.num_samples, "ncsn-digits-classes", args.fid),
         "ncsn-two-gaussians": lambda: evaluate_two_gaussians(args.toy_samples),
     }
     for name, job in jobs.items():

@@ -285,7 +285,7 @@ def test_one_held_out_example_gives_bits_per_dim_without_a_standard_error(tmp_pa
         (["ncsn-digits", "--fid", "--skip_samples", "--data", "digits"], "--fid measures samples"),
         (["ncsn-toy", "--fid"], "--fid needs a pipeline of 1- or 3-channel images"),
         (["ncsn-digits", "--fid", "--inception", "nowhere.pt"], "--inception 'nowhere.pt' is not a file"),
-        (["ncsn-digits", "--fid", "--inception", "{file}"], "--fid needs real images to compare with"),
+        (["color-glyphs", "--fid", "--inception", "{file}"], "--fid needs real images to compare with"),
         (["ncsn-digits", "--fid", "--inception", "{file}", "--reference", "nowhere"], "is not a folder of images"),
     ],
 )
@@ -297,6 +297,21 @@ def test_fid_problems_are_named_before_any_sampling(arguments, message, capsys, 
         evaluate.main([argument.replace("{file}", file) for argument in arguments])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "evaluation-run.json").exists()
+
+
+def test_fid_of_a_digits_model_defaults_to_the_held_out_digits_at_one_n(tmp_path):
+    """8 x 8 digits models compare with the 359 held-out digits: samples, reference and the floor (real training
+    digits) all at min(N, 359), and the report names the network and its resize."""
+    pytest.importorskip("torchmetrics")
+    output = tmp_path / "run.json"
+    inception = _stand_in_inception(tmp_path / "inception.pt")
+    arguments = ["ncsn-digits", "--num_samples", "360", "--num_inference_steps", "3", "--judge", "none", "--fid"]
+    assert evaluate.main([*arguments, "--inception", str(inception), "--output", str(output)]) == 0
+    report = json.loads(output.read_text())["inception"]
+    assert report["reference"] == "359 held-out scikit-learn digits"
+    assert report["samples"]["num_samples"] == report["samples"]["num_reference"] == report["floor"]["num_samples"]
+    assert report["samples"]["num_samples"] == 359 and report["floor"]["fid"] < report["samples"]["fid"]
+    assert report["network"] == "nvlabs" and "NVlabs' inception-2015-12-05.pt" in report["note"]
 
 
 def test_fid_of_a_fashion_mnist_model_defaults_to_the_test_split_with_a_floor(tmp_path):

@@ -31,6 +31,7 @@ from ..files import write_text_atomically
 from ..folder_records import write_evaluation
 from .config import EvaluationConfig
 from .judge_choice import choose_judge
+from .torchscript_files import check_torchscript_file
 
 DATA_SETS = ("digits",)
 
@@ -110,7 +111,7 @@ def plan_fid(config: EvaluationConfig, pipe, folder: Optional[Path]) -> Dict[str
     """Check ``--fid``'s requirements before any sampling: an image pipeline, torchmetrics, the Inception file (found
     or downloaded) and the reference images (``--reference``, else Fashion-MNIST's test split for a model judged as
     a Fashion-MNIST model). Returns what `run_fid` needs."""
-    from .inception_metrics import InceptionMetricsUnavailable, inception_path
+    from .inception_metrics import InceptionMetricsUnavailable, find_inception
 
     if config.skip_samples:
         raise ValueError("--fid measures samples; it cannot go with --skip_samples.")
@@ -122,17 +123,20 @@ def plan_fid(config: EvaluationConfig, pipe, folder: Optional[Path]) -> Dict[str
         raise InceptionMetricsUnavailable(
             "--fid needs torchmetrics: pip install 'ncsn-pipeline[fid]' (or pip install torchmetrics)."
         ) from None
-    plan: Dict[str, Any] = {"inception": inception_path(config.inception), "count": config.num_samples}
+    plan: Dict[str, Any] = {"inception": find_inception(config.inception), "count": config.num_samples}
     if config.reference is not None:
         if not Path(config.reference).is_dir():
             raise ValueError(f"--reference {config.reference!r} is not a folder of images.")
         plan.update(reference="folder", label=f"images of {Path(config.reference).name}")
     elif choose_judge("auto", pipe, folder) == "fashion-mnist" and tuple(pipe.sample_shape) == (1, 28, 28):
         plan.update(reference="fashion-mnist", label="Fashion-MNIST test images")
+    elif choose_judge("auto", pipe, folder) == "digits" and tuple(pipe.sample_shape) == (1, 8, 8):
+        # The held-out split has 359 images: samples, reference and floor all use min(N, 359) (the same N).
+        plan.update(reference="digits", label="held-out scikit-learn digits", count=min(config.num_samples, 359))
     else:
         raise ValueError(
             "--fid needs real images to compare with: pass --reference FOLDER (Fashion-MNIST models default to the "
-            "test split)."
+            "test split, 8 x 8 digits models to the held-out digits)."
         )
     return plan
 
@@ -146,11 +150,17 @@ def run_fid(plan: Dict[str, Any], images: torch.Tensor, config: EvaluationConfig
     floor = None
     if plan["reference"] == "folder":
         reference = load_image_folder(config.reference, images.shape[1:], count).float() / 255
+    elif plan["reference"] == "digits":
+        from ..data.digits import DIGITS_NUM_LEVELS, load_digits_split
+
+        reference = load_digits_split("held_out")[0][:count].float() / (DIGITS_NUM_LEVELS - 1)
+        floor = load_digits_split("train")[0][:count].float() / (DIGITS_NUM_LEVELS - 1)
     else:
         from ..data.fashion_mnist import load_fashion_mnist
 
         reference = load_fashion_mnist("test")[0][:count].float() / 255
         floor = load_fashion_mnist("train")[0][:count].float() / 255
+    images = images[:count]
     print(f"FID / KID: Inception features of {len(images)} samples and {len(reference)} reference images...",
           file=sys.stderr)  # fmt: skip
     features = load_inception(plan["inception"])  # loaded only now, when it is needed (it is TorchScript code)
@@ -165,13 +175,14 @@ def run_fid(plan: Dict[str, Any], images: torch.Tensor, config: EvaluationConfig
     if floor_result is not None:
         rows[0]["reference"], rows[1]["reference"] = floor_result["fid"], floor_result["kid_mean"]
     note = (
-        f"FID / KID: torchmetrics with {Path(plan['inception']).name} (NVlabs' Inception of the published FIDs), "
+        f"FID / KID: torchmetrics with {features.description}, "
         f"{len(images)} samples against {label}; KID {result['kid_mean']:.4g} +- {result['kid_std']:.2g} over "
         f"random subsets of {result['kid_subset_size']}"
         + (f"; the reference column: {len(floor)} real training images" if floor is not None else "")
         + ". FID depends on N: compare at the same N."
     )
-    return {"samples": result, "floor": floor_result, "reference": label, "rows": rows, "note": note}
+    return {"samples": result, "floor": floor_result, "reference": label, "rows": rows, "note": note,
+            "network": features.name, "network_description": features.description}  # fmt: skip
 
 
 # The real images each judge's floor draws from (train splits): a sample count above it has no floor.
@@ -187,27 +198,6 @@ def check_sample_count(num_samples: int, judge: str, frechet: bool) -> None:
             f"--num_samples {num_samples} is above the {FLOOR_SPLIT_SIZES[judge]:,} real training images the "
             f"{judge} judge's floor is measured on (the same N for both); pass at most that, or --judge none."
         )
-
-
-def check_feature_network_file(path: str) -> None:
-    """``--feature_network`` exists and is a TorchScript archive without ``__setstate__``: loading TorchScript runs
-    its code, and ``__setstate__`` runs at load time (it can write any file the user can, through
-    ``torch.from_file``), before anything else could look at the network."""
-    import zipfile
-
-    if not Path(path).is_file():
-        raise ValueError(f"--feature_network {path!r} is not a file.")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"--feature_network {path!r} is not a TorchScript file (torch.jit.save writes a zip archive).")
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            parts = info.filename.split("/")
-            if "code" in parts[:2] and info.filename.endswith(".py") and info.file_size < 2**24:
-                if b"__setstate__" in archive.read(info):
-                    raise ValueError(
-                        f"--feature_network {path!r} defines __setstate__, code that would run as the file loads; "
-                        "ncsn-eval refuses it. Use a feature network you saved yourself with torch.jit.save."
-                    )
 
 
 def run(config: EvaluationConfig) -> Dict[str, Any]:
@@ -246,7 +236,7 @@ def run(config: EvaluationConfig) -> Dict[str, Any]:
     if config.reference is not None and not Path(config.reference).is_dir():
         raise ValueError(f"--reference {config.reference!r} is not a folder of images.")
     if config.feature_network is not None:
-        check_feature_network_file(config.feature_network)  # loaded (it runs its code) only when it is needed
+        check_torchscript_file(config.feature_network, "--feature_network")  # loaded only when needed
     if config.skip_samples and config.data is None:
         raise ValueError("Nothing to evaluate: --skip_samples without --data.")
     judge = choose_judge(config.judge, pipe, folder)

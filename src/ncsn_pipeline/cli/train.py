@@ -229,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     hub = parser.add_argument_group("publishing (after training, one commit: weights, configs, card, samples)")
     hub.add_argument("--push_to_hub", action="store_true", help="publish the trained pipeline to the Hugging Face Hub")
     hub.add_argument("--hub_model_id", help="the repository, 'user/name' (required with --push_to_hub)")
+    hub.add_argument(
+        "--push_demo",
+        action="store_true",
+        help="with --push_to_hub, also publish a Gradio Space 'user/name-demo' that serves the demo on the model "
+        "(same visibility; the cards link each other)",
+    )
     hub.add_argument("--hub_token", help="a write token (default: the logged-in one or HF_TOKEN)")
     visibility = hub.add_mutually_exclusive_group()
     visibility.add_argument(

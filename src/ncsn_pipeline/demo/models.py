@@ -27,6 +27,8 @@ from .limits import (
     ANY_CLASS,
     AUTOGUIDANCE_SCALE_RANGE,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_IMAGE_MODEL,
+    DEFAULT_PLAYGROUND_MODEL,
     DEFAULT_SAMPLER,
     FASHION_MODEL,
     GUIDANCE_SCALE_RANGE,
@@ -212,6 +214,10 @@ class DemoModels:
 
     images: Dict[str, DemoModel] = field(default_factory=dict)
     points: Dict[str, DemoModel] = field(default_factory=dict)
+    # What each tab shows when the page opens: the bundled defaults, or the model given with ``--model`` (a Space
+    # built by `ncsn_pipeline.hub.space` opens on its own model).
+    default_image_model: str = DEFAULT_IMAGE_MODEL
+    default_points_model: str = DEFAULT_PLAYGROUND_MODEL
 
     @classmethod
     def load(cls, extra_model: Optional[str] = None) -> DemoModels:
@@ -272,10 +278,12 @@ class DemoModels:
                 label, pipe, class_names=class_names_of(pipe, folder), held_out=held_out_set_of(pipe, folder),
                 guide=None if folder is None else load_guide(folder),
             )  # fmt: skip
+            self.default_image_model = name_or_path
             return "images"
         if tuple(pipe.sample_shape) == (2,):
             exact = isinstance(pipe.unet, GaussianMixtureScore)
             self.points[name_or_path] = DemoModel(label, pipe, reference=pipe.unet if exact else None, exact=exact)
+            self.default_points_model = name_or_path
             return "playground"
         raise DemoModelError(
             f"--model {name_or_path!r} samples data of shape {pipe.sample_shape} without a data_range: the demo "

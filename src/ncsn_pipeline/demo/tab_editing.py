@@ -8,7 +8,7 @@ from typing import Any
 
 from .controls import TabKit
 from .editing import edit_image
-from .limits import DEFAULT_FILLS, DEFAULT_IMAGE_MODEL, DEFAULT_STRENGTH, MAX_BATCH_SIZE
+from .limits import DEFAULT_FILLS, DEFAULT_STRENGTH, MAX_BATCH_SIZE
 from .tab_inpainting import held_out_slider
 
 
@@ -34,7 +34,7 @@ def build(kit: TabKit) -> None:
     gr = kit.gr
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            model = kit.model_dropdown("images", DEFAULT_IMAGE_MODEL, "Model", "edit-model")
+            model = kit.model_dropdown("images", kit.models.default_image_model, "Model", "edit-model")
             last_image, image_label = held_out_slider(kit.models)
             controls = {
                 "model": model,
@@ -43,7 +43,7 @@ def build(kit: TabKit) -> None:
                     0.0, 1.0, value=DEFAULT_STRENGTH, step=0.05, elem_id="edit-strength",
                     label="Strength (0 = the image itself, 1 = a new sample)",
                 ),  # fmt: skip
-                **kit.sampler_controls("edit", "images", DEFAULT_IMAGE_MODEL),
+                **kit.sampler_controls("edit", "images", kit.models.default_image_model),
                 "batch_size": gr.Slider(
                     1, MAX_BATCH_SIZE, value=DEFAULT_FILLS, step=1, label="Edits", elem_id="edit-batch"
                 ),

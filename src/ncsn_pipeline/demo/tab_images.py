@@ -12,7 +12,6 @@ from .limits import (
     AUTOGUIDANCE_SCALE_RANGE,
     DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_BATCH_SIZE,
-    DEFAULT_IMAGE_MODEL,
     MAX_BATCH_SIZE,
 )
 
@@ -39,8 +38,8 @@ def build(kit: TabKit) -> None:
     gr = kit.gr
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            model = kit.model_dropdown("images", DEFAULT_IMAGE_MODEL, "Model", "image-model")
-            controls = {"model": model, **kit.sampler_controls("image", "images", DEFAULT_IMAGE_MODEL)}
+            model = kit.model_dropdown("images", kit.models.default_image_model, "Model", "image-model")
+            controls = {"model": model, **kit.sampler_controls("image", "images", kit.models.default_image_model)}
             controls["batch_size"] = gr.Slider(
                 1, MAX_BATCH_SIZE, value=DEFAULT_BATCH_SIZE, step=1, label="Batch size", elem_id="image-batch"
             )

@@ -8,7 +8,7 @@ from typing import Any, Tuple
 
 from .controls import TabKit
 from .inpainting import HELD_OUT_SETS, MASKS, held_out_count, inpaint_image
-from .limits import DEFAULT_FILLS, DEFAULT_IMAGE_MODEL, MAX_BATCH_SIZE, RESAMPLING_RANGE
+from .limits import DEFAULT_FILLS, MAX_BATCH_SIZE, RESAMPLING_RANGE
 from .models import DemoModels
 
 
@@ -44,7 +44,7 @@ def build(kit: TabKit) -> None:
     gr = kit.gr
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            model = kit.model_dropdown("images", DEFAULT_IMAGE_MODEL, "Model", "inpaint-model")
+            model = kit.model_dropdown("images", kit.models.default_image_model, "Model", "inpaint-model")
             last_image, image_label = held_out_slider(kit.models)
             controls = {
                 "model": model,
@@ -52,7 +52,7 @@ def build(kit: TabKit) -> None:
                 "mask_name": gr.Dropdown(
                     list(MASKS), value="right half", label="Part to repaint", elem_id="inpaint-mask"
                 ),
-                **kit.sampler_controls("inpaint", "images", DEFAULT_IMAGE_MODEL),
+                **kit.sampler_controls("inpaint", "images", kit.models.default_image_model),
                 "batch_size": gr.Slider(
                     1, MAX_BATCH_SIZE, value=DEFAULT_FILLS, step=1, label="Fills", elem_id="inpaint-batch"
                 ),

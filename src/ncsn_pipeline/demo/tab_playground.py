@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from .controls import TabKit
-from .limits import DEFAULT_PLAYGROUND_MODEL, DEFAULT_POINTS, MAX_PLAYGROUND_WORK, POINTS_RANGE
+from .limits import DEFAULT_POINTS, MAX_PLAYGROUND_WORK, POINTS_RANGE
 from .playground import run_playground
 
 
@@ -30,10 +30,10 @@ def build(kit: TabKit) -> None:
     gr = kit.gr
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            model = kit.model_dropdown("points", DEFAULT_PLAYGROUND_MODEL, "Distribution", "point-model")
+            model = kit.model_dropdown("points", kit.models.default_points_model, "Distribution", "point-model")
             controls = {
                 "model": model,
-                **kit.sampler_controls("point", "points", DEFAULT_PLAYGROUND_MODEL),
+                **kit.sampler_controls("point", "points", kit.models.default_points_model),
                 "field_sigma": gr.Slider(
                     0.1, 20.0, value=1.0, step=0.1, label="sigma of the score field", elem_id="field-sigma"
                 ),

@@ -127,6 +127,7 @@ class TrainingConfig:
     tune_steps: Optional[int] = None
     # Publishing.
     push_to_hub: bool = False
+    push_demo: bool = False
     hub_model_id: Optional[str] = None
     hub_token: Optional[str] = dataclasses.field(default=None, repr=False)  # never printed, never recorded
     hub_private: Optional[bool] = None
@@ -171,6 +172,8 @@ class TrainingConfig:
                 f"--save_guide_at {self.save_guide_at} must come before the last step (--max_train_steps "
                 f"{self.max_train_steps}): the guide is an earlier, weaker version of the model"
             )
+        if self.push_demo and not self.push_to_hub:
+            raise ValueError("--push_demo publishes a demo Space of the pushed model: it needs --push_to_hub.")
         if self.push_to_hub and (self.hub_model_id is None or self.hub_private is None):
             raise ValueError(
                 "--push_to_hub needs --hub_model_id user/name and an explicit --hub_private or --hub_public"

@@ -548,6 +548,12 @@ def train(config: TrainingConfig) -> Path:
                 token=config.hub_token,
             )
             logger.info(f"Pushed to {config.hub_model_id}: {url}")
+            if config.push_demo:
+                from ..hub import push_demo_to_hub
+
+                space = f"{config.hub_model_id}-demo"
+                url = push_demo_to_hub(space, config.hub_model_id, private=config.hub_private, token=config.hub_token)
+                logger.info(f"Published the demo Space {space}: {url}")
     accelerator.end_training()
     return output_dir
 

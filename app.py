@@ -27,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default=None,
         help="an extra pipeline: a named model, a folder saved with NCSNPipeline.save_pretrained or a Hub "
-        f"repository id 'user/name' ({LOCAL_FOLDER_RULE}); image models join the Images tab, 2-D models the "
-        "playground",
+        f"repository id 'user/name' ({LOCAL_FOLDER_RULE}); image models join the image tabs, 2-D models the "
+        "playground, and the page opens on it",
     )
     add_threads_argument(parser)
     return parser

@@ -66,7 +66,7 @@ SMALL_GENERATE = ["ncsn-digits", "NCSNScheduler", 4, 2, 1.0, 0, 4, False, "any",
 # model, digit, mask, sampler, noise levels, steps per level, step size scale, seed, fills, resampling, class, guidance
 SMALL_INPAINT = ["ncsn-digits", 5, "right half", "VEPredictorCorrectorScheduler", 6, 1, 1.0, 0, 3, 1, "any", 2.0]
 # model, image, strength, sampler, noise levels, steps per level, step size scale, seed, edits, class, guidance
-SMALL_EDIT = ["ncsn-digits", 5, 0.5, "DPMSolverPlusPlusScheduler", 20, 1, 1.0, 0, 3, "any", 2.0]
+SMALL_EDIT = ["ncsn-digits", 5, 0.5, "DPMSolverPlusPlusScheduler", 20, 1, 1.0, 0, 3, "any", 2.0, 1.0]
 # distribution, sampler, noise levels, steps per level, step size scale, field sigma, seed, points
 SMALL_PLAYGROUND = ["two-gaussians", "NCSNScheduler", 10, 30, 1.0, 1.0, 0, 500]
 QUICK_S = 5.0  # a rejection must come back this fast (no sampling happens)
@@ -311,10 +311,41 @@ def test_a_class_guides_the_digits_model_and_models_without_classes_refuse_one(c
         client.predict(*_with(_with(SMALL_GENERATE, 0, "glyph-mixture"), 8, "3"), api_name="/generate")
 
 
+def test_a_model_with_the_no_class_label_is_steered_by_classifier_free_guidance_priced_on_the_doubled_batch(
+    server, client
+):
+    """ncsn-digits-classes has the "no class" label: a guidance scale other than 1 steers it by classifier-free
+    guidance (other images than at 1), each call on the doubled batch, which the request's price and work count."""
+    entry = server.ncsn_models.images["ncsn-digits-classes"]
+    assert entry.classifier_free and not server.ncsn_models.images["ncsn-fashion"].classifier_free
+    guided = entry.class_arguments("7", 2.0, 4)
+    assert guided["guidance_scale"] == 2.0 and entry.network_batch(guided, 4) == 8
+    assert "guidance_scale" not in entry.class_arguments("7", 1.0, 4)  # 1: the model alone, one batch
+    request = _with(_with(SMALL_GENERATE, 0, "ncsn-digits-classes"), 8, "7")
+    cfg = client.predict(*request, api_name="/generate")
+    plain = client.predict(*_with(request, 9, 1.0), api_name="/generate")
+    assert "classifier-free guidance at scale 2 (each call on the doubled batch of 8)" in cfg[-1]
+    assert "classifier-free" not in plain[-1]
+    assert not np.array_equal(_pixels(cfg[0]), _pixels(plain[0]))
+    # Work is calls x the network's batch: a request within the limit alone is refused once doubled.
+    calls = demo_module.MAX_IMAGE_WORK // (2 * demo_module.MAX_BATCH_SIZE) + 1
+    assert calls * demo_module.MAX_BATCH_SIZE <= demo_module.MAX_IMAGE_WORK
+    with pytest.raises(ValueError, match="Too much work"):
+        demo_module.generate_images(server.ncsn_models, "ncsn-digits-classes", "NCSNScheduler", calls, 1, 1.0, 0,
+                                    demo_module.MAX_BATCH_SIZE, False, "7", 2.0, 1.0)  # fmt: skip
+
+
+def test_editing_is_autoguided_by_the_guide_a_model_ships(client):
+    grid, summary = client.predict(*_with(SMALL_EDIT, 11, 1.5), api_name="/edit")
+    assert "autoguided by its guide (w 1.5" in summary
+    with pytest.raises(AppError, match="needs a model that ships a guide"):
+        client.predict(*_with(_with(SMALL_EDIT, 0, "ncsn-fashion"), 11, 1.5), api_name="/edit")
+
+
 def test_the_class_conditional_digits_model_takes_the_class(server, client):
     if "ncsn-digits-classes" not in server.ncsn_models.images:
         pytest.skip("the class-conditional digits model is not bundled in this checkout")
-    chosen = _with(_with(SMALL_GENERATE, 0, "ncsn-digits-classes"), 8, "7")
+    chosen = _with(_with(_with(SMALL_GENERATE, 0, "ncsn-digits-classes"), 8, "7"), 9, 1.0)  # no guidance
     assert " of class 7 with " in client.predict(*chosen, api_name="/generate")[2]
     every = client.predict(*_with(SMALL_GENERATE, 0, "ncsn-digits-classes"), api_name="/generate")[2]
     assert "of each class in turn" in every
@@ -765,7 +796,7 @@ def test_user_model_joins_the_matching_tab(tmp_path):
     assert models.points[toy].exact and models.points[toy].label == f"{toy} (--model)"
     result = demo_module.run_playground(models, toy, "NCSNScheduler", 5, 10, 1.0, 2.0, 0, 100)
     assert result.weights["true"] == [0.2, 0.8]
-    assert models.add_user_model(glyphs) == "images"
+    assert models.add_user_model(glyphs) == "images" and models.default_image_model == glyphs  # opened on it
     result = demo_module.generate_images(models, glyphs, "NCSNScheduler", 3, 2, 1.0, 0, 2, False)
     assert result.calls == 7 and result.animation_path is None
 

@@ -219,3 +219,38 @@ def test_editing_in_the_browser(page, demo_url, tmp_path):
         page.wait_for_timeout(200)
     assert "at strength 0.8 (noised to sigma" in info.input_value()
     assert page.outside_requests == [], "the page fetched something from outside the machine"
+
+
+def _choose(page, dropdown: str, option) -> None:
+    page.locator(f"{dropdown} input").click()
+    page.get_by_role("option", name=option).click()
+
+
+def _wait_for(info, text: str) -> str:
+    for _ in range(int(RESULT_TIMEOUT_MS / 200)):
+        if text in info.input_value():
+            break
+        info.page.wait_for_timeout(200)
+    return info.input_value()
+
+
+def test_class_controls_offer_classifier_free_guidance_and_the_guide_in_the_browser(page, demo_url):
+    """Images: the class-conditional digits model (it has the "no class" label) steered by classifier-free guidance
+    at the page's guidance scale; Editing: the digits model autoguided by the guide it ships."""
+    page.goto(demo_url)
+    assert "classifier-free" in page.locator("#image-guidance").inner_text()
+    _choose(page, "#image-model", re.compile("digits, class-conditional"))
+    _choose(page, "#image-class", "7")
+    page.locator("#generate").click()
+    summary = _wait_for(page.locator("#run-info textarea"), "classifier-free guidance")
+    assert "of class 7, classifier-free guidance at scale 2 (each call on the doubled batch of" in summary
+
+    page.get_by_role("tab", name="Editing").click()
+    _choose(page, "#edit-model", re.compile(r"^digits \(bundled NCSNv2"))
+    autoguidance = page.locator("#edit-autoguidance input[type=number]")
+    autoguidance.fill("1.5")
+    autoguidance.press("Enter")
+    page.locator("#edit").click()
+    summary = _wait_for(page.locator("#edit-info textarea"), "autoguided")
+    assert "autoguided by its guide (w 1.5" in summary
+    assert page.outside_requests == [], "the page fetched something from outside the machine"

@@ -19,7 +19,9 @@ from .cost import MAX_PREDICTED_SECONDS, DeadlinePassed, check_deadline
 from .gradio_internals import client_gone
 from .limits import (
     ANY_CLASS,
+    AUTOGUIDANCE_SCALE_RANGE,
     CONCURRENCY_LIMIT,
+    DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_GUIDANCE_SCALE,
     DEFAULT_SAMPLER,
     DEFAULT_SEED,
@@ -123,7 +125,25 @@ class TabKit:
             ),  # fmt: skip
             "guidance_scale": gr.Slider(
                 *GUIDANCE_SCALE_RANGE, value=DEFAULT_GUIDANCE_SCALE, step=0.5,
-                label="Classifier guidance scale (models guided by a classifier)", elem_id=f"{prefix}-guidance",
+                label="Guidance scale: classifier guidance (models with a classifier) or classifier-free guidance "
+                f"(models with a 'no class' label: {', '.join(self.classifier_free_models) or 'none'}; 1 = off, "
+                "else each call on a doubled batch)", elem_id=f"{prefix}-guidance",
+            ),  # fmt: skip
+        }
+
+    @property
+    def classifier_free_models(self) -> List[str]:
+        """The image models that classifier-free guidance steers."""
+        return [key for key, entry in self.models.images.items() if entry.classifier_free]
+
+    def autoguidance_control(self, prefix: str) -> Dict[str, Any]:
+        """Autoguidance's ``w`` with the guide a model ships (the request field's name)."""
+        guided = [key for key, entry in self.models.images.items() if entry.guide is not None]
+        return {
+            "autoguidance_scale": self.gr.Slider(
+                *AUTOGUIDANCE_SCALE_RANGE, value=DEFAULT_AUTOGUIDANCE_SCALE, step=0.25,
+                label=f"Autoguidance w (models with a guide: {', '.join(guided) or 'none'}; 1 = off, else two "
+                "network calls per step)", elem_id=f"{prefix}-autoguidance",
             ),  # fmt: skip
         }
 

@@ -23,6 +23,7 @@ from .cost import check_request_time, max_image_calls
 from .inpainting import check_held_out_choice, held_out_image, held_out_label
 from .limits import (
     ANY_CLASS,
+    DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_GUIDANCE_SCALE,
     GRID_BORDER,
     MAX_BATCH_SIZE,
@@ -58,6 +59,7 @@ def edit_image(
     batch_size: Any,
     class_name: Any = ANY_CLASS,
     guidance_scale: Any = DEFAULT_GUIDANCE_SCALE,
+    autoguidance_scale: Any = DEFAULT_AUTOGUIDANCE_SCALE,
     progress: Optional[Callable[..., Any]] = None,
 ) -> EditingResult:
     """Check the inputs, edit the model's held-out image ``image_index`` ``batch_size`` times at ``strength`` and
@@ -82,20 +84,27 @@ def edit_image(
     if class_name == ANY_CLASS and entry.class_conditional and own_class in (entry.class_names or []):
         class_name = own_class  # a class-conditional model edits within the image's own class unless told otherwise
     class_arguments = entry.class_arguments(class_name, guidance_scale, batch_size)
+    guide_arguments = entry.guide_arguments(autoguidance_scale)
+    if guide_arguments and "classifier" in class_arguments:
+        raise ValueError(
+            f"autoguidance (scale {float(autoguidance_scale):g}) and classifier guidance toward class {class_name!r} "
+            "cannot be combined: set the autoguidance scale to 1 or the class to 'any'."
+        )
     channels, side, _ = entry.pipeline.sample_shape
     image = held_out_image(source, image_index, channels, side)
-    cost = entry.call_cost(guided="classifier" in class_arguments)
+    cost = entry.call_cost(guided="classifier" in class_arguments, autoguided=bool(guide_arguments))
+    network_batch = entry.network_batch(class_arguments, batch_size)  # doubled by classifier-free guidance
     scheduler = prepare_run(
         sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale,
-        max_image_calls(cost, batch_size),
+        max_image_calls(cost, network_batch),
     )  # fmt: skip
     config = scheduler.config
     start_sigma = 0.0
     if strength > 0:
         start_sigma = scheduler.set_begin_sigma(strength_to_sigma(strength, config.sigma_min, config.sigma_max))
     total = 0 if strength == 0 else scheduler.max_model_calls - (scheduler.begin_index or 0)
-    check_work(total, batch_size, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
-    check_request_time(cost, total, batch_size)
+    check_work(total, network_batch, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
+    check_request_time(cost, total, network_batch)
     pipe = NCSNImg2ImgPipeline(entry.pipeline.unet, scheduler, data_range=entry.pipeline.config.data_range)
     pipe.set_progress_bar_config(disable=True)
 
@@ -105,7 +114,7 @@ def edit_image(
     with CountedCalls(entry.pipeline.unet, total, progress) as counted:
         edits = pipe(
             image, strength=strength, num_images_per_prompt=batch_size, generator=torch.Generator().manual_seed(seed),
-            num_inference_steps=noise_levels, output_type="pil", **class_arguments,
+            num_inference_steps=noise_levels, output_type="pil", **class_arguments, **guide_arguments,
         ).images  # fmt: skip
     seconds, calls = time.perf_counter() - started, counted.calls
 
@@ -115,6 +124,10 @@ def edit_image(
     noised = image + start_sigma / (data_high - data_low) * noise  # the same noise level, in pixel units
     tiles: List[PIL.Image.Image] = samples_to_pil(torch.stack([image, noised]), (0.0, 1.0)) + list(edits)
     toward = f" as class {class_name}" if "class_labels" in class_arguments else ""
+    if "guidance_scale" in class_arguments and entry.classifier_free:
+        toward += f" (classifier-free guidance at scale {float(guidance_scale):g}, each call on a doubled batch)"
+    if guide_arguments:
+        toward += f", autoguided by its guide (w {float(autoguidance_scale):g}: as many calls of the guide)"
     summary = (
         f"{what[0].upper()}{what[1:]} {image_index} ({own_class}) edited by {entry.label}{toward} "
         f"at strength {strength:g} (noised to sigma {start_sigma:.3g}) with {scheduler.description}: {calls} network "

@@ -140,12 +140,13 @@ def generate_images(
             "cannot be combined: set the autoguidance scale to 1 or the class to 'any'."
         )
     cost = entry.call_cost(guided="classifier" in class_arguments, autoguided=bool(guide_arguments))
-    max_calls = max_image_calls(cost, batch_size)
+    network_batch = entry.network_batch(class_arguments, batch_size)  # doubled by classifier-free guidance
+    max_calls = max_image_calls(cost, network_batch)
     scheduler = prepare_run(  # max_calls: an adaptive sampler's cap
         sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale, max_calls
     )
-    check_work(scheduler.max_model_calls, batch_size, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
-    check_request_time(cost, scheduler.max_model_calls, batch_size)
+    check_work(scheduler.max_model_calls, network_batch, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
+    check_request_time(cost, scheduler.max_model_calls, network_batch)
     pipe = NCSNPipeline(unet=entry.pipeline.unet, scheduler=scheduler, data_range=entry.pipeline.config.data_range)
     pipe.set_progress_bar_config(disable=True)
 
@@ -186,6 +187,11 @@ def generate_images(
         conditioning = f" guided toward class {class_name} (classifier guidance, scale {float(guidance_scale):g})"
     elif "class_labels" in class_arguments:
         conditioning = f" of class {class_name}" if class_name != ANY_CLASS else " of each class in turn"
+        if "guidance_scale" in class_arguments:
+            conditioning += (
+                f", classifier-free guidance at scale {float(guidance_scale):g} (each call on the doubled batch of "
+                f"{network_batch})"
+            )
     if guide_arguments:
         conditioning += (
             f", autoguided by its guide (w {float(autoguidance_scale):g}: {calls} network calls, the model's and the "

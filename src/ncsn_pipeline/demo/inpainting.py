@@ -171,14 +171,15 @@ def inpaint_image(
     image = held_out_image(source, image_index, channels, side)
     mask = MASKS[mask_name](side)[None]
     cost = entry.call_cost(guided="classifier" in class_arguments)
-    max_calls = max_image_calls(cost, batch_size)
+    network_batch = entry.network_batch(class_arguments, batch_size)  # doubled by classifier-free guidance
+    max_calls = max_image_calls(cost, network_batch)
     scheduler = prepare_run(  # an adaptive sampler's cap: each level's calls are made jump_n_sample times
         sampler, entry.pipeline.scheduler.config, noise_levels, steps_per_level, step_scale,
         max(max_calls // jump_n_sample, 1),
     )  # fmt: skip
     total = scheduler.max_model_calls * jump_n_sample
-    check_work(total, batch_size, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
-    check_request_time(cost, total, batch_size)
+    check_work(total, network_batch, MAX_IMAGE_CALLS, MAX_IMAGE_WORK, "batch size")
+    check_request_time(cost, total, network_batch)
     pipe = NCSNInpaintPipeline(entry.pipeline.unet, scheduler, data_range=entry.pipeline.config.data_range)
     pipe.set_progress_bar_config(disable=True)
 

@@ -76,6 +76,17 @@ class DemoModel:
         """Whether the score model itself takes class labels."""
         return getattr(self.pipeline.unet, "num_classes", None) is not None
 
+    @property
+    def classifier_free(self) -> bool:
+        """Whether the model also has the "no class" label (trained with label dropout), so that a guidance scale
+        steers it by classifier-free guidance."""
+        return self.class_conditional and getattr(self.pipeline.unet, "unconditional_label", None) is not None
+
+    def network_batch(self, class_arguments: Dict[str, Any], batch_size: int) -> int:
+        """The batch one network call carries for a request: doubled by classifier-free guidance (the conditional
+        and the unconditional halves go through the network in one call), which the request's price counts."""
+        return batch_size * (2 if self.classifier_free and "guidance_scale" in class_arguments else 1)
+
     def call_cost(self, guided: bool = False, autoguided: bool = False) -> CallCost:
         """The time of one network call on this machine (`ncsn_pipeline.demo.cost`), with the classifier's gradient
         when ``guided`` and the guide's call when ``autoguided``; measured on first use and kept."""
@@ -109,8 +120,9 @@ class DemoModel:
     def class_arguments(self, class_name: Any, guidance_scale: Any, batch_size: int) -> Dict[str, Any]:
         """The pipeline arguments for the UI's class choice (checked; errors name the value and the choices).
 
-        A class-conditional model gets ``class_labels`` (``"any"``: the classes in turn), a model with a classifier
-        is guided toward the chosen class at ``guidance_scale``; ``"any"`` leaves other models unconditional.
+        A class-conditional model gets ``class_labels`` (``"any"``: the classes in turn) and, if it has the "no
+        class" label, classifier-free guidance at ``guidance_scale`` (none at 1); a model with a classifier is guided
+        toward the chosen class at ``guidance_scale``; ``"any"`` leaves other models unconditional.
         """
         scale = check_number("guidance scale", guidance_scale, *GUIDANCE_SCALE_RANGE)
         names = self.class_names or []
@@ -119,7 +131,10 @@ class DemoModel:
             raise ValueError(f"class {class_name!r} is not a class of {self.label}; choose one of {accepted}.")
         if self.class_conditional:
             labels = [names.index(class_name)] * batch_size if class_name != ANY_CLASS else None
-            return {"class_labels": labels or [index % len(names) for index in range(batch_size)]}
+            arguments: Dict[str, Any] = {"class_labels": labels or [index % len(names) for index in range(batch_size)]}
+            if self.classifier_free and scale != 1:
+                arguments["guidance_scale"] = scale
+            return arguments
         if class_name == ANY_CLASS or self.classifier is None:
             return {}
         return {"class_labels": names.index(class_name), "classifier": self.classifier, "guidance_scale": scale}

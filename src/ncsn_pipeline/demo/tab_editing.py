@@ -27,6 +27,7 @@ class EditRequest:
     batch_size: Any
     class_name: Any
     guidance_scale: Any
+    autoguidance_scale: Any
 
 
 def build(kit: TabKit) -> None:
@@ -48,6 +49,7 @@ def build(kit: TabKit) -> None:
                     1, MAX_BATCH_SIZE, value=DEFAULT_FILLS, step=1, label="Edits", elem_id="edit-batch"
                 ),
                 **kit.class_controls("edit"),
+                **kit.autoguidance_control("edit"),
             }
             button = gr.Button("Edit", variant="primary", elem_id="edit")
             gr.Markdown(

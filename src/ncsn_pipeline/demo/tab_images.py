@@ -9,8 +9,6 @@ from typing import Any
 from .controls import LIMITS_TEXT, TabKit
 from .images import generate_images
 from .limits import (
-    AUTOGUIDANCE_SCALE_RANGE,
-    DEFAULT_AUTOGUIDANCE_SCALE,
     DEFAULT_BATCH_SIZE,
     MAX_BATCH_SIZE,
 )
@@ -44,12 +42,7 @@ def build(kit: TabKit) -> None:
                 1, MAX_BATCH_SIZE, value=DEFAULT_BATCH_SIZE, step=1, label="Batch size", elem_id="image-batch"
             )
             controls.update(kit.class_controls("image"))
-            guided = [key for key, entry in kit.models.images.items() if entry.guide is not None]
-            controls["autoguidance_scale"] = gr.Slider(
-                *AUTOGUIDANCE_SCALE_RANGE, value=DEFAULT_AUTOGUIDANCE_SCALE, step=0.25,
-                label=f"Autoguidance w (models with a guide: {', '.join(guided) or 'none'}; 1 = off, else two "
-                "network calls per step)", elem_id="image-autoguidance",
-            )  # fmt: skip
+            controls.update(kit.autoguidance_control("image"))
             controls["animate"] = gr.Checkbox(value=True, label="Animate the trajectory (one frame per noise level)")
             button = gr.Button("Generate", variant="primary", elem_id="generate")
             gr.Markdown(LIMITS_TEXT)

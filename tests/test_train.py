@@ -561,10 +561,17 @@ def test_edm_sampling_draws_log_normal_levels_and_weighs_them(monkeypatch):
 
 def test_max_train_minutes_stops_early_and_saves_the_pipeline(tmp_path):
     out = tmp_path / "timed"
-    assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "100000", "--max_train_minutes", "0.002"]) == 0
+    timed = ["--max_train_steps", "100000", "--max_train_minutes", "0.002", "--checkpointing_steps", "100000"]
+    assert main([*TOY, "--output_dir", str(out), *timed]) == 0
     record = json.loads((out / "training_args.json").read_text())
     assert 1 <= record["global_step"] < 100000 and record["train_seconds"] < 5
     NCSNPipeline.from_pretrained(out)
+    # The time cap ends a run as a signal does: with a checkpoint at its last step, where a resume goes on.
+    last = record["global_step"]
+    assert (out / f"checkpoint-{last}").is_dir()  # no periodic one: --checkpointing_steps is beyond the run
+    resume = [*TOY, "--output_dir", str(out), "--max_train_steps", str(last + 2), "--resume_from_checkpoint", "latest"]
+    assert main(resume) == 0
+    assert json.loads((out / "training_args.json").read_text())["global_step"] == last + 2
 
 
 def test_checkpoints_from_before_the_edm_options_still_resume(tmp_path):

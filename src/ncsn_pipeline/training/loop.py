@@ -488,7 +488,7 @@ def train(config: TrainingConfig) -> Path:
                 with loss_log.open("a") as handle:
                     handle.write(json.dumps({"step": global_step, **logs}) + "\n")
                     handle.flush()
-            if global_step % config.checkpointing_steps == 0 or stop_now:
+            if global_step % config.checkpointing_steps == 0 or stop_now or time_up:  # the time cap ends as a signal
                 elapsed = earlier_seconds + time.perf_counter() - started
                 save_checkpoint(
                     accelerator, output_dir, global_step, config, randomness, ema_model, elapsed, segments_so_far()

@@ -272,6 +272,26 @@ def test_ncsn_sample_edits_images_a_row_per_image(tmp_path, capsys):
     assert "begun at" not in capsys.readouterr().out  # strength 0: no run
 
 
+def test_an_edit_keeps_what_the_image_is_and_a_grid_says_when_classes_cycle(tmp_path, capsys):
+    """A class-conditional model edits an image as the class it is given, or with its "no class" label; one without
+    that label needs --class_label (the classes in turn would turn a shoe into a T-shirt, a trouser, ...). A plain
+    grid of such a model says that its samples take the classes in turn."""
+    shoe = _write_picture(tmp_path / "shoe.png")
+    output = str(tmp_path / "e.png")
+    edit = ["--image", str(shoe), "--batch_size", "2", "--num_inference_steps", "4", "--output", output]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "ncsn-fashion", *edit])
+    assert exit_info.value.code == 2
+    assert "give --class_label, the class of the image (0 to 9)" in capsys.readouterr().err
+    assert main(["--model", "ncsn-fashion", *edit, "--class_label", "9"]) == 0
+    assert main(["--model", "ncsn-digits-classes", *edit]) == 0  # its "no class" label: no class is imposed
+    grid = ["--batch_size", "4", "--num_inference_steps", "4", "--output", str(tmp_path / "g.png")]
+    assert main(["--model", "ncsn-fashion", *grid]) == 0
+    assert "one class per sample in turn (0 to 9)" in capsys.readouterr().out
+    assert main(["--model", "ncsn-fashion", *grid, "--class_label", "3"]) == 0
+    assert "in turn" not in capsys.readouterr().out
+
+
 def test_ncsn_sample_refuses_a_file_that_is_not_an_image(tmp_path, capsys):
     text = tmp_path / "notes.png"
     text.write_text("not a picture")

@@ -363,6 +363,14 @@ def _tiles(path, count):
     ]
 
 
+def test_repainting_with_any_class_keeps_the_class_of_the_image(client):
+    """The page's default Inpainting request on the class-conditional Fashion model repaints the ankle boot as an
+    ankle boot (not the classes in turn), and says so."""
+    request = ["ncsn-fashion", 0, "right half", "DPMSolverPlusPlusScheduler", 5, 1, 1.0, 0, 2, 1, "any", 2.0]
+    summary = client.predict(*request, api_name="/inpaint")[-1]
+    assert "(Ankle boot), right half repainted by Fashion-MNIST" in summary and "as class Ankle boot" in summary
+
+
 def test_inpaint_fills_the_masked_half_and_keeps_the_rest(client):
     grid, summary = client.predict(*SMALL_INPAINT, api_name="/inpaint")
     original, masked, *fills = _tiles(grid, 5)

@@ -194,9 +194,18 @@ def run(args: argparse.Namespace) -> str:
             f"--class_label needs a class-conditional model or a --classifier; {args.model!r} takes no classes."
         )
     labels = None
-    if num_classes is not None:  # one class for the batch, or the classes in turn
+    cycled = ""
+    if num_classes is not None and args.class_label is None and inputs:
+        # An edit keeps what the image is: the "no class" label where the model has one, else the class it is given.
+        if classifier is not None or getattr(pipe.unet, "unconditional_label", None) is None:
+            raise ValueError(
+                f"--image with {args.classifier or args.model!r}, which takes classes: give --class_label, the class "
+                f"of the image (0 to {num_classes - 1}), so that the edits keep what the image is."
+            )
+    elif num_classes is not None:  # one class for the batch, or the classes in turn (the summary says so)
         labels = [args.class_label] * batch_size if args.class_label is not None else list(range(num_classes))
         labels = (labels * batch_size)[:batch_size]
+        cycled = "" if args.class_label is not None else f", one class per sample in turn (0 to {num_classes - 1})"
     if is_image:
         generator = torch.Generator().manual_seed(args.seed)
         steps = args.num_inference_steps
@@ -218,7 +227,10 @@ def run(args: argparse.Namespace) -> str:
         ).images
         seconds = time.perf_counter() - started
         save_image_grid(images, output)
-        return f"Wrote {batch_size} samples to {output} with {pipe.scheduler.description}{guided}, {seconds:.1f} s."
+        return (
+            f"Wrote {batch_size} samples to {output} with {pipe.scheduler.description}{guided}{cycled}, "
+            f"{seconds:.1f} s."
+        )
 
     plain, annealed = plain_and_annealed(pipe, batch_size, args.seed, num_inference_steps=args.num_inference_steps)
     seconds = time.perf_counter() - started

@@ -20,7 +20,7 @@ from ..editing import NCSNImg2ImgPipeline, strength_to_sigma
 from ..images import image_grid, samples_to_pil
 from ..sampling import standard_normal
 from .cost import check_request_time, max_image_calls
-from .inpainting import check_held_out_choice, held_out_image, held_out_label
+from .inpainting import check_held_out_choice, class_for_held_out_image, held_out_image, held_out_label
 from .limits import (
     ANY_CLASS,
     DEFAULT_AUTOGUIDANCE_SCALE,
@@ -81,8 +81,7 @@ def edit_image(
     # 2. The image, where the run begins and what it costs (the calls below the starting level only).
     entry = models.images[model]
     own_class = held_out_label(source, image_index)
-    if class_name == ANY_CLASS and entry.class_conditional and own_class in (entry.class_names or []):
-        class_name = own_class  # a class-conditional model edits within the image's own class unless told otherwise
+    class_name = class_for_held_out_image(entry, class_name, source, image_index)
     class_arguments = entry.class_arguments(class_name, guidance_scale, batch_size)
     guide_arguments = entry.guide_arguments(autoguidance_scale)
     if guide_arguments and "classifier" in class_arguments:

@@ -122,6 +122,16 @@ def held_out_label(source: str, index: int) -> str:
     return class_names[label] if class_names is not None else str(label)
 
 
+def class_for_held_out_image(entry: Any, class_name: str, source: str, image_index: int) -> str:
+    """The class a run on held-out image ``image_index`` asks for: the one chosen, or, for "any" on a
+    class-conditional model, the image's own class: repainting or editing keeps what the image is (the classes in
+    turn would repaint half an ankle boot as a T-shirt, a trouser, ...)."""
+    own_class = held_out_label(source, image_index)
+    if class_name == ANY_CLASS and entry.class_conditional and own_class in (entry.class_names or []):
+        return own_class
+    return class_name
+
+
 def check_held_out_choice(models: DemoModels, model: Any, image_index: Any) -> Tuple[str, str, str, int]:
     """The image tabs' model and held-out image, checked: ``(model, held-out set, what an image of it is called,
     image index)``."""
@@ -166,6 +176,7 @@ def inpaint_image(
 
     # 2. The image, the mask and a per-request pipeline around the shared network.
     entry = models.images[model]
+    class_name = class_for_held_out_image(entry, class_name, source, image_index)
     class_arguments = entry.class_arguments(class_name, guidance_scale, batch_size)
     channels, side, _ = entry.pipeline.sample_shape
     image = held_out_image(source, image_index, channels, side)
@@ -200,7 +211,8 @@ def inpaint_image(
     resampling = f", RePaint resampling x{jump_n_sample}" if jump_n_sample > 1 else ""
     summary = (
         f"{what[0].upper()}{what[1:]} {image_index} ({held_out_label(source, image_index)}), {mask_name} repainted "
-        f"by {entry.label} with {scheduler.description}"
+        f"by {entry.label}{f' as class {class_name}' if 'class_labels' in class_arguments else ''} with "
+        f"{scheduler.description}"
         f"{resampling}: {calls} network calls on the batch of {batch_size}, {seconds:.2f} s; seed {seed}. "
         "First tile: the original; second: what the model sees (grey = repainted); then the fills."
     )

@@ -292,6 +292,49 @@ def test_an_edit_keeps_what_the_image_is_and_a_grid_says_when_classes_cycle(tmp_
     assert "in turn" not in capsys.readouterr().out
 
 
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A PNG of a few dozen bytes whose header declares ``width x height`` pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+    return path
+
+
+def test_ncsn_sample_reads_images_as_training_does_and_refuses_a_decompression_bomb(tmp_path, capsys):
+    """One reader for training and --image: a 16-bit PNG is scaled (not clipped to white), transparency is
+    composited over black, the EXIF orientation is applied; a header declaring 50000 x 50000 pixels is one line."""
+    from ncsn_pipeline.cli.sample import _read_images
+
+    fashion = load_pretrained("ncsn-fashion")  # 1 x 28 x 28
+    ramp = (np.arange(28 * 28).reshape(28, 28) % 30 + 32) * 257  # 16-bit values of the 8-bit levels 32..61
+    PIL.Image.fromarray(ramp.astype(np.uint16)).save(tmp_path / "deep.png")
+    transparent = np.zeros((28, 28, 4), np.uint8)
+    transparent[..., :3], transparent[:14, :, 3] = 200, 255  # the lower half transparent, over any colour
+    PIL.Image.fromarray(transparent, "RGBA").save(tmp_path / "alpha.png")
+    turned = PIL.Image.fromarray(np.tile(np.arange(28, dtype=np.uint8)[None] * 9, (28, 1)))  # brighter to the right
+    exif = turned.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    turned.save(tmp_path / "turned.jpg", exif=exif, quality=100)
+    (deep, alpha, shown), _ = _read_images([str(tmp_path / name) for name in ("deep.png", "alpha.png", "turned.jpg")],
+                                           fashion)  # fmt: skip
+    assert np.array_equal(np.asarray(deep), ramp // 257)
+    assert np.asarray(alpha)[:14].min() > 150 and np.asarray(alpha)[14:].max() == 0
+    shown = np.asarray(shown, dtype=np.int16)
+    assert shown[0, 14] < shown[27, 14]  # the ramp now runs down the image
+    bomb, out = _png_declaring(tmp_path / "bomb.png", 50_000, 50_000), tmp_path / "o.png"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "ncsn-fashion", "--image", str(bomb), "--class_label", "1", "--output", str(out)])
+    error = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "Traceback" not in error and not out.exists()
+    assert f"bomb.png declares more than {PIL.Image.MAX_IMAGE_PIXELS:,} pixels" in error.splitlines()[-1]
+
+
 def test_ncsn_sample_refuses_a_file_that_is_not_an_image(tmp_path, capsys):
     text = tmp_path / "notes.png"
     text.write_text("not a picture")

@@ -110,11 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _read_images(paths: Sequence[str], pipe) -> Tuple[List[PIL.Image.Image], List[str]]:
     """The ``--image`` files as PIL images of the model's channels and size, and a note for each one resized."""
+    from ..data.image_files import read_image_file
+
     channels, height, width = pipe.sample_shape
     images, notes = [], []
     for path in paths:
-        with PIL.Image.open(path) as opened:
-            image = opened.convert("RGB" if channels == 3 else "L")
+        image = read_image_file(path, channels)  # as training reads it: 16-bit scaled, transparency, EXIF orientation
         if image.size != (width, height):
             notes.append(f"{path} resized from {image.width}x{image.height}")
             image = image.resize((width, height), resample=PIL.Image.LANCZOS)

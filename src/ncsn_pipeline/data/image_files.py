@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -74,6 +75,39 @@ def _to_8bit(image: Image.Image, channels: int) -> Image.Image:
     return image if image.mode == target else image.convert(target)
 
 
+def oriented_8bit(image: Image.Image, channels: int) -> Image.Image:
+    """Steps 1 and 2 of `prepare_image`: ``image`` turned by its EXIF orientation and converted to 8-bit ``"L"``
+    (``channels=1``) or ``"RGB"`` (16-bit scaled, transparency composited over black)."""
+    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
+    return _to_8bit(image, channels)
+
+
+def read_image_file(path: Union[str, os.PathLike], channels: int) -> Image.Image:
+    """Read one image file as `prepare_image` sees it (`oriented_8bit`), at its own size: what ``ncsn-sample
+    --image`` reads, so that a 16-bit, transparent or rotated photo means the same there as in training.
+
+    Raises:
+        ValueError: naming the file, for one Pillow cannot read, or one that declares more than Pillow's
+            ``Image.MAX_IMAGE_PIXELS`` pixels (a decompression bomb: refused from its header, before decoding).
+    """
+    check_channels(channels)
+    name = os.fspath(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # Pillow only warns below twice the limit
+            with Image.open(name) as image:
+                image.load()
+                return oriented_8bit(image, channels).copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(
+            f"{name} declares more than {Image.MAX_IMAGE_PIXELS:,} pixels, the most Pillow decodes (a decompression "
+            "bomb, or an image too large to use): resize it first."
+        ) from None
+    except (OSError, SyntaxError, ValueError) as error:  # Pillow signals unreadable files with several types
+        raise ValueError(f"Cannot read image file {name}: {error}") from error
+
+
 def prepare_image(image: Image.Image, *, resolution: int, channels: int, center_crop: bool = False) -> torch.Tensor:
     """Turn a Pillow image of any size and mode into a square ``torch.uint8`` training image.
 
@@ -110,9 +144,7 @@ def prepare_image(image: Image.Image, *, resolution: int, channels: int, center_
     resolution = check_resolution(resolution)
     if check_channels(channels) is None:
         raise ValueError("channels must be 1 or 3 here; infer it first (see load_training_data).")
-    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-        image = ImageOps.exif_transpose(image)
-    image = _to_8bit(image, channels)
+    image = oriented_8bit(image, channels)
     width, height = image.size
     box = None
     if center_crop:

@@ -219,14 +219,59 @@ def test_a_malicious_bin_is_refused_and_its_payload_never_runs(tmp_path, where):
         {**state, "begin_conv.bias": _CreatesAFile(target)} if where == "a tensor's place" else _CreatesAFile(target)
     )
     torch.save(payload, folder / "unet" / "diffusion_pytorch_model.bin")
-    with pytest.raises(ValueError, match=r"diffusion_pytorch_model.bin holds more than tensors .*it was not loaded"):
+    refused = r"diffusion_pytorch_model.bin names __builtin__.getattr, pathlib\S*Path.* in its pickle.*not loaded"
+    with pytest.raises(ValueError, match=refused) as error:
         NCSNPipeline.from_pretrained(folder)
-    assert not target.exists()
+    assert not target.exists() and "weights_only=False" not in str(error.value)  # no advice to switch the check off
     # The payload is real: plain unpickling runs it.
     with open(folder / "unet" / "diffusion_pytorch_model.bin", "rb") as handle:
         assert handle.read(2) == b"PK"  # torch.save's zip format
     torch.load(folder / "unet" / "diffusion_pytorch_model.bin", weights_only=False)
     assert target.exists()
+
+
+def _raw_pickle(*opcodes: bytes) -> bytes:
+    return b"\x80\x02" + b"".join(opcodes) + b"."
+
+
+@pytest.mark.parametrize(
+    "payload, named",
+    [
+        # bytearray(2**31 - 1): 2 GiB allocated by weights_only's unpickler before any check of the result
+        (_raw_pickle(b"c__builtin__\nbytearray\n", b"J\xff\xff\xff\x7f\x85R"), "__builtin__.bytearray"),
+        (_raw_pickle(b"cposix\nsystem\n", b"X\x02\x00\x00\x00id\x85R"), "posix.system"),
+        (_raw_pickle(b"c_codecs\nencode\n", b"X\x01\x00\x00\x00aX\x05\x00\x00\x00utf-8\x86R"), "_codecs.encode"),
+        (_raw_pickle(b"\x8c\x08builtins\x94\x8c\x03set\x94\x93)R"), "builtins.set"),  # STACK_GLOBAL, memoized
+        (_raw_pickle(b"]\x94(K\x01K\x02e\x8f\x94."), "the pickle opcode EMPTY_SET"),
+    ],
+)  # fmt: skip
+def test_a_bin_pickle_is_read_before_it_is_unpickled_and_refused_by_name(tmp_path, monkeypatch, payload, named):
+    """The allowed callables of weights_only cost CPU and memory in proportion to their arguments, not to the file:
+    the pickle's opcodes are read first (nothing executed) and anything a dict of tensors never holds is refused
+    by name; torch.load is never reached."""
+    folder = tmp_path / "pipeline"
+    _bin_only_folder(folder)
+    (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(payload)
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: pytest.fail("unpickled before the check"))
+    with pytest.raises(ValueError, match=f"names {re.escape(named)}") as error:
+        NCSNPipeline.from_pretrained(folder)
+    assert "weights_only=False" not in str(error.value) and "it was not loaded" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "tensor, named",
+    [
+        (lambda: torch.empty(3, device="meta"), "torch._utils._rebuild_meta_tensor_no_storage"),
+        (lambda: torch.zeros(3, 3).to_sparse(), "torch._utils._rebuild_sparse_tensor"),
+        (lambda: torch.quantize_per_tensor(torch.zeros(3), 0.1, 0, torch.qint8), "torch._utils._rebuild_qtensor"),
+    ],
+)
+def test_exotic_tensors_in_a_bin_are_refused_by_name(tmp_path, tensor, named):
+    folder = tmp_path / "pipeline"
+    pipe = _bin_only_folder(folder)
+    torch.save({**pipe.unet.state_dict(), "begin_conv.bias": tensor()}, folder / "unet" / "diffusion_pytorch_model.bin")
+    with pytest.raises(ValueError, match=re.escape(named)):
+        NCSNPipeline.from_pretrained(folder)
 
 
 def test_other_pickle_weights_are_still_refused(tmp_path):

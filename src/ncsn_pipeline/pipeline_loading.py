@@ -120,7 +120,9 @@ def check_bin_weights(path: Path) -> None:
     import zipfile
 
     with open(path, "rb") as handle:
-        if not zipfile.is_zipfile(handle) and handle.read(1) != b"\x80":  # torch.save's zip, or a legacy pickle
+        is_zip = zipfile.is_zipfile(handle)
+        handle.seek(0)  # is_zipfile reads the end of the file
+        if not is_zip and handle.read(1) != b"\x80":  # torch.save's zip, or a legacy pickle
             raise CorruptedWeightsError(f"{path} is not a readable PyTorch weight file (neither a zip nor a pickle).")
     if zipfile.is_zipfile(path):
         # torch.save stores entries uncompressed: entries far larger than the file are a zip bomb, which torch.load
@@ -132,6 +134,17 @@ def check_bin_weights(path: Path) -> None:
                 f"{path} expands to {expanded:,} bytes from {size:,} (torch.save stores tensors uncompressed): a "
                 "compressed archive, refused before loading."
             )
+    from .pickle_check import refused_pickle_content
+
+    try:
+        refused = refused_pickle_content(path)  # before anything unpickles it: the allowed calls can be costly
+    except ValueError as error:
+        raise CorruptedWeightsError(f"{path} is not a readable PyTorch weight file ({error}).") from None
+    if refused:
+        raise ValueError(
+            f"{path} names {', '.join(refused)} in its pickle, which a file of weights (tensors, storages, dicts) "
+            "never needs; it was not loaded. Ask the publisher for safetensors weights."
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

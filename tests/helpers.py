@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 
 def reset_accelerate_state() -> None:
@@ -58,3 +59,17 @@ def write_wide_ncsnpp_config(tmp_path, nf: int = 4096, ch_mult=None):
     huge = tmp_path / "config.json"
     huge.write_text(json.dumps(config))
     return folder / "checkpoint.pth", huge
+
+
+def png_declaring(path: Path, width: int, height: int) -> Path:
+    """A PNG of a few dozen bytes whose header declares ``width x height`` pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+    return path

@@ -10,6 +10,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from helpers import png_declaring
 from ncsn_pipeline.cli.sample import main
 from ncsn_pipeline.pretrained import load_pretrained
 
@@ -292,20 +293,6 @@ def test_an_edit_keeps_what_the_image_is_and_a_grid_says_when_classes_cycle(tmp_
     assert "in turn" not in capsys.readouterr().out
 
 
-def _png_declaring(path: Path, width: int, height: int) -> Path:
-    """A PNG of a few dozen bytes whose header declares ``width x height`` pixels (a decompression bomb)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
-    return path
-
-
 def test_ncsn_sample_reads_images_as_training_does_and_refuses_a_decompression_bomb(tmp_path, capsys):
     """One reader for training and --image: a 16-bit PNG is scaled (not clipped to white), transparency is
     composited over black, the EXIF orientation is applied; a header declaring 50000 x 50000 pixels is one line."""
@@ -327,7 +314,7 @@ def test_ncsn_sample_reads_images_as_training_does_and_refuses_a_decompression_b
     assert np.asarray(alpha)[:14].min() > 150 and np.asarray(alpha)[14:].max() == 0
     shown = np.asarray(shown, dtype=np.int16)
     assert shown[0, 14] < shown[27, 14]  # the ramp now runs down the image
-    bomb, out = _png_declaring(tmp_path / "bomb.png", 50_000, 50_000), tmp_path / "o.png"
+    bomb, out = png_declaring(tmp_path / "bomb.png", 50_000, 50_000), tmp_path / "o.png"
     with pytest.raises(SystemExit) as exit_info:
         main(["--model", "ncsn-fashion", "--image", str(bomb), "--class_label", "1", "--output", str(out)])
     error = capsys.readouterr().err.strip()

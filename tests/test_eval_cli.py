@@ -279,6 +279,34 @@ def test_one_held_out_example_gives_bits_per_dim_without_a_standard_error(tmp_pa
     assert "standard error not defined for one example" in report["card"]["notes"]
 
 
+@pytest.mark.parametrize("flag", ["--fid", "--feature_network"])
+def test_a_reference_folder_of_decompression_bombs_and_a_junk_network_stop_the_run_before_sampling(
+    flag, tmp_path, capsys, monkeypatch
+):
+    """Both are read before the first network call: a junk network file (not TorchScript) and a reference folder
+    whose only image declares 50000 x 50000 pixels are named at once."""
+    from helpers import png_declaring
+    from ncsn_pipeline.evaluation import digits_evaluation
+
+    pytest.importorskip("torchmetrics")
+    monkeypatch.setattr(digits_evaluation, "sample_in_batches", lambda *a, **k: pytest.fail("sampled before checking"))
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a network")
+    network = ["--inception" if flag == "--fid" else "--feature_network"]
+    with pytest.raises(SystemExit):
+        evaluate.main(["ncsn-digits", *(["--fid"] if flag == "--fid" else []), *network, str(junk),
+                       "--reference", str(tmp_path)])  # fmt: skip
+    assert "junk.pt' is not a TorchScript file" in capsys.readouterr().err
+    bombs = tmp_path / "bombs"
+    bombs.mkdir()
+    png_declaring(bombs / "bomb.png", 50_000, 50_000)
+    good = str(_stand_in_inception(tmp_path / "inception.pt"))
+    fid = ["--fid"] if flag == "--fid" else []
+    with pytest.raises(SystemExit):
+        evaluate.main(["ncsn-digits", *fid, *network, good, "--reference", str(bombs)])
+    assert "bomb.png" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [

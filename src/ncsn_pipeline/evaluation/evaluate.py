@@ -128,6 +128,8 @@ def plan_fid(config: EvaluationConfig, pipe, folder: Optional[Path]) -> Dict[str
         if not Path(config.reference).is_dir():
             raise ValueError(f"--reference {config.reference!r} is not a folder of images.")
         plan.update(reference="folder", label=f"images of {Path(config.reference).name}")
+        # Read now, before any sampling: a folder of broken files or decompression bombs stops the run at once.
+        plan["reference_images"] = load_image_folder(config.reference, pipe.sample_shape, config.num_samples)
     elif choose_judge("auto", pipe, folder) == "fashion-mnist" and tuple(pipe.sample_shape) == (1, 28, 28):
         plan.update(reference="fashion-mnist", label="Fashion-MNIST test images")
     elif choose_judge("auto", pipe, folder) == "digits" and tuple(pipe.sample_shape) == (1, 8, 8):
@@ -149,7 +151,7 @@ def run_fid(plan: Dict[str, Any], images: torch.Tensor, config: EvaluationConfig
     count = plan["count"]
     floor = None
     if plan["reference"] == "folder":
-        reference = load_image_folder(config.reference, images.shape[1:], count).float() / 255
+        reference = plan["reference_images"].float() / 255
     elif plan["reference"] == "digits":
         from ..data.digits import DIGITS_NUM_LEVELS, load_digits_split
 
@@ -247,6 +249,11 @@ def run(config: EvaluationConfig) -> Dict[str, Any]:
     if config.data is not None:  # read before sampling: a bad folder stops the run before the expensive part
         held_out = held_out_data(config.data, pipe, config.likelihood_samples, config.seed, config.center_crop)
     fid_plan = plan_fid(config, pipe, folder) if config.fid else None
+    feature_reference = None  # read before sampling, as --fid's: a bad folder stops the run at once
+    if config.feature_network is not None:
+        if pipe.config.data_range is None or len(pipe.sample_shape) != 3:
+            raise ValueError("--feature_network needs an image pipeline.")
+        feature_reference = load_image_folder(config.reference, pipe.sample_shape)
     # Cast only when the dtype changes: diffusers' `ModelMixin.to` warns about float32 modules on any dtype argument.
     target_dtype = getattr(torch, dtype)
     pipe = pipe.to(config.device) if pipe.dtype == target_dtype else pipe.to(config.device, target_dtype)
@@ -308,10 +315,8 @@ def run(config: EvaluationConfig) -> Dict[str, Any]:
                 "depend on N."
             )
         if config.feature_network is not None:
-            if pipe.config.data_range is None or len(pipe.sample_shape) != 3:
-                raise ValueError("--feature_network needs an image pipeline.")
             network = torch.jit.load(config.feature_network, map_location="cpu").eval()
-            reference = load_image_folder(config.reference, pipe.sample_shape).float() / 255
+            reference = feature_reference.float() / 255
             distance = feature_frechet_distance(network, images, reference, config.batch_size)
             label = (
                 f"{Path(config.feature_network).name} features to {len(reference)} images of "

@@ -237,6 +237,11 @@ def test_a_grey_input_is_edited_by_a_colour_model_and_class_labels_condition_the
         ({"image": torch.full((8, 8), 2.0)}, r"image values must lie in \[0, 1\]"),
         ({"image": "picture.png"}, "image must be a PIL image, a numpy array, a tensor or a list of them, got str"),
         ({"class_labels": 3}, "class_labels"),
+        ({"image": torch.zeros(0, 1, 8, 8)}, r"image is empty \(shape \(0, 1, 8, 8\)"),
+        ({"image": np.zeros((0, 8, 8, 1))}, r"image is empty \(shape \(0, 1, 8, 8\)"),
+        ({"image": np.full((8, 8), None, dtype=object)}, "numpy array must hold real numbers, got dtype object"),
+        ({"image": np.zeros((8, 8), dtype=np.complex64)}, "must hold real numbers, got dtype complex64"),
+        ({"image": torch.zeros(8, 8, dtype=torch.complex64)}, "must hold real numbers, got a torch.complex64 tensor"),
     ],
 )
 def test_bad_input_is_refused_before_any_network_call(overrides, message):
@@ -253,3 +258,5 @@ def test_raw_data_must_be_a_tensor_of_the_models_samples():
         pipe(torch.zeros(3))
     with pytest.raises(ValueError, match="image must be a tensor, got list"):
         pipe([0.0, 0.0])
+    with pytest.raises(ValueError, match="image must hold real numbers, got a torch.complex64 tensor"):
+        pipe(torch.zeros(2, dtype=torch.complex64))

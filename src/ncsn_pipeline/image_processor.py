@@ -33,6 +33,18 @@ ImageInput = Union[
 GREY_MODES = ("1", "L", "I", "F", "I;16")
 
 
+def _check_real(tensor: torch.Tensor, name: str) -> None:
+    """Refuse a complex tensor (converting it would drop the imaginary part without a word)."""
+    if tensor.is_complex():
+        raise ValueError(f"{name} must hold real numbers, got a {tensor.dtype} tensor.")
+
+
+def _not_empty(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)} as N, C, H, W); give at least one image.")
+    return tensor
+
+
 def preprocess_images(
     value: ImageInput,
     name: str,
@@ -63,6 +75,8 @@ def preprocess_images(
         mode = pil_mode or ("L" if value.mode in GREY_MODES else "RGB")
         value = np.asarray(value.convert(mode), dtype=np.float64) / 255.0
     if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "buif":  # object, complex, string ... arrays would fail deep inside, or lose data
+            raise ValueError(f"{name} as a numpy array must hold real numbers, got dtype {value.dtype}.")
         tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float64))
         layouts = {
             2: lambda t: t[None, None],
@@ -71,14 +85,15 @@ def preprocess_images(
         }
         if tensor.ndim not in layouts:
             raise ValueError(f"{name} as a numpy array must be HW, HWC or NHWC, got shape {value.shape}.")
-        tensor = layouts[tensor.ndim](tensor)
+        tensor = _not_empty(layouts[tensor.ndim](tensor), name)
         return tensor if per_item is None else per_item(tensor)
     if isinstance(value, torch.Tensor):
+        _check_real(value, name)
         tensor = value.detach().to(torch.float64).cpu()
         layouts = {2: lambda t: t[None, None], 3: lambda t: t[None], 4: lambda t: t}
         if tensor.ndim not in layouts:
             raise ValueError(f"{name} as a tensor must be HW, CHW or NCHW, got shape {tuple(value.shape)}.")
-        tensor = layouts[tensor.ndim](tensor)
+        tensor = _not_empty(layouts[tensor.ndim](tensor), name)
         return tensor if per_item is None else per_item(tensor)
     raise ValueError(
         f"{name} must be a PIL image, a numpy array, a tensor or a list of them, got {type(value).__name__}."
@@ -119,6 +134,7 @@ def images_to_data(
         if not isinstance(image, torch.Tensor):
             kind = type(image).__name__
             raise ValueError(f"For non-image data (data_range=None), {name} must be a tensor, got {kind}.")
+        _check_real(image, name)
         size = int(np.prod(shape))
         if image.numel() == 0 or image.numel() % size != 0:
             raise ValueError(f"{name} must hold samples of shape {shape}, got shape {tuple(image.shape)}.")

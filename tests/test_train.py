@@ -574,6 +574,25 @@ def test_max_train_minutes_stops_early_and_saves_the_pipeline(tmp_path):
     assert json.loads((out / "training_args.json").read_text())["global_step"] == last + 2
 
 
+def test_identical_images_are_named_instead_of_a_math_domain_error(tmp_path):
+    """A folder of identical images measures sigma_data = 0: the message names the data, not the logarithm."""
+    from PIL import Image
+
+    from ncsn_pipeline.cli.train import parse_args
+    from ncsn_pipeline.training import train
+
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for index in range(4):
+        Image.new("L", (8, 8), 128).save(folder / f"{index}.png")
+    arguments = ["--train_data_dir", str(folder), "--resolution", "8", "--model", "edm-unet", "--train_batch_size", "4",
+                 "--max_train_steps", "1", "--report_to", "none", "--output_dir", str(tmp_path / "out")]  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"standard deviation is 0 .*are all its images the same\?"):
+        train(parse_args(arguments))
+    assert not (tmp_path / "out" / "model_index.json").exists()
+
+
 def test_checkpoints_from_before_the_edm_options_still_resume(tmp_path):
     out = tmp_path / "old"
     assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "2", "--checkpointing_steps", "2"]) == 0
@@ -672,6 +691,10 @@ def test_the_command_line_builds_a_training_config_with_the_dataclass_defaults()
         ({"seed": -1}, "seed must be an integer >= 0, got -1."),
         ({"channels": True}, "channels must be one of [None, 1, 3], got True."),  # True == 1, but not a channel count
         ({"max_train_minutes": 0}, "max_train_minutes must be a positive finite number, got 0."),
+        ({"sigma_data": 1e300}, "--sigma_data must lie in [0.0001, 10000]"),
+        ({"sigma_data": 1e-300}, "--sigma_data must lie in [0.0001, 10000]"),
+        ({"log_normal_std": 1e10}, "--log_normal_std must be at most 5, got 1e+10"),
+        ({"log_normal_mean": 1e5}, "--log_normal_mean must be a number from -15 to 15 (log sigma), got 100000.0"),
         ({"data_range": [1.0, 0.0]}, "data_range must be two finite numbers (low, high) with low < high, got [1.0, 0."),
         ({"train_data_dir": "images"}, "pass exactly one of --dataset_name or --train_data_dir"),
         ({"label_dropout": 0.1}, "--label_dropout 0.1 drops class labels: it needs --class_conditional"),

@@ -40,6 +40,11 @@ _OPTIONAL_POSITIVE_INTS = (
 _NON_NEGATIVE_INTS = ("dataloader_num_workers", "lr_warmup_steps", "seed")
 _POSITIVE_FLOATS = ("sigma_max", "sigma_min", "step_lr", "log_normal_std", "learning_rate", "max_grad_norm")
 _OPTIONAL_POSITIVE_FLOATS = ("sigma_data", "max_train_minutes")
+# EDM's settings at the edges: beyond these the preconditioning over- or underflows (sigma_data 1e300, 1e-300) or
+# sigma spans more than float32 (a log-normal std of 1e10) and training fails at its first step, naming no flag.
+SIGMA_DATA_RANGE = (1e-4, 1e4)
+MAX_LOG_NORMAL_STD = 5.0
+MAX_ABS_LOG_NORMAL_MEAN = 15.0
 _CHOICES = {
     "model": MODELS,
     "loss": ("dsm", "ssm"),
@@ -165,6 +170,21 @@ class TrainingConfig:
             )
         if self.label_dropout > 0 and not self.class_conditional:
             raise ValueError(f"--label_dropout {self.label_dropout:g} drops class labels: it needs --class_conditional")
+        low, high = SIGMA_DATA_RANGE
+        if self.sigma_data is not None and not low <= self.sigma_data <= high:
+            raise ValueError(
+                f"--sigma_data must lie in [{low:g}, {high:g}] (the data's standard deviation in --data_range units), "
+                f"got {self.sigma_data:g}"
+            )
+        if self.log_normal_std > MAX_LOG_NORMAL_STD:
+            raise ValueError(f"--log_normal_std must be at most {MAX_LOG_NORMAL_STD:g}, got {self.log_normal_std:g}")
+        if self.log_normal_mean is not None and not (
+            isinstance(self.log_normal_mean, (int, float)) and abs(self.log_normal_mean) <= MAX_ABS_LOG_NORMAL_MEAN
+        ):
+            raise ValueError(
+                f"--log_normal_mean must be a number from {-MAX_ABS_LOG_NORMAL_MEAN:g} to {MAX_ABS_LOG_NORMAL_MEAN:g} "
+                f"(log sigma), got {self.log_normal_mean!r}"
+            )
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"--ema_decay must lie in (0, 1), got {self.ema_decay}")
         if self.save_guide_at is not None and self.save_guide_at >= self.max_train_steps:

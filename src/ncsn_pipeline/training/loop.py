@@ -46,7 +46,7 @@ from .checkpoints import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from .config import TrainingConfig
+from .config import SIGMA_DATA_RANGE, TrainingConfig
 from .data import load_training_data
 from .records import command_line, training_record, trim_loss_log
 from .signals import StopRequest, TrainingInterrupted
@@ -134,7 +134,13 @@ def resolve_objective(config, data) -> None:
         config.loss_weighting = "edm" if edm and config.loss == "dsm" else "sigma2"
     needs_sigma_data = edm or config.loss_weighting == "edm" or config.noise_sampling == "log-normal"
     if needs_sigma_data and config.sigma_data is None:
-        config.sigma_data = round(float(_stack_data(data, config).float().std()), 4)
+        measured = float(_stack_data(data, config).float().std())
+        if not measured >= SIGMA_DATA_RANGE[0]:
+            raise ValueError(
+                f"The training data's standard deviation is {measured:.3g} ({data.description}): are all its images "
+                "the same? EDM's preconditioning needs data with spread; use varied images or pass --sigma_data."
+            )
+        config.sigma_data = round(measured, 4)
     if config.noise_sampling == "log-normal" and config.log_normal_mean is None:
         config.log_normal_mean = round(EDM_LOG_SIGMA_MEAN + math.log(config.sigma_data / EDM_SIGMA_DATA), 4)
 

@@ -593,6 +593,23 @@ def test_identical_images_are_named_instead_of_a_math_domain_error(tmp_path):
     assert not (tmp_path / "out" / "model_index.json").exists()
 
 
+def test_a_model_too_large_for_the_machine_is_refused_before_it_is_allocated(tmp_path, monkeypatch):
+    """1024-wide blocks with 8 layers: 1.67 billion parameters, 31 GiB of training state, counted on the meta
+    device (the machine's memory is fixed at 8 GiB here, so the test does not depend on it)."""
+    from ncsn_pipeline import checks
+    from ncsn_pipeline.cli.train import parse_args
+    from ncsn_pipeline.training import train
+
+    monkeypatch.setattr(checks, "_memory_bytes", lambda device: 8 * 2**30)
+    arguments = ["--dataset_name", "digits", "--resolution", "8", "--model", "edm-unet", "--block_out_channels",
+                 "1024,1024,1024", "--layers_per_block", "8", "--report_to", "none",
+                 "--output_dir", str(tmp_path / "o")]  # fmt: skip
+    refused = r"--model edm-unet \(EDMScoreModel\) has 1,6\d\d,\d{3},\d{3} parameters: .* than the 8.0 GiB of memory"
+    with pytest.raises(ValueError, match=refused):  # fmt: skip
+        train(parse_args(arguments))
+    assert not (tmp_path / "o" / "model_index.json").exists()
+
+
 def test_checkpoints_from_before_the_edm_options_still_resume(tmp_path):
     out = tmp_path / "old"
     assert main([*TOY, "--output_dir", str(out), "--max_train_steps", "2", "--checkpointing_steps", "2"]) == 0

@@ -186,6 +186,24 @@ def _memory_bytes(device: torch.device) -> Optional[int]:
     return None
 
 
+TRAINING_COPIES = 5  # float32 copies of the parameters during training: weights, gradients, Adam's 2 moments, EMA
+
+
+def check_training_memory(num_parameters: int, device: torch.device, what: str) -> None:
+    """Refuse a network whose training state alone (`TRAINING_COPIES` float32 copies of its parameters, before any
+    activation) needs more memory than ``device`` has: counted on PyTorch's meta device, before anything is
+    allocated, so an oversized configuration gets this message, not an allocator error."""
+    available = _memory_bytes(device)
+    needed = TRAINING_COPIES * 4 * num_parameters
+    if available is not None and needed > available:
+        raise ValueError(
+            f"{what} has {num_parameters:,} parameters: training keeps {TRAINING_COPIES} float32 copies of them "
+            f"(weights, gradients, Adam's two moments, the EMA), {needed / 2**30:.1f} GiB before any activation, more "
+            f"than the {available / 2**30:.1f} GiB of memory of {device}. Use fewer or narrower blocks "
+            "(--block_out_channels, --layers_per_block, --ngf)."
+        )
+
+
 def check_sample_memory(
     batch_size: int, sample_shape: Sequence[int], dtype: torch.dtype, device: torch.device, name: str = "batch_size"
 ):

@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from ..checks import check_training_memory
 from ..folder_records import GUIDE_FOLDER, write_training, write_tuned_steps
 from ..noise_schedules import ncsnv2_noise_schedule
 from .checkpoints import (
@@ -335,6 +336,10 @@ def train(config: TrainingConfig) -> Path:
     objective = Objective.from_args(config)
     scheduler = build_scheduler(config, data)
     noise_levels = scheduler.noise_levels.float()  # exactly the levels the saved scheduler uses
+    with torch.device("meta"):  # its size first, without memory: a mistyped width gets a message, not an OOM
+        probe = build_model(config, data)
+    what = f"--model {model_kind(config, data)} ({type(probe).__name__})"
+    check_training_memory(sum(parameter.numel() for parameter in probe.parameters()), accelerator.device, what)
     model = build_model(config, data)
     ema_model = (
         EMAModel(model.parameters(), decay=config.ema_decay, model_cls=type(model), model_config=model.config)

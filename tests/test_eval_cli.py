@@ -227,6 +227,7 @@ def test_fid_and_kid_against_a_reference_folder_reach_the_card(tmp_path):
         "KID (Inception, subsets of 30; lower is better)",
     ]
     assert "FID (Inception, 30 samples" in render_model_card(folder).text
+    assert read_evaluation(folder)["command"].endswith("--judge none --fid --reference real digits")
 
 
 # ------------------------------------------------------------------------------------------------ hostile inputs

@@ -422,6 +422,12 @@ def _recorded_arguments(config: EvaluationConfig) -> List[str]:
     parts += [f"--sampler_option {key}={value}" for key, value in config.sampler_option or []]
     if config.num_inference_steps:
         parts.append(f"--num_inference_steps {config.num_inference_steps}")
+    if config.fid:
+        parts.append("--fid")
+    if config.feature_network:
+        parts.append(f"--feature_network {Path(config.feature_network).name}")
+    if config.reference:  # by its name only, as --data below
+        parts.append(f"--reference {Path(config.reference).name}")
     if config.data:
         # A folder by its name only: a local path says nothing to the card's readers and may name the user's folders.
         parts.append(f"--data {config.data if config.data in DATA_SETS else Path(config.data).name}")

@@ -13,7 +13,7 @@ import yaml
 from ncsn_pipeline import NCSNPipeline
 from ncsn_pipeline.cli.push import main as push_main
 from ncsn_pipeline.hub import HubError, push_demo_to_hub, push_folder_to_hub
-from ncsn_pipeline.hub.space import SHORT_DESCRIPTION_MAX, build_wheel
+from ncsn_pipeline.hub.space import SHORT_DESCRIPTION_MAX, build_wheel, space_card
 from ncsn_pipeline.pretrained import pretrained_path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -99,6 +99,12 @@ def test_a_space_that_cannot_be_made_is_refused_before_anything_is_created(tmp_p
         with pytest.raises(error, match=message):
             push_demo_to_hub(**arguments)
         assert hub.repo_ids("space") == []
+
+
+def test_a_space_without_gradio_installed_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if the demo extra were not installed
+    with pytest.raises(HubError, match=r"pip install 'ncsn-pipeline\[demo\]'"):
+        space_card("alice/digits-demo", "alice/digits")
 
 
 def _free_port() -> int:

@@ -69,7 +69,13 @@ if __name__ == "__main__":
 def space_card(space_id: str, model_id: str, license: str = "apache-2.0") -> str:
     """The Space's ``README.md``: its YAML front matter (huggingface_hub's `SpaceCardData`) and a page linking to
     the model."""
-    import gradio
+    try:
+        import gradio
+    except ImportError:
+        raise HubError(
+            "A Space declares the Gradio version it runs, and Gradio is not installed here: pip install "
+            "'ncsn-pipeline[demo]'."
+        ) from None
     from huggingface_hub import SpaceCard, SpaceCardData, constants
 
     short_description = f"Score-based samplers on {model_id}"

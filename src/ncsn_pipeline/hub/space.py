@@ -36,10 +36,9 @@ _REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
 def package_version() -> str:
-    """This package's version (the one the Space will run)."""
-    from .. import __version__
-
-    return __version__
+    """This package's version (the one the Space will run), read from the loaded package: importing it here would
+    close an import cycle (the package root imports the pipelines, which import the Hub layer lazily)."""
+    return sys.modules[__name__.split(".")[0]].__version__
 
 
 def space_app(model_id: str) -> str:

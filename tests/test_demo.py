@@ -229,6 +229,17 @@ def test_the_demo_runs_its_networks_channels_last_with_the_same_samples():
     assert torch.allclose(demo, plain, atol=1e-4), (demo - plain).abs().max()
 
 
+def test_a_model_added_after_loading_also_runs_channels_last(tmp_path):
+    from ncsn_pipeline.pretrained import load_pretrained
+
+    folder = tmp_path / "digits-copy"
+    load_pretrained("ncsn-digits").save_pretrained(folder)
+    models = demo_module.DemoModels()
+    assert models.add_user_model(str(folder)) == "images"
+    weights = [p for p in models.images[str(folder)].pipeline.unet.parameters() if p.ndim == 4]
+    assert weights and all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+
+
 def test_every_sampler_the_package_exports_is_offered():
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
 

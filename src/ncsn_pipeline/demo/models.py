@@ -294,6 +294,7 @@ class DemoModels:
                 guide=None if folder is None else load_guide(folder),
             )  # fmt: skip
             self.default_image_model = name_or_path
+            prepare_for_inference(self.images[name_or_path])  # also when added after `load`
             return "images"
         if tuple(pipe.sample_shape) == (2,):
             exact = isinstance(pipe.unet, GaussianMixtureScore)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(ROOT))
     from quality_per_call import judge
 
-    from ncsn_pipeline.evaluation.digits_evaluation import sample_in_batches
+    from ncsn_pipeline.evaluation.batches import sample_in_batches
     from ncsn_pipeline.pretrained import load_pipeline
 
     rows = done_rows()
@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> None:
                     images, labels, calls, _ = sample_in_batches(pipe, args.num_samples, 100, seed, steps,
                                                                  pipe_kwargs=extra)  # fmt: skip
                     row = {**key, "calls": calls[0] * (1 if scale == 1 else 2),
-                           "description": pipe.scheduler.description, **judge(model_name, images, labels),
+                           "description": pipe.scheduler.description, "batch_seeds": True,
+                           **judge(model_name, images, labels),
                            "seconds": time.perf_counter() - started}  # fmt: skip
                     with RESULTS.open("a") as stream:
                         stream.write(json.dumps(row) + "\n")
@@ -81,6 +82,9 @@ def run(args: argparse.Namespace) -> None:
 
 
 def report() -> None:
+    sys.path.insert(0, str(ROOT))
+    from quality_per_call import SEEDING_NOTE
+
     rows = done_rows()
     names = {"fd": "Fréchet distance", "asked_for": "asked-for class", "confident": "confident"}
     lines = [
@@ -89,6 +93,7 @@ def report() -> None:
         "Written by `python benchmarks/autoguidance_bundled.py --report` from `autoguidance_bundled.jsonl` (the",
         "command that measured the rows is in the script's docstring). w = 1 is the model alone; a guided step calls",
         "both networks, so its calls are twice its steps. Mean over the seeds, each seed's figure after it.",
+        *SEEDING_NOTE,
         "",
     ]
     for model in dict.fromkeys(row["model"] for row in rows):

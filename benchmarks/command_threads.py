@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from ncsn_pipeline.evaluation.digits_evaluation import sample_in_batches  # noqa: E402
+from ncsn_pipeline.evaluation.batches import sample_in_batches  # noqa: E402
 from ncsn_pipeline.pretrained import load_pretrained  # noqa: E402
 
 

@@ -91,6 +91,13 @@ def levels_for_budget(scheduler_class: type, config: dict, options: dict, budget
 
 
 KEY = ("model", "sampler", "budget", "seed", "num_samples")
+# Shared with autoguidance_bundled.py's table: which rows seed their batches how.
+SEEDING_NOTE = (
+    "Rows marked `batch_seeds` in the JSONL (recorded from 2026-12-08 on) seed batch b from (seed, b), as every",
+    "evaluation does since multi-process sampling (`ncsn_pipeline.evaluation.batches`); earlier rows drew a seed's",
+    "batches from one generator. Same distributions, other images: re-running an earlier row gives figures within",
+    "the seed-to-seed spread, not the same digits.",
+)
 
 
 def done_rows() -> List[dict]:
@@ -145,7 +152,7 @@ def floor(model_name: str, num_samples: int) -> Dict[str, float]:
 
 
 def run_models(args: argparse.Namespace) -> None:
-    from ncsn_pipeline.evaluation.digits_evaluation import sample_in_batches
+    from ncsn_pipeline.evaluation.batches import sample_in_batches
     from ncsn_pipeline.pretrained import resolve_pipeline
 
     rows = done_rows()
@@ -171,7 +178,7 @@ def run_models(args: argparse.Namespace) -> None:
                     pipe.scheduler = scheduler
                     started = time.perf_counter()
                     images, labels, _, _ = sample_in_batches(pipe, args.num_samples, 100, seed, None)
-                    row = {**key, "calls": calls, "description": scheduler.description,
+                    row = {**key, "calls": calls, "description": scheduler.description, "batch_seeds": True,
                            **judge(model_name, images, labels), "seconds": time.perf_counter() - started}  # fmt: skip
                     append_row(row)
                     rows.append(row)
@@ -230,6 +237,7 @@ def report() -> None:
         "",
         "Written by `python benchmarks/quality_per_call.py --report` from `quality_per_call.jsonl` (every row the",
         "benchmark measured; the commands are in its docstring). Mean over the seeds, each seed's figure after it.",
+        *SEEDING_NOTE,
         "",
     ]
     for model in models:

@@ -159,9 +159,9 @@ def test_bad_guides_are_refused_before_any_network_call(guide, arguments, messag
 
 def test_evaluation_sampling_passes_the_guide_to_every_batch():
     """`sample_in_batches` (what ``ncsn-eval`` and the benchmarks sample with) hands ``pipe_kwargs`` to each batch's
-    pipeline call: guided batches equal the pipeline's own guided run from the same generator, and differ from the
+    pipeline call: guided batches equal the pipeline's own guided runs from the batches' generators, and differ from the
     model alone."""
-    from ncsn_pipeline.evaluation.digits_evaluation import sample_in_batches
+    from ncsn_pipeline.evaluation.batches import batch_seed, sample_in_batches
 
     torch.manual_seed(0)
     good, bad = NCSNScoreModel(in_channels=1, sample_size=8, ngf=8), NCSNScoreModel(in_channels=1, sample_size=8, ngf=4)
@@ -170,6 +170,6 @@ def test_evaluation_sampling_passes_the_guide_to_every_batch():
     guide = {"guidance_model": bad, "guidance_scale": 2.0}
     guided, _, calls, _ = sample_in_batches(pipe, 6, 3, seed=5, pipe_kwargs=guide)
     plain, _, _, _ = sample_in_batches(pipe, 6, 3, seed=5)
-    generator = torch.Generator().manual_seed(5)
-    direct = torch.cat([pipe(batch_size=3, generator=generator, output_type="pt", **guide).images for _ in range(2)])
+    generators = [torch.Generator().manual_seed(batch_seed(5, batch)) for batch in range(2)]  # batch b: (seed, b)
+    direct = torch.cat([pipe(batch_size=3, generator=g, output_type="pt", **guide).images for g in generators])
     assert torch.equal(guided, direct) and not torch.allclose(guided, plain) and calls == [5, 5]

@@ -287,10 +287,10 @@ def test_a_reference_folder_of_decompression_bombs_and_a_junk_network_stop_the_r
     """Both are read before the first network call: a junk network file (not TorchScript) and a reference folder
     whose only image declares 50000 x 50000 pixels are named at once."""
     from helpers import png_declaring
-    from ncsn_pipeline.evaluation import digits_evaluation
+    from ncsn_pipeline.evaluation import batches
 
     pytest.importorskip("torchmetrics")
-    monkeypatch.setattr(digits_evaluation, "sample_in_batches", lambda *a, **k: pytest.fail("sampled before checking"))
+    monkeypatch.setattr(batches, "sample_in_batches", lambda *a, **k: pytest.fail("sampled before checking"))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a network")
     network = ["--inception" if flag == "--fid" else "--feature_network"]
@@ -376,10 +376,10 @@ def test_fid_of_a_fashion_mnist_model_defaults_to_the_test_split_with_a_floor(tm
     ],
 )
 def test_limits_are_checked_before_any_sampling(arguments, message, capsys, tmp_path, monkeypatch):
-    from ncsn_pipeline.evaluation import digits_evaluation
+    from ncsn_pipeline.evaluation import batches
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(digits_evaluation, "sample_in_batches", lambda *a, **k: pytest.fail("sampled before checking"))
+    monkeypatch.setattr(batches, "sample_in_batches", lambda *a, **k: pytest.fail("sampled before checking"))
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(arguments)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -3,7 +3,9 @@
 For 2-D data it plots plain Langevin dynamics at the smallest noise level next to the chosen sampler, both
 started from the same points with the same number of model calls, and prints the mode weights each
 recovers (NCSN's central point, Song & Ermon 2019, Figure 3). For images it writes a grid; with ``--image`` it edits
-the given pictures (SDEdit, `NCSNImg2ImgPipeline`) and writes one row per picture: the input, then its edits.
+the given pictures (SDEdit, `NCSNImg2ImgPipeline`) and writes one row per picture: the input, then its edits. With
+``--output_dir`` it writes ``--num_samples`` images one file each (for FID tools), on as many processes as
+``accelerate launch`` starts.
 
 Example::
 
@@ -13,6 +15,8 @@ Example::
     ncsn-sample --model ncsn-digits --classifier ncsn-digits-classifier --class_label 3 --guidance_scale 2
     ncsn-sample --model ncsn-fashion --image my_shoe.png --strength 0.5 --output edits.png   # SDEdit
     ncsn-sample --model path/to/saved/pipeline --output samples.png
+    accelerate launch --num_processes 4 -m ncsn_pipeline.cli.sample --model ncsn-fashion --device cuda \
+        --output_dir fashion-50k --num_samples 50000 --batch_size 500
 """
 
 from __future__ import annotations
@@ -55,9 +59,27 @@ def build_parser() -> argparse.ArgumentParser:
         f"Hub repository id 'user/name'; {LOCAL_FOLDER_RULE} (default: ncsn-toy)",
     )
     add_sampler_arguments(parser)
-    parser.add_argument("--output", default="samples.png", help="PNG file to write (default: samples.png)")
+    parser.add_argument("--output", default=None, help="PNG file to write (default: samples.png)")
     parser.add_argument(
-        "--batch_size", type=positive_int, default=None, help="number of samples (default: 2000 points or 64 images)"
+        "--batch_size",
+        type=positive_int,
+        default=None,
+        help="number of samples (default: 2000 points or 64 images); with --output_dir, the samples of one pipeline "
+        "call (default: 100)",
+    )
+    parser.add_argument(
+        "--output_dir",
+        default=None,
+        help="instead of a grid: a new folder that gets --num_samples images as numbered PNG files (000000.png, ...; "
+        "for FID tools that read folders) and samples.json (the class asked for each, the sampler, the seeds); batch b "
+        "is seeded from (--seed, b), so `accelerate launch --num_processes N -m ncsn_pipeline.cli.sample ...` splits "
+        "the batches across processes and writes the same files",
+    )
+    parser.add_argument(
+        "--num_samples", type=positive_int, default=None, help="with --output_dir: how many images to write"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="device to sample on, e.g. cuda (default: cpu; one per process when launched)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
@@ -139,22 +161,9 @@ def _classifier(name_or_path: Optional[str]):
     return NoiseConditionalClassifier.from_pretrained(name_or_path, use_safetensors=True).eval()
 
 
-def run(args: argparse.Namespace) -> str:
-    """Sample as ``args`` says, write the PNG and return a one-paragraph summary."""
-    import torch  # here, not at the top: --help loads no PyTorch
-
-    from ..images import save_image_grid, save_scatter_plot
-    from ..modeling_toy import GaussianMixtureScore
-    from ..sampling import plain_and_annealed
-
-    output = Path(args.output)
-    if output.suffix.lower() != ".png":
-        raise ValueError(f"--output must name a .png file, got {args.output!r}.")
-    if args.strength is not None and args.image is None:
-        raise ValueError("--strength sets how much of --image is noised away: give --image too.")
-    for path in args.image or []:
-        if not Path(path).is_file():
-            raise ValueError(f"--image {path!r} is not a file.")
+def _load_models(args: argparse.Namespace, device: str):
+    """The pipeline (with the sampler ``args`` ask for), the autoguidance network and the classifier (or `None`s),
+    on ``device``; the guidance arguments checked."""
     classifier = _classifier(args.classifier)
     if args.guidance_model is not None and classifier is not None:
         raise ValueError("--guidance_model (autoguidance) and --classifier both use --guidance_scale: give one.")
@@ -169,6 +178,129 @@ def run(args: argparse.Namespace) -> str:
         )
     apply_sampler_arguments(pipe, args)
     pipe.set_progress_bar_config(disable=True)
+    if str(device) != "cpu":
+        pipe = pipe.to(device)
+        guide = None if guide is None else guide.to(device)
+        classifier = None if classifier is None else classifier.to(device)
+    return pipe, guide, classifier
+
+
+def _guidance(args: argparse.Namespace, classifier, guide) -> Tuple[dict, str]:
+    """The pipeline's guidance arguments, and the words that say what guides the samples."""
+    guidance = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
+    guided = "" if not guidance else f", classifier-free guidance (scale {args.guidance_scale:g})"
+    if classifier is not None:
+        guidance = {"classifier": classifier, "guidance_scale": args.guidance_scale}
+        guided = f", guided by {args.classifier} (scale {args.guidance_scale or 1:g})"
+    if guide is not None:
+        guidance = {"guidance_model": guide, "guidance_scale": args.guidance_scale}
+        scale = 1.0 if args.guidance_scale is None else args.guidance_scale
+        # Two networks per model call of the sampler (the good one and the guide); w = 1 calls the good one only.
+        guided = f", autoguided by {args.guidance_model} (w {scale:g}; {2 if scale != 1 else 1} network calls per "
+        guided += "model call)"
+    return guidance, guided
+
+
+def _sample_to_folder(args: argparse.Namespace) -> str:
+    """``--output_dir``: ``--num_samples`` images as numbered PNG files, batch b seeded from (``--seed``, b), split
+    across processes under ``accelerate launch``; the folder appears complete or not at all."""
+    import json
+    import shutil
+
+    import torch
+
+    from ..evaluation.batches import finish_processes, launched_processes, process_batches, sample_batch
+    from ..files import write_text_atomically
+    from ..images import samples_to_pil
+
+    folder = Path(args.output_dir)
+    for flag, value in (("--output", args.output), ("--image", args.image), ("--strength", args.strength)):
+        if value is not None:
+            raise ValueError(f"--output_dir writes new samples one file each; {flag} does not go with it.")
+    if args.num_samples is None:
+        raise ValueError("--output_dir needs --num_samples, the number of images to write.")
+    if folder.exists():
+        raise ValueError(f"--output_dir {args.output_dir!r} exists; name a new folder (nothing is overwritten).")
+    processes = launched_processes(cpu=torch.device(args.device).type == "cpu")
+    pipe, guide, classifier = _load_models(args, args.device if processes is None else processes.device)
+    if pipe.config.data_range is None:
+        raise ValueError(f"--output_dir writes images; {args.model!r} samples points (use --output for a plot).")
+    num_classes = classifier.num_classes if classifier is not None else getattr(pipe.unet, "num_classes", None)
+    if args.class_label is not None and num_classes is None:
+        raise ValueError(
+            f"--class_label needs a class-conditional model or a --classifier; {args.model!r} takes no classes."
+        )
+    labels = None
+    if num_classes is not None:
+        labels = torch.arange(args.num_samples) % num_classes
+        labels = labels if args.class_label is None else torch.full_like(labels, args.class_label)
+    guidance, guided = _guidance(args, classifier, guide)
+    batch_size = args.batch_size or 100
+    index, count = (0, 1) if processes is None else (processes.process_index, processes.num_processes)
+    # Every process writes into the same hidden folder beside the target; the main process renames it when all are done.
+    staging = folder.parent / f".{folder.name}.partial"
+    started = time.perf_counter()
+    try:
+        if index == 0:
+            shutil.rmtree(staging, ignore_errors=True)  # left by a run that was killed
+            staging.mkdir(parents=True)
+        if processes is not None:
+            processes.wait_for_everyone()
+        for batch_index, start, size in process_batches(args.num_samples, batch_size, index, count):
+            images, _ = sample_batch(
+                pipe, batch_index, start, size, args.seed, labels, args.num_inference_steps, guidance
+            )
+            for offset, image in enumerate(samples_to_pil(images, (0.0, 1.0))):
+                image.save(staging / f"{start + offset:06d}.png")
+        if processes is not None:
+            processes.wait_for_everyone()
+        if index == 0:
+            record = {
+                "model": args.model, "sampler": pipe.scheduler.description + guided, "seed": args.seed,
+                "batch_size": batch_size, "num_samples": args.num_samples, "processes": count,
+                "batch_seeds": "batch b: ncsn_pipeline.evaluation.batches.batch_seed(seed, b)",
+                "class_labels": None if labels is None else labels.tolist(),
+            }  # fmt: skip
+            write_text_atomically(staging / "samples.json", json.dumps(record, indent=2) + "\n")
+            staging.rename(folder)
+    except BaseException:
+        if index == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        finish_processes(processes)
+    if index != 0:
+        return ""  # the main process reports the run
+    seconds = time.perf_counter() - started
+    cycled = "" if labels is None or args.class_label is not None else f", the classes in turn (0 to {num_classes - 1})"
+    return (
+        f"Wrote {args.num_samples} samples to {folder} ({count} process(es)) with {pipe.scheduler.description}"
+        f"{guided}{cycled}, {seconds:.1f} s."
+    )
+
+
+def run(args: argparse.Namespace) -> str:
+    """Sample as ``args`` says, write the PNG (or ``--output_dir``'s files) and return a one-paragraph summary (empty
+    on a launched run's other processes)."""
+    import torch  # here, not at the top: --help loads no PyTorch
+
+    from ..images import save_image_grid, save_scatter_plot
+    from ..modeling_toy import GaussianMixtureScore
+    from ..sampling import plain_and_annealed
+
+    if args.output_dir is not None:
+        return _sample_to_folder(args)
+    if args.num_samples is not None:
+        raise ValueError("--num_samples is the size of --output_dir's folder; a grid has --batch_size samples.")
+    output = Path(args.output or "samples.png")
+    if output.suffix.lower() != ".png":
+        raise ValueError(f"--output must name a .png file, got {args.output!r}.")
+    if args.strength is not None and args.image is None:
+        raise ValueError("--strength sets how much of --image is noised away: give --image too.")
+    for path in args.image or []:
+        if not Path(path).is_file():
+            raise ValueError(f"--image {path!r} is not a file.")
+    pipe, guide, classifier = _load_models(args, args.device)
     is_image = pipe.config.data_range is not None
     if not is_image and pipe.sample_shape != (2,):
         raise ValueError(
@@ -210,17 +342,7 @@ def run(args: argparse.Namespace) -> str:
     if is_image:
         generator = torch.Generator().manual_seed(args.seed)
         steps = args.num_inference_steps
-        guidance = {} if args.guidance_scale is None else {"guidance_scale": args.guidance_scale}
-        guided = "" if not guidance else f", classifier-free guidance (scale {args.guidance_scale:g})"
-        if classifier is not None:
-            guidance = {"classifier": classifier, "guidance_scale": args.guidance_scale}
-            guided = f", guided by {args.classifier} (scale {args.guidance_scale or 1:g})"
-        if guide is not None:
-            guidance = {"guidance_model": guide, "guidance_scale": args.guidance_scale}
-            scale = 1.0 if args.guidance_scale is None else args.guidance_scale
-            # Two networks per model call of the sampler (the good one and the guide); w = 1 calls the good one only.
-            guided = f", autoguided by {args.guidance_model} (w {scale:g}; {2 if scale != 1 else 1} network calls per "
-            guided += "model call)"
+        guidance, guided = _guidance(args, classifier, guide)
         if inputs:
             return _edit(pipe, inputs, notes, args, output, labels, guidance, guided, started)
         images = pipe(
@@ -297,7 +419,13 @@ def _edit(pipe, inputs, notes, args, output: Path, labels, guidance, guided: str
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``ncsn-sample`` console script."""
     errors = (ValueError, FloatingPointError, OSError, HubError)
-    return run_command(build_parser(), lambda args: print(run(args)), argv, errors)
+    return run_command(build_parser(), _print_summary, argv, errors)
+
+
+def _print_summary(args: argparse.Namespace) -> None:
+    summary = run(args)
+    if summary:  # empty on the other processes of a launched run: the main process speaks for them
+        print(summary)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, TextIO, Tuple
-
-import torch
+from typing import Dict
 
 from ..arguments import apply_sampler_arguments
 from ..data.digits import load_digits_split
 from ..files import write_text_atomically
 from ..folder_records import write_evaluation
+from .batches import sample_in_batches
 from .config import DigitsEvaluationConfig
 from .digits_judge import (
     default_digit_classifier,
@@ -60,45 +59,6 @@ def format_table(sample_metrics: Dict[str, object], floor: Dict[str, object]) ->
         f"{sample_metrics['held_out_accuracy']:.3f})"
     )
     return "\n".join(lines)
-
-
-def sample_in_batches(
-    pipe,
-    num_samples: int,
-    batch_size: int,
-    seed: int,
-    num_inference_steps: Optional[int] = None,
-    progress: Optional[TextIO] = None,
-    pipe_kwargs: Optional[Dict[str, object]] = None,
-) -> Tuple[torch.Tensor, Optional[torch.Tensor], List[int], float]:
-    """``num_samples`` images (``pt``, on the CPU) from one seeded generator across batches, the class asked for
-    each (a class-conditional model gets the classes in turn, ``index % num_classes``; `None` for other models),
-    the network calls of each batch's run (an adaptive sampler's differ) and the sampling time in seconds.
-    ``progress``: a stream that gets one line per batch (samples done, seconds so far, time left); ``pipe_kwargs``:
-    further arguments of each pipeline call (e.g. ``guidance_model`` and ``guidance_scale``)."""
-    started = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed)  # one generator across batches: batches differ
-    num_classes = getattr(pipe.unet, "num_classes", None)
-    labels = None if num_classes is None else torch.arange(num_samples) % num_classes
-    batches, calls = [], []
-    for start in range(0, num_samples, batch_size):
-        count = min(batch_size, num_samples - start)
-        images = pipe(
-            batch_size=count,
-            generator=generator,
-            num_inference_steps=num_inference_steps,
-            output_type="pt",
-            class_labels=None if labels is None else labels[start : start + count],
-            **(pipe_kwargs or {}),
-        ).images
-        batches.append(images.float().cpu())
-        calls.append(pipe.scheduler.num_model_calls)
-        if progress is not None:
-            done, elapsed = start + count, time.perf_counter() - started
-            left = elapsed / done * (num_samples - done)
-            print(f"sampling: {done}/{num_samples} samples, {elapsed:.0f} s (about {left:.0f} s left)", file=progress)
-            progress.flush()
-    return torch.cat(batches), labels, calls, time.perf_counter() - started
 
 
 def _adaptive_calls(payload: Dict[str, object]) -> str:

@@ -208,7 +208,8 @@ def run(config: EvaluationConfig) -> Dict[str, Any]:
     if not isinstance(config, EvaluationConfig):
         config = EvaluationConfig(**vars(config))
     config.validate()
-    from .digits_evaluation import CARD_ROWS, sample_in_batches
+    from .batches import finish_processes, launched_processes, sample_in_batches
+    from .digits_evaluation import CARD_ROWS
     from .digits_judge import (
         default_digit_classifier,
         evaluate_digit_samples,
@@ -254,9 +255,14 @@ def run(config: EvaluationConfig) -> Dict[str, Any]:
         if pipe.config.data_range is None or len(pipe.sample_shape) != 3:
             raise ValueError("--feature_network needs an image pipeline.")
         feature_reference = load_image_folder(config.reference, pipe.sample_shape)
+    # Under `accelerate launch --num_processes N` each process samples its share of the batches on its own device.
+    processes = launched_processes(cpu=torch.device(config.device).type == "cpu")
+    device = config.device if processes is None else processes.device
+    if processes is not None and config.skip_samples:
+        raise ValueError("Several processes split the samples; --skip_samples has none to split: run one process.")
     # Cast only when the dtype changes: diffusers' `ModelMixin.to` warns about float32 modules on any dtype argument.
     target_dtype = getattr(torch, dtype)
-    pipe = pipe.to(config.device) if pipe.dtype == target_dtype else pipe.to(config.device, target_dtype)
+    pipe = pipe.to(device) if pipe.dtype == target_dtype else pipe.to(device, target_dtype)
     apply_sampler_arguments(pipe, config)
     pipe.set_progress_bar_config(disable=True)
     report: Dict[str, Any] = {
@@ -267,11 +273,22 @@ def run(config: EvaluationConfig) -> Dict[str, Any]:
 
     if not config.skip_samples:
         images, labels, calls, seconds = sample_in_batches(
-            pipe, config.num_samples, config.batch_size, config.seed, config.num_inference_steps, progress=sys.stderr
+            pipe,
+            config.num_samples,
+            config.batch_size,
+            config.seed,
+            config.num_inference_steps,
+            progress=sys.stderr,
+            processes=processes,
         )
+        if processes is not None and not processes.is_main_process:
+            finish_processes(processes)  # the main process judges the gathered samples and writes the report
+            return {}
         report["sampling"] = {
             "num_samples": config.num_samples,
+            "batch_size": config.batch_size,
             "seed": config.seed,
+            "processes": 1 if processes is None else processes.num_processes,
             "model_calls_per_batch": calls,
             "network_calls_per_sample": sum(calls) / len(calls),
             "seconds_per_sample": seconds / config.num_samples,
@@ -331,9 +348,10 @@ def run(config: EvaluationConfig) -> Dict[str, Any]:
             rows += report["inception"].pop("rows")
             notes.append(report["inception"]["note"])
         rows.append({"name": "network calls per sample", "value": report["sampling"]["network_calls_per_sample"]})
+        on_devices = config.device if processes is None else f"{processes.num_processes} processes, {config.device}"
         rows.append(
             {
-                "name": f"seconds per sample (batch {min(config.batch_size, config.num_samples)}, {config.device})",
+                "name": f"seconds per sample (batch {min(config.batch_size, config.num_samples)}, {on_devices})",
                 "value": report["sampling"]["seconds_per_sample"],
             }
         )
@@ -407,12 +425,15 @@ def run(config: EvaluationConfig) -> Dict[str, Any]:
             command=command,
         )
         print(f"Wrote {path}.")
+    finish_processes(processes)
     return report
 
 
 def _recorded_arguments(config: EvaluationConfig) -> List[str]:
     """The options of this run that change its result, for the card's command line."""
     parts = [f"--num_samples {config.num_samples}", f"--seed {config.seed}"]
+    if config.batch_size != EvaluationConfig.batch_size:  # the batches' seeds follow the batches
+        parts.append(f"--batch_size {config.batch_size}")
     if config.skip_samples:
         parts = ["--skip_samples"]
     if config.judge != "auto":

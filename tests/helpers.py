@@ -73,3 +73,18 @@ def png_declaring(path: Path, width: int, height: int) -> Path:
     chunks = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
     return path
+
+
+def _raw_pickle(*opcodes: bytes) -> bytes:
+    return b"\x80\x02" + b"".join(opcodes) + b"."
+
+
+# Tiny pickles that torch.load(weights_only=True) would act on (allocate, call) before refusing, and what names them.
+HOSTILE_PICKLES = [
+    # bytearray(2**31 - 1): 2 GiB allocated by weights_only's unpickler before any check of the result
+    (_raw_pickle(b"c__builtin__\nbytearray\n", b"J\xff\xff\xff\x7f\x85R"), "__builtin__.bytearray"),
+    (_raw_pickle(b"cposix\nsystem\n", b"X\x02\x00\x00\x00id\x85R"), "posix.system"),
+    (_raw_pickle(b"c_codecs\nencode\n", b"X\x01\x00\x00\x00aX\x05\x00\x00\x00utf-8\x86R"), "_codecs.encode"),
+    (_raw_pickle(b"\x8c\x08builtins\x94\x8c\x03set\x94\x93)R"), "builtins.set"),  # STACK_GLOBAL, memoized
+    (_raw_pickle(b"]\x94(K\x01K\x02e\x8f\x94."), "the pickle opcode EMPTY_SET"),
+]

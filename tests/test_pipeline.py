@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from helpers import HOSTILE_PICKLES
 from ncsn_pipeline import (
     GaussianMixtureScore,
     NCSNPipeline,
@@ -230,21 +231,7 @@ def test_a_malicious_bin_is_refused_and_its_payload_never_runs(tmp_path, where):
     assert target.exists()
 
 
-def _raw_pickle(*opcodes: bytes) -> bytes:
-    return b"\x80\x02" + b"".join(opcodes) + b"."
-
-
-@pytest.mark.parametrize(
-    "payload, named",
-    [
-        # bytearray(2**31 - 1): 2 GiB allocated by weights_only's unpickler before any check of the result
-        (_raw_pickle(b"c__builtin__\nbytearray\n", b"J\xff\xff\xff\x7f\x85R"), "__builtin__.bytearray"),
-        (_raw_pickle(b"cposix\nsystem\n", b"X\x02\x00\x00\x00id\x85R"), "posix.system"),
-        (_raw_pickle(b"c_codecs\nencode\n", b"X\x01\x00\x00\x00aX\x05\x00\x00\x00utf-8\x86R"), "_codecs.encode"),
-        (_raw_pickle(b"\x8c\x08builtins\x94\x8c\x03set\x94\x93)R"), "builtins.set"),  # STACK_GLOBAL, memoized
-        (_raw_pickle(b"]\x94(K\x01K\x02e\x8f\x94."), "the pickle opcode EMPTY_SET"),
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize("payload, named", HOSTILE_PICKLES)
 def test_a_bin_pickle_is_read_before_it_is_unpickled_and_refused_by_name(tmp_path, monkeypatch, payload, named):
     """The allowed callables of weights_only cost CPU and memory in proportion to their arguments, not to the file:
     the pickle's opcodes are read first (nothing executed) and anything a dict of tensors never holds is refused

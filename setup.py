@@ -85,6 +85,7 @@ setup(
             "ncsn-export=ncsn_pipeline.cli.export:main",
             "ncsn-convert=ncsn_pipeline.cli.convert:main",
             "ncsn-tune-steps=ncsn_pipeline.cli.tune_steps:main",
+            "ncsn-reconstruct-ema=ncsn_pipeline.cli.reconstruct_ema:main",
         ],
     },
     classifiers=[

@@ -87,6 +87,7 @@ HELP_WORDS = {
     "ncsn-train-classifier": ["--pipeline", "--output_dir"],
     "ncsn-convert": ["--config", "--weights"],
     "ncsn-tune-steps": ["--num_inference_steps", "--in_place", "--output_dir", "--make_default"],
+    "ncsn-reconstruct-ema": ["--sigma_rel", "--at_step", "--evaluate", "--report", "sigma_rel"],
 }
 
 

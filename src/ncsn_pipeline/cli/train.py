@@ -193,6 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     training.add_argument("--ema_decay", type=float, help="EMA decay (NCSNv2 uses 0.999)")
     training.add_argument(
+        "--posthoc_ema",
+        action="store_true",
+        help="also keep EDM2's two power-function EMA profiles (sigma_rel 0.05 and 0.10) and save them every "
+        "--posthoc_ema_interval steps into OUTPUT_DIR/posthoc_ema/, so that ncsn-reconstruct-ema can choose the EMA "
+        "length after training (default: off)",
+    )
+    training.add_argument(
+        "--posthoc_ema_interval", type=positive_int, help="steps between post-hoc EMA snapshots (default: 500)"
+    )
+    training.add_argument(
         "--mixed_precision", choices=("no", "fp16", "bf16"), help="autocast precision (loss stays fp32)"
     )
 

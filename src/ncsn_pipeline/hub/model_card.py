@@ -201,6 +201,13 @@ def render_model_card(
     elif args.get("loss"):
         loss += ", sigma uniform over the noise levels"
     ema = f", EMA {args['ema_decay']}" if args.get("use_ema") else ""
+    posthoc = training.get("posthoc_ema")
+    if posthoc:  # ncsn-reconstruct-ema replaced the weights with a power-function EMA rebuilt from snapshots
+        ema = (
+            f", post-hoc EMA (Karras et al. 2024): the power-function profile sigma_rel {posthoc['sigma_rel']:g} at "
+            f"step {posthoc['step']}, rebuilt from {posthoc['snapshots']} snapshots of the profiles "
+            f"{', '.join(f'{value:g}' for value in posthoc['tracked_sigma_rels'])}"
+        )
     optimisation = (
         f"Adam, lr {args.get('learning_rate')}, batch {args.get('train_batch_size')} x "
         f"{args.get('gradient_accumulation_steps')} accumulation x {training.get('num_processes')} process(es), "

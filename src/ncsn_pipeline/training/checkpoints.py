@@ -33,6 +33,8 @@ ARGS_BEFORE_THEY_EXISTED = {
     "log_normal_mean": None,
     "log_normal_std": 1.2,
     "loss_weighting": "sigma2",
+    "posthoc_ema": False,
+    "posthoc_ema_interval": 500,
 }
 RESUME_MUST_MATCH = (
     "dataset_name",
@@ -75,9 +77,14 @@ RESUME_MUST_MATCH = (
     "lr_warmup_steps",
     "use_ema",
     "ema_decay",
+    "posthoc_ema",
+    "posthoc_ema_interval",
     "seed",
     "num_processes",
 )
+
+
+POSTHOC_EMA_STATE = "posthoc_ema.safetensors"  # a checkpoint's power-function profiles (--posthoc_ema)
 
 
 def recorded_args(args: argparse.Namespace) -> Dict[str, Any]:
@@ -260,6 +267,7 @@ def save_checkpoint(
     ema_model,
     train_seconds: float,
     segments: List[Dict[str, str]],
+    posthoc_ema=None,
 ) -> Path:
     """Write ``checkpoint-<step>`` atomically: into a temporary folder, marked complete, then renamed."""
     final = output_dir / f"checkpoint-{global_step}"
@@ -274,6 +282,8 @@ def save_checkpoint(
         if ema_model is not None and accelerator.is_main_process:
             ema_state = {f"shadow.{i}": p.detach().cpu().contiguous() for i, p in enumerate(ema_model.shadow_params)}
             save_file(ema_state, temporary / "ema.safetensors")
+        if posthoc_ema is not None and accelerator.is_main_process:  # the power-function profiles, as they are now
+            save_file(posthoc_ema.state_dict(), temporary / POSTHOC_EMA_STATE)
     except (OSError, RuntimeError) as error:
         if not is_disk_full(error):
             raise
@@ -306,7 +316,9 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(accelerator, checkpoint: Path, randomness, ema_model) -> Tuple[int, float, List[Dict[str, str]]]:
+def load_checkpoint(
+    accelerator, checkpoint: Path, randomness, ema_model, posthoc_ema=None
+) -> Tuple[int, float, List[Dict[str, str]]]:
     """Restore everything ``save_checkpoint`` wrote; return the global step, the training time and the segments."""
     accelerator.load_state(str(checkpoint))
     randomness.load(checkpoint, accelerator.process_index)
@@ -316,4 +328,6 @@ def load_checkpoint(accelerator, checkpoint: Path, randomness, ema_model) -> Tup
         for index, parameter in enumerate(ema_model.shadow_params):
             parameter.data.copy_(ema_state[f"shadow.{index}"])
         ema_model.optimization_step = marker["ema_optimization_step"]
+    if posthoc_ema is not None:
+        posthoc_ema.load_state_dict(load_file(checkpoint / POSTHOC_EMA_STATE))
     return int(marker["global_step"]), float(marker.get("train_seconds", 0.0)), list(marker.get("segments", []))

@@ -30,6 +30,7 @@ MODELS = ("auto", "ncsnv2", "edm-unet", "mlp")
 
 # Range checks per field (the cross-field rules are in `TrainingConfig.validate`).
 _POSITIVE_INTS = (
+    "posthoc_ema_interval",
     "resolution", "num_toy_samples", "ngf", "layers_per_block", "hidden_size", "num_layers", "steps_per_level",
     "train_batch_size", "max_train_steps", "gradient_accumulation_steps", "threads", "checkpointing_steps",
     "num_samples",
@@ -118,6 +119,8 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     use_ema: bool = True
     ema_decay: float = 0.999
+    posthoc_ema: bool = False
+    posthoc_ema_interval: int = 500
     mixed_precision: Optional[str] = None
     threads: int = 1
     # Checkpoints, logs, samples, what is left behind.

@@ -371,6 +371,11 @@ def train(config: TrainingConfig) -> Path:
     model, optimizer, dataloader, lr_scheduler = accelerator.prepare(model, optimizer, dataloader, lr_scheduler)
     if ema_model is not None:
         ema_model.to(accelerator.device)
+    posthoc_ema = None
+    if config.posthoc_ema and accelerator.is_main_process:  # the weights agree on every process: one copy will do
+        from .posthoc_ema import PowerFunctionEMA
+
+        posthoc_ema = PowerFunctionEMA(accelerator.unwrap_model(model).named_parameters())
 
     # 3. Resume.
     global_step, earlier_seconds, segments = 0, 0.0, []
@@ -394,8 +399,15 @@ def train(config: TrainingConfig) -> Path:
             )
         else:
             check_resume_compatible(checkpoint, config, accelerator.num_processes)
-            global_step, earlier_seconds, segments = load_checkpoint(accelerator, checkpoint, randomness, ema_model)
+            global_step, earlier_seconds, segments = load_checkpoint(
+                accelerator, checkpoint, randomness, ema_model, posthoc_ema
+            )
             logger.info(f"Resumed from {checkpoint} at step {global_step}.")
+    if posthoc_ema is not None:
+        from .posthoc_ema import remove_snapshots_after, save_snapshot
+
+        for stale in remove_snapshots_after(output_dir, global_step):
+            logger.warning(f"Removed {stale.name}: written after the checkpoint this run resumes from.")
 
     if accelerator.is_main_process:
         run_config = {
@@ -474,6 +486,10 @@ def train(config: TrainingConfig) -> Path:
             if ema_model is not None:
                 ema_model.step(model.parameters())
             global_step += 1
+            if posthoc_ema is not None:
+                posthoc_ema.update(accelerator.unwrap_model(model).named_parameters(), global_step)
+                if global_step % config.posthoc_ema_interval == 0:
+                    save_snapshot(output_dir, global_step, posthoc_ema)
             # One gather per step carries the loss and whether any process was asked to stop.
             # The time limit too: every process must agree on the last step.
             flags = torch.tensor([float(stop.requested), float(out_of_time())], device=loss.device)
@@ -502,8 +518,9 @@ def train(config: TrainingConfig) -> Path:
             if global_step % config.checkpointing_steps == 0 or stop_now or time_up:  # the time cap ends as a signal
                 elapsed = earlier_seconds + time.perf_counter() - started
                 save_checkpoint(
-                    accelerator, output_dir, global_step, config, randomness, ema_model, elapsed, segments_so_far()
-                )
+                    accelerator, output_dir, global_step, config, randomness, ema_model, elapsed, segments_so_far(),
+                    posthoc_ema,
+                )  # fmt: skip
             if stop_now:
                 progress.close()
                 accelerator.end_training()
@@ -535,6 +552,8 @@ def train(config: TrainingConfig) -> Path:
 
     # 5. The pipeline folder: components first, model_index.json last, so a half-written folder never loads.
     accelerator.wait_for_everyone()
+    if posthoc_ema is not None and global_step % config.posthoc_ema_interval != 0:
+        save_snapshot(output_dir, global_step, posthoc_ema)  # the last step too, whatever the interval
     if accelerator.is_main_process:
         pipeline = _pipeline(accelerator, model, ema_model, scheduler, data, config)
         record = training_record(config, data, global_step, train_seconds, _hardware(accelerator), segments_so_far())

@@ -182,3 +182,4 @@ def test_a_sweep_judges_each_width_side_by_side(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "sigma_rel 0.05 (step 12)" in printed and "sigma_rel 0.12 (step 12)" in printed
     assert not math.isnan(rows[0]["figures"]["network calls per sample"])
+

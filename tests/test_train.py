@@ -739,3 +739,22 @@ def test_an_old_training_record_reads_back_as_a_config():
     assert all(getattr(config, key) == value for key, value in recorded.items() if key != "report_to")
     assert "hub_token" not in TrainingConfig(hub_token="hf_secret").to_record()
     assert "hf_secret" not in repr(TrainingConfig(hub_token="hf_secret"))
+
+
+def test_edm2_learning_rate_decay_is_what_training_logs(tmp_path):
+    """--lr_scheduler inverse_sqrt: lr constant to --lr_decay_steps, then lr / sqrt(step / decay), in the loss log
+    (the log's lr is the rate for the next step: scheduler step = optimizer steps so far)."""
+    out = tmp_path / "run"
+    arguments = [*TOY, "--lr_scheduler", "inverse_sqrt", "--lr_decay_steps", "3", "--learning_rate", "0.01"]
+    assert main([*arguments, "--max_train_steps", "12", "--output_dir", str(out)]) == 0
+    logged = [json.loads(line) for line in (out / "logs" / "loss.jsonl").read_text().splitlines()]
+    expected = [0.01 / math.sqrt(max(entry["step"] / 3, 1.0)) for entry in logged]
+    assert [entry["lr"] for entry in logged] == pytest.approx(expected, rel=1e-9)
+    assert "decayed as 1 / sqrt(step / 3) after step 3" in render_model_card(out).text
+
+
+def test_an_unknown_learning_rate_schedule_is_named_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*TOY, "--lr_scheduler", "inverse_square", "--output_dir", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    assert "--lr_scheduler must be one of [" in capsys.readouterr().err and not (tmp_path / "x").exists()

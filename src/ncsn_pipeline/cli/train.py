@@ -178,8 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     training.add_argument("--gradient_accumulation_steps", type=positive_int, help="batches per update")
     training.add_argument("--learning_rate", type=positive_float, help="Adam learning rate")
-    training.add_argument("--lr_scheduler", help="a diffusers get_scheduler name")
+    training.add_argument(
+        "--lr_scheduler",
+        help="a diffusers get_scheduler name, or inverse_sqrt (EDM2: lr / sqrt(max(step / --lr_decay_steps, 1)))",
+    )
     training.add_argument("--lr_warmup_steps", type=int, help="learning-rate warm-up updates")
+    training.add_argument(
+        "--lr_decay_steps", type=positive_int, help="with --lr_scheduler inverse_sqrt: where the decay starts (1000)"
+    )
     training.add_argument("--adam_beta1", type=float, help="Adam's first-moment decay")
     training.add_argument("--adam_beta2", type=float, help="Adam's second-moment decay")
     training.add_argument("--adam_weight_decay", type=float, help="Adam's L2 weight decay")

@@ -201,6 +201,9 @@ def render_model_card(
     elif args.get("loss"):
         loss += ", sigma uniform over the noise levels"
     ema = f", EMA {args['ema_decay']}" if args.get("use_ema") else ""
+    decay = ""
+    if args.get("lr_scheduler") == "inverse_sqrt":
+        decay = f" decayed as 1 / sqrt(step / {args.get('lr_decay_steps')}) after step {args.get('lr_decay_steps')}"
     posthoc = training.get("posthoc_ema")
     if posthoc:  # ncsn-reconstruct-ema replaced the weights with a power-function EMA rebuilt from snapshots
         ema = (
@@ -209,7 +212,7 @@ def render_model_card(
             f"{', '.join(f'{value:g}' for value in posthoc['tracked_sigma_rels'])}"
         )
     optimisation = (
-        f"Adam, lr {args.get('learning_rate')}, batch {args.get('train_batch_size')} x "
+        f"Adam, lr {args.get('learning_rate')}{decay}, batch {args.get('train_batch_size')} x "
         f"{args.get('gradient_accumulation_steps')} accumulation x {training.get('num_processes')} process(es), "
         f"gradient clipping {args.get('max_grad_norm')}{ema}"
         if args

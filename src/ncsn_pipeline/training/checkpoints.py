@@ -35,6 +35,7 @@ ARGS_BEFORE_THEY_EXISTED = {
     "loss_weighting": "sigma2",
     "posthoc_ema": False,
     "posthoc_ema_interval": 500,
+    "lr_decay_steps": 1000,
 }
 RESUME_MUST_MATCH = (
     "dataset_name",
@@ -75,6 +76,7 @@ RESUME_MUST_MATCH = (
     "adam_epsilon",
     "lr_scheduler",
     "lr_warmup_steps",
+    "lr_decay_steps",
     "use_ema",
     "ema_decay",
     "posthoc_ema",

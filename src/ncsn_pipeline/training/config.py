@@ -27,10 +27,11 @@ from ..checks import check_data_range, check_fields
 from ..data.names import FASHION_MNIST  # the data set whose train_data_dir is the folder of its IDX files
 
 MODELS = ("auto", "ncsnv2", "edm-unet", "mlp")
+INVERSE_SQRT = "inverse_sqrt"  # EDM2's learning-rate decay (`inverse_sqrt_decay`), besides diffusers' schedules
 
 # Range checks per field (the cross-field rules are in `TrainingConfig.validate`).
 _POSITIVE_INTS = (
-    "posthoc_ema_interval",
+    "posthoc_ema_interval", "lr_decay_steps",
     "resolution", "num_toy_samples", "ngf", "layers_per_block", "hidden_size", "num_layers", "steps_per_level",
     "train_batch_size", "max_train_steps", "gradient_accumulation_steps", "threads", "checkpointing_steps",
     "num_samples",
@@ -112,6 +113,7 @@ class TrainingConfig:
     learning_rate: float = 0.001
     lr_scheduler: str = "constant_with_warmup"
     lr_warmup_steps: int = 0
+    lr_decay_steps: int = 1000
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_weight_decay: float = 0.0
@@ -188,6 +190,11 @@ class TrainingConfig:
                 f"--log_normal_mean must be a number from {-MAX_ABS_LOG_NORMAL_MEAN:g} to {MAX_ABS_LOG_NORMAL_MEAN:g} "
                 f"(log sigma), got {self.log_normal_mean!r}"
             )
+        from diffusers.optimization import SchedulerType
+
+        schedules = [kind.value for kind in SchedulerType] + [INVERSE_SQRT]
+        if self.lr_scheduler not in schedules:
+            raise ValueError(f"--lr_scheduler must be one of {schedules}, got {self.lr_scheduler!r}")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"--ema_decay must lie in (0, 1), got {self.ema_decay}")
         if self.save_guide_at is not None and self.save_guide_at >= self.max_train_steps:
@@ -274,3 +281,14 @@ class ClassifierTrainingConfig:
         if self.sigma_min is not None and self.sigma_max is not None and self.sigma_min >= self.sigma_max:
             raise ValueError(f"--sigma_min ({self.sigma_min}) must be smaller than --sigma_max ({self.sigma_max})")
         return self
+
+
+def inverse_sqrt_decay(step: int, decay_steps: int, warmup_steps: int = 0) -> float:
+    """EDM2's learning-rate factor (Karras et al. 2024, §2.3): constant until ``decay_steps``, then
+    ``1 / sqrt(step / decay_steps)``; times a linear warm-up over ``warmup_steps``.
+
+    >>> [round(inverse_sqrt_decay(step, 100), 3) for step in (0, 100, 400, 10_000)]
+    [1.0, 1.0, 0.5, 0.1]
+    """
+    warmup = min(step / warmup_steps, 1.0) if warmup_steps else 1.0
+    return warmup / max(step / decay_steps, 1.0) ** 0.5

@@ -47,7 +47,7 @@ from .checkpoints import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from .config import SIGMA_DATA_RANGE, TrainingConfig
+from .config import INVERSE_SQRT, SIGMA_DATA_RANGE, TrainingConfig, inverse_sqrt_decay
 from .data import load_training_data
 from .records import command_line, training_record, trim_loss_log
 from .signals import StopRequest, TrainingInterrupted
@@ -362,12 +362,18 @@ def train(config: TrainingConfig) -> Path:
         drop_last=True,
         num_workers=config.dataloader_num_workers,
     )
-    lr_scheduler = get_scheduler(
-        config.lr_scheduler,
-        optimizer=optimizer,
-        num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=config.max_train_steps * accelerator.num_processes,
-    )
+    if config.lr_scheduler == INVERSE_SQRT:  # EDM2's schedule (a step of the scheduler per process, as diffusers')
+        decay = config.lr_decay_steps * accelerator.num_processes
+        warmup = config.lr_warmup_steps * accelerator.num_processes
+        factor = lambda step: inverse_sqrt_decay(step, decay, warmup)  # noqa: E731 (LambdaLR takes a function)
+        lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    else:
+        lr_scheduler = get_scheduler(
+            config.lr_scheduler,
+            optimizer=optimizer,
+            num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
+            num_training_steps=config.max_train_steps * accelerator.num_processes,
+        )
     model, optimizer, dataloader, lr_scheduler = accelerator.prepare(model, optimizer, dataloader, lr_scheduler)
     if ema_model is not None:
         ema_model.to(accelerator.device)

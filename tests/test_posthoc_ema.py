@@ -183,3 +183,13 @@ def test_a_sweep_judges_each_width_side_by_side(tmp_path, capsys):
     assert "sigma_rel 0.05 (step 12)" in printed and "sigma_rel 0.12 (step 12)" in printed
     assert not math.isnan(rows[0]["figures"]["network calls per sample"])
 
+
+
+def test_a_sweep_checks_every_width_before_judging_any(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    arguments = [*TOY, "--posthoc_ema", "--posthoc_ema_interval", "5", "--max_train_steps", "20"]
+    assert train_main([*arguments, "--output_dir", str(run)]) == 0
+    monkeypatch.setattr(reconstruct_ema, "_judge", lambda *args: pytest.fail("judged before checking every width"))
+    with pytest.raises(SystemExit) as exit_info:
+        reconstruct_ema.main([str(run), "--sigma_rel", "0.08", "0.01", "--evaluate"])
+    assert exit_info.value.code == 2 and "--sigma_rel 0.01 cannot be reconstructed" in capsys.readouterr().err

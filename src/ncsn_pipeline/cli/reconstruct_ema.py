@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> List[Dict[str, Any]]:
     from ..folder_records import read_training
     from ..pretrained import load_pipeline  # here, not at the top: --help loads no PyTorch
     from ..training.loop import save_pipeline_folder
-    from ..training.posthoc_ema import SNAPSHOT_FOLDER, reconstruct
+    from ..training.posthoc_ema import SNAPSHOT_FOLDER, reconstruct, reconstruction_plan
 
     folder = Path(args.folder)
     if not (folder / "model_index.json").is_file():
@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> List[Dict[str, Any]]:
         raise ValueError("Nothing to do: give --output_dir for the pipeline, or --evaluate to judge the widths.")
     if args.output_dir is not None and Path(args.output_dir).exists():
         raise ValueError(f"--output_dir {args.output_dir} already exists; choose a new folder.")
+    for sigma_rel in args.sigma_rel:  # every width checked before the first (slow) reconstruction or evaluation
+        reconstruction_plan(folder, sigma_rel, args.at_step)
     pipe = load_pipeline(str(folder))
     pipe.set_progress_bar_config(disable=True)
     training = read_training(folder) or {}

@@ -182,19 +182,17 @@ def _snapshot_profiles(path: Path) -> List[float]:
         return [float(value) for value in json.loads(handle.metadata()["sigma_rels"])]
 
 
-def reconstruct(
-    output_dir: Path, sigma_rel: float, at_step: Optional[int] = None, progress: Optional[Callable[[str], None]] = None
-) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
-    """The weights of the power-function profile ``sigma_rel`` at ``at_step`` (default: the last snapshot's step),
-    from the snapshots of ``output_dir`` up to that step (step 3), and a record of how (for the card).
+def reconstruction_plan(
+    output_dir: Path, sigma_rel: float, at_step: Optional[int] = None
+) -> Tuple[int, List[Tuple[int, Path]], List[float], float]:
+    """What `reconstruct` will do, without reading any weights: the step, the snapshot files it uses, one
+    coefficient per (snapshot, tracked profile) in file order, and the fit's relative error.
 
     Raises:
         ValueError: no snapshots; ``at_step`` before the first one or after the last; a ``sigma_rel`` outside
             (0, `MAX_SIGMA_REL`]; or one the snapshots cannot represent (relative error of the fitted weighting above
             `MAX_RELATIVE_ERROR`; the message gives the range they can).
     """
-    from safetensors.torch import load_file
-
     snapshots = list_snapshots(output_dir)
     if not snapshots:
         raise ValueError(
@@ -206,8 +204,7 @@ def reconstruct(
         raise ValueError(f"--at_step must lie from the first to the last snapshot ({first} to {last}), got {at_step}.")
     target_gamma = sigma_rel_to_gamma(sigma_rel)
     used = [(step, path) for step, path in snapshots if step <= at_step]
-    profiles = [(step, path, tracked) for step, path in used for tracked in _snapshot_profiles(path)]
-    points = [(step, sigma_rel_to_gamma(tracked)) for step, _, tracked in profiles]
+    points = [(step, sigma_rel_to_gamma(tracked)) for step, path in used for tracked in _snapshot_profiles(path)]
     coefficients, error = reconstruction_coefficients(points, (at_step, target_gamma))
     if error > MAX_RELATIVE_ERROR:
         representable = [
@@ -220,11 +217,25 @@ def reconstruct(
             f"weighting is {error:.0%} off, above {MAX_RELATIVE_ERROR:.0%}); they represent sigma_rel {span} at step "
             f"{at_step}."
         )
+    return at_step, used, coefficients, error
+
+
+def reconstruct(
+    output_dir: Path, sigma_rel: float, at_step: Optional[int] = None, progress: Optional[Callable[[str], None]] = None
+) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """The weights of the power-function profile ``sigma_rel`` at ``at_step`` (default: the last snapshot's step),
+    from the snapshots of ``output_dir`` up to that step (step 3), and a record of how (for the card). Raises what
+    `reconstruction_plan` raises."""
+    from safetensors.torch import load_file
+
+    at_step, used, coefficients, error = reconstruction_plan(output_dir, sigma_rel, at_step)
+    tracked_widths = set()
     weights: Dict[str, torch.Tensor] = {}
-    coefficient_of = iter(coefficients)  # in the order of `profiles`: snapshot by snapshot, profile by profile
+    coefficient_of = iter(coefficients)  # in the plan's order: snapshot by snapshot, profile by profile
     for index, (step, path) in enumerate(used):
         state = load_file(str(path))
         for tracked in _snapshot_profiles(path):
+            tracked_widths.add(tracked)
             coefficient, prefix = next(coefficient_of), f"{tracked}/"
             for key, tensor in state.items():
                 if key.startswith(prefix):  # summed in float64: hundreds of terms of both signs
@@ -236,7 +247,7 @@ def reconstruct(
         "sigma_rel": sigma_rel,
         "step": at_step,
         "snapshots": len(used),
-        "tracked_sigma_rels": sorted({tracked for _, _, tracked in profiles}),
+        "tracked_sigma_rels": sorted(tracked_widths),
         "relative_error": round(error, 6),
     }
     return {name: tensor.float() for name, tensor in weights.items()}, record

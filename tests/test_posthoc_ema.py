@@ -193,3 +193,20 @@ def test_a_sweep_checks_every_width_before_judging_any(tmp_path, capsys, monkeyp
     with pytest.raises(SystemExit) as exit_info:
         reconstruct_ema.main([str(run), "--sigma_rel", "0.08", "0.01", "--evaluate"])
     assert exit_info.value.code == 2 and "--sigma_rel 0.01 cannot be reconstructed" in capsys.readouterr().err
+
+
+def test_a_failed_write_leaves_no_output_folder(tmp_path, monkeypatch):
+    from ncsn_pipeline.training import loop
+
+    run = tmp_path / "run"
+    arguments = [*TOY, "--posthoc_ema", "--posthoc_ema_interval", "5", "--max_train_steps", "10"]
+    assert train_main([*arguments, "--output_dir", str(run)]) == 0
+
+    def failing_save(pipeline, output_dir, *args):
+        (output_dir / "unet").mkdir(parents=True)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(loop, "save_pipeline_folder", failing_save)
+    with pytest.raises(SystemExit):
+        reconstruct_ema.main([str(run), "--sigma_rel", "0.08", "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -109,7 +110,11 @@ def run(args: argparse.Namespace) -> List[Dict[str, Any]]:
             shown = ", ".join(f"{name}: {value:.4g}" for name, value in row["figures"].items())
             print(f"sigma_rel {sigma_rel:g} (step {record['step']}): {shown}", flush=True)
         if args.output_dir is not None:
-            save_pipeline_folder(rebuilt, Path(args.output_dir), {**training, "posthoc_ema": record}, 16)
+            try:
+                save_pipeline_folder(rebuilt, Path(args.output_dir), {**training, "posthoc_ema": record}, 16)
+            except BaseException:
+                shutil.rmtree(args.output_dir, ignore_errors=True)  # it did not exist before: no half-written folder
+                raise
             print(f"Wrote the EMA of sigma_rel {sigma_rel:g} at step {record['step']} to {args.output_dir}.")
         rows.append(row)
     if args.evaluate:

@@ -20,7 +20,7 @@ Example:
     >>> round(gamma_to_sigma_rel(sigma_rel_to_gamma(0.05)), 6)
     0.05
     >>> round(sigma_rel_to_gamma(0.10), 3)
-    6.94
+    6.937
 """
 
 from __future__ import annotations
